@@ -1,0 +1,75 @@
+"""Plain-PyTorch reference of the fused assign-and-accumulate step.
+
+It is the definition every fast path is tested against, and the fallback on any
+device. It holds one chunk's ``m x (G * k_max)`` distances, never ``m x k x d``.
+"""
+
+from typing import NamedTuple, Optional
+
+import torch
+
+
+class AssignResult(NamedTuple):
+    labels: torch.Tensor  # (m, G) int64: nearest centre within each group
+    min_sq_distances: torch.Tensor  # (m, G), X's dtype, clamped at 0
+    sums: Optional[torch.Tensor]  # (G, k_max, d), X's dtype: sum of w * x per centre
+    weight_sums: Optional[torch.Tensor]  # (G, k_max), X's dtype: sum of w per centre
+
+
+def assign_accumulate_reference(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+    *,
+    accumulate: bool = True,
+) -> AssignResult:
+    """Assign each row of ``X`` to its nearest centre in every group, and accumulate.
+
+    Parameters
+    ----------
+    X : (m, d) tensor, float32 or float64.
+    centers : (G, k_max, d) tensor, X's dtype and device. Groups with fewer than
+        ``k_max`` centres are padded with any finite rows.
+    center_sq_norms : (G, k_max) tensor, ``||c||^2``, with ``+inf`` at padding so
+        that a padded slot is never chosen.
+    weights : (m,) tensor or None (all ones).
+    accumulate : when False, ``sums`` and ``weight_sums`` are None (prediction).
+
+    Ties go to the lowest index, like ``torch.argmin`` and scikit-learn.
+    """
+    n_groups, k_max, n_features = centers.shape
+    flat_centers = centers.reshape(n_groups * k_max, n_features)
+    # ||x - c||^2 = ||x||^2 + ||c||^2 - 2 x.c ; the ||x||^2 term does not change the argmin.
+    partial = torch.addmm(
+        center_sq_norms.reshape(1, -1), X, flat_centers.T, beta=1.0, alpha=-2.0
+    ).view(-1, n_groups, k_max)
+    partial_min, labels = partial.min(dim=2)
+    x_sq_norms = (X * X).sum(dim=1, keepdim=True)
+    min_sq_distances = (partial_min + x_sq_norms).clamp_min_(0)
+    if not accumulate:
+        return AssignResult(labels, min_sq_distances, None, None)
+
+    flat_index = (
+        labels + torch.arange(n_groups, device=X.device).mul_(k_max).view(1, -1)
+    ).reshape(-1)
+    row_weights = (
+        torch.ones(X.shape[0], dtype=X.dtype, device=X.device)
+        if weights is None
+        else weights.to(X.dtype)
+    )
+    weighted_X = X * row_weights[:, None]
+    sums = torch.zeros(n_groups * k_max, n_features, dtype=X.dtype, device=X.device)
+    sums.index_add_(0, flat_index, weighted_X.repeat_interleave(n_groups, dim=0)
+                    if n_groups > 1 else weighted_X)
+    weight_sums = torch.zeros(n_groups * k_max, dtype=X.dtype, device=X.device)
+    weight_sums.index_add_(
+        0, flat_index,
+        row_weights.repeat_interleave(n_groups) if n_groups > 1 else row_weights,
+    )
+    return AssignResult(
+        labels,
+        min_sq_distances,
+        sums.view(n_groups, k_max, n_features),
+        weight_sums.view(n_groups, k_max),
+    )
