@@ -11,10 +11,15 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
+from sklearn.utils import check_array
+
+from .. import _arrays
+from .._device import resolve_device
 
 __all__ = [
     "ValidatedInput",
     "check_number_of_labels",
+    "data_to_tensor",
     "resolve_device",
     "to_output",
     "validate",
@@ -22,88 +27,45 @@ __all__ = [
 ]
 
 
-def resolve_device(device: Any, data: Any = None) -> torch.device:
-    """Turn ``device`` into a :class:`torch.device`, checking that it exists.
-
-    ``"auto"`` keeps a torch tensor where it already lives (no copy), and
-    otherwise picks CUDA when it is available, else the CPU.
-    """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        if isinstance(data, torch.Tensor):
-            return data.device
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
-        ) from error
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available; "
-                "use device='auto' or 'cpu'"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} does not exist: this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-    return resolved
-
-
 def _is_cupy(array: Any) -> bool:
-    return type(array).__module__.split(".")[0] == "cupy"
+    return _arrays.is_cupy_array(array)
 
 
 def _is_pandas(array: Any) -> bool:
     return type(array).__module__.split(".")[0] == "pandas"
 
 
-def _data_to_tensor(X: Any) -> torch.Tensor:
-    """Convert numpy / pandas / torch / CuPy / nested lists to a 2-D tensor."""
-    if isinstance(X, torch.Tensor):
-        tensor = X
-    elif _is_cupy(X):
-        # DLPack shares the GPU buffer with torch: no copy through the host.
-        tensor = torch.from_dlpack(X)
-    else:
-        if _is_pandas(X) and hasattr(X, "dtypes"):
-            dtypes = getattr(X, "dtypes")
-            if hasattr(dtypes, "items"):
-                bad = [str(c) for c, t in dtypes.items() if not _is_numeric_dtype(t)]
-                if bad:
-                    raise ValueError(
-                        f"X has non-numeric column(s) {bad}; select or encode them first"
-                    )
-            X = X.to_numpy()
-        try:
-            array = np.asarray(X)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"X could not be read as a numeric array: {error}") from error
-        if array.dtype == object or array.dtype.kind not in "biuf":
-            raise ValueError(
-                f"X must be numeric, got an array of dtype {array.dtype}"
-            )
-        if array.dtype.kind != "f":
-            array = array.astype(np.float64)
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.dtype not in (torch.float32, torch.float64):
-        if tensor.is_floating_point():
-            tensor = tensor.to(torch.float32)  # float16 / bfloat16: too coarse to sum in
-        elif tensor.is_complex():
-            raise ValueError("X must be real-valued, got a complex tensor")
-        else:
-            tensor = tensor.to(torch.float64)
-    return tensor
+def _check_dataframe_columns(X: Any) -> None:
+    """Name the non-numeric columns of a DataFrame (check_array would only say
+    that some string could not be converted)."""
+    dtypes = getattr(X, "dtypes", None)
+    if _is_pandas(X) and hasattr(dtypes, "items"):
+        bad = [str(c) for c, t in dtypes.items() if not _is_numeric_dtype(t)]
+        if bad:
+            raise ValueError(f"X has non-numeric column(s) {bad}; select or encode them first")
 
 
 def _is_numeric_dtype(dtype: Any) -> bool:
     try:
         return np.dtype(dtype).kind in "biuf"
     except TypeError:
-        # pandas extension dtypes (nullable Int64, Float64, ...)
+        # pandas extension dtypes (nullable Int64, Float64, string, ...)
         return getattr(dtype, "kind", "O") in "biuf"
+
+
+def data_to_tensor(X: Any, device: torch.device) -> tuple[torch.Tensor, _arrays.OutputKind]:
+    """X as a finite 2-D float32/float64 tensor on ``device``, and how to hand results back.
+
+    Same rules as the estimator: tensors and CuPy arrays are used in place
+    (DLPack), everything else goes through scikit-learn's ``check_array``.
+    """
+    if _arrays.is_tensor_like(X):
+        tensor, output = _arrays.tensor_from_tensor_like(X)
+        tensor = _arrays.check_tensor_2d(tensor)
+        return _arrays.to_device(tensor.detach(), device), output
+    _check_dataframe_columns(X)
+    array = check_array(X, dtype=[np.float64, np.float32], order="C")
+    return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
 
 
 def _encode_labels(labels: Any, n_samples: int, device: torch.device):
@@ -156,29 +118,19 @@ class ValidatedInput(NamedTuple):
     X: torch.Tensor  # (n, d) float32/float64 on the compute device
     labels: torch.Tensor  # (n,) int64 codes 0..n_labels-1 on the compute device
     n_labels: int
-    like: Any  # the caller's X, to shape outputs after it
+    output: _arrays.OutputKind  # how results go back to the caller
 
 
 def validate(
     X: Any, labels: Any, device: Any = "auto", *, check_labels: bool = True
 ) -> ValidatedInput:
     """Validate ``X`` and ``labels`` and move them to the compute device."""
-    compute_device = resolve_device(device, X)
-    tensor = _data_to_tensor(X)
-    if tensor.dim() != 2:
-        raise ValueError(
-            f"X must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
-        )
-    n_samples, n_features = tensor.shape
-    if n_samples == 0 or n_features == 0:
-        raise ValueError(f"X is empty: shape {tuple(tensor.shape)}")
-    tensor = tensor.to(compute_device)
-    if not bool(torch.isfinite(tensor).all()):
-        raise ValueError("X contains NaN or infinity")
-    codes, n_labels = _encode_labels(labels, n_samples, compute_device)
+    compute_device = resolve_device(device)
+    tensor, output = data_to_tensor(X, compute_device)
+    codes, n_labels = _encode_labels(labels, tensor.shape[0], compute_device)
     if check_labels:
-        check_number_of_labels(n_labels, n_samples)
-    return ValidatedInput(tensor, codes, n_labels, X)
+        check_number_of_labels(n_labels, tensor.shape[0])
+    return ValidatedInput(tensor, codes, n_labels, output)
 
 
 def validate_sample_weight(
@@ -211,13 +163,7 @@ def validate_sample_weight(
     return weights
 
 
-def to_output(values: torch.Tensor, like: Any):
-    """Return ``values`` in the caller's array type: torch in, torch out; CuPy in,
-    CuPy out; anything else gives numpy."""
-    if isinstance(like, torch.Tensor):
-        return values.to(like.device)
-    if _is_cupy(like):
-        import cupy  # only reachable when the caller passed a CuPy array
-
-        return cupy.from_dlpack(values.contiguous())
-    return values.cpu().numpy()
+def to_output(values: torch.Tensor, output: _arrays.OutputKind):
+    """Return ``values`` as the caller's array type: numpy unless X was a torch
+    tensor (a tensor on X's device) or a CuPy array."""
+    return _arrays.to_output(values, output)

@@ -143,7 +143,7 @@ def silhouette_samples(
     data = validate(X, labels, device)
     block = _resolve_block(block_size, data.X.device)
     values = _exact_silhouette_sorted(data.X, data.labels, data.n_labels, block)
-    return to_output(values.to(data.X.dtype), data.like)
+    return to_output(values.to(data.X.dtype), data.output)
 
 
 def silhouette_score(

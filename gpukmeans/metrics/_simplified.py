@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ._inputs import _data_to_tensor, check_number_of_labels, to_output, validate
+from ._inputs import check_number_of_labels, data_to_tensor, to_output, validate
 from ._inputs import validate_sample_weight
 from ._scores import weighted_centroids
 
@@ -56,7 +56,8 @@ def _prepare(X, labels, centers, device):
         centroids, _ = weighted_centroids(data.X, data.labels, data.n_labels, None)
         return data, data.labels, data.n_labels, centroids
     data = validate(X, labels, device, check_labels=False)
-    centers_t = _data_to_tensor(centers).to(device=data.X.device, dtype=torch.float64)
+    centers_t, _ = data_to_tensor(centers, data.X.device)
+    centers_t = centers_t.to(torch.float64)
     if centers_t.dim() != 2 or centers_t.shape[1] != data.X.shape[1]:
         raise ValueError(
             f"centers must have shape (n_clusters, {data.X.shape[1]}), "
@@ -111,7 +112,7 @@ def simplified_silhouette_samples(
     """
     data, codes, n_labels, centers_t = _prepare(X, labels, centers, device)
     values = _simplified_values(data.X, codes, n_labels, centers_t)
-    return to_output(values, data.like)
+    return to_output(values, data.output)
 
 
 def simplified_silhouette_score(
