@@ -233,7 +233,8 @@ def estimate_silhouettes(
     *,
     confidence: float = 0.95,
     block: Optional[int] = None,
-) -> list[SilhouetteEstimate]:
+    keep_values: bool = False,
+) -> list:
     """Stratified-sample silhouette estimates for several labellings of ``X``.
 
     All labellings share one random permutation, so their samples overlap and
@@ -249,6 +250,12 @@ def estimate_silhouettes(
     generator : CPU generator for the permutation.
     confidence : level of the intervals.
     block : tile side (default: by device).
+    keep_values : also return, per labelling, the scored rows (indices into
+        ``X``) and their silhouettes, as ``(estimate, rows, values)`` tuples.
+
+    Returns
+    -------
+    list of SilhouetteEstimate, or of ``(estimate, rows, values)`` tuples.
     """
     device = X.device
     n_samples = X.shape[0]
@@ -289,6 +296,7 @@ def estimate_silhouettes(
 
     z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
     results: list[Optional[SilhouetteEstimate]] = [None] * len(samples)
+    scored_values: list[Optional[torch.Tensor]] = [None] * len(samples)
     influence_columns = torch.zeros(
         pool_size, total_columns, dtype=torch.float64, device=device
     )
@@ -304,6 +312,7 @@ def estimate_silhouettes(
             block_sums, labels_here, own_counts, counts64
         )
         intra = torch.nan_to_num(intra, nan=0.0)  # single-member clusters
+        scored_values[g] = values
         cluster_weight = sizes64 / n_samples
         per_cluster_mean = torch.zeros_like(counts64).index_add_(0, labels_here, values) / counts64
         estimate = float((cluster_weight * per_cluster_mean).sum())
@@ -349,7 +358,11 @@ def estimate_silhouettes(
                 "sampled",
                 confidence,
             )
-    return results  # type: ignore[return-value]
+    if keep_values:
+        return [
+            (results[g], pool[members[g]], scored_values[g]) for g in range(len(samples))
+        ]
+    return results
 
 
 def _stratified_variance(

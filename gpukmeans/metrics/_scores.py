@@ -15,6 +15,7 @@ from ._inputs import check_number_of_labels, validate, validate_sample_weight
 
 __all__ = [
     "calinski_harabasz_score",
+    "ch_db_many",
     "chunk_rows",
     "davies_bouldin_score",
     "weighted_centroids",
@@ -96,22 +97,8 @@ def calinski_harabasz_score(
     50.0
     """
     X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    centroids, totals = weighted_centroids(X_t, codes, n_labels, weights)
-    total_weight = totals.sum()
-    grand_mean = (centroids * totals[:, None]).sum(dim=0) / total_weight
-    between = float((totals * ((centroids - grand_mean) ** 2).sum(dim=1)).sum())
-    within = 0.0
-    step = chunk_rows(X_t.device, X_t.shape[1])
-    for start in range(0, X_t.shape[0], step):
-        rows = X_t[start : start + step].to(torch.float64)
-        residual_sq = ((rows - centroids[codes[start : start + step]]) ** 2).sum(dim=1)
-        if weights is not None:
-            residual_sq = residual_sq * weights[start : start + step]
-        within += float(residual_sq.sum())
-    if within == 0.0:
-        return 1.0
-    n_effective = float(total_weight)
-    return between * (n_effective - n_labels) / (within * (n_labels - 1.0))
+    calinski, _ = ch_db_many(X_t, [codes], [n_labels], weights)
+    return calinski[0]
 
 
 def davies_bouldin_score(
@@ -143,19 +130,72 @@ def davies_bouldin_score(
     0.2
     """
     X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    centroids, totals = weighted_centroids(X_t, codes, n_labels, weights)
-    spread = torch.zeros(n_labels, dtype=torch.float64, device=X_t.device)
-    step = chunk_rows(X_t.device, X_t.shape[1])
-    for start in range(0, X_t.shape[0], step):
-        rows = X_t[start : start + step].to(torch.float64)
-        code = codes[start : start + step]
-        distance = torch.linalg.vector_norm(rows - centroids[code], dim=1)
-        if weights is not None:
-            distance = distance * weights[start : start + step]
-        spread.index_add_(0, code, distance)
-    spread /= totals
-    centroid_distances = torch.cdist(centroids, centroids, compute_mode="donot_use_mm_for_euclid_dist")
-    zero = torch.zeros((), dtype=torch.float64, device=X_t.device)
+    _, davies = ch_db_many(X_t, [codes], [n_labels], weights)
+    return davies[0]
+
+
+def ch_db_many(
+    X: torch.Tensor,
+    labelings: list[torch.Tensor],
+    n_labels: list[int],
+    weights: Optional[torch.Tensor] = None,
+) -> tuple[list[float], list[float]]:
+    """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
+
+    Two chunked passes over ``X`` serve every labelling (the k's of a sweep):
+    one for the centroids, one for the residuals. Each labelling must use codes
+    ``0..n_labels[g]-1`` with every cluster non-empty (positive weight) and
+    ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
+    """
+    device = X.device
+    n_samples, n_features = X.shape
+    n_groups = len(labelings)
+    sums = [torch.zeros(k, n_features, dtype=torch.float64, device=device) for k in n_labels]
+    totals = [torch.zeros(k, dtype=torch.float64, device=device) for k in n_labels]
+    step = chunk_rows(device, n_features)
+    for start in range(0, n_samples, step):
+        rows = X[start : start + step].to(torch.float64)
+        w = None if weights is None else weights[start : start + step]
+        weighted_rows = rows if w is None else rows * w[:, None]
+        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=device) if w is None else w
+        for g in range(n_groups):
+            codes = labelings[g][start : start + step]
+            sums[g].index_add_(0, codes, weighted_rows)
+            totals[g].index_add_(0, codes, unit)
+    centroids = [s / t[:, None] for s, t in zip(sums, totals)]
+    within = [0.0] * n_groups
+    spread = [torch.zeros(k, dtype=torch.float64, device=device) for k in n_labels]
+    for start in range(0, n_samples, step):
+        rows = X[start : start + step].to(torch.float64)
+        w = None if weights is None else weights[start : start + step]
+        for g in range(n_groups):
+            codes = labelings[g][start : start + step]
+            residual_sq = ((rows - centroids[g][codes]) ** 2).sum(dim=1)
+            distance = residual_sq.sqrt()
+            if w is not None:
+                residual_sq, distance = residual_sq * w, distance * w
+            within[g] += float(residual_sq.sum())
+            spread[g].index_add_(0, codes, distance)
+
+    calinski, davies = [], []
+    for g in range(n_groups):
+        k = n_labels[g]
+        total_weight = float(totals[g].sum())
+        grand_mean = (centroids[g] * totals[g][:, None]).sum(dim=0) / total_weight
+        between = float((totals[g] * ((centroids[g] - grand_mean) ** 2).sum(dim=1)).sum())
+        calinski.append(
+            1.0 if within[g] == 0.0 else between * (total_weight - k) / (within[g] * (k - 1.0))
+        )
+        davies.append(_davies_bouldin_from(centroids[g], spread[g] / totals[g]))
+    return calinski, davies
+
+
+def _davies_bouldin_from(centroids: torch.Tensor, spread: torch.Tensor) -> float:
+    """Davies-Bouldin from centroids and mean member-to-centroid distances."""
+    centroid_distances = torch.cdist(
+        centroids, centroids, compute_mode="donot_use_mm_for_euclid_dist"
+    )
+    zero = torch.zeros((), dtype=torch.float64, device=centroids.device)
     # scikit-learn's isclose(., 0) edge cases: no spread, or all centroids coincide.
     if bool(torch.isclose(spread, zero).all()) or bool(
         torch.isclose(centroid_distances, zero).all()
