@@ -82,6 +82,8 @@ class SweepResult:
         exact, the stratified sample when sampled): their silhouettes, labels
         and row indices in X. The silhouette plot draws from these.
     total_seconds : float
+    timings : dict[str, float]
+        Wall seconds of the phases: ``"init"``, ``"lloyd"``, ``"scores"``, ``"total"``.
     """
 
     table: pd.DataFrame
@@ -95,6 +97,7 @@ class SweepResult:
     silhouette_estimates: dict = field(default_factory=dict)
     silhouette_values: dict = field(default_factory=dict)
     total_seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
 
     def plot_elbow(self, path=None, *, title=None):
         """Inertia with the knee marked, silhouette on a second axis (a matplotlib Figure;
@@ -313,6 +316,10 @@ def sweep(
         silhouette_estimates=estimates,
         silhouette_values=values,
         total_seconds=total_seconds,
+        timings={
+            "init": init_seconds, "lloyd": lloyd_seconds, "scores": score_seconds,
+            "total": total_seconds,
+        },
     )
 
 
