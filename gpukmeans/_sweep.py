@@ -32,7 +32,7 @@ from ._lloyd import lloyd
 from ._random import new_seed
 from ._sources import InMemorySource
 from .metrics._pairwise import default_block
-from .metrics._sampled import SilhouetteEstimate, estimate_silhouettes, make_generator
+from .metrics._sampled import estimate_silhouettes, make_generator
 from .metrics._scores import ch_db_many
 from .metrics._simplified import _simplified_values
 

@@ -8,7 +8,7 @@ practice but its values are not interchangeable with it, hence its own name.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
