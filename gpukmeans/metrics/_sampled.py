@@ -232,7 +232,7 @@ def estimate_silhouettes(
     generator: torch.Generator,
     *,
     confidence: float = 0.95,
-    block: Optional[int] = None,
+    block=None,
     keep_values: bool = False,
 ) -> list:
     """Stratified-sample silhouette estimates for several labellings of ``X``.
