@@ -225,16 +225,19 @@ def sweep(
     mode = _resolve_mode(silhouette, n_samples, sample_size)
 
     groups = [(kk, r) for kk in ks for r in range(restarts)]
-    if chunk_size == "auto":
-        rows_per_chunk = auto_chunk_size(data.shape[1], sum(ks) * restarts, data.dtype, data.device)
-    else:
-        rows_per_chunk = int(chunk_size)
-    source = InMemorySource(data, weights, rows_per_chunk)
+
+    def source_for(n_centers):
+        if chunk_size != "auto":
+            return InMemorySource(data, weights, int(chunk_size))
+        rows = auto_chunk_size(data.shape[1], n_centers, data.dtype, data.device)
+        return InMemorySource(data, weights, rows)
 
     # ---------------------------------------------------------------- fits
     rng = check_random_state(random_state)
     seeds = [new_seed(rng) for _ in range(restarts)]
-    starts = _initial_centers(source, init, ks, seeds)
+    # Chunked as KMeans(n_clusters=k_max) would be, so the draw is the same as its own.
+    starts = _initial_centers(source_for(max(ks) * restarts), init, ks, seeds)
+    source = source_for(sum(ks) * restarts)
     init_seconds = time.perf_counter() - clock
     if verbose:
         print(f"gpukmeans.sweep: {len(groups)} runs on {data.device}, initialised in {init_seconds:.2f}s")
