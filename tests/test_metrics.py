@@ -310,6 +310,15 @@ def test_ch_db_edge_cases_follow_sklearn():
         davies_bouldin_score(X, [0, 0, 0, 0])
 
 
+def test_zero_within_dispersion_even_when_centroids_round():
+    # Each cluster is one repeated point whose mean is not exactly representable
+    # (3 * 0.1 / 3 != 0.1): the within-cluster dispersion is still exactly zero.
+    X = np.array([[0.1, 0.3]] * 3 + [[0.7, 0.9]] * 3)
+    labels = [0, 0, 0, 1, 1, 1]
+    assert calinski_harabasz_score(X, labels) == 1.0
+    assert davies_bouldin_score(X, labels) == 0.0
+
+
 def test_bad_sample_weight():
     X, labels = np.arange(12.0).reshape(6, 2), [0, 0, 0, 1, 1, 1]
     with pytest.raises(ValueError, match="non-negative"):

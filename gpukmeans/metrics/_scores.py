@@ -22,6 +22,10 @@ __all__ = [
 ]
 
 
+# Relative rounding noise of |x|^2 - 2 x.c + |c|^2 in float64 (a few ulps of each term).
+_NOISE = 64 * torch.finfo(torch.float64).eps
+
+
 def chunk_rows(device: torch.device, n_columns: int) -> int:
     """Rows per chunk so that a float64 chunk stays around 64 MB (CPU) / 512 MB (GPU)."""
     budget = (512 if device.type == "cuda" else 64) * 2**20 // 8
@@ -143,50 +147,67 @@ def ch_db_many(
     """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
 
     Two chunked passes over ``X`` serve every labelling (the k's of a sweep):
-    one for the centroids, one for the residuals. Each labelling must use codes
-    ``0..n_labels[g]-1`` with every cluster non-empty (positive weight) and
+    one for the centroids, one for each row's distance to its centroid, where
+    one matrix product against the centroids of all labellings gives
+    ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` for all of them at once. Rows are
+    shifted by the first chunk's mean and kept in float64, so the expansion
+    loses nothing that matters. Each labelling must use codes
+    ``0..n_labels[g]-1`` with every cluster of positive weight and
     ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
     """
     device = X.device
     n_samples, n_features = X.shape
-    n_groups = len(labelings)
-    sums = [torch.zeros(k, n_features, dtype=torch.float64, device=device) for k in n_labels]
-    totals = [torch.zeros(k, dtype=torch.float64, device=device) for k in n_labels]
-    step = chunk_rows(device, n_features)
+    offsets = [0]
+    for k in n_labels:
+        offsets.append(offsets[-1] + k)
+    step = chunk_rows(device, n_features + offsets[-1])
+    shift = X[:step].to(torch.float64).mean(dim=0)
+
+    sums = torch.zeros(offsets[-1], n_features, dtype=torch.float64, device=device)
+    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
     for start in range(0, n_samples, step):
-        rows = X[start : start + step].to(torch.float64)
+        rows = X[start : start + step].to(torch.float64) - shift
         w = None if weights is None else weights[start : start + step]
         weighted_rows = rows if w is None else rows * w[:, None]
         unit = torch.ones(rows.shape[0], dtype=torch.float64, device=device) if w is None else w
-        for g in range(n_groups):
-            codes = labelings[g][start : start + step]
-            sums[g].index_add_(0, codes, weighted_rows)
-            totals[g].index_add_(0, codes, unit)
-    centroids = [s / t[:, None] for s, t in zip(sums, totals)]
-    within = [0.0] * n_groups
-    spread = [torch.zeros(k, dtype=torch.float64, device=device) for k in n_labels]
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + step] + offsets[g]
+            sums.index_add_(0, codes, weighted_rows)
+            totals.index_add_(0, codes, unit)
+    centroids = sums / totals[:, None]
+    centroid_sq = (centroids * centroids).sum(dim=1)
+
+    within = torch.zeros(len(labelings), dtype=torch.float64, device=device)
+    spread = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
     for start in range(0, n_samples, step):
-        rows = X[start : start + step].to(torch.float64)
+        rows = X[start : start + step].to(torch.float64) - shift
         w = None if weights is None else weights[start : start + step]
-        for g in range(n_groups):
-            codes = labelings[g][start : start + step]
-            residual_sq = ((rows - centroids[g][codes]) ** 2).sum(dim=1)
+        products = rows @ centroids.T
+        row_sq = (rows * rows).sum(dim=1)
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + step] + offsets[g]
+            scale = row_sq + centroid_sq[codes]
+            residual_sq = row_sq - 2.0 * products.gather(1, codes[:, None]).squeeze(1) + centroid_sq[codes]
+            # Below the expansion's rounding noise a residual is indistinguishable from 0.
+            residual_sq = torch.where(residual_sq <= _NOISE * scale, 0.0, residual_sq)
             distance = residual_sq.sqrt()
             if w is not None:
                 residual_sq, distance = residual_sq * w, distance * w
-            within[g] += float(residual_sq.sum())
-            spread[g].index_add_(0, codes, distance)
+            within[g] += residual_sq.sum()
+            spread.index_add_(0, codes, distance)
 
+    within = within.tolist()
     calinski, davies = [], []
-    for g in range(n_groups):
-        k = n_labels[g]
-        total_weight = float(totals[g].sum())
-        grand_mean = (centroids[g] * totals[g][:, None]).sum(dim=0) / total_weight
-        between = float((totals[g] * ((centroids[g] - grand_mean) ** 2).sum(dim=1)).sum())
+    for g, k in enumerate(n_labels):
+        part = slice(offsets[g], offsets[g + 1])
+        group_totals, group_centroids = totals[part], centroids[part]
+        total_weight = float(group_totals.sum())
+        grand_mean = (group_centroids * group_totals[:, None]).sum(dim=0) / total_weight
+        between = float((group_totals * ((group_centroids - grand_mean) ** 2).sum(dim=1)).sum())
         calinski.append(
             1.0 if within[g] == 0.0 else between * (total_weight - k) / (within[g] * (k - 1.0))
         )
-        davies.append(_davies_bouldin_from(centroids[g], spread[g] / totals[g]))
+        davies.append(_davies_bouldin_from(group_centroids, spread[part] / group_totals))
     return calinski, davies
 
 
