@@ -234,6 +234,7 @@ def estimate_silhouettes(
     confidence: float = 0.95,
     block=None,
     keep_values: bool = False,
+    reference_term: bool = True,
 ) -> list:
     """Stratified-sample silhouette estimates for several labellings of ``X``.
 
@@ -252,6 +253,8 @@ def estimate_silhouettes(
     block : tile side (default: by device).
     keep_values : also return, per labelling, the scored rows (indices into
         ``X``) and their silhouettes, as ``(estimate, rows, values)`` tuples.
+    reference_term : False drops the reference-sample term from the interval,
+        giving the naive (too narrow) one; only for showing the difference.
 
     Returns
     -------
@@ -346,7 +349,9 @@ def estimate_silhouettes(
             effect = reference_effect[rows, offsets[g] + labels_here]
             # Leave row j out of its own reference term (it is not its own neighbour).
             effect = effect - (centring[labels_here] - coef_own * intra)
-            influence = cluster_weight[labels_here] * values + effect
+            influence = cluster_weight[labels_here] * values
+            if reference_term:
+                influence = influence + effect
             variance = _stratified_variance(influence, labels_here, counts64, sizes64)
             half = z * math.sqrt(max(variance, 0.0))
             results[g] = SilhouetteEstimate(
