@@ -198,10 +198,18 @@ def stratified_sample(
     sizes = torch.bincount(labels, minlength=n_labels).cpu().numpy()
     counts = allocate_stratified(sizes, sample_size)
     permuted_labels = labels[permutation]
-    # A stable sort by label keeps permutation order inside each cluster.
-    by_cluster = torch.argsort(permuted_labels, stable=True)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    pieces = [by_cluster[s : s + m] for s, m in zip(starts.tolist(), counts.tolist())]
+    # Proportional shares are almost always found in a prefix twice the sample's
+    # size; only clusters short there (small ones at their floor) scan everything.
+    prefix = permuted_labels[: min(permuted_labels.shape[0], 2 * int(counts.sum()))]
+    in_prefix = torch.bincount(prefix, minlength=n_labels).cpu().numpy()
+    by_cluster = torch.argsort(prefix, stable=True)  # stable: permutation order within a cluster
+    starts = np.concatenate([[0], np.cumsum(in_prefix)[:-1]])
+    pieces = []
+    for cluster, (start, wanted) in enumerate(zip(starts.tolist(), counts.tolist())):
+        if in_prefix[cluster] >= wanted:
+            pieces.append(by_cluster[start : start + wanted])
+        else:
+            pieces.append(torch.nonzero(permuted_labels == cluster).squeeze(1)[:wanted])
     indices = permutation[torch.cat(pieces)]
     return indices, sizes, counts
 
