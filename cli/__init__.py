@@ -1,0 +1,1 @@
+"""The gpukmeans command line (installed as the ``gpukmeans_cli`` package)."""
