@@ -1,0 +1,46 @@
+"""What machine a benchmark ran on: written next to every result."""
+
+import os
+import platform
+from datetime import datetime, timezone
+
+
+def machine_info() -> dict:
+    import numpy
+    import sklearn
+    import torch
+
+    info = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def markdown_header(info: dict) -> str:
+    cuda = f", GPU {info['cuda']}" if info["cuda"] else ", no GPU"
+    return (
+        f"Measured {info['date']} on {info['processor']} ({info['cpu_count']} CPUs{cuda}), "
+        f"torch {info['torch']}, scikit-learn {info['scikit-learn']}; "
+        f"1-minute load average at start {info['load_average_1m']:.2f}."
+    )

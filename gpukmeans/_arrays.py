@@ -1,0 +1,112 @@
+"""Inputs in, results out: numpy, pandas, lists, torch tensors and CuPy arrays.
+
+Results come back as numpy unless the input was a torch tensor (then a tensor on the
+input's device) or a CuPy array (then a CuPy array, shared through DLPack).
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How to hand a result back: ``"numpy"``, ``"torch"`` or ``"cupy"``, and where."""
+
+    kind: str
+    device: torch.device
+
+
+NUMPY_OUTPUT = OutputKind("numpy", torch.device("cpu"))
+
+
+def is_cupy_array(obj) -> bool:
+    return type(obj).__module__.startswith("cupy") and hasattr(obj, "__dlpack__")
+
+
+def is_tensor_like(obj) -> bool:
+    """True for inputs that stay on their device instead of going through numpy."""
+    return isinstance(obj, torch.Tensor) or is_cupy_array(obj)
+
+
+def tensor_from_tensor_like(X, name: str = "X") -> tuple[torch.Tensor, OutputKind]:
+    """A torch view of a tensor or CuPy array (no copy), and how to return results."""
+    if is_cupy_array(X):
+        tensor = torch.from_dlpack(X)
+        kind = "cupy"
+    else:
+        tensor = X
+        kind = "torch"
+    if tensor.is_sparse or tensor.layout != torch.strided:
+        raise TypeError(f"{name}: sparse tensors are not supported; pass a dense tensor.")
+    return tensor, OutputKind(kind, tensor.device)
+
+
+def float_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """float32 and float64 are kept; half precisions widen to float32, others to float64."""
+    if dtype in _FLOAT_DTYPES:
+        return dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return torch.float64
+
+
+def check_tensor_2d(
+    X: torch.Tensor, *, name: str = "X", n_features: int | None = None
+) -> torch.Tensor:
+    """Validate a 2-D tensor as scikit-learn's check_array would, without leaving the device."""
+    if X.dim() != 2:
+        raise ValueError(
+            f"Expected a 2D array for {name}, got a tensor with {X.dim()} dimension(s) "
+            f"and shape {tuple(X.shape)}. Reshape your data with .reshape(-1, 1) for a "
+            "single feature or .reshape(1, -1) for a single sample."
+        )
+    n_samples, n_cols = X.shape
+    if n_samples == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
+    if n_cols == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
+    if n_features is not None and n_cols != n_features:
+        raise ValueError(
+            f"{name} has {n_cols} features, but the model is expecting {n_features} features as input."
+        )
+    if X.dtype not in _FLOAT_DTYPES:
+        X = X.to(float_dtype_for(X.dtype))
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X
+
+
+def to_device(X: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move to ``device`` only when needed (same device and dtype: no copy)."""
+    if X.device == device:
+        return X
+    return X.to(device, non_blocking=False)
+
+
+def to_output(tensor: torch.Tensor, output: OutputKind):
+    """Return ``tensor`` in the caller's array type and on the caller's device."""
+    if output.kind == "numpy":
+        return tensor.detach().cpu().numpy()
+    moved = tensor.detach().to(output.device)
+    if output.kind == "cupy":
+        import cupy  # only reachable when the caller handed us a CuPy array
+
+        return cupy.from_dlpack(moved)
+    return moved
+
+
+def numpy_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory on the CPU, or a copy on another device.
+
+    Read-only arrays are shared too: the engine never writes to its input, so torch's
+    warning about non-writable memory would only be noise.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return to_device(tensor, device)

@@ -1,0 +1,232 @@
+"""Lloyd's algorithm for several independent runs ("groups") sharing each pass over X.
+
+A group is one k-means run: a restart of one fit (``n_init``), or one k of a sweep.
+All active groups are assigned in the same pass over the rows, so ten restarts read
+X once per iteration instead of ten times, and a group stops costing work as soon as
+it converges. Each group follows scikit-learn's ``_kmeans_single_lloyd`` exactly:
+empty clusters are relocated to the farthest points, convergence is strict (labels
+unchanged) or a centre shift of at most ``tol``, and a final assignment makes the
+labels match the returned centres.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .kernels import assign_accumulate
+
+
+@dataclass
+class LloydResult:
+    centers: list  # per group, (k_g, d) tensors in the data's dtype
+    labels: torch.Tensor  # (n, G) integer labels on the source's device
+    inertia: torch.Tensor  # (G,) float64 on the CPU: weighted sum of squared distances
+    n_iter: list  # per group, Lloyd iterations run
+
+
+def stack_groups(centers_list, dtype, device):
+    """Pad groups of centres to one (G, k_max, d) tensor and a validity mask."""
+    k_max = max(c.shape[0] for c in centers_list)
+    n_features = centers_list[0].shape[1]
+    centers = torch.zeros(len(centers_list), k_max, n_features, dtype=dtype, device=device)
+    valid = torch.zeros(len(centers_list), k_max, dtype=torch.bool, device=device)
+    for g, group in enumerate(centers_list):
+        centers[g, : group.shape[0]] = group.to(device=device, dtype=dtype)
+        valid[g, : group.shape[0]] = True
+    return centers, valid
+
+
+def padded_sq_norms(centers: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``||c||^2`` per centre, ``+inf`` at padding so that padding is never nearest."""
+    norms = (centers * centers).sum(dim=2)
+    return norms.masked_fill(~valid, float("inf"))
+
+
+def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> LloydResult:
+    """Run Lloyd's algorithm from each group of ``initial_centers`` (a list of (k_g, d)).
+
+    ``tol`` is absolute: scikit-learn's ``tol`` times the mean feature variance.
+    """
+    centers, valid = stack_groups(initial_centers, source.dtype, source.device)
+    n_groups, k_max, _ = centers.shape
+    label_dtype = torch.int16 if k_max < 2**15 - 1 else torch.int32
+    # -1 is never a label, so the first iteration never looks converged.
+    labels = torch.full((source.n_samples, n_groups), -1, dtype=label_dtype, device=source.device)
+    n_iter = [0] * n_groups
+    active = list(range(n_groups))
+
+    for iteration in range(max_iter):
+        if not active:
+            break
+        group_index = torch.tensor(active, device=source.device)
+        old_centers, group_valid = centers[group_index], valid[group_index]
+        step = _accumulate_pass(source, old_centers, group_valid, labels, group_index)
+        _relocate_empty_clusters(source, old_centers, group_valid, step)
+        new_centers = _updated_centers(old_centers, step)
+        shift = ((new_centers.double() - old_centers.double()) ** 2).sum(dim=(1, 2)).cpu()
+        centers[group_index] = new_centers
+        n_changed = step.n_changed.cpu()
+
+        still_active = []
+        for position, group in enumerate(active):
+            n_iter[group] = iteration + 1
+            if verbose:
+                print(f"Iteration {iteration}, group {group}, inertia {float(step.potential[position]):.6g}")
+            if n_changed[position] == 0:
+                if verbose:
+                    print(f"Converged at iteration {iteration}: strict convergence (group {group}).")
+            elif shift[position] <= tol:
+                if verbose:
+                    print(
+                        f"Converged at iteration {iteration}: center shift {float(shift[position]):.6g} "
+                        f"within tolerance {tol:.6g} (group {group})."
+                    )
+            else:
+                still_active.append(group)
+        active = still_active
+
+    inertia = _final_assignment(source, centers, valid, labels)
+    return LloydResult(
+        centers=[centers[g, : int(valid[g].sum())].clone() for g in range(n_groups)],
+        labels=labels,
+        inertia=inertia,
+        n_iter=n_iter,
+    )
+
+
+@dataclass
+class _PassTotals:
+    sums: torch.Tensor  # (A, k_max, d) float64: weighted sums per centre
+    weight_sums: torch.Tensor  # (A, k_max) float64
+    n_changed: torch.Tensor  # (A,) int64: rows whose label changed
+    potential: torch.Tensor  # (A,) float64: inertia against the old centres
+
+
+def _accumulate_pass(source, centers, valid, labels, group_index) -> _PassTotals:
+    n_active, k_max, n_features = centers.shape
+    norms = padded_sq_norms(centers, valid)
+    device = source.device
+    totals = _PassTotals(
+        sums=torch.zeros(n_active, k_max, n_features, dtype=torch.float64, device=device),
+        weight_sums=torch.zeros(n_active, k_max, dtype=torch.float64, device=device),
+        n_changed=torch.zeros(n_active, dtype=torch.int64, device=device),
+        potential=torch.zeros(n_active, dtype=torch.float64, device=device),
+    )
+    all_groups_active = n_active == labels.shape[1]
+    for start, rows, weights in source.chunks():
+        result = assign_accumulate(rows, centers, norms, weights)
+        totals.sums += result.sums
+        totals.weight_sums += result.weight_sums
+        block = labels[start : start + rows.shape[0]]
+        new_labels = result.labels.to(labels.dtype)
+        if all_groups_active:
+            totals.n_changed += (block != new_labels).sum(dim=0)
+            block.copy_(new_labels)
+        else:
+            totals.n_changed += (block[:, group_index] != new_labels).sum(dim=0)
+            block[:, group_index] = new_labels
+        distances = result.min_sq_distances.double()
+        if weights is not None:
+            distances = distances * weights.double()[:, None]
+        totals.potential += distances.sum(dim=0)
+    for name in ("sums", "weight_sums", "n_changed", "potential"):
+        setattr(totals, name, source.reduce_sum(getattr(totals, name)))
+    return totals
+
+
+def _updated_centers(old_centers, totals: _PassTotals) -> torch.Tensor:
+    """Weighted means; a centre nobody could be moved to keeps its place (never NaN or 0)."""
+    weight_sums = totals.weight_sums[..., None]
+    means = totals.sums / weight_sums.clamp_min(torch.finfo(torch.float64).tiny)
+    return torch.where(weight_sums > 0, means, old_centers.double()).to(old_centers.dtype)
+
+
+def _relocate_empty_clusters(source, centers, valid, totals: _PassTotals) -> None:
+    """Move each empty centre onto one of the points farthest from their own centre.
+
+    As scikit-learn does, in the sums (before dividing): the point leaves its cluster's
+    sum and becomes the empty cluster's sum. A point whose leaving would empty its own
+    cluster is passed over, so relocation never creates a new empty cluster.
+    """
+    empty = (totals.weight_sums == 0) & valid
+    groups_with_empty = torch.nonzero(empty.any(dim=1)).flatten().tolist()
+    if not groups_with_empty:
+        return
+    group_index = torch.tensor(groups_with_empty, device=source.device)
+    sub_centers, sub_valid = centers[group_index], valid[group_index]
+    n_empty = int(empty[group_index].sum(dim=1).max())
+    # Each cluster can refuse at most one candidate (its last point), hence + k_max.
+    n_candidates = min(source.n_samples, n_empty + sub_centers.shape[1])
+    distances, indices, owners = _farthest_points(source, sub_centers, sub_valid, n_candidates)
+
+    for position, group in enumerate(groups_with_empty):
+        empty_ids = torch.nonzero(empty[group]).flatten().tolist()
+        sums, weight_sums = totals.sums[group], totals.weight_sums[group]
+        candidate_rows = indices[position]
+        candidate_weights = source.weights_of(candidate_rows).double()
+        for rank in range(candidate_rows.shape[0]):
+            if not empty_ids:
+                break
+            if distances[position, rank] < 0:
+                break  # no usable candidate left (only zero-weight rows remain)
+            owner = int(owners[position, rank])
+            weight = candidate_weights[rank]
+            if weight_sums[owner] - weight <= 0:
+                continue
+            point = source.take(candidate_rows[rank : rank + 1])[0].double() * weight
+            new_id = empty_ids.pop(0)
+            sums[owner] -= point
+            weight_sums[owner] -= weight
+            sums[new_id] = point
+            weight_sums[new_id] = weight
+
+
+def _farthest_points(source, centers, valid, n_candidates):
+    """Per group, the ``n_candidates`` positive-weight rows farthest from their centre."""
+    norms = padded_sq_norms(centers, valid)
+    n_groups = centers.shape[0]
+    device = source.device
+    best_distances = torch.empty(n_groups, 0, dtype=torch.float64, device=device)
+    best_indices = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
+    best_owners = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
+    for start, rows, weights in source.chunks():
+        result = assign_accumulate(rows, centers, norms, accumulate=False)
+        distances = result.min_sq_distances.double().T  # (G, m)
+        if weights is not None:
+            distances = distances.masked_fill((weights == 0)[None, :], -1.0)
+        row_ids = torch.arange(start, start + rows.shape[0], device=device).expand(n_groups, -1)
+        best_distances = torch.cat([best_distances, distances], dim=1)
+        best_indices = torch.cat([best_indices, row_ids], dim=1)
+        best_owners = torch.cat([best_owners, result.labels.T], dim=1)
+        keep = min(n_candidates, best_distances.shape[1])
+        best_distances, order = best_distances.topk(keep, dim=1)
+        best_indices = best_indices.gather(1, order)
+        best_owners = best_owners.gather(1, order)
+    return best_distances, best_indices, best_owners
+
+
+def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
+    """Assign every row to the final centres and return the exact weighted inertia per group."""
+    norms = padded_sq_norms(centers, valid)
+    n_groups = centers.shape[0]
+    inertia = torch.zeros(n_groups, dtype=torch.float64, device=source.device)
+    for start, rows, weights in source.chunks():
+        result = assign_accumulate(rows, centers, norms, accumulate=False)
+        labels[start : start + rows.shape[0]] = result.labels.to(labels.dtype)
+        inertia += exact_sq_distances(rows, centers, result.labels, weights).sum(dim=0)
+    return source.reduce_sum(inertia).cpu()
+
+
+def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
+    """(m, G) weighted squared distances from each row to its centre, by direct difference.
+
+    Exact where the matrix-product form loses digits (data far from the origin).
+    """
+    per_group = []
+    for g in range(centers.shape[0]):
+        diff = rows - centers[g][labels[:, g]]
+        per_group.append((diff * diff).sum(dim=1, dtype=torch.float64))
+    distances = torch.stack(per_group, dim=1)
+    if weights is not None:
+        distances = distances * weights.double()[:, None]
+    return distances
