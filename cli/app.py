@@ -46,7 +46,7 @@ ClipOpt = Annotated[
     Optional[float], typer.Option(help="Clip numeric columns at this quantile and 1 minus it, e.g. 0.01.")
 ]
 ScaleOpt = Annotated[str, typer.Option(help="Scaling: standard, robust, minmax or none.")]
-NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts, or 'auto'.")]
+NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts (they share passes over the data), or 'auto'.")]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -116,7 +116,7 @@ def segment(
         Optional[Path], typer.Option(help="Output folder (new or empty) [default: DATA's name + _segments].")
     ] = None,
     force: ForceOpt = False,
-    n_init: NInitOpt = "auto",
+    n_init: NInitOpt = "10",
     max_iter: MaxIterOpt = 300,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",

@@ -111,7 +111,8 @@ def segment(
     log: str | Sequence[str] = "auto",
     clip: float | None = None,
     scale: str = "standard",
-    n_init: int | str = "auto",
+    n_init: int | str = 10,
+    sweep_n_init: int | str = "auto",
     max_iter: int = 300,
     seed: int = 0,
     device: str = "auto",
@@ -136,7 +137,15 @@ def segment(
         Smallest and largest k of the sweep, both included.
     columns, id_column, categorical, missing, log, clip, scale
         Preprocessing; see :class:`~gpukmeans.segmentation.Preprocessor`.
-    n_init, max_iter, seed, device
+    n_init : int or "auto", default=10
+        Restarts of the final fit (restarts share each pass over the data, so
+        they cost far less than separate fits). Ten restarts find the textbook
+        optimum on tables where a single k-means++ start often does not.
+    sweep_n_init : int or "auto", default="auto"
+        Restarts per k in the sweep, which only has to rank the k's. The
+        recommended k is then fitted like a given one, so that ``segment`` and
+        ``segment(k=<the recommended k>)`` give the same segments.
+    max_iter, seed, device
         Passed to :class:`gpukmeans.KMeans` (``seed`` as ``random_state``).
     sample_size : int, default=10_000
         Rows used for the silhouette (sampled above this) and the report's plots.
@@ -182,16 +191,15 @@ def segment(
     if k is None:
         low, high = _check_k_range(k_range, n_rows, source)
         with stages("sweep", f"Sweeping k = {low}..{high}"):
-            sweep_result = _run_sweep(X, range(low, high + 1), seed, sample_size, device, n_init, max_iter)
+            sweep_result = _run_sweep(X, range(low, high + 1), seed, sample_size, device, sweep_n_init, max_iter)
         k = int(sweep_result.recommended_k)
         k_reason = str(sweep_result.reason)
-        centers, fit_info = _sweep_model(sweep_result, k)
     else:
         if k > n_rows:
             raise InputError(f"k={k} is larger than the number of rows ({n_rows}) in {source}")
-        with stages("fit", f"Fitting k-means with k = {k}"):
-            centers, fit_info = _fit(X, k, seed, n_init, max_iter, device)
         k_reason = "k was given"
+    with stages("fit", f"Fitting k-means with k = {k}"):
+        centers, fit_info = _fit(X, k, seed, n_init, max_iter, device)
 
     with stages("assign", "Assigning customers to segments"):
         labels, distances = nearest_centers(X, centers)
@@ -303,7 +311,7 @@ def sweep_k(
         from .report import elbow_figure, save_png, silhouette_figure
 
         with stages("write", "Writing the table and plots"):
-            centers, _ = _sweep_model(result, int(result.recommended_k))
+            centers = _sweep_model(result, int(result.recommended_k))
             labels, _ = nearest_centers(prepared.X, centers)
             with staged_output_dir(out, force=force) as staging:
                 write_table(result.table, staging / "sweep.csv", "csv")
@@ -407,7 +415,11 @@ def _fit(X, k, seed, n_init, max_iter, device):
         n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed, device=device
     ).fit(_engine_input(X))
     info = {"n_iter": int(km.n_iter_), "device": km.device_, "engine_inertia": float(km.inertia_)}
-    return np.asarray(km.cluster_centers_, dtype=np.float64), info
+    # Number segments by size, largest first, so that segment 0 means the same
+    # kind of thing from run to run instead of whatever order the fit produced.
+    sizes = np.bincount(np.asarray(km.labels_), minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    return np.asarray(km.cluster_centers_, dtype=np.float64)[order], info
 
 
 def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
@@ -419,16 +431,10 @@ def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
     )
 
 
-def _sweep_model(sweep_result, k):
-    """Centres and fit facts of k from a sweep, so that k is not fitted twice."""
+def _sweep_model(sweep_result, k) -> np.ndarray:
+    """The sweep's centres for ``k`` (used to label rows for the silhouette plot)."""
     model = sweep_result.models[k]
-    centers = getattr(model, "cluster_centers_", model)
-    row = sweep_result.table.set_index("k").loc[k]
-    info = {"n_iter": int(row["n_iter"]), "engine_inertia": float(row["inertia"])}
-    device = getattr(sweep_result, "device", None) or getattr(model, "device_", None)
-    if device is not None:
-        info["device"] = str(device)
-    return np.asarray(centers, dtype=np.float64), info
+    return np.asarray(getattr(model, "cluster_centers_", model), dtype=np.float64)
 
 
 def _engine_input(X: np.ndarray) -> np.ndarray:

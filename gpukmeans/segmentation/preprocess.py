@@ -437,7 +437,7 @@ class Preprocessor:
         blocks, unknown = [], {}
         for name, series in cats.items():
             levels = self.categories_[name]
-            codes = pd.Categorical(series, categories=levels).codes
+            codes = pd.Index(levels).get_indexer(series.to_numpy(dtype=object))
             block = np.zeros((len(series), len(levels)))
             known = codes >= 0
             block[np.flatnonzero(known), codes[known]] = 1.0

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: Points drawn in the PCA projection; more only blur the picture.
 PCA_POINTS = 5_000
-_NAME_WIDTH = 48
+_NAME_WIDTH = 60
 
 
 def render_report(
@@ -44,7 +44,14 @@ def render_report(
             _png(silhouette_figure(X, labels, rng=rng, sample_size=sample_size)),
         )
     )
-    figures.append(("Segments in two dimensions (PCA of a sample)", _png(pca_figure(X, labels, centers, names, rng=rng))))
+    prep = result.model.preprocessor
+    changed = prep.scale != "none" or prep.log_columns_ or prep.clip_bounds_
+    features = [f"{name} (as clustered)" if changed else name for name in prep.feature_names_out_]
+    projection = "a sample" if X.shape[1] == 2 else "PCA of a sample"
+    figures.append(
+        (f"Segments in two dimensions ({projection})",
+         _png(pca_figure(X, labels, centers, names, rng=rng, feature_names=features)))
+    )
     levels = [c for c in result.contrasts.columns if c not in result.model.preprocessor.numeric_columns_]
     figures.append(("Segment profiles", _png(profile_heatmap(result.contrasts, result.profiles, names, levels))))
     return _page(result, figures, levels)
@@ -55,54 +62,67 @@ def render_report(
 
 def elbow_figure(sweep):
     """The sweep's elbow plot (inertia with the knee, silhouette on a second axis)."""
-    from gpukmeans import sweep as sweep_module
+    import importlib
 
-    return sweep_module.plot_elbow(sweep)
+    return importlib.import_module("gpukmeans.sweep").plot_elbow(sweep)
 
 
 def silhouette_figure(X, labels, *, rng, sample_size):
     """Per-segment silhouette bars of (a stratified sample of) the clustered rows."""
+    import importlib
+
     from gpukmeans import metrics
-    from gpukmeans import sweep as sweep_module
 
     rows = _stratified_sample(labels, sample_size, rng)
     values = metrics.silhouette_samples(X[rows], labels[rows], device="cpu")
-    return sweep_module.plot_silhouette(np.asarray(values), labels[rows])
+    return importlib.import_module("gpukmeans.sweep").plot_silhouette(np.asarray(values), labels[rows])
 
 
-def pca_figure(X, labels, centers, names, *, rng):
-    """Scatter of a sample on its first two principal components, centres marked."""
+def pca_figure(X, labels, centers, names, *, rng, feature_names=None):
+    """Scatter of a sample on its first two principal components, centres marked.
+
+    With exactly two features there is nothing to project: the features
+    themselves are the axes (named by ``feature_names``).
+    """
     from matplotlib.figure import Figure
 
     rows = _stratified_sample(labels, PCA_POINTS, rng)
     sample = X[rows]
-    mean = sample.mean(axis=0)
-    _, singular, components = np.linalg.svd(sample - mean, full_matrices=False)
-    axes_2d = components[:2]
-    explained = singular**2 / max(np.sum(singular**2), np.finfo(float).tiny)
-    points = (sample - mean) @ axes_2d.T
-    projected_centers = (centers - mean) @ axes_2d.T
-    if points.shape[1] == 1:  # a single feature: spread the points on a line
-        points = np.column_stack([points[:, 0], np.zeros(len(points))])
-        projected_centers = np.column_stack([projected_centers[:, 0], np.zeros(len(centers))])
+    if X.shape[1] == 2:
+        points, projected_centers = sample, np.asarray(centers)
+        names_xy = list(feature_names) if feature_names is not None else ["feature 1", "feature 2"]
+        axis_labels = names_xy
+    else:
+        mean = sample.mean(axis=0)
+        _, singular, components = np.linalg.svd(sample - mean, full_matrices=False)
+        explained = singular**2 / max(np.sum(singular**2), np.finfo(float).tiny)
+        axes_2d = components[:2]
+        points = (sample - mean) @ axes_2d.T
+        projected_centers = (centers - mean) @ axes_2d.T
+        axis_labels = [f"PC{i + 1} ({100 * explained[i]:.0f}% of variance)" for i in range(points.shape[1])]
+        if points.shape[1] == 1:  # a single feature: spread the points on a line
+            points = np.column_stack([points[:, 0], np.zeros(len(points))])
+            projected_centers = np.column_stack([projected_centers[:, 0], np.zeros(len(centers))])
+            axis_labels.append("")
 
-    fig = Figure(figsize=(8.5, 6))
+    k = len(centers)
+    fig = Figure(figsize=(9.0, 6.2 + 0.22 * k))
     ax = fig.subplots()
-    colors = _colors(len(centers))
-    for s in range(len(centers)):
+    colors = _colors(k)
+    for s in range(k):
         mine = labels[rows] == s
-        ax.scatter(points[mine, 0], points[mine, 1], s=8, alpha=0.45, color=colors[s], linewidths=0,
-                   label=f"{s}: {_short(names[s])}", rasterized=True)
-    ax.scatter(projected_centers[:, 0], projected_centers[:, 1], s=180, marker="X", c=colors,
+        ax.scatter(points[mine, 0], points[mine, 1], s=9, alpha=0.5, color=colors[s], linewidths=0,
+                   label=f"{s}: {_short(names[s], 90)}", rasterized=True)
+    ax.scatter(projected_centers[:, 0], projected_centers[:, 1], s=200, marker="X", c=colors,
                edgecolors="black", linewidths=1.2, zorder=3)
     for s, (x, y) in enumerate(projected_centers):
-        ax.annotate(str(s), (x, y), xytext=(7, 7), textcoords="offset points", fontsize=11,
+        ax.annotate(str(s), (x, y), xytext=(8, 8), textcoords="offset points", fontsize=12,
                     fontweight="bold", zorder=4)
-    ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}% of variance)")
-    if len(explained) > 1:
-        ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}% of variance)")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     ax.set_title(f"{len(rows):,} customers; X marks each segment's centre")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, markerscale=2.5, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1, fontsize=9.5, markerscale=2.5,
+              frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
     return fig
@@ -118,7 +138,10 @@ def profile_heatmap(contrasts: pd.DataFrame, profiles: pd.DataFrame, names, leve
     z = contrasts.to_numpy(dtype=np.float64)
     k, d = z.shape
     limit = float(min(max(np.nanmax(np.abs(z)), 1.0), 3.0))
-    fig = Figure(figsize=(max(6.0, 1.15 * d + 4.0), max(2.5, 0.55 * k + 1.8)))
+    row_labels = [f"{s}: {_short(names[s], 70)}" for s in range(k)]
+    # Room for the longest segment name on the left, about 0.07 inch a character.
+    label_inches = 0.07 * max(len(label) for label in row_labels)
+    fig = Figure(figsize=(label_inches + 1.1 * d + 2.0, max(2.8, 0.55 * k + 2.2)))
     ax = fig.subplots()
     image = ax.imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     for s in range(k):
@@ -128,14 +151,14 @@ def profile_heatmap(contrasts: pd.DataFrame, profiles: pd.DataFrame, names, leve
             ax.text(j, s, text, ha="center", va="center", fontsize=8.5,
                     color="white" if abs(z[s, j]) > 0.6 * limit else "black")
     ax.set_xticks(range(d), [_short(c, 28) for c in contrasts.columns], rotation=30, ha="right")
-    ax.set_yticks(range(k), [f"{s}: {_short(names[s])}" for s in range(k)])
+    ax.set_yticks(range(k), row_labels)
     ax.set_xticks(np.arange(-0.5, d), minor=True)
     ax.set_yticks(np.arange(-0.5, k), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.5)
     ax.tick_params(which="minor", length=0)
     colorbar = fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
     colorbar.set_label("segment mean vs population\n(standard deviations)")
-    ax.set_title("Mean per segment (text) and how far it is from the population (colour)")
+    ax.set_title("Segment means (text) against the population (colour)")
     fig.tight_layout()
     return fig
 
