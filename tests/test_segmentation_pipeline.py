@@ -85,9 +85,9 @@ def test_parquet_in_parquet_out(tmp_path):
 
 def test_planted_demo_segments_are_found():
     customers, truth = make_customers(4000, random_state=3)
-    result = segment(customers, k=5, categorical=["channel"], report=False)
-    assert result.summary["preprocessing"]["excluded_columns"] == ["region"]
-    assert set(result.summary["preprocessing"]["log_columns"]) >= {"annual_income", "annual_spend"}
+    result = segment(customers, k=5, categorical=["Channel"], report=False)
+    assert result.summary["preprocessing"]["excluded_columns"] == ["Region"]
+    assert set(result.summary["preprocessing"]["log_columns"]) >= {"Annual income", "Annual spend"}
     found = result.segments.set_index("customer_id")["segment"].reindex(customers["customer_id"])
     assert adjusted_rand_score(truth, found) > 0.9
     assert len(set(result.model.segment_names)) == 5

@@ -59,9 +59,9 @@ def make_customers(n_rows: int = 10_000, *, random_state: int | None = 0) -> tup
     Returns
     -------
     customers : pandas.DataFrame
-        Columns ``customer_id``, ``age``, ``annual_income``, ``annual_spend``,
-        ``orders_per_year``, ``avg_basket``, ``days_since_last_order``,
-        ``online_share``, ``channel`` (store/web/app), ``region`` (no signal).
+        Columns ``customer_id``, ``Age``, ``Annual income``, ``Annual spend``,
+        ``Orders per year``, ``Average basket``, ``Days since last order``,
+        ``Online share``, ``Channel`` (store/web/app), ``Region`` (no signal).
     true_segment : ndarray of shape (n_rows,), int64
         Index into ``list(SEGMENTS)`` of each row's planted segment.
 
@@ -102,18 +102,18 @@ def make_customers(n_rows: int = 10_000, *, random_state: int | None = 0) -> tup
     customers = pd.DataFrame(
         {
             "customer_id": [f"C{i:07d}" for i in range(1, n_rows + 1)],
-            "age": age,
-            "annual_income": income.round(-2),
-            "annual_spend": spend.round(2),
-            "orders_per_year": orders.astype(np.int64),
-            "avg_basket": (spend / orders).round(2),
-            "days_since_last_order": recency.astype(np.int64),
-            "online_share": online.round(3),
-            "channel": np.asarray(CHANNELS, dtype=object)[channel_code],
-            "region": np.asarray(REGIONS, dtype=object)[rng.integers(len(REGIONS), size=n_rows)],
+            "Age": age,
+            "Annual income": income.round(-2),
+            "Annual spend": spend.round(2),
+            "Orders per year": orders.astype(np.int64),
+            "Average basket": (spend / orders).round(2),
+            "Days since last order": recency.astype(np.int64),
+            "Online share": online.round(3),
+            "Channel": np.asarray(CHANNELS, dtype=object)[channel_code],
+            "Region": np.asarray(REGIONS, dtype=object)[rng.integers(len(REGIONS), size=n_rows)],
         }
     )
-    for column, rate in (("annual_income", 0.03), ("age", 0.02), ("online_share", 0.01), ("channel", 0.01)):
+    for column, rate in (("Annual income", 0.03), ("Age", 0.02), ("Online share", 0.01), ("Channel", 0.01)):
         customers.loc[rng.random(n_rows) < rate, column] = None
     return customers, truth.astype(np.int64)
 
@@ -161,7 +161,7 @@ def run_demo(
         result = segment(
             staging / "customers.csv",
             k_range=(2, 10),
-            categorical=["channel"],
+            categorical=["Channel"],
             seed=seed,
             device=device,
             out=staging / "segments",

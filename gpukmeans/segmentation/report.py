@@ -334,7 +334,10 @@ def _format_cell(value) -> str:
     if isinstance(value, (int, np.integer)):
         return str(value)
     if isinstance(value, (float, np.floating)):
-        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        if not np.isfinite(value):
+            return ""
+        magnitude = abs(value)
+        return f"{value:,.0f}" if magnitude >= 1000 else f"{value:.1f}" if magnitude >= 10 else f"{value:.3f}"
     return _e(value)
 
 
@@ -350,9 +353,9 @@ def _preprocessing_list(prep: dict) -> str:
         action = (
             f"{prep['rows_dropped_missing']:,} rows dropped"
             if prep.get("missing") == "drop"
-            else "imputed (median / most frequent)"
+            else "imputed with the median or most frequent value"
         )
-        items.append(f"missing values ({action}): {counts}")
+        items.append(f"missing values per column ({action}): {counts}")
     if prep.get("constant_columns"):
         items.append(f"constant columns left out: {_e(', '.join(prep['constant_columns']))}")
     if prep.get("log_columns"):
