@@ -89,8 +89,13 @@ def _preprocessing(columns, id_column, categorical, drop_missing, log, clip, sca
     }
 
 
-def _command_line() -> str:
-    return " ".join(["gpukmeans", *map(shlex.quote, sys.argv[1:])])
+#: The command line as typed, recorded by :func:`main` (None when the app is driven
+#: from Python, e.g. by Typer's test runner, where sys.argv is someone else's).
+_invocation: list[str] | None = None
+
+
+def _command_line() -> str | None:
+    return " ".join(["gpukmeans", *map(shlex.quote, _invocation)]) if _invocation is not None else None
 
 
 def _default_out(data: Path, suffix: str) -> Path:
@@ -368,4 +373,6 @@ def _print_segments(segments: list[dict]) -> None:
 
 def main() -> None:
     """Entry point of the installed ``gpukmeans`` command."""
+    global _invocation
+    _invocation = sys.argv[1:]
     app()

@@ -27,12 +27,13 @@ EXTREME = 1.5
 def segment_means(values: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
     """Mean of every column per segment, ignoring missing values; (n_segments, n_columns)."""
     values = np.asarray(values, dtype=np.float64)
-    present = np.isfinite(values)
-    filled = np.where(present, values, 0.0)
     sums = np.zeros((n_segments, values.shape[1]))
     counts = np.zeros((n_segments, values.shape[1]))
-    np.add.at(sums, labels, filled)
-    np.add.at(counts, labels, present)
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        present = np.isfinite(column)
+        sums[:, j] = np.bincount(labels[present], weights=column[present], minlength=n_segments)
+        counts[:, j] = np.bincount(labels[present], minlength=n_segments)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
 
