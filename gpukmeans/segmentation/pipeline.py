@@ -308,17 +308,13 @@ def sweep_k(
     }
     run = SweepRun(sweep=result, summary=summary, timings=stages.timings)
     if out is not None:
-        from .report import elbow_figure, save_png, silhouette_figure
+        from .report import save_png
 
         with stages("write", "Writing the table and plots"):
-            centers = _sweep_model(result, int(result.recommended_k))
-            labels, _ = nearest_centers(prepared.X, centers)
             with staged_output_dir(out, force=force) as staging:
                 write_table(result.table, staging / "sweep.csv", "csv")
-                save_png(elbow_figure(result), staging / "elbow.png")
-                rng = np.random.default_rng(seed)
-                save_png(silhouette_figure(prepared.X, labels, rng=rng, sample_size=sample_size),
-                         staging / "silhouette.png")
+                save_png(result.plot_elbow(), staging / "elbow.png")
+                save_png(result.plot_silhouette(), staging / "silhouette.png")
                 summary["timings"] = _timings(stages.timings, started)
                 write_json(summary, staging / "summary.json")
         run.out = Path(out)
@@ -423,18 +419,12 @@ def _fit(X, k, seed, n_init, max_iter, device):
 
 
 def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
-    import gpukmeans
+    from gpukmeans import sweep
 
-    return gpukmeans.sweep(
+    return sweep(
         _engine_input(X), k=ks, n_init=n_init, random_state=seed,
         silhouette="auto", sample_size=sample_size, device=device,
     )
-
-
-def _sweep_model(sweep_result, k) -> np.ndarray:
-    """The sweep's centres for ``k`` (used to label rows for the silhouette plot)."""
-    model = sweep_result.models[k]
-    return np.asarray(getattr(model, "cluster_centers_", model), dtype=np.float64)
 
 
 def _engine_input(X: np.ndarray) -> np.ndarray:
@@ -462,16 +452,16 @@ def _metrics(X, labels, distances, k, seed, sample_size, device) -> dict:
 
 
 def _silhouette_fields(silhouette) -> dict:
-    """The silhouette as plain numbers, whether exact (a float) or sampled (with an interval)."""
+    """The silhouette as plain numbers: exact (a float) or estimated (with its interval)."""
     if isinstance(silhouette, (float, int, np.floating)):
         return {"silhouette": float(silhouette), "silhouette_method": "exact"}
-    fields = {"silhouette": float(silhouette)}
-    for name in ("low", "high"):
-        value = getattr(silhouette, name, None)
-        if value is not None:
-            fields[f"silhouette_{name}"] = float(value)
-    fields["silhouette_method"] = str(getattr(silhouette, "method", "sampled"))
-    return fields
+    return {
+        "silhouette": float(silhouette.value),
+        "silhouette_low": float(silhouette.low),
+        "silhouette_high": float(silhouette.high),
+        "silhouette_method": str(silhouette.method),
+        "silhouette_sample_size": int(silhouette.sample_size),
+    }
 
 
 def _summary(*, source, table_format, command, prepared, preprocessor, k, k_reason, metrics,

@@ -37,13 +37,11 @@ def render_report(
 
     figures = []
     if result.sweep is not None:
-        figures.append(("Choosing k: elbow and silhouette", _png(elbow_figure(result.sweep))))
-    figures.append(
-        (
-            f"Silhouette per segment (k = {summary['k']})",
-            _png(silhouette_figure(X, labels, rng=rng, sample_size=sample_size)),
-        )
-    )
+        figures.append(("Choosing k: elbow and silhouette", _png(result.sweep.plot_elbow())))
+    if summary["metrics"].get("silhouette") is not None:
+        figure = silhouette_figure(X, labels, rng=rng, sample_size=sample_size,
+                                   mean=summary["metrics"]["silhouette"])
+        figures.append((f"Silhouette per segment (k = {summary['k']})", _png(figure)))
     prep = result.model.preprocessor
     changed = prep.scale != "none" or prep.log_columns_ or prep.clip_bounds_
     features = [f"{name} (as clustered)" if changed else name for name in prep.feature_names_out_]
@@ -60,22 +58,18 @@ def render_report(
 # ---------------------------------------------------------------- figures
 
 
-def elbow_figure(sweep):
-    """The sweep's elbow plot (inertia with the knee, silhouette on a second axis)."""
-    import importlib
-
-    return importlib.import_module("gpukmeans.sweep").plot_elbow(sweep)
-
-
-def silhouette_figure(X, labels, *, rng, sample_size):
-    """Per-segment silhouette bars of (a stratified sample of) the clustered rows."""
-    import importlib
-
+def silhouette_figure(X, labels, *, rng, sample_size, mean=None):
+    """Per-segment silhouette bars of the clustered rows (a stratified sample above
+    ``sample_size``); ``mean`` is the overall score to mark (default: the sample's mean)."""
     from gpukmeans import metrics
+    from gpukmeans.plots import plot_silhouette
 
     rows = _stratified_sample(labels, sample_size, rng)
-    values = metrics.silhouette_samples(X[rows], labels[rows], device="cpu")
-    return importlib.import_module("gpukmeans.sweep").plot_silhouette(np.asarray(values), labels[rows])
+    values = np.asarray(metrics.silhouette_samples(X[rows], labels[rows], device="cpu"))
+    scope = f"all {len(rows):,} rows" if len(rows) == len(labels) else (
+        f"stratified sample of {len(rows):,} of {len(labels):,} rows")
+    k = int(labels.max()) + 1
+    return plot_silhouette(values, labels[rows], title=f"Silhouette by segment, k={k} ({scope})", mean=mean)
 
 
 def pca_figure(X, labels, centers, names, *, rng, feature_names=None):
