@@ -276,13 +276,13 @@ def rfm(
         return
     if quiet:
         return
-    dropped = ", ".join(f"{n:,} {reason}" for reason, n in run.dropped.items() if n) or "none"
+    dropped = ", ".join(f"{reason}: {n:,}" for reason, n in run.dropped.items() if n) or "none"
     if run.skipped_lines:
         shown = ", ".join(map(str, run.skipped_lines[:10])) + (" ..." if len(run.skipped_lines) > 10 else "")
         note(f"skipped {len(run.skipped_lines)} malformed line(s): {shown}", quiet=quiet)
     typer.echo(f"{run.n_used:,} of {run.n_transactions:,} transactions used; dropped: {dropped}")
     typer.echo(f"{len(run.table):,} customers, snapshot date {run.snapshot:%Y-%m-%d %H:%M}; wrote {out}")
-    typer.echo(f"Next: gpukmeans segment {shlex.quote(str(out))} --log auto")
+    typer.echo(f"Next: gpukmeans segment {shlex.quote(str(out))}")
 
 
 @app.command()
