@@ -128,7 +128,7 @@ def main() -> None:
 
 def markdown(record: dict) -> str:
     targets = {"k8": 60, "sweep": 180}
-    stage_names = ["read", "preprocess", "sweep", "fit", "assign", "profile", "report", "write"]
+    stage_names = ["read", "preprocess", "sweep", "fit", "assign", "score", "profile", "report"]
     lines = [
         "# `gpukmeans segment` end to end",
         "",
@@ -149,8 +149,8 @@ def markdown(record: dict) -> str:
         )
     lines += [
         "",
-        "Stage seconds come from each run's `summary.json`; `write` is not in it (the summary is",
-        "written during that stage), so wall time minus the stages is start-up, imports and writing.",
+        "Stage seconds come from each run's `summary.json`. Writing the files is not among them (the",
+        "summary is written during that stage): wall time minus the stages is start-up, imports and writing.",
         "",
     ]
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def test_summary_says_what_was_done(mall_result):
     assert summary["k"] == 5 and summary["k_reason"] == "k was given"
     assert summary["preprocessing"]["id_column"] == "CustomerID"
     assert summary["preprocessing"]["features"] == [INCOME, SPENDING]
-    assert {"read", "preprocess", "fit", "assign", "profile", "total"} <= set(summary["timings"])
+    assert {"read", "preprocess", "fit", "assign", "score", "profile", "total"} <= set(summary["timings"])
     assert summary["metrics"]["silhouette"] == pytest.approx(0.5539, abs=1e-3)
     assert summary["device"] == "cpu" or summary["device"].startswith("cuda")
     assert {"gpukmeans", "torch", "numpy", "pandas"} <= set(summary["versions"])

@@ -94,8 +94,6 @@ def parse_k_range(text: str) -> tuple[int, int]:
         low, high = (int(part) for part in str(text).split(":"))
     except ValueError:
         raise InputError(f"k range must look like 2:12, got {text!r}") from None
-    if not 2 <= low < high:
-        raise InputError(f"k range must go from at least 2 to a larger k, got {text!r}")
     return low, high
 
 
@@ -203,6 +201,7 @@ def segment(
 
     with stages("assign", "Assigning customers to segments"):
         labels, distances = nearest_centers(X, centers)
+    with stages("score", "Scoring the segments"):
         metrics = _metrics(X, labels, distances, k, seed, sample_size, device)
         metrics.update(fit_info)
 
@@ -210,10 +209,12 @@ def segment(
         features = preprocessor.original_units(frame, prepared.rows)
         contrasts = segment_contrasts(X, labels, k, preprocessor.feature_names_out_)
         level_columns = [c for c in features.columns if c not in preprocessor.numeric_columns_]
-        shares = pd.DataFrame(
-            segment_means(features[level_columns].to_numpy(), labels, k), columns=level_columns
-        )
-        names = name_segments(contrasts, shares if level_columns else None)
+        shares = None
+        if level_columns:
+            shares = pd.DataFrame(
+                segment_means(features[level_columns].to_numpy(), labels, k), columns=level_columns
+            )
+        names = name_segments(contrasts, shares)
         profiles = profile_segments(features, labels, k, names)
         segments = segments_frame(
             prepared.ids, prepared.rows, labels, distances, names, preprocessor.id_column_
