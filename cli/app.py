@@ -289,7 +289,7 @@ def rfm(
 def demo(
     rows: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 20_000,
     out: Annotated[Path, typer.Option(help="Folder for the generated table and the results.")] = Path("gpukmeans-demo"),
-    force: ForceOpt = True,
+    force: ForceOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
