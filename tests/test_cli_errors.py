@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
@@ -40,6 +41,7 @@ CASES = {
     ),
     "bad k range": (lambda tmp: MALL, ["--k-range", "9:3"], "k range"),
     "bad scale": (lambda tmp: MALL, ["--scale", "zscore"], "scale must be one of"),
+    "no such device": (lambda tmp: MALL, ["--device", "tpu"], "device='tpu'"),
 }
 
 
@@ -73,6 +75,13 @@ def test_bad_input_as_a_process(tmp_path, case):
     done = subprocess.run(command + ["segment", str(data), "--out", str(tmp_path / "out"), *extra],
                           capture_output=True, text=True, timeout=120)
     _check(done.returncode, done.stdout, done.stderr, expected, tmp_path, data)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu(tmp_path):
+    result = CliRunner().invoke(app, ["segment", str(MALL), "--device", "cuda", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_predict_with_a_table_that_does_not_fit(tmp_path):

@@ -175,6 +175,7 @@ def segment(
         check_output_dir(out, force=force)
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
+    _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
 
@@ -289,6 +290,7 @@ def sweep_k(
     """
     if out is not None:
         check_output_dir(out, force=force)
+    _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
     _, source, table_format, preprocessor, prepared = _prepare(
@@ -373,6 +375,16 @@ def _prepare(stages, data, source, *, columns, id_column, categorical, missing, 
         )
         prepared = preprocessor.fit_transform(frame, source=source)
     return frame, source, table_format, preprocessor, prepared
+
+
+def _check_device(device) -> None:
+    """Refuse a device this machine lacks before reading anything, not after."""
+    from gpukmeans._device import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _check_k_range(k_range, n_rows, source) -> tuple[int, int]:
