@@ -104,6 +104,17 @@ def test_rfm_then_segment(tmp_path):
     assert sum(s["size"] for s in summary["segments"]) == 14
 
 
+def test_sweep_recommends_the_textbook_k(tmp_path):
+    out = tmp_path / "sweep"
+    result = run("sweep", MALL, "--columns", MALL_COLUMNS, "--scale", "none", "--k-range", "2:8", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "Recommended k = 5" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["elbow.png", "silhouette.png", "summary.json", "sweep.csv"]
+    table = pd.read_csv(out / "sweep.csv")
+    assert table["k"].tolist() == list(range(2, 9))
+    assert round(table.set_index("k").loc[5, "inertia"], 2) == 44448.46
+
+
 def test_info_lists_versions_and_devices():
     result = run("info")
     assert result.exit_code == 0, result.output
@@ -119,6 +130,8 @@ def test_demo_end_to_end(tmp_path):
     assert (out / "customers.csv").exists() and (out / "segments" / "report.html").exists()
     facts = json.loads((out / "demo.json").read_text())
     assert facts["adjusted_rand_index"] > 0.8
+    # Elbow, silhouette per segment, projection, heatmap: all inlined.
+    assert (out / "segments" / "report.html").read_text().count("data:image/png;base64,") == 4
     assert f"Open the report: {out / 'segments' / 'report.html'}" in result.stdout
     # A second run replaces the earlier demo without --force.
     assert run("demo", "--rows", "1000", "--out", out, "--device", "cpu", "-q").exit_code == 0
