@@ -126,8 +126,9 @@ def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repe
 
     short, short_ran = best_of(base_iter)
     long, long_ran = best_of(base_iter + n_iter)
-    if long_ran < base_iter + n_iter or short_ran < base_iter:
-        raise RuntimeError(f"converged after {min(long_ran, short_ran)} iterations: no per-iteration figure")
+    if short_ran < base_iter or long_ran < base_iter + n_iter:
+        ran = short_ran if short_ran < base_iter else long_ran
+        raise RuntimeError(f"converged after {ran} iterations: no per-iteration figure")
     if long <= short:
         raise RuntimeError("timings too noisy (the longer fit was not slower): rerun on a quieter machine")
     return (long - short) / (long_ran - short_ran)
