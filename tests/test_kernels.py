@@ -262,10 +262,28 @@ def test_triton_half_storage_keeps_float32_centres_and_sums(storage):
     assert_close_relative(got.sums, expected_sums(stored.float(), got.labels.cpu(), weights, 1, 8)[0])
 
 
+@pytest.mark.parametrize("vector_bytes", [16, 32])
+def test_cpu_kernel_on_narrower_vector_widths(monkeypatch, vector_bytes):
+    """The packing a CPU without AVX-512 gets (AVX2, SSE/NEON), checked on this one."""
+    monkeypatch.setattr(cpu_kernel, "HOST_VECTOR_BYTES", vector_bytes)
+    for dtype in (torch.float32, torch.float64):
+        for k_max in (3, 20):
+            X, centers, norms, weights, valid = make_problem(5, k_max, 3, dtype, True, seed=vector_bytes + k_max)
+            packed = cpu_kernel._pack_centers(centers, norms)
+            assert packed.norms.shape[2] * X.element_size() <= vector_bytes
+            expected = assign_accumulate_reference(X, centers, norms, weights)
+            got = cpu_kernel.assign_accumulate_cpu(X, centers, norms, weights)
+            assert_labels_match_up_to_ties(got.labels, expected.labels, X, centers, valid)
+            assert_close_relative(got.sums, expected_sums(X, got.labels, weights, 3, k_max)[0])
+
+
 def test_lane_count_pads_least():
-    assert cpu_kernel.lane_count(8, torch.float32) == 8
-    assert cpu_kernel.lane_count(9, torch.float32) == 16
-    assert cpu_kernel.lane_count(24, torch.float32) == 8
-    assert cpu_kernel.lane_count(32, torch.float32) == 16
-    assert cpu_kernel.lane_count(3, torch.float64) == 4
-    assert np.all([cpu_kernel.lane_count(k, torch.float32) in (8, 16) for k in range(1, 300)])
+    assert cpu_kernel.lane_count(8, torch.float32, 64) == 8
+    assert cpu_kernel.lane_count(9, torch.float32, 64) == 16
+    assert cpu_kernel.lane_count(24, torch.float32, 64) == 8
+    assert cpu_kernel.lane_count(32, torch.float32, 64) == 16
+    assert cpu_kernel.lane_count(3, torch.float64, 64) == 4
+    assert cpu_kernel.lane_count(9, torch.float32, 32) == 4
+    assert cpu_kernel.lane_count(16, torch.float32, 32) == 8
+    assert cpu_kernel.lane_count(3, torch.float64, 16) == 2
+    assert np.all([cpu_kernel.lane_count(k, torch.float32, 64) in (8, 16) for k in range(1, 300)])

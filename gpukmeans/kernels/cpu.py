@@ -33,6 +33,7 @@ change without invalidating a stale cached binary.
 
 import concurrent.futures
 import math
+import os
 import threading
 from typing import NamedTuple, Optional
 
@@ -47,7 +48,12 @@ from numba.extending import intrinsic
 from .reference import AssignResult, StepResult
 
 ROWS = 8  # rows per micro-tile: 8 independent FMA chains hide the FMA latency
-VECTOR_BYTES = 64  # the widest vector (AVX-512); LLVM splits it on narrower CPUs
+VECTOR_BYTES = 64  # vectors of the row-wise helpers; LLVM splits them on narrower CPUs
+# Centres per vector the compiled kernel handles, by dtype: every host width from
+# SSE/NEON (16 bytes) to AVX-512 (64 bytes), full and half vectors. The kernel picks
+# the path from the packed array's shape, so one compiled (and cached) binary serves
+# whichever width the packing chose.
+_LANE_CHOICES = {4: (16, 8, 4), 8: (8, 4, 2)}
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -248,12 +254,16 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
         group_norms = builder.gep(array[5].data, [builder.mul(group_id, padded_k)])
         best_values = cgutils.alloca_once(builder, element_type, size=ROWS)
         best_index = cgutils.alloca_once(builder, _I32, size=ROWS)
-        wide = VECTOR_BYTES // (4 if element_type == ir.FloatType() else 8)
-        with builder.if_else(builder.icmp_signed("==", lanes_here, _I64(wide))) as (full, half):
-            for lanes, branch in ((wide, full), (wide // 2, half)):
-                with branch:
-                    _emit_nearest(builder, element_type, lanes, row_pointers, n_features,
-                                  group_centers, group_norms, blocks_here, best_values, best_index)
+        lane_choices = _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]
+        done = builder.append_basic_block("nearest.done")
+        for lanes in lane_choices:
+            this_width = builder.icmp_signed("==", lanes_here, _I64(lanes))
+            with builder.if_then(this_width):
+                _emit_nearest(builder, element_type, lanes, row_pointers, n_features,
+                              group_centers, group_norms, blocks_here, best_values, best_index)
+                builder.branch(done)
+        builder.branch(done)  # any other width is refused before the kernel runs
+        builder.position_at_end(done)
 
         part_group = builder.add(builder.mul(part_id, n_groups), group_id)
         group_sums = builder.gep(array[11].data, [builder.mul(part_group, builder.mul(padded_k, n_features))])
@@ -344,14 +354,41 @@ def _executor(n_threads):
         return _pool
 
 
-def lane_count(k_max: int, dtype: torch.dtype) -> int:
-    """Centres per vector: the width that pads ``k_max`` least, the wider one on a tie.
+def _host_vector_bytes() -> int:
+    """The widest vector registers of this CPU: 64 (AVX-512), 32 (AVX/AVX2), else 16.
 
-    A half-width vector costs half as much, so the cost is proportional to the padded
-    number of centres; the wider vector has fewer blocks to loop over.
+    ``GPUKMEANS_CPU_VECTOR_BYTES`` overrides it (16, 32 or 64), to compare widths.
     """
-    wide = VECTOR_BYTES // torch.empty((), dtype=dtype).element_size()
-    narrow = wide // 2
+    override = os.environ.get("GPUKMEANS_CPU_VECTOR_BYTES")
+    if override in ("16", "32", "64"):
+        return int(override)
+    try:
+        from llvmlite import binding
+
+        features = binding.get_host_cpu_features()
+    except Exception:  # an unknown host: the narrowest width is correct everywhere
+        return 16
+    if features.get("avx512f"):
+        return 64
+    if features.get("avx2") or features.get("avx"):
+        return 32
+    return 16
+
+
+HOST_VECTOR_BYTES = _host_vector_bytes()
+
+
+def lane_count(k_max: int, dtype: torch.dtype, vector_bytes: Optional[int] = None) -> int:
+    """Centres per vector: full or half host vectors, whichever pads ``k_max`` least
+    (the full one on a tie).
+
+    A half-width vector costs about half as much, so the cost is proportional to the
+    padded number of centres; the full vector has fewer blocks to loop over.
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    choices = _LANE_CHOICES[itemsize]
+    wide = min(max((vector_bytes or HOST_VECTOR_BYTES) // itemsize, choices[-1]), choices[0])
+    narrow = max(wide // 2, choices[-1])
     return wide if math.ceil(k_max / wide) * wide <= math.ceil(k_max / narrow) * narrow else narrow
 
 
