@@ -33,8 +33,7 @@ def chart(records, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shapes = sorted({(r.n_samples, r.n_features, r.n_clusters) for r in records},
-                    key=lambda s: (s[0] * s[1], s[2]))
+    shapes = list(dict.fromkeys((r.n_samples, r.n_features, r.n_clusters) for r in records))
     libraries = list(dict.fromkeys(r.library for r in records))
     width = 0.8 / max(1, len(libraries))
     figure, axis = plt.subplots(figsize=(max(9, 2.2 * len(shapes) + 5), 5.5))
