@@ -387,8 +387,13 @@ def environment(devices) -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
+    if versions["gpukmeans"] is None:  # run from a source tree
+        import gpukmeans
+
+        versions["gpukmeans"] = getattr(gpukmeans, "__version__", None)
     info = {
         "cpu": _cpu_model(),
+        "git_commit": _git_commit(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -401,6 +406,16 @@ def environment(devices) -> dict:
     if any(d.startswith("cuda") for d in devices):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _cpu_model() -> str:
