@@ -95,6 +95,9 @@ def main(argv=None):
         if args.libraries:
             libraries = [name for name in libraries if name in args.libraries]
         env = bench.environment([device])
+        if device == "cpu":
+            env["cpu_kernel_first_call"] = bench.cpu_kernel_first_call()
+            print(f"CPU kernel, first call in a fresh process: {env['cpu_kernel_first_call']}", flush=True)
 
         def progress(record):
             figure = f"{record.ms_per_iter:9.2f} ms/iter" if record.ms_per_iter else " " * 17
@@ -121,6 +124,11 @@ def main(argv=None):
                   f"{env['torch_threads']}), {env['date']}; load average {env['load_average_at_start'][0]:.2f} "
                   f"at start, {env['load_average_at_end'][0]:.2f} at end. float32, "
                   f"{args.iterations} timed iterations, best of {args.repeats}.\n\n")
+        if "cpu_kernel_first_call" in env:
+            first = env["cpu_kernel_first_call"]
+            header += (f"CPU kernel's first call in a fresh process (import included): "
+                       f"{first['compile_s']:.2f} s compiling, {first['cached_s']:.2f} s from numba's cache. "
+                       "The warm-up column is each library's first fit in this process.\n\n")
         table = bench.markdown_table(records)
         if restarts:
             batched = restarts[f"ms_per_iter_{restarts['n_init']}"]

@@ -378,6 +378,39 @@ def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, 
     return result
 
 
+_FIRST_CALL = """
+import time
+import torch
+start = time.perf_counter()
+from gpukmeans.kernels import cpu
+X = torch.randn(1000, 5)
+for dtype in (torch.float32, torch.float64):
+    centers = X[:3][None].clone().to(dtype)
+    cpu.assign_accumulate_cpu(X.to(dtype), centers, (centers * centers).sum(2))
+print(time.perf_counter() - start)
+"""
+
+
+def cpu_kernel_first_call() -> dict:
+    """Seconds to the first result of the CPU kernel in a fresh process: with an empty
+    numba cache (compilation), then with the cache it left (what every later run pays)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("compile_s", "cached_s"):
+            done = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True,
+                                  env=env, timeout=600)
+            try:
+                seconds[label] = float(done.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                seconds[label] = None
+    return seconds
+
+
 def environment(devices) -> dict:
     """Where the numbers were measured: machine, load, library versions."""
     versions = {}
