@@ -226,5 +226,7 @@ def _weight_nearest_to_each(source, points) -> torch.Tensor:
     norms = (group * group).sum(dim=2)
     totals = torch.zeros(points.shape[0], dtype=torch.float64, device=source.device)
     for _, rows, weights in source.chunks():
-        totals += source.assign(rows, group, norms, weights).weight_sums[0]
+        # Labels and a weighted count: the per-centre sums of rows are not needed here.
+        nearest = source.assign(rows, group, norms, accumulate=False).labels[:, 0]
+        totals += torch.bincount(nearest, weights=None if weights is None else weights.double(), minlength=len(points))
     return source.reduce_sum(totals).to(source.dtype)

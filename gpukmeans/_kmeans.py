@@ -459,7 +459,7 @@ class KMeans(_BaseKMeans):
         )
         best = int(torch.argmin(result.inertia))
         labels = result.labels[:, best].to(torch.int32)
-        counts = source.reduce_sum(torch.bincount(labels.long(), minlength=self.n_clusters))
+        counts = source.reduce_sum(torch.bincount(labels, minlength=self.n_clusters))
         n_distinct = int((counts > 0).sum())
         if n_distinct < self.n_clusters:
             warnings.warn(
