@@ -51,7 +51,7 @@ def open_table(path, columns: Optional[Sequence[str]] = None) -> "Table":
         if not files:
             raise ValueError(f"{path}: the folder holds no .parquet files.")
         return ParquetTable(path, files, columns)
-    if path.suffix.lower() in (".csv", ".txt") or path.name.lower().endswith((".csv.gz", ".csv.bz2")):
+    if path.name.lower().endswith((".csv", ".csv.gz", ".csv.bz2")):
         return CsvTable(path, columns)
     return ParquetTable(path, [path], columns)
 

@@ -100,9 +100,16 @@ def pin_in_place(tensor: torch.Tensor) -> bool:
     try:
         cudart = torch.cuda.cudart()
         status = cudart.cudaHostRegister(tensor.data_ptr(), tensor.numel() * tensor.element_size(), 0)
-        return status == cudart.cudaError.success
     except (RuntimeError, AttributeError):
         return False
+    if status == cudart.cudaError.success:
+        return True
+    # A failed call leaves CUDA's last-error set; clear it so that torch's next launch
+    # check does not report it as its own.
+    clear = getattr(cudart, "cudaGetLastError", None)
+    if clear is not None:
+        clear()
+    return False
 
 
 def unpin(tensor: torch.Tensor) -> None:
