@@ -1,11 +1,12 @@
 """Rows in host memory, computed on a CUDA device: chunked uploads overlapped with compute.
 
-When the table does not fit in GPU memory it stays in host memory. The host memory is
-pinned in place when CUDA allows it (``cudaHostRegister``, no copy), so that uploads
-are true asynchronous DMA; otherwise each chunk goes through one of two pinned staging
-buffers. A side CUDA stream uploads chunk i+1 while the compute stream works on chunk
-i; events order the two, and a staging buffer is refilled only once its last upload
-has finished.
+When the table does not fit in GPU memory it stays in host memory. A pinned tensor
+(``torch.from_numpy(X).pin_memory()``) is uploaded straight from its pages; other host
+memory goes chunk by chunk through one of two pinned staging buffers (pinning the
+caller's pages in place could fail on memory CUDA cannot lock, such as a read-only
+memory map, and leave an error behind for the next kernel launch). A side CUDA stream
+uploads chunk i+1 while the compute stream works on chunk i; events order the two,
+and a staging buffer is refilled only once its last upload has finished.
 """
 
 import logging
@@ -90,39 +91,12 @@ class DeviceFeeder:
         return start, on_device
 
 
-def pin_in_place(tensor: torch.Tensor) -> bool:
-    """Page-lock ``tensor``'s host memory without copying it; False if CUDA refuses.
-
-    Pair every True with :func:`unpin`.
-    """
-    if tensor.is_pinned() or tensor.numel() == 0:
-        return False
-    try:
-        cudart = torch.cuda.cudart()
-        status = cudart.cudaHostRegister(tensor.data_ptr(), tensor.numel() * tensor.element_size(), 0)
-    except (RuntimeError, AttributeError):
-        return False
-    if status == cudart.cudaError.success:
-        return True
-    # A failed call leaves CUDA's last-error set; clear it so that torch's next launch
-    # check does not report it as its own.
-    clear = getattr(cudart, "cudaGetLastError", None)
-    if clear is not None:
-        clear()
-    return False
-
-
-def unpin(tensor: torch.Tensor) -> None:
-    torch.cuda.synchronize()  # no upload from these pages may still be in flight
-    torch.cuda.cudart().cudaHostUnregister(tensor.data_ptr())
-
-
 class HostStreamSource(DataSource):
     """Rows held in host memory, assigned on a CUDA device in uploaded chunks.
 
     Parameters
     ----------
-    X : (n, d) float tensor in host memory (pinned or not).
+    X : (n, d) float tensor in host memory, pinned or not.
     sample_weight : (n,) tensor on ``device`` or None (one value per row is small).
     chunk_size : rows per upload and per kernel call.
     device : the CUDA device.
@@ -133,9 +107,8 @@ class HostStreamSource(DataSource):
         self.sample_weight = sample_weight
         self.chunk_size = max(1, int(chunk_size))
         self._device = torch.device(device)
-        self._pinned_here = pin_in_place(X)
-        if not (self._pinned_here or X.is_pinned()):
-            logger.info("gpukmeans: could not pin the host data in place; uploading through staging buffers.")
+        if not X.is_pinned():
+            logger.info("gpukmeans: streaming host data through pinned staging buffers (pass a pinned tensor to skip them).")
         self._feeder = DeviceFeeder(self._device, self.chunk_size, X.shape[1], X.dtype)
 
     @property
@@ -164,8 +137,3 @@ class HostStreamSource(DataSource):
 
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         return self.X[indices.cpu()].to(self._device)
-
-    def close(self) -> None:
-        if self._pinned_here:
-            unpin(self.X)
-            self._pinned_here = False
