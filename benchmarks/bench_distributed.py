@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     info = machine_info()
+    info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).parent).stdout.strip() or None
     info["uptime_at_start"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rows = []
     for world_size in args.ranks:

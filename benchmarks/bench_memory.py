@@ -135,6 +135,8 @@ def main():
     parser.add_argument("--init", default="k-means||")
     args = parser.parse_args()
     info = machine_info()
+    info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).parent).stdout.strip() or None
     info["uptime_at_start"] = _uptime()
 
     in_memory = []

@@ -23,6 +23,7 @@ from ._sources import DataSource
 # enough that a batch of a wide table stays a few MiB.
 READ_ROWS = 1 << 16
 _CSV_BLOCK_BYTES = 16 << 20
+_PARQUET_BUFFER_BYTES = 4 << 20
 
 
 def is_path(X) -> bool:
@@ -145,7 +146,9 @@ class ParquetTable(Table):
     def _open(self, position):
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(self.files[position])
+        # Buffered reads decode a column chunk a page run at a time instead of reading
+        # whole row groups into Arrow's memory pool, which keeps freed pages for a while.
+        return pq.ParquetFile(self.files[position], buffer_size=_PARQUET_BUFFER_BYTES)
 
     def _groups_overlapping(self, start, stop):
         first = int(np.searchsorted(self._group_start, start, side="right")) - 1
@@ -172,16 +175,22 @@ class ParquetTable(Table):
         out = np.empty((len(indices), len(self.columns)), dtype=self.dtype)
         groups = np.searchsorted(self._group_start, indices, side="right") - 1
         for group in np.unique(groups):
-            table = self._open(int(self._group_file[group])).read_row_group(
-                int(self._group_index[group]), columns=self.columns
-            )
             chosen = np.nonzero(groups == group)[0]
             local = indices[chosen] - self._group_start[group]
-            for batch in table.take(local).to_batches():
-                out[chosen[: batch.num_rows]] = _batch_to_numpy(
-                    batch, self.columns, self.dtype, self.path, int(self._group_start[group])
-                )
-                chosen = chosen[batch.num_rows :]
+            row = 0
+            # Batch by batch, so that only one batch of the row group is ever decoded.
+            for batch in self._open(int(self._group_file[group])).iter_batches(
+                batch_size=READ_ROWS, row_groups=[int(self._group_index[group])], columns=self.columns
+            ):
+                inside = (local >= row) & (local < row + batch.num_rows)
+                if inside.any():
+                    picked = batch.take(local[inside] - row)
+                    out[chosen[inside]] = _batch_to_numpy(
+                        picked, self.columns, self.dtype, self.path, int(self._group_start[group]) + row
+                    )
+                row += batch.num_rows
+                if row > local.max():
+                    break
         return out
 
 
