@@ -1,7 +1,10 @@
 """Initial centres: greedy k-means++, random rows, and k-means|| for very large tables.
 
 Every initialiser works against a data source (see ``_sources``) in chunks, so it
-runs on any device and never holds more than one chunk's distances.
+runs on any device, on rows streamed from files, and across torch.distributed ranks
+(rows are named by global index; holders exchange only totals, drawn indices and the
+chosen rows), and never holds more than one chunk's distances. Draws and keys depend
+on the rows' weights and distances only, never on how the rows are chunked or split.
 """
 
 import math
@@ -11,7 +14,11 @@ import torch
 from ._lloyd import lloyd
 from ._random import row_uniforms
 from ._sources import InMemorySource
-from .kernels import assign_accumulate
+
+
+# Rows per block of the draws: blocks bound the cumulative sums a draw forms, and read
+# only per-row state (weights, distances), never the rows themselves.
+_BLOCK_ROWS = 1 << 18
 
 
 def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
@@ -19,14 +26,15 @@ def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
 
     Candidates are drawn with probability proportional to ``weight * D(x)^2``, so a
     zero-weight row is never a centre. Besides one chunk, it holds one value per row
-    (the distance to the nearest centre so far). Returns ``(centers (k, d), indices (k,))``.
+    (the distance to the nearest centre so far). Returns ``(centers (k, d), indices (k,))``
+    with global row indices.
     """
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     indices = torch.empty(n_clusters, dtype=torch.int64)
     indices[0] = _draw_proportional(source, None, 1, generator)[0]
     centers = [source.take(indices[:1])[0]]
-    closest = _sq_distances_to_each(source, centers[0][None, :])[:, 0]
+    closest = _closest_sq_distances(source, centers[0][None, :])
     for c in range(1, n_clusters):
         candidate_ids = _draw_proportional(source, closest, n_local_trials, generator)
         candidates = source.take(candidate_ids)
@@ -34,7 +42,7 @@ def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
         best = int(torch.argmin(candidate_potentials))
         indices[c] = candidate_ids[best]
         centers.append(candidates[best])
-        torch.minimum(closest, _sq_distances_to_each(source, candidates[best][None, :])[:, 0], out=closest)
+        _lower_closest(source, closest, candidates[best][None, :])
     return torch.stack(centers), indices
 
 
@@ -42,21 +50,26 @@ def random_rows_init(source, n_clusters, seed):
     """``n_clusters`` distinct rows drawn without replacement, with probability by weight.
 
     Uses weighted reservoir keys ``log(u) / w`` (Efraimidis and Spirakis) with per-row
-    uniforms, so the choice does not depend on the chunk size; zero weights never win.
+    uniforms, so the choice does not depend on the chunk size or on how the rows are
+    split between holders; zero weights never win.
     """
     device = source.device
     best_keys = torch.empty(0, dtype=torch.float64, device=device)
     best_rows = torch.empty(0, dtype=torch.int64, device=device)
-    for start, rows, weights in source.chunks():
-        row_ids = torch.arange(start, start + rows.shape[0], device=device)
+    for start, stop, weights in _weight_blocks(source):
+        row_ids = torch.arange(source.row_offset + start, source.row_offset + stop, device=device)
         keys = torch.log(row_uniforms(seed, row_ids))
         if weights is not None:
             keys = torch.where(weights > 0, keys / weights.double(), torch.full_like(keys, -math.inf))
-        best_keys = torch.cat([best_keys, keys])
-        best_rows = torch.cat([best_rows, row_ids])
-        best_keys, order = best_keys.topk(min(n_clusters, best_keys.shape[0]))
-        best_rows = best_rows[order]
+        best_keys, best_rows = _top_keys(n_clusters, torch.cat([best_keys, keys]), torch.cat([best_rows, row_ids]))
+    if source.world_size > 1:
+        best_keys, best_rows = _top_keys(n_clusters, source.concat(best_keys), source.concat(best_rows))
     return source.take(best_rows), best_rows.cpu()
+
+
+def _top_keys(n_keep, keys, rows):
+    keys, order = keys.topk(min(n_keep, keys.shape[0]))
+    return keys, rows[order]
 
 
 def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_rounds=5):
@@ -67,27 +80,26 @@ def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_
     ``min(1, l * w * D(x)^2 / phi)`` where ``l = oversampling * k``; candidates are then
     weighted by the total weight of the rows nearest to them.
     """
-    first = _draw_proportional(source, None, 1, generator)
-    chosen = [first.to(source.device)]
-    closest = _sq_distances_to_each(source, source.take(first))[:, 0]
+    device = source.device
+    first = _draw_proportional(source, None, 1, generator).to(device)
+    chosen = [first]
+    closest = _closest_sq_distances(source, source.take(first))
     expected_per_round = oversampling * n_clusters
     for round_number in range(n_rounds):
-        total = float(_weighted_chunk_totals(source, closest).sum())
+        total = _weighted_total(source, closest)
         if total <= 0:
             break
-        new_rows = []
-        for start, rows, weights in source.chunks():
-            potential = closest[start : start + rows.shape[0]].double()
-            if weights is not None:
-                potential = potential * weights.double()
+        new_rows = [torch.empty(0, dtype=torch.int64, device=device)]
+        for start, stop, weights in _weight_blocks(source):
+            potential = _block_values(source, closest, start, stop, weights)
             keep_probability = (expected_per_round * potential / total).clamp_max_(1.0)
-            row_ids = torch.arange(start, start + rows.shape[0], device=source.device)
+            row_ids = torch.arange(source.row_offset + start, source.row_offset + stop, device=device)
             new_rows.append(row_ids[row_uniforms(seed + round_number, row_ids) <= keep_probability])
-        new_rows = torch.cat(new_rows)
+        new_rows = source.concat(torch.cat(new_rows))
         if new_rows.numel() == 0:
             continue
         chosen.append(new_rows)
-        torch.minimum(closest, _min_sq_distance_to_set(source, source.take(new_rows)), out=closest)
+        _lower_closest(source, closest, source.take(new_rows))
     candidate_rows = torch.unique(torch.cat(chosen))
     if candidate_rows.numel() <= n_clusters:
         # Too few distinct candidates to choose from: the data has few distinct rows.
@@ -100,52 +112,68 @@ def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_
     return refined.centers[0]
 
 
-def _weighted_chunk_totals(source, values) -> torch.Tensor:
-    """Per chunk, the sum of ``weight * value`` (or of the weights when ``values`` is None)."""
-    totals = []
-    for start, rows, weights in source.chunks():
-        if values is None:
-            part = torch.ones(rows.shape[0], dtype=torch.float64, device=source.device)
-        else:
-            part = values[start : start + rows.shape[0]].double()
-        if weights is not None:
-            part = part * weights.double()
-        totals.append(part.sum())
-    return torch.stack(totals).cpu()
+def _weight_blocks(source):
+    """``(start, stop, weights or None)`` over this holder's rows, without reading them."""
+    for start in range(0, source.n_samples, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, source.n_samples)
+        yield start, stop, None if source.sample_weight is None else source.sample_weight[start:stop]
+
+
+def _block_values(source, values, start, stop, weights) -> torch.Tensor:
+    """``weight * value`` for rows ``start:stop`` in float64 (``values`` None: the weights)."""
+    if values is None:
+        part = torch.ones(stop - start, dtype=torch.float64, device=source.device)
+    else:
+        part = values[start:stop].double()
+    return part if weights is None else part * weights.double()
+
+
+def _weighted_total(source, values) -> float:
+    """The sum of ``weight * value`` over every holder's rows."""
+    local = torch.zeros((), dtype=torch.float64, device=source.device)
+    for start, stop, weights in _weight_blocks(source):
+        local += _block_values(source, values, start, stop, weights).sum()
+    return float(source.reduce_sum(local))
 
 
 def _draw_proportional(source, values, n_draws, generator) -> torch.Tensor:
-    """Row indices drawn with probability proportional to ``weight * value`` (never a zero).
+    """Global row indices drawn with probability proportional to ``weight * value``.
 
     ``values`` None means the weights alone. When every ``weight * value`` is zero (all
-    rows already coincide with a centre), it falls back to the weights. Only one chunk's
-    cumulative sum is ever formed.
+    rows already coincide with a centre), it falls back to the weights. The uniforms
+    come from ``generator`` (the same on every holder); each draw falls to the holder,
+    then the block, then the row whose cumulative total passes it. Only one block's
+    cumulative sum is ever formed; holders exchange their totals and the drawn indices.
     """
-    chunk_totals = _weighted_chunk_totals(source, values)
-    if float(chunk_totals.sum()) <= 0 and values is not None:
+    blocks = list(_weight_blocks(source))
+    block_totals = torch.zeros(len(blocks), dtype=torch.float64)
+    for position, (start, stop, weights) in enumerate(blocks):
+        block_totals[position] = float(_block_values(source, values, start, stop, weights).sum())
+    holder_totals = source.all_gather(block_totals.sum().reshape(1).to(source.device)).flatten().cpu()
+    holder_ends = torch.cumsum(holder_totals, dim=0)
+    if float(holder_ends[-1]) <= 0:
+        if values is None:
+            raise ValueError("sample_weight must have at least one positive weight.")
         return _draw_proportional(source, None, n_draws, generator)
-    chunk_ends = torch.cumsum(chunk_totals, dim=0)
     # Uniforms in (0, 1]: a target of exactly 0 could land on a zero-valued leading row.
-    targets = (1.0 - torch.rand(n_draws, generator=generator, dtype=torch.float64)) * chunk_ends[-1]
-    chunk_of_target = torch.searchsorted(chunk_ends, targets).clamp_max_(len(chunk_ends) - 1)
-    drawn = torch.empty(n_draws, dtype=torch.int64)
-    wanted = set(chunk_of_target.tolist())
-    for position, (start, rows, weights) in enumerate(source.chunks()):
-        if position not in wanted:
-            continue
-        part = (
-            torch.ones(rows.shape[0], dtype=torch.float64, device=source.device)
-            if values is None
-            else values[start : start + rows.shape[0]].double()
-        )
-        if weights is not None:
-            part = part * weights.double()
-        cumulative = torch.cumsum(part, dim=0).cpu()
-        chunk_start = chunk_ends[position] - chunk_totals[position]
-        for draw in torch.nonzero(chunk_of_target == position).flatten().tolist():
-            local = torch.searchsorted(cumulative, targets[draw] - chunk_start)
-            drawn[draw] = start + _nearest_positive(part, int(local))
-    return drawn
+    targets = (1.0 - torch.rand(n_draws, generator=generator, dtype=torch.float64)) * holder_ends[-1]
+    holder_of_target = torch.searchsorted(holder_ends, targets).clamp_max_(len(holder_ends) - 1)
+    drawn = torch.zeros(n_draws, dtype=torch.int64)
+    mine = torch.nonzero(holder_of_target == source.rank).flatten()
+    if mine.numel():
+        local_targets = targets[mine] - (holder_ends[source.rank] - holder_totals[source.rank])
+        block_ends = torch.cumsum(block_totals, dim=0)
+        block_of_target = torch.searchsorted(block_ends, local_targets).clamp_max_(len(blocks) - 1)
+        for position in sorted(set(block_of_target.tolist())):
+            start, stop, weights = blocks[position]
+            part = _block_values(source, values, start, stop, weights)
+            cumulative = torch.cumsum(part, dim=0).cpu()
+            block_start = block_ends[position] - block_totals[position]
+            for draw in torch.nonzero(block_of_target == position).flatten().tolist():
+                local = torch.searchsorted(cumulative, local_targets[draw] - block_start)
+                drawn[mine[draw]] = source.row_offset + start + _nearest_positive(part, int(local))
+    # Each draw was resolved by exactly one holder; the others contribute zeros.
+    return source.reduce_sum(drawn.to(source.device)).cpu()
 
 
 def _nearest_positive(values, index) -> int:
@@ -158,47 +186,47 @@ def _nearest_positive(values, index) -> int:
     return int(before[-1]) if before.numel() else int(positive[0])
 
 
-def _sq_distances_to_each(source, points) -> torch.Tensor:
-    """(n, p) squared distances from every row to each of ``points``: each point is a group."""
-    groups = points[:, None, :]
-    norms = (groups * groups).sum(dim=2)
-    parts = [
-        assign_accumulate(rows, groups, norms, accumulate=False).min_sq_distances
-        for _, rows, _ in source.chunks()
-    ]
-    return torch.cat(parts)
+def _closest_sq_distances(source, points) -> torch.Tensor:
+    """(n,) squared distance from each of this holder's rows to the nearest of ``points``."""
+    closest = torch.full((source.n_samples,), math.inf, dtype=source.dtype, device=source.device)
+    _lower_closest(source, closest, points)
+    return closest
 
 
-def _min_sq_distance_to_set(source, points) -> torch.Tensor:
-    """(n,) squared distance from every row to the nearest of ``points``."""
+def _lower_closest(source, closest, points) -> None:
+    """Lower ``closest`` in place to each row's squared distance to the nearest of ``points``.
+
+    In place, chunk by chunk: never a second n-long array beside ``closest``.
+    """
     group = points[None, :, :]
     norms = (group * group).sum(dim=2)
-    parts = [
-        assign_accumulate(rows, group, norms, accumulate=False).min_sq_distances[:, 0]
-        for _, rows, _ in source.chunks()
-    ]
-    return torch.cat(parts)
+    for start, rows, _ in source.chunks():
+        distances = source.assign(rows, group, norms, accumulate=False).min_sq_distances[:, 0]
+        block = closest[start : start + rows.shape[0]]
+        torch.minimum(block, distances.to(block.dtype), out=block)
 
 
 def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:
-    """For each candidate, the weighted potential if it were added as a centre."""
+    """For each candidate, the weighted potential (over every holder) if it were added as a centre."""
     groups = candidates[:, None, :]
     norms = (groups * groups).sum(dim=2)
     potentials = torch.zeros(candidates.shape[0], dtype=torch.float64, device=source.device)
     for start, rows, weights in source.chunks():
-        distances = assign_accumulate(rows, groups, norms, accumulate=False).min_sq_distances
+        distances = source.assign(rows, groups, norms, accumulate=False).min_sq_distances
         distances = torch.minimum(distances, closest[start : start + rows.shape[0], None]).double()
         if weights is not None:
             distances = distances * weights.double()[:, None]
         potentials += distances.sum(dim=0)
-    return potentials.cpu()
+    return source.reduce_sum(potentials).cpu()
 
 
 def _weight_nearest_to_each(source, points) -> torch.Tensor:
-    """Total sample weight of the rows nearest to each point."""
+    """Total sample weight (over every holder) of the rows nearest to each point."""
     group = points[None, :, :]
     norms = (group * group).sum(dim=2)
     totals = torch.zeros(points.shape[0], dtype=torch.float64, device=source.device)
     for _, rows, weights in source.chunks():
-        totals += assign_accumulate(rows, group, norms, weights).weight_sums[0]
-    return totals.to(source.dtype)
+        # Labels and a weighted count: the per-centre sums of rows are not needed here.
+        nearest = source.assign(rows, group, norms, accumulate=False).labels[:, 0]
+        totals += torch.bincount(nearest, weights=None if weights is None else weights.double(), minlength=len(points))
+    return source.reduce_sum(totals).to(source.dtype)

@@ -1,7 +1,11 @@
 """The estimator: :class:`KMeans`, and the public :func:`kmeans_plusplus`.
 
 The estimator validates and orchestrates; the passes over the data live in
-``_init`` and ``_lloyd`` and the arithmetic in ``kernels``.
+``_init`` and ``_lloyd``, the arithmetic in ``kernels``, and where the rows come from
+(memory, host memory streamed to a GPU, files, torch.distributed ranks) in the data
+sources. :class:`_BaseKMeans` holds what :class:`KMeans` and
+:class:`~gpukmeans.MiniBatchKMeans` share: building a data source from any input,
+validation, and the inference methods.
 """
 
 import warnings
@@ -17,15 +21,236 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _arrays
 from ._device import auto_chunk_size, resolve_device
+from ._distributed import DistributedSource, Exchange, active_group, local_cuda_device
+from ._file_sources import FileSource, is_path, open_table, shard_bounds
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
 from ._lloyd import exact_sq_distances, lloyd, padded_sq_norms
 from ._random import new_seed
 from ._sources import InMemorySource
-from .kernels import assign_accumulate
+from ._streaming import HostStreamSource, fits_on_device
+
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
 
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
-    """K-means clustering on PyTorch, on a CUDA GPU or the CPU.
+class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Shared by the k-means estimators: inputs to data sources, validation, inference."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -------------------------------------------------------------- inference
+    def predict(self, X, sample_weight=None):
+        """Index of the closest centre for each row of X (an array, tensor or path)."""
+        source, output = self._inference_source(X)
+        try:
+            labels = self._labels_of(source)
+        finally:
+            source.close()
+        return _labels_output(labels, output)
+
+    def transform(self, X):
+        """Euclidean distances from each row of X to every centre, shape (n, k)."""
+        source, output = self._inference_source(X)
+        # float64 keeps distances of rows near a centre exact even far from the origin.
+        centers64 = self._centers.to(source.device).double()
+        try:
+            parts = [
+                torch.cdist(rows.double(), centers64, compute_mode="donot_use_mm_for_euclid_dist").to(rows.dtype)
+                for _, rows, _ in source.chunks()
+            ]
+        finally:
+            source.close()
+        return _arrays.to_output(torch.cat(parts), output)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted inertia of X against the fitted centres."""
+        source, _ = self._inference_source(X, sample_weight)
+        centers, norms = self._centers_for(source)
+        total = 0.0
+        try:
+            for _, rows, weights in source.chunks():
+                labels = source.assign(rows, centers, norms, accumulate=False).labels
+                total += float(exact_sq_distances(rows, centers, labels, weights).sum())
+        finally:
+            source.close()
+        return -total
+
+    def _labels_of(self, source) -> torch.Tensor:
+        centers, norms = self._centers_for(source)
+        parts = [source.assign(rows, centers, norms, accumulate=False).labels[:, 0] for _, rows, _ in source.chunks()]
+        return torch.cat(parts)
+
+    def _centers_for(self, source):
+        """The fitted centres as one group in the source's dtype and device, and their norms."""
+        centers = self._centers[None].to(device=source.device, dtype=source.dtype)
+        valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=source.device)
+        return centers, padded_sq_norms(centers, valid)
+
+    def _fit_device(self) -> torch.device:
+        return torch.device(self.device_)
+
+    def _inference_source(self, X, sample_weight=None):
+        check_is_fitted(self)
+        device = self._fit_device()
+        if is_path(X):
+            columns = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+            table = open_table(X, columns)
+            if len(table.columns) != self.n_features_in_:
+                raise ValueError(
+                    f"{X}: {len(table.columns)} numeric column(s), but the model is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            weights = self._validate_sample_weight(sample_weight, table.n_rows, _torch_dtype(table.dtype), device)
+            chunk_size = self._resolve_chunk_size(len(table.columns), _torch_dtype(table.dtype), device, 1)
+            return FileSource(table, (0, table.n_rows), chunk_size, device, weights), _arrays.NUMPY_OUTPUT
+        return self._array_source(X, sample_weight, device, 1, reset=False)
+
+    # ------------------------------------------------------------ data sources
+    def _local_fit_source(self, X, sample_weight, columns, device, n_groups, exchange):
+        """This process's rows as a data source, and how results go back to the caller.
+
+        Validates X and the weights, but exchanges nothing with other ranks, so that
+        every rank can first learn whether all ranks' inputs were valid.
+        """
+        if is_path(X):
+            return self._path_source(X, sample_weight, columns, device, n_groups, exchange), _arrays.NUMPY_OUTPUT
+        if columns is not None:
+            raise ValueError(
+                "columns= selects the columns of a Parquet or CSV file; for a DataFrame pass df[columns]."
+            )
+        return self._array_source(X, sample_weight, device, n_groups, reset=True, require_positive=exchange is None)
+
+    def _array_source(self, X, sample_weight, device, n_groups, *, reset, require_positive=True):
+        """An in-memory source, or a host-streamed one when X is too large for the GPU."""
+        on_host = device.type == "cuda" and _is_host_input(X)
+        data, output = self._validate_data(X, torch.device("cpu") if on_host else device, reset=reset)
+        streamed = on_host and not fits_on_device(data.numel() * data.element_size(), device)
+        if on_host and not streamed:
+            data = data.to(device)
+        weights = self._validate_sample_weight(
+            sample_weight, data.shape[0], data.dtype, device, require_positive=require_positive
+        )
+        chunk_size = self._resolve_chunk_size(data.shape[1], data.dtype, device, n_groups)
+        if streamed:
+            if self.verbose:
+                print("gpukmeans: the data does not fit on the GPU; streaming it from host memory")
+            return HostStreamSource(data, weights, chunk_size, device), output
+        return InMemorySource(data, weights, chunk_size), output
+
+    def _path_source(self, path, sample_weight, columns, device, n_groups, exchange):
+        """This rank's share of the rows of a Parquet or CSV table (all of them alone)."""
+        table = open_table(path, columns)
+        if table.n_rows == 0:
+            raise ValueError(f"{path}: Found array with 0 sample(s) while a minimum of 1 is required.")
+        self.n_features_in_ = len(table.columns)
+        self.feature_names_in_ = np.asarray(table.columns, dtype=object)
+        dtype = _torch_dtype(table.dtype)
+        rank, world_size = (0, 1) if exchange is None else (exchange.rank, exchange.world_size)
+        start, stop = shard_bounds(table.n_rows, rank, world_size)
+        weights = self._validate_sample_weight(
+            sample_weight, table.n_rows, dtype, device, require_positive=exchange is None
+        )
+        if weights is not None:
+            weights = weights[start:stop]
+        chunk_size = self._resolve_chunk_size(len(table.columns), dtype, device, n_groups)
+        return FileSource(table, (start, stop), chunk_size, device, weights)
+
+    def _validate_data(self, X, device, *, reset):
+        """X as a float tensor on ``device``, and how results go back to the caller."""
+        if _arrays.is_tensor_like(X):
+            tensor, output = _arrays.tensor_from_tensor_like(X)
+            if reset:
+                self.n_features_in_ = tensor.shape[1] if tensor.dim() == 2 else None
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            expected = None if reset else self.n_features_in_
+            tensor = _arrays.check_tensor_2d(tensor, n_features=expected)
+            return _arrays.to_device(tensor, device), output
+        array = validate_data(
+            self, X, dtype=[np.float64, np.float32], order="C", accept_large_sparse=False, reset=reset
+        )
+        return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
+
+    def _validate_sample_weight(self, sample_weight, n_samples, dtype, device, *, require_positive=True):
+        """Weights as a tensor of ``dtype`` on ``device``, or None for unit weights."""
+        if sample_weight is None:
+            return None
+        if isinstance(sample_weight, torch.Tensor):
+            weights = sample_weight.detach().to(device=device, dtype=dtype).reshape(-1)
+            if weights.shape[0] != n_samples:
+                raise ValueError(
+                    f"sample_weight.shape == {tuple(sample_weight.shape)}, expected ({n_samples},)!"
+                )
+            if not bool(torch.isfinite(weights).all()):
+                raise ValueError("Input sample_weight contains NaN or infinity.")
+        else:
+            if _arrays.is_cupy_array(sample_weight):
+                sample_weight = torch.from_dlpack(sample_weight).cpu().numpy()
+            checked = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64)
+            weights = torch.from_numpy(checked).to(device=device, dtype=dtype)
+        if bool((weights < 0).any()):
+            raise ValueError("sample_weight must be non-negative; found negative weights.")
+        if require_positive and not bool((weights > 0).any()):
+            raise ValueError("sample_weight must have at least one positive weight.")
+        return weights
+
+    def _validate_init(self, source):
+        """The init array as a tensor in the data's dtype, or None for a named or callable init."""
+        if callable(self.init) and _rows_in_memory(source) is None:
+            raise ValueError(
+                "A callable init needs the data in memory; for a file, pass init as an array of centres."
+            )
+        if isinstance(self.init, str) or callable(self.init):
+            return None
+        if _arrays.is_tensor_like(self.init):
+            init, _ = _arrays.tensor_from_tensor_like(self.init, name="init")
+        else:
+            init = torch.as_tensor(np.array(self.init, dtype=np.float64, copy=True))
+        init = init.detach().to(device=source.device, dtype=source.dtype).clone()
+        expected = (self.n_clusters, source.n_features)
+        if tuple(init.shape) != expected:
+            raise ValueError(
+                f"The shape of the initial centers {tuple(init.shape)} does not match "
+                f"the number of clusters {self.n_clusters} and features {source.n_features}: "
+                f"expected {expected}."
+            )
+        if not bool(torch.isfinite(init).all()):
+            raise ValueError("Input init contains NaN or infinity.")
+        return init
+
+    def _resolve_chunk_size(self, n_features, dtype, device, n_groups) -> int:
+        if self.chunk_size != "auto":
+            return int(self.chunk_size)
+        return auto_chunk_size(n_features, self.n_clusters * n_groups, dtype, device)
+
+    def _initial_centers(self, source, init_centers, random_state):
+        """One set of initial centres, the same on every rank (rank 0's seed and result)."""
+        if init_centers is not None:
+            return init_centers
+        seed = int(source.broadcast(torch.tensor([new_seed(random_state)], dtype=torch.int64))[0])
+        generator = torch.Generator().manual_seed(seed)
+        if callable(self.init):
+            numpy_X = _rows_in_memory(source).cpu().numpy()
+            centers = np.asarray(self.init(numpy_X, self.n_clusters, random_state), dtype=numpy_X.dtype)
+            if centers.shape != (self.n_clusters, source.n_features):
+                raise ValueError(
+                    f"The init callable returned centres of shape {centers.shape}; expected "
+                    f"{(self.n_clusters, source.n_features)}."
+                )
+            centers = torch.from_numpy(centers).to(source.device)
+        elif self.init == "k-means++":
+            centers = kmeans_plusplus_tensor(source, self.n_clusters, generator)[0]
+        elif self.init == "random":
+            centers = random_rows_init(source, self.n_clusters, seed)[0]
+        else:
+            centers = kmeans_parallel(source, self.n_clusters, seed, generator)
+        return source.broadcast(centers)
+
+
+class KMeans(_BaseKMeans):
+    """K-means clustering on PyTorch, on a CUDA GPU or the CPU, in one process or many.
 
     A drop-in for :class:`sklearn.cluster.KMeans` (Lloyd's algorithm) that runs its
     passes in memory-bounded chunks of rows on a torch device.
@@ -50,23 +275,32 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None
         Seed of the initialisation.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default="auto"
-        Where to compute. "auto" takes CUDA when available, otherwise the CPU.
+        Where to compute. "auto" takes CUDA when available (under torchrun, the GPU
+        ``cuda:LOCAL_RANK``), otherwise the CPU. On CUDA, data that does not fit in
+        GPU memory stays in host memory and is streamed to the GPU in chunks.
     chunk_size : "auto" or int, default="auto"
         Rows per pass chunk; "auto" sizes it from free device memory. Results do not
         depend on it beyond floating-point summation order.
     verbose : int, default=0
         At 1 or more, says which device runs and reports progress per iteration.
+    distributed : bool, default=True
+        When torch.distributed is initialised with two or more ranks, ``fit`` on each
+        rank with that rank's rows fits the table they form together (rows in rank
+        order); every rank ends with the same centres, and its own rows' labels.
+        False fits each rank's rows on their own.
 
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
         In the input's dtype (float32 or float64; other types become float64).
     labels_ : array of shape (n_samples,)
+        For a path input: numpy int32, every row of the file (on every rank).
     inertia_ : float
-        Weighted sum of squared distances of samples to their closest centre.
+        Weighted sum of squared distances of samples to their closest centre
+        (over every rank's rows).
     n_iter_ : int
     n_features_in_ : int
-    feature_names_in_ : array of str, when X was a DataFrame with string columns.
+    feature_names_in_ : array of str, when X was a DataFrame with string columns or a path.
     device_ : str
         Where the fit ran, e.g. "cpu" or "cuda:0".
 
@@ -75,6 +309,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     Outputs (fitted arrays, ``predict``, ``transform``) are numpy arrays, except
     when the input was a torch tensor (a tensor on the input's device) or a CuPy
     array (a CuPy array, shared through DLPack).
+
+    ``fit``, ``predict``, ``transform`` and ``score`` also take a path (str or
+    os.PathLike) to a Parquet file, a folder of Parquet files or a CSV file, read in
+    batches of rows on every pass and never loaded whole; ``fit(path, columns=[...])``
+    names the feature columns (default: every numeric column), and later calls on a
+    path read the same columns.
 
     Examples
     --------
@@ -98,6 +338,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "device": [str, torch.device, None],
         "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
+        "distributed": ["boolean"],
     }
 
     def __init__(
@@ -112,6 +353,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         device="auto",
         chunk_size="auto",
         verbose=0,
+        distributed=True,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -122,42 +364,89 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.chunk_size = chunk_size
         self.verbose = verbose
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+        self.distributed = distributed
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, columns=None):
         """Compute k-means clustering.
 
         Parameters
         ----------
-        X : array-like, DataFrame, torch tensor or CuPy array of shape (n_samples, n_features)
+        X : array-like, DataFrame, torch tensor, CuPy array of shape (n_samples, n_features), or a path
+            A path (str or os.PathLike) to a Parquet file, a folder of Parquet files or
+            a CSV file is streamed in batches of rows; under torch.distributed each
+            rank reads its own contiguous share of the rows.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each row: counts in the initialisation, the update, the inertia.
+            For a path, one weight per row of the file.
+        columns : list of str, default=None
+            For a path only: the feature columns. None takes every numeric column.
+            A property of this data rather than of the model, hence a fit argument
+            (as ``sample_weight``), not a constructor parameter.
 
         Returns
         -------
         self
         """
         self._validate_params()
-        device = resolve_device(self.device)
+        group = active_group(self.distributed)
+        exchange = None if group is None else Exchange(group)
+        device = _fit_device(self.device, distributed=exchange is not None)
         if self.verbose:
             print(f"gpukmeans: fitting on {device}")
-        data, output = self._validate_data(X, device, reset=True)
-        n_samples = data.shape[0]
-        if n_samples < self.n_clusters:
-            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        weights = self._validate_sample_weight(sample_weight, data)
-        init_centers = self._validate_init(data)
-        n_init = self._resolve_n_init(init_centers)
-        chunk_size = self._resolve_chunk_size(data, n_init)
-        source = InMemorySource(data, weights, chunk_size)
-        random_state = check_random_state(self.random_state)
+        n_init = self._resolve_n_init()
+        source, output, init_centers, moments = self._checked_source(
+            X, sample_weight, columns, device, n_init, exchange
+        )
+        try:
+            labels = self._fit_lloyd(source, init_centers, n_init, moments)
+            if is_path(X):
+                # A path names the whole table on every rank: so do its labels.
+                self.labels_ = source.concat(labels).cpu().numpy()
+            else:
+                self.labels_ = _labels_output(labels, output)
+        finally:
+            source.close()
+        self._output = output
+        self.device_ = str(device)
+        self.cluster_centers_ = _arrays.to_output(self._centers, output)
+        return self
 
+    def _checked_source(self, X, sample_weight, columns, device, n_init, exchange):
+        """The fit's data source, the validated init array, and the rows' moments (or None).
+
+        Under torch.distributed, every rank validates its own input first and then
+        learns whether all ranks did: they all go on, or they all raise.
+        """
+        error, local, output, init_centers, moments = None, None, None, None, None
+        try:
+            local, output = self._local_fit_source(X, sample_weight, columns, device, n_init, exchange)
+            init_centers = self._validate_init(local)
+            if isinstance(local, FileSource) or self.tol > 0:
+                # One pass that checks every row of a file (before any rank waits on
+                # another) and gives the tolerance.
+                moments = _local_moments(local)
+        except ValueError as caught:
+            if local is not None:
+                local.close()
+            if exchange is None:
+                raise
+            error = caught
+        if exchange is None:
+            source = local
+        else:
+            exchange.all_ok(error)
+            source = _join_ranks(local, exchange, is_path(X))
+        n_total = getattr(source, "total_samples", source.n_samples)
+        if n_total < self.n_clusters:
+            source.close()
+            raise ValueError(f"n_samples={n_total} should be >= n_clusters={self.n_clusters}.")
+        return source, output, init_centers, moments
+
+    def _fit_lloyd(self, source, init_centers, n_init, moments) -> torch.Tensor:
+        """Initialise and run Lloyd; sets the fitted state and returns this holder's labels."""
+        random_state = check_random_state(self.random_state)
         starts = [self._initial_centers(source, init_centers, random_state) for _ in range(n_init)]
         if self.verbose:
             print("Initialization complete")
@@ -165,138 +454,30 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             source,
             starts,
             max_iter=self.max_iter,
-            tol=_absolute_tolerance(source, self.tol),
+            tol=_absolute_tolerance(source, self.tol, moments),
             verbose=self.verbose,
         )
         best = int(torch.argmin(result.inertia))
         labels = result.labels[:, best].to(torch.int32)
-        n_distinct = int((torch.bincount(labels, minlength=self.n_clusters) > 0).sum())
+        counts = source.reduce_sum(torch.bincount(labels, minlength=self.n_clusters))
+        n_distinct = int((counts > 0).sum())
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
                 f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._centers = result.centers[best]
-        self._output = output
-        self.device_ = str(device if device.type == "cpu" else data.device)
-        self.cluster_centers_ = _arrays.to_output(self._centers, output)
-        self.labels_ = _labels_output(labels, output)
         self.inertia_ = float(result.inertia[best])
         self.n_iter_ = int(result.n_iter[best])
-        return self
+        return labels
 
-    # -------------------------------------------------------------- inference
-    def predict(self, X, sample_weight=None):
-        """Index of the closest centre for each row of X."""
-        labels, _, output = self._assign(X)
-        return _labels_output(labels, output)
-
-    def transform(self, X):
-        """Euclidean distances from each row of X to every centre, shape (n, k)."""
-        check_is_fitted(self)
-        data, output = self._validate_data(X, self._fit_device(), reset=False)
-        centers = self._centers
-        # float64 keeps distances of rows near a centre exact even far from the origin.
-        data64, centers64 = data.double(), centers.double()
-        chunk = self._resolve_chunk_size(data, 1)
-        parts = []
-        for start in range(0, data.shape[0], chunk):
-            rows = data64[start : start + chunk]
-            parts.append(torch.cdist(rows, centers64, compute_mode="donot_use_mm_for_euclid_dist"))
-        return _arrays.to_output(torch.cat(parts).to(data.dtype), output)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the weighted inertia of X against the fitted centres."""
-        labels, data, _ = self._assign(X)
-        weights = self._validate_sample_weight(sample_weight, data)
-        distances = exact_sq_distances(data, self._centers[None], labels[:, None], weights)
-        return -float(distances.sum())
-
-    # ---------------------------------------------------------------- helpers
-    def _fit_device(self) -> torch.device:
-        return torch.device(self.device_)
-
-    def _assign(self, X):
-        check_is_fitted(self)
-        data, output = self._validate_data(X, self._fit_device(), reset=False)
-        centers = self._centers[None]
-        norms = padded_sq_norms(centers, torch.ones(centers.shape[:2], dtype=torch.bool, device=centers.device))
-        chunk = self._resolve_chunk_size(data, 1)
-        centers = centers.to(data.dtype)
-        norms = norms.to(data.dtype)
-        labels = torch.cat(
-            [
-                assign_accumulate(data[start : start + chunk], centers, norms, accumulate=False).labels[:, 0]
-                for start in range(0, data.shape[0], chunk)
-            ]
-        )
-        return labels, data, output
-
-    def _validate_data(self, X, device, *, reset):
-        """X as a float tensor on ``device``, and how results go back to the caller."""
-        if _arrays.is_tensor_like(X):
-            tensor, output = _arrays.tensor_from_tensor_like(X)
-            if reset:
-                self.n_features_in_ = tensor.shape[1] if tensor.dim() == 2 else None
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-            expected = None if reset else self.n_features_in_
-            tensor = _arrays.check_tensor_2d(tensor, n_features=expected)
-            return _arrays.to_device(tensor, device), output
-        array = validate_data(
-            self, X, dtype=[np.float64, np.float32], order="C", accept_large_sparse=False, reset=reset
-        )
-        return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
-
-    def _validate_sample_weight(self, sample_weight, data):
-        """Weights as a tensor in X's dtype and device, or None for unit weights."""
-        if sample_weight is None:
-            return None
-        if isinstance(sample_weight, torch.Tensor):
-            weights = sample_weight.detach().to(device=data.device, dtype=data.dtype).reshape(-1)
-            if weights.shape[0] != data.shape[0]:
-                raise ValueError(
-                    f"sample_weight.shape == {tuple(sample_weight.shape)}, expected ({data.shape[0]},)!"
-                )
-            if not bool(torch.isfinite(weights).all()):
-                raise ValueError("Input sample_weight contains NaN or infinity.")
-        else:
-            if _arrays.is_cupy_array(sample_weight):
-                sample_weight = torch.from_dlpack(sample_weight).cpu().numpy()
-            checked = _check_sample_weight(sample_weight, np.empty((data.shape[0], 0)), dtype=np.float64)
-            weights = torch.from_numpy(checked).to(device=data.device, dtype=data.dtype)
-        if bool((weights < 0).any()):
-            raise ValueError("sample_weight must be non-negative; found negative weights.")
-        if not bool((weights > 0).any()):
-            raise ValueError("sample_weight must have at least one positive weight.")
-        return weights
-
-    def _validate_init(self, data):
-        """The init array as a tensor in X's dtype, or None for a named or callable init."""
-        if isinstance(self.init, str) or callable(self.init):
-            return None
-        if _arrays.is_tensor_like(self.init):
-            init, _ = _arrays.tensor_from_tensor_like(self.init, name="init")
-        else:
-            init = torch.as_tensor(np.array(self.init, dtype=np.float64, copy=True))
-        init = init.detach().to(device=data.device, dtype=data.dtype).clone()
-        expected = (self.n_clusters, data.shape[1])
-        if tuple(init.shape) != expected:
-            raise ValueError(
-                f"The shape of the initial centers {tuple(init.shape)} does not match "
-                f"the number of clusters {self.n_clusters} and features {data.shape[1]}: "
-                f"expected {expected}."
-            )
-        if not bool(torch.isfinite(init).all()):
-            raise ValueError("Input init contains NaN or infinity.")
-        return init
-
-    def _resolve_n_init(self, init_centers) -> int:
+    def _resolve_n_init(self) -> int:
+        explicit_init = not (isinstance(self.init, str) or callable(self.init))
         if self.n_init == "auto":
             return 10 if isinstance(self.init, str) and self.init == "random" else 1
-        if init_centers is not None and self.n_init != 1:
+        if explicit_init and self.n_init != 1:
             warnings.warn(
                 "Explicit initial center position passed: performing only one init in "
                 f"{self.__class__.__name__} instead of n_init={self.n_init}.",
@@ -306,41 +487,67 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return 1
         return self.n_init
 
-    def _resolve_chunk_size(self, data, n_groups) -> int:
-        if self.chunk_size != "auto":
-            return int(self.chunk_size)
-        return auto_chunk_size(data.shape[1], self.n_clusters * n_groups, data.dtype, data.device)
 
-    def _initial_centers(self, source, init_centers, random_state):
-        if init_centers is not None:
-            return init_centers
-        seed = new_seed(random_state)
-        generator = torch.Generator().manual_seed(seed)
-        if callable(self.init):
-            numpy_X = source.X.cpu().numpy()
-            centers = np.asarray(self.init(numpy_X, self.n_clusters, random_state), dtype=numpy_X.dtype)
-            if centers.shape != (self.n_clusters, source.n_features):
-                raise ValueError(
-                    f"The init callable returned centres of shape {centers.shape}; expected "
-                    f"{(self.n_clusters, source.n_features)}."
-                )
-            return torch.from_numpy(centers).to(source.device)
-        if self.init == "k-means++":
-            return kmeans_plusplus_tensor(source, self.n_clusters, generator)[0]
-        if self.init == "random":
-            return random_rows_init(source, self.n_clusters, seed)[0]
-        return kmeans_parallel(source, self.n_clusters, seed, generator)
+def _fit_device(device_param, *, distributed: bool) -> torch.device:
+    """The device of a fit, with an explicit CUDA index (each torchrun rank: its own GPU)."""
+    if distributed and (device_param is None or device_param == "auto"):
+        device = local_cuda_device() or resolve_device(device_param)
+    else:
+        device = resolve_device(device_param)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
-def _absolute_tolerance(source, tol) -> float:
-    """scikit-learn's tolerance: ``tol`` times the mean per-feature variance of X (unweighted)."""
-    if tol == 0:
-        return 0.0
+def _join_ranks(local, exchange, path_input):
+    """Wrap this rank's source after checking that every rank holds the same kind of rows."""
+    has_weights = local.sample_weight is not None
+    facts = torch.tensor([local.n_features, _DTYPE_CODES[local.dtype], has_weights], dtype=torch.int64)
+    every_rank = exchange.all_gather(facts)
+    if len(set(every_rank[:, 0].tolist())) > 1 or len(set(every_rank[:, 1].tolist())) > 1:
+        local.close()
+        described = ", ".join(
+            f"rank {r}: {int(f)} features, {'float32' if int(c) == 0 else 'float64'}"
+            for r, (f, c, _) in enumerate(every_rank.tolist())
+        )
+        raise ValueError(f"Every rank must hold rows with the same features and dtype; got {described}.")
+    if bool(every_rank[:, 2].any()) and not has_weights:
+        local.sample_weight = torch.ones(local.n_samples, dtype=local.dtype, device=local.device)
+    source = DistributedSource(local, exchange, row_offset=local.row_offset if path_input else None)
+    if source.sample_weight is not None:
+        total = source.reduce_sum(source.sample_weight.double().sum())
+        if float(total) <= 0:
+            source.close()
+            raise ValueError("sample_weight must have at least one positive weight.")
+    return source
+
+
+def _is_host_input(X) -> bool:
+    """Inputs whose rows live in host memory (so that a GPU fit may stream them)."""
+    if isinstance(X, torch.Tensor):
+        return X.device.type == "cpu"
+    return not _arrays.is_cupy_array(X)
+
+
+def _rows_in_memory(source):
+    """The tensor of every row of a source that holds them in memory, else None."""
+    local = getattr(source, "local", source)
+    return getattr(local, "X", None)
+
+
+def _torch_dtype(numpy_dtype) -> torch.dtype:
+    return torch.float32 if np.dtype(numpy_dtype) == np.float32 else torch.float64
+
+
+def _local_moments(source) -> torch.Tensor:
+    """``[count, mean (d), sum of squared deviations (d)]`` of this holder's rows, float64.
+
+    Chan et al.'s pairwise merge keeps it exact in one pass of chunks.
+    """
     count = 0
     mean = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
     sum_sq_dev = torch.zeros_like(mean)
     for _, rows, _ in source.chunks():
-        # Chan et al.'s pairwise merge keeps the variance exact in one pass of chunks.
         rows = rows.double()
         m = rows.shape[0]
         chunk_mean = rows.mean(dim=0)
@@ -349,6 +556,33 @@ def _absolute_tolerance(source, tol) -> float:
         total = count + m
         mean += delta * (m / total)
         sum_sq_dev += chunk_sq_dev + delta**2 * (count * m / total)
+        count = total
+    return torch.cat([torch.tensor([float(count)], dtype=torch.float64, device=mean.device), mean, sum_sq_dev])
+
+
+def _absolute_tolerance(source, tol, moments=None) -> float:
+    """scikit-learn's tolerance: ``tol`` times the mean per-feature variance of X (unweighted).
+
+    ``moments`` are this holder's (see :func:`_local_moments`), computed here when
+    None; every holder's merge in rank order.
+    """
+    if tol == 0:
+        return 0.0
+    if moments is None:
+        moments = _local_moments(source)
+    n_features = source.n_features
+    count, mean, sum_sq_dev = 0.0, None, None
+    for part in source.all_gather(moments):
+        m, part_mean, part_sq_dev = float(part[0]), part[1 : 1 + n_features], part[1 + n_features :]
+        if m == 0:
+            continue
+        if mean is None:
+            count, mean, sum_sq_dev = m, part_mean, part_sq_dev
+            continue
+        delta = part_mean - mean
+        total = count + m
+        mean = mean + delta * (m / total)
+        sum_sq_dev = sum_sq_dev + part_sq_dev + delta**2 * (count * m / total)
         count = total
     return float((sum_sq_dev / count).mean()) * tol
 
@@ -396,8 +630,8 @@ def kmeans_plusplus(
     data, output = estimator._validate_data(X, resolve_device(device), reset=True)
     if data.shape[0] < n_clusters:
         raise ValueError(f"n_samples={data.shape[0]} should be >= n_clusters={n_clusters}.")
-    weights = estimator._validate_sample_weight(sample_weight, data)
-    source = InMemorySource(data, weights, estimator._resolve_chunk_size(data, 1))
+    weights = estimator._validate_sample_weight(sample_weight, data.shape[0], data.dtype, data.device)
+    source = InMemorySource(data, weights, estimator._resolve_chunk_size(data.shape[1], data.dtype, data.device, 1))
     generator = torch.Generator().manual_seed(new_seed(check_random_state(random_state)))
     centers, indices = kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials)
     if output.kind == "numpy":

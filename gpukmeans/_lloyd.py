@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .kernels import assign_accumulate, lloyd_step
-
 
 @dataclass
 class LloydResult:
@@ -113,15 +111,23 @@ def _accumulate_pass(source, centers, valid, labels, group_index, with_potential
         potential=torch.zeros(n_active, dtype=torch.float64, device=device),
     )
     for start, rows, weights in source.chunks():
-        step = lloyd_step(rows, centers, norms, weights, labels[start : start + rows.shape[0]],
-                          group_index, compute_inertia=with_potential)
+        step = source.lloyd_step(rows, centers, norms, weights, labels[start : start + rows.shape[0]],
+                                 group_index, compute_inertia=with_potential)
         totals.sums += step.sums
         totals.weight_sums += step.weight_sums
         totals.n_changed += step.n_changed
         if with_potential:  # only printed (verbose): it costs a second look at each row
             totals.potential += step.inertia
-    for name in ("sums", "weight_sums", "n_changed", "potential"):
-        setattr(totals, name, source.reduce_sum(getattr(totals, name)))
+    if source.world_size > 1:
+        # One all-reduce per iteration instead of four: latency, not bandwidth, is the cost.
+        parts = (totals.sums, totals.weight_sums, totals.n_changed, totals.potential)
+        packed = source.reduce_sum(torch.cat([part.flatten().double() for part in parts]))
+        sizes = [part.numel() for part in parts]
+        sums, weight_sums, n_changed, potential = packed.split(sizes)
+        totals.sums = sums.view_as(totals.sums)
+        totals.weight_sums = weight_sums.view_as(totals.weight_sums)
+        totals.n_changed = n_changed.round().to(torch.int64)  # exact: counts far below 2**53
+        totals.potential = potential
     return totals
 
 
@@ -147,24 +153,25 @@ def _relocate_empty_clusters(source, centers, valid, totals: _PassTotals) -> Non
     sub_centers, sub_valid = centers[group_index], valid[group_index]
     n_empty = int(empty[group_index].sum(dim=1).max())
     # Each cluster can refuse at most one candidate (its last point), hence + k_max.
-    n_candidates = min(source.n_samples, n_empty + sub_centers.shape[1])
+    n_candidates = n_empty + sub_centers.shape[1]
     distances, indices, owners = _farthest_points(source, sub_centers, sub_valid, n_candidates)
+    # One exchange for every group's candidates: with several holders, a row lives on one.
+    candidate_points = source.take(indices.flatten()).double().view(*indices.shape, source.n_features)
+    candidate_weights = source.weights_of(indices.flatten()).double().view(indices.shape)
 
     for position, group in enumerate(groups_with_empty):
         empty_ids = torch.nonzero(empty[group]).flatten().tolist()
         sums, weight_sums = totals.sums[group], totals.weight_sums[group]
-        candidate_rows = indices[position]
-        candidate_weights = source.weights_of(candidate_rows).double()
-        for rank in range(candidate_rows.shape[0]):
+        for rank in range(indices.shape[1]):
             if not empty_ids:
                 break
             if distances[position, rank] < 0:
                 break  # no usable candidate left (only zero-weight rows remain)
             owner = int(owners[position, rank])
-            weight = candidate_weights[rank]
+            weight = candidate_weights[position, rank]
             if weight_sums[owner] - weight <= 0:
                 continue
-            point = source.take(candidate_rows[rank : rank + 1])[0].double() * weight
+            point = candidate_points[position, rank] * weight
             new_id = empty_ids.pop(0)
             sums[owner] -= point
             weight_sums[owner] -= weight
@@ -173,7 +180,11 @@ def _relocate_empty_clusters(source, centers, valid, totals: _PassTotals) -> Non
 
 
 def _farthest_points(source, centers, valid, n_candidates):
-    """Per group, the ``n_candidates`` positive-weight rows farthest from their centre."""
+    """Per group, the ``n_candidates`` positive-weight rows farthest from their centre.
+
+    Returns ``(distances, global row indices, owning centres)``, each (G, c), the same
+    on every holder: each holder keeps its own best, then the best of those are kept.
+    """
     norms = padded_sq_norms(centers, valid)
     n_groups = centers.shape[0]
     device = source.device
@@ -181,19 +192,29 @@ def _farthest_points(source, centers, valid, n_candidates):
     best_indices = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
     best_owners = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
     for start, rows, weights in source.chunks():
-        result = assign_accumulate(rows, centers, norms, accumulate=False)
+        result = source.assign(rows, centers, norms, accumulate=False)
         distances = result.min_sq_distances.double().T  # (G, m)
         if weights is not None:
             distances = distances.masked_fill((weights == 0)[None, :], -1.0)
-        row_ids = torch.arange(start, start + rows.shape[0], device=device).expand(n_groups, -1)
-        best_distances = torch.cat([best_distances, distances], dim=1)
-        best_indices = torch.cat([best_indices, row_ids], dim=1)
-        best_owners = torch.cat([best_owners, result.labels.T], dim=1)
-        keep = min(n_candidates, best_distances.shape[1])
-        best_distances, order = best_distances.topk(keep, dim=1)
-        best_indices = best_indices.gather(1, order)
-        best_owners = best_owners.gather(1, order)
-    return best_distances, best_indices, best_owners
+        first = source.row_offset + start
+        row_ids = torch.arange(first, first + rows.shape[0], device=device).expand(n_groups, -1)
+        best_distances, best_indices, best_owners = _keep_largest(
+            n_candidates,
+            torch.cat([best_distances, distances], dim=1),
+            torch.cat([best_indices, row_ids], dim=1),
+            torch.cat([best_owners, result.labels.T], dim=1),
+        )
+    if source.world_size == 1:
+        return best_distances, best_indices, best_owners
+    # Every holder's best, in rank order, then the best of all: (G, c) <-> (c, G) for concat.
+    gathered = [source.concat(t.T.contiguous()).T for t in (best_distances, best_indices, best_owners)]
+    return _keep_largest(n_candidates, *gathered)
+
+
+def _keep_largest(n_keep, distances, indices, owners):
+    keep = min(n_keep, distances.shape[1])
+    distances, order = distances.topk(keep, dim=1)
+    return distances, indices.gather(1, order), owners.gather(1, order)
 
 
 def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
@@ -202,7 +223,7 @@ def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
     n_groups = centers.shape[0]
     inertia = torch.zeros(n_groups, dtype=torch.float64, device=source.device)
     for start, rows, weights in source.chunks():
-        result = assign_accumulate(rows, centers, norms, accumulate=False)
+        result = source.assign(rows, centers, norms, accumulate=False)
         labels[start : start + rows.shape[0]] = result.labels.to(labels.dtype)
         inertia += exact_sq_distances(rows, centers, result.labels, weights).sum(dim=0)
     return source.reduce_sum(inertia).cpu()

@@ -1,17 +1,117 @@
 """Data sources: the one seam between k-means' loops and where the rows live.
 
-Lloyd's loop, the initialisations and the scores are written once against this
-interface (as FAISS does with its ``DatasetAssign``). An in-memory tensor on the CPU
-or a GPU is one implementation; data streamed from files or sharded across
-torch.distributed ranks are others.
+Lloyd's loop, the initialisations, mini-batch k-means and the scores are written once
+against this interface (as FAISS does with its ``DatasetAssign``). An in-memory tensor
+on the CPU or a GPU is one implementation; rows streamed from pinned host memory
+(``_streaming``), from Parquet or CSV files (``_file_sources``), and a shard of a table
+split across torch.distributed ranks (``_distributed``) are others.
+
+The seam, for a holder of some of the table's rows:
+
+- ``n_samples, n_features, dtype, device``: this holder's rows, and where work runs.
+- ``chunks()``: ``(start, rows, weights or None)`` over this holder's rows, in order;
+  ``start`` is the *local* offset of the chunk (it indexes per-row state such as labels).
+- ``sample_weight``: this holder's weights as one tensor on ``device``, or None.
+- ``row_offset``: the global index of this holder's first row. Global indices
+  (``row_offset + local``) name rows in every exchange: draws, ``take``, ``weights_of``.
+- ``take(indices)``, ``weights_of(indices)``: rows and weights at *global* indices,
+  the same answer on every holder (a small set: centres, candidates).
+- ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
+  the exchanges between holders (identities when one process holds every row).
+- ``assign(...)``: the fused assign-and-accumulate kernel, retried in halves on a
+  CUDA out-of-memory error (see ``_oom``).
+- ``minibatches(...)``: an endless stream of mini-batches for mini-batch k-means.
 """
 
 from typing import Iterator, Optional
 
+import numpy as np
 import torch
 
+from ._oom import ResilientAssigner
 
-class InMemorySource:
+
+class DataSource:
+    """What every data source shares: the exchanges of a single holder, and the kernel call.
+
+    Subclasses provide ``n_samples, n_features, dtype, device, sample_weight,
+    chunks()`` and ``take_local(indices)``.
+    """
+
+    row_offset = 0
+    rank = 0
+    world_size = 1
+    sample_weight: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ rows
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """The rows at global ``indices``, on ``device``."""
+        return self.take_local(indices)
+
+    def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
+        """The sample weights of the rows at global ``indices``."""
+        if self.sample_weight is None:
+            return torch.ones(len(indices), dtype=self.dtype, device=self.device)
+        return self.sample_weight[indices.to(self.device)]
+
+    # ------------------------------------------------------------- exchanges
+    def reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a partial result over every holder of rows; one process holds them all here."""
+        return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Stack every holder's ``tensor`` (same shape on each) along a new first dimension."""
+        return tensor[None]
+
+    def concat(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate every holder's ``tensor`` (any length along dim 0) in rank order."""
+        return tensor
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's ``tensor`` on every holder."""
+        return tensor
+
+    # ----------------------------------------------------------------- kernel
+    def assign(self, rows, centers, center_sq_norms, weights=None, *, accumulate=True):
+        """:func:`gpukmeans.kernels.assign_accumulate`, halving the rows on a CUDA OOM."""
+        if not hasattr(self, "_assigner"):
+            self._assigner = ResilientAssigner()
+        return self._assigner(rows, centers, center_sq_norms, weights, accumulate=accumulate)
+
+    def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+        """:func:`gpukmeans.kernels.lloyd_step`, halving the rows on a CUDA OOM."""
+        if not hasattr(self, "_assigner"):
+            self._assigner = ResilientAssigner()
+        return self._assigner.lloyd_step(rows, centers, center_sq_norms, weights, labels, label_columns,
+                                         compute_inertia=compute_inertia)
+
+    # ------------------------------------------------------------ mini-batch
+    def minibatches(self, batch_size: int, random_state: np.random.RandomState):
+        """Endless ``(rows, weights or None)`` mini-batches.
+
+        As scikit-learn's MiniBatchKMeans: ``batch_size`` rows drawn with replacement,
+        with probability proportional to their sample weight, then weighted equally
+        (so ``weights`` is None). It draws with the same calls on ``random_state`` as
+        ``random_state.choice(n, batch_size, p=w / w.sum())``, from a cumulative
+        distribution computed once instead of at every step.
+        """
+        if self.sample_weight is None:
+            # In the data's dtype, as scikit-learn's unit weights, so the draws agree bit for bit.
+            weights = np.ones(self.n_samples, dtype=torch.empty(0, dtype=self.dtype).numpy().dtype)
+        else:
+            weights = self.sample_weight.detach().cpu().numpy()
+        cdf = (weights / weights.sum()).astype(np.float64).cumsum()
+        cdf /= cdf[-1]
+        while True:
+            indices = cdf.searchsorted(random_state.random_sample(batch_size), side="right")
+            indices = torch.from_numpy(indices.astype(np.int64))
+            yield self.take_local(indices), None
+
+    def close(self) -> None:
+        """Release what the source holds outside Python's memory (pinned pages, files)."""
+
+
+class InMemorySource(DataSource):
     """Rows held in one tensor, visited in chunks of ``chunk_size`` rows.
 
     Parameters
@@ -49,16 +149,6 @@ class InMemorySource:
             weights = None if self.sample_weight is None else self.sample_weight[start:stop]
             yield start, self.X[start:stop], weights
 
-    def take(self, indices: torch.Tensor) -> torch.Tensor:
-        """The rows at global ``indices`` (a small set: centres, candidates)."""
+    def take_local(self, indices: torch.Tensor) -> torch.Tensor:
+        """The rows at this holder's ``indices`` (a small set: centres, candidates)."""
         return self.X[indices.to(self.device)]
-
-    def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
-        """The sample weights of the rows at global ``indices``."""
-        if self.sample_weight is None:
-            return torch.ones(len(indices), dtype=self.dtype, device=self.device)
-        return self.sample_weight[indices.to(self.device)]
-
-    def reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum a partial result over every holder of rows; one process holds them all here."""
-        return tensor

@@ -220,8 +220,8 @@ def sweep(
     n_samples = data.shape[0]
     if max(ks) > n_samples:
         raise ValueError(f"k={max(ks)} is more than the {n_samples} rows of X")
-    weights = template._validate_sample_weight(sample_weight, data)
-    restarts = template._resolve_n_init(None)
+    weights = template._validate_sample_weight(sample_weight, n_samples, data.dtype, data.device)
+    restarts = template._resolve_n_init()
     mode = _resolve_mode(silhouette, n_samples, sample_size)
 
     groups = [(kk, r) for kk in ks for r in range(restarts)]

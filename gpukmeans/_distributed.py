@@ -1,0 +1,174 @@
+"""torch.distributed: each rank holds some of the table's rows, the fit covers them all.
+
+:class:`DistributedSource` wraps the source of one rank's rows (in memory, pinned, or
+a shard of a file) and turns the seam's exchanges into collectives: sums and counts
+by all-reduce, small sets (candidates, drawn indices) by all-gather, and the rows at
+global indices by an all-reduce in which only the owner contributes. No rank ever
+sends rows beyond the few that become centres or candidates. Collectives run on the
+backend's device: CUDA for NCCL, the CPU for gloo.
+"""
+
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from ._sources import DataSource
+
+
+def active_group(distributed: bool):
+    """The default process group when ``distributed`` and one with 2+ ranks is initialised."""
+    if not distributed or not dist.is_available() or not dist.is_initialized():
+        return None
+    if dist.get_world_size() < 2:
+        return None
+    return dist.group.WORLD
+
+
+def communication_device(group) -> torch.device:
+    """Where tensors must be for the group's backend: the current CUDA device for NCCL."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def local_cuda_device() -> Optional[torch.device]:
+    """``cuda:LOCAL_RANK`` under torchrun, so that ``device="auto"`` gives each rank its own GPU."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is None or not torch.cuda.is_available():
+        return None
+    return torch.device("cuda", int(local_rank) % torch.cuda.device_count())
+
+
+class Exchange:
+    """The collectives of one process group, on the backend's device."""
+
+    def __init__(self, group):
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world_size = dist.get_world_size(group)
+        self.device = communication_device(group)
+
+    def _outbound(self, tensor: torch.Tensor) -> torch.Tensor:
+        # Always a fresh buffer: collectives work in place and must not touch the caller's.
+        return tensor.detach().to(self.device, copy=True).contiguous()
+
+    def reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        buffer = self._outbound(tensor)
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=self.group)
+        return buffer.to(tensor.device)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        buffer = self._outbound(tensor)
+        parts = [torch.empty_like(buffer) for _ in range(self.world_size)]
+        dist.all_gather(parts, buffer, group=self.group)
+        return torch.stack(parts).to(tensor.device)
+
+    def concat(self, tensor: torch.Tensor) -> torch.Tensor:
+        sizes = self.all_gather(torch.tensor([tensor.shape[0]], dtype=torch.int64)).flatten().tolist()
+        longest = max(sizes)
+        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: tensor.shape[0]] = tensor
+        gathered = self.all_gather(padded)
+        return torch.cat([gathered[r, : sizes[r]] for r in range(self.world_size)])
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        buffer = self._outbound(tensor)
+        dist.broadcast(buffer, src=dist.get_global_rank(self.group, 0), group=self.group)
+        return buffer.to(tensor.device)
+
+    def all_ok(self, error: Optional[BaseException]) -> None:
+        """Raise on every rank when any rank failed, so that no rank waits forever.
+
+        The failing rank re-raises its own error; the others say which rank failed.
+        """
+        failed = self.all_gather(torch.tensor([error is not None], dtype=torch.int64)).flatten()
+        if error is not None:
+            raise error
+        if bool(failed.any()):
+            ranks = torch.nonzero(failed).flatten().tolist()
+            raise ValueError(f"gpukmeans: rank(s) {ranks} rejected their data; see their error.")
+
+
+class DistributedSource(DataSource):
+    """One rank's rows as part of the table that every rank together holds.
+
+    Parameters
+    ----------
+    local : the data source of this rank's rows.
+    exchange : :class:`Exchange` of the process group.
+    row_offset : global index of this rank's first row; None means the ranks'
+        rows follow each other in rank order (found by exchanging the row counts).
+    """
+
+    def __init__(self, local: DataSource, exchange: Exchange, row_offset: Optional[int] = None):
+        self.local = local
+        self.exchange = exchange
+        self.rank = exchange.rank
+        self.world_size = exchange.world_size
+        counts = self.all_gather(torch.tensor([local.n_samples], dtype=torch.int64)).flatten()
+        self.row_counts = counts.tolist()
+        self.total_samples = int(counts.sum())
+        self.row_offset = int(counts[: self.rank].sum()) if row_offset is None else int(row_offset)
+
+    @property
+    def n_samples(self) -> int:
+        return self.local.n_samples
+
+    @property
+    def n_features(self) -> int:
+        return self.local.n_features
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.local.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.local.device
+
+    @property
+    def sample_weight(self):
+        return self.local.sample_weight
+
+    def chunks(self):
+        return self.local.chunks()
+
+    def take_local(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.local.take_local(indices)
+
+    def _owned(self, indices: torch.Tensor):
+        indices = indices.to(self.device)
+        mine = (indices >= self.row_offset) & (indices < self.row_offset + self.n_samples)
+        return mine, indices[mine] - self.row_offset
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        mine, local = self._owned(indices)
+        rows = torch.zeros(len(indices), self.n_features, dtype=self.dtype, device=self.device)
+        if local.numel():
+            rows[mine] = self.local.take_local(local)
+        # A row has one owner; the others add zeros, which leaves its bits unchanged.
+        return self.reduce_sum(rows)
+
+    def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
+        mine, local = self._owned(indices)
+        weights = torch.zeros(len(indices), dtype=self.dtype, device=self.device)
+        if local.numel():
+            weights[mine] = 1 if self.sample_weight is None else self.sample_weight[local]
+        return self.reduce_sum(weights)
+
+    def reduce_sum(self, tensor):
+        return self.exchange.reduce_sum(tensor)
+
+    def all_gather(self, tensor):
+        return self.exchange.all_gather(tensor)
+
+    def concat(self, tensor):
+        return self.exchange.concat(tensor)
+
+    def broadcast(self, tensor):
+        return self.exchange.broadcast(tensor)
+
+    def close(self) -> None:
+        self.local.close()

@@ -1,0 +1,112 @@
+"""Out-of-memory resilience: a CUDA OOM in the assign step halves the rows and retries.
+
+The chunk size is chosen from free GPU memory before a fit, but other processes (or
+the caller's own tensors) can take memory meanwhile. Rather than lose a fit that may
+have run for hours, the kernel call that ran out of memory is split in two halves,
+and every later call uses pieces no larger than the size that worked.
+"""
+
+import logging
+from typing import Optional
+
+import torch
+
+from .kernels import AssignResult, StepResult, assign_accumulate, lloyd_step
+
+logger = logging.getLogger("gpukmeans")
+
+
+class ResilientAssigner:
+    """Calls :func:`assign_accumulate` in pieces of at most ``max_rows`` rows.
+
+    ``max_rows`` starts unbounded and halves on every out-of-memory error; it never
+    grows back within one fit. The first halving is logged once (logger
+    ``"gpukmeans"``, level WARNING); a single row that still does not fit re-raises.
+    """
+
+    def __init__(self):
+        self.max_rows: Optional[int] = None
+        self._logged = False
+
+    def __call__(self, rows, centers, center_sq_norms, weights=None, *, accumulate=True) -> AssignResult:
+        pieces = []
+        start = 0
+        n_rows = rows.shape[0]
+        while start < n_rows:
+            size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
+            result = self._try(rows[start : start + size], centers, center_sq_norms,
+                               None if weights is None else weights[start : start + size], accumulate)
+            if result is None:
+                self._halve(size)
+                continue
+            pieces.append(result)
+            start += size
+        return pieces[0] if len(pieces) == 1 else _combine(pieces, accumulate)
+
+    def lloyd_step(self, rows, centers, norms, weights, labels, label_columns, *, compute_inertia=True) -> StepResult:
+        """:func:`gpukmeans.kernels.lloyd_step` in pieces, halving them on an out-of-memory error.
+
+        The step writes each piece's labels into ``labels`` in place, so the pieces' totals
+        simply add up.
+        """
+        totals = None
+        start = 0
+        n_rows = rows.shape[0]
+        while start < n_rows:
+            size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
+            piece_weights = None if weights is None else weights[start : start + size]
+            try:
+                step = lloyd_step(rows[start : start + size], centers, norms, piece_weights,
+                                  labels[start : start + size], label_columns, compute_inertia=compute_inertia)
+            except torch.OutOfMemoryError:
+                step = None
+            if step is None:
+                self._halve(size)
+                continue
+            totals = step if totals is None else _add_steps(totals, step)
+            start += size
+        return totals
+
+    @staticmethod
+    def _try(rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:
+        # Return None instead of retrying inside the except block: the exception's
+        # traceback keeps the failed call's temporaries alive until the block ends.
+        try:
+            return assign_accumulate(rows, centers, norms, weights, accumulate=accumulate)
+        except torch.OutOfMemoryError:
+            return None
+
+    def _halve(self, failed_rows: int) -> None:
+        if failed_rows <= 1:
+            raise torch.OutOfMemoryError(
+                "gpukmeans: out of memory assigning a single row; free device memory or use fewer clusters."
+            )
+        self.max_rows = failed_rows // 2
+        if not self._logged:
+            logger.warning(
+                "gpukmeans: out of device memory assigning %d rows; retrying in chunks of %d rows "
+                "(further reductions are not logged).",
+                failed_rows,
+                self.max_rows,
+            )
+            self._logged = True
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _combine(pieces, accumulate) -> AssignResult:
+    labels = torch.cat([p.labels for p in pieces])
+    distances = torch.cat([p.min_sq_distances for p in pieces])
+    if not accumulate:
+        return AssignResult(labels, distances, None, None)
+    sums = pieces[0].sums.clone()
+    weight_sums = pieces[0].weight_sums.clone()
+    for piece in pieces[1:]:
+        sums += piece.sums
+        weight_sums += piece.weight_sums
+    return AssignResult(labels, distances, sums, weight_sums)
+
+
+def _add_steps(a: StepResult, b: StepResult) -> StepResult:
+    inertia = None if a.inertia is None else a.inertia + b.inertia
+    return StepResult(a.sums + b.sums, a.weight_sums + b.weight_sums, a.n_changed + b.n_changed, inertia)

@@ -1,0 +1,107 @@
+"""One rank of the multi-process tests (started by tests/test_distributed.py, not by pytest).
+
+    python tests/distributed_worker.py RANK WORLD_SIZE INIT_METHOD OUT_DIR [PARQUET_PATH]
+
+Joins a gloo process group, runs every scenario of ``SCENARIOS`` with this rank's rows,
+and saves what it got to ``OUT_DIR/<scenario>_rank<RANK>.npz`` for the test to compare
+with a single-process fit of the whole table.
+"""
+
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def table(dtype=np.float64, n=2400, seed=0):
+    """The whole table every scenario splits between ranks (and the reference fits)."""
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=n, centers=6, n_features=5, cluster_std=1.8, random_state=seed)
+    return X.astype(dtype)
+
+
+def weights(n=2400):
+    return np.random.RandomState(7).uniform(0.0, 3.0, size=n)
+
+
+def rank_rows(n, rank, world_size):
+    """Rank ``rank``'s contiguous, deliberately uneven share of ``n`` rows."""
+    bounds = np.linspace(0, n, world_size + 1).astype(int)
+    bounds[1:-1] -= np.arange(1, world_size) * 37  # uneven on purpose
+    return slice(bounds[rank], bounds[rank + 1])
+
+
+def duplicate_init(X):
+    """Initial centres with two copies of one row: a cluster is empty at once and relocates."""
+    init = X[[0, 1, 2, 3, 4, 5]].copy()
+    init[5] = init[4]
+    return init
+
+
+# name -> (estimator parameters, dtype, weighted)
+SCENARIOS = {
+    "kmeans_plusplus": (dict(n_clusters=6, random_state=3), np.float64, False),
+    "kmeans_parallel_float32": (dict(n_clusters=6, init="k-means||", random_state=5), np.float32, False),
+    "random_restarts": (dict(n_clusters=6, init="random", n_init=3, random_state=2), np.float64, False),
+    "weighted": (dict(n_clusters=6, random_state=4), np.float64, True),
+    "empty_cluster_relocation": (dict(n_clusters=6, init="duplicate", max_iter=50), np.float64, False),
+}
+
+
+def estimator_params(params, X):
+    params = dict(params)
+    if isinstance(params.get("init"), str) and params["init"] == "duplicate":
+        params["init"] = duplicate_init(X)
+    return params
+
+
+def main():
+    rank, world_size, init_method, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    parquet_path = sys.argv[5] if len(sys.argv) > 5 else None
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    from gpukmeans import KMeans
+
+    def save(name, **arrays):
+        np.savez(out_dir / f"{name}_rank{rank}.npz", **arrays)
+
+    for name, (params, dtype, weighted) in SCENARIOS.items():
+        X = table(dtype)
+        rows = rank_rows(len(X), rank, world_size)
+        w = weights()[rows] if weighted else None
+        km = KMeans(device="cpu", **estimator_params(params, X)).fit(X[rows], sample_weight=w)
+        save(name, labels=km.labels_, centers=km.cluster_centers_, inertia=km.inertia_, n_iter=km.n_iter_)
+
+    # distributed=False: each rank fits its own rows alone.
+    X = table()
+    rows = rank_rows(len(X), rank, world_size)
+    km = KMeans(6, random_state=3, device="cpu", distributed=False).fit(X[rows])
+    save("opt_out", labels=km.labels_, centers=km.cluster_centers_)
+
+    # A file: every rank names the whole table and reads its own share of the rows.
+    if parquet_path is not None:
+        km = KMeans(6, random_state=3, device="cpu", chunk_size=256).fit(parquet_path)
+        save("parquet", labels=km.labels_, centers=km.cluster_centers_, inertia=km.inertia_)
+
+    # Ranks that disagree on the number of features all raise (none waits forever).
+    X = table()[:, : 5 - (rank % 2)]
+    try:
+        KMeans(3, random_state=0, device="cpu").fit(X[rank_rows(len(X), rank, world_size)])
+        save("mismatch", message=np.array("no error"))
+    except ValueError as error:
+        save("mismatch", message=np.array(str(error)))
+
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)

@@ -1,0 +1,174 @@
+"""Fitting a table on disk: Parquet files, folders of them, CSV; the same fit as in memory."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from gpukmeans import KMeans
+from gpukmeans._file_sources import open_table, prefetched, shard_bounds
+
+FEATURES = ["recency", "frequency", "monetary", "tenure"]
+
+
+@pytest.fixture(scope="module")
+def customers():
+    X, _ = make_blobs(n_samples=3000, centers=5, n_features=4, cluster_std=1.5, random_state=4)
+    frame = pd.DataFrame(X.astype(np.float32), columns=FEATURES)
+    frame.insert(0, "customer_id", np.arange(len(frame)))  # numeric, but not a feature
+    frame.insert(1, "country", "NL")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def files(customers, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tables")
+    customers.to_parquet(root / "one.parquet", row_group_size=400)
+    folder = root / "folder"
+    folder.mkdir()
+    for part, rows in enumerate(np.array_split(np.arange(len(customers)), 4)):
+        customers.iloc[rows].to_parquet(folder / f"part-{part:02d}.parquet", row_group_size=333)
+    (folder / "_SUCCESS").write_text("")  # written by Spark; not a table
+    customers.to_csv(root / "table.csv", index=False)
+    return root
+
+
+def _assert_same_fit(from_file, in_memory):
+    np.testing.assert_array_equal(from_file.labels_, in_memory.labels_)
+    np.testing.assert_allclose(from_file.cluster_centers_, in_memory.cluster_centers_, rtol=1e-5, atol=1e-5)
+    assert from_file.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-5)
+    assert from_file.n_iter_ == in_memory.n_iter_
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random", "k-means||"])
+@pytest.mark.parametrize("name", ["one.parquet", "folder", "table.csv"])
+def test_a_file_gives_the_in_memory_fit(files, customers, name, init):
+    dtype = np.float64 if name.endswith(".csv") else np.float32
+    X = customers[FEATURES].to_numpy(dtype)
+    params = dict(n_clusters=5, init=init, random_state=7, device="cpu")
+    from_file = KMeans(chunk_size=700, **params).fit(files / name, columns=FEATURES)
+    _assert_same_fit(from_file, KMeans(**params).fit(X))
+    assert isinstance(from_file.labels_, np.ndarray) and from_file.labels_.dtype == np.int32
+    assert from_file.cluster_centers_.dtype == dtype
+    assert list(from_file.feature_names_in_) == FEATURES
+
+
+def test_without_columns_every_numeric_column_is_a_feature(files, customers):
+    km = KMeans(4, random_state=0, device="cpu").fit(files / "one.parquet")
+    assert list(km.feature_names_in_) == ["customer_id", *FEATURES]
+    X = customers[["customer_id", *FEATURES]].to_numpy(np.float64)
+    _assert_same_fit(km, KMeans(4, random_state=0, device="cpu").fit(X))
+
+
+def test_weights_and_predict_transform_score_on_paths(files, customers):
+    X = customers[FEATURES].to_numpy(np.float32)
+    weights = np.random.RandomState(1).uniform(0, 2, len(X))
+    path = files / "folder"
+    from_file = KMeans(5, random_state=2, device="cpu").fit(path, sample_weight=weights, columns=FEATURES)
+    in_memory = KMeans(5, random_state=2, device="cpu").fit(X, sample_weight=weights)
+    _assert_same_fit(from_file, in_memory)
+    np.testing.assert_array_equal(from_file.predict(path), from_file.labels_)
+    np.testing.assert_allclose(from_file.transform(path), in_memory.transform(X), rtol=1e-5, atol=1e-4)
+    assert from_file.score(path) == pytest.approx(in_memory.score(X), rel=1e-5)
+    # Fitted on named columns: a DataFrame with those columns predicts the same.
+    np.testing.assert_array_equal(from_file.predict(customers[FEATURES]), from_file.labels_)
+
+
+def test_the_chunk_size_does_not_change_a_file_fit(files):
+    fits = [KMeans(5, random_state=3, chunk_size=c, device="cpu").fit(files / "one.parquet", columns=FEATURES)
+            for c in (97, 1000, "auto")]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(fits[0].labels_, other.labels_)
+
+
+@pytest.mark.parametrize(
+    "columns, message",
+    [(["recency", "nope"], "no column 'nope'"), (["country"], "not numeric"), ([], "at least one"),
+     ("recency", "list of column names")],
+)
+def test_bad_columns_are_named(files, columns, message):
+    with pytest.raises(ValueError, match=message):
+        KMeans(2, device="cpu").fit(files / "one.parquet", columns=columns)
+
+
+def test_missing_values_in_a_file_are_an_error(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0, None, 4.0], "b": [1.0, 2.0, 3.0, 4.0]})
+    frame.to_parquet(tmp_path / "gaps.parquet")
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    for name in ("gaps.parquet", "gaps.csv"):
+        with pytest.raises(ValueError, match="missing values"):
+            KMeans(2, device="cpu").fit(tmp_path / name)
+
+
+def test_text_in_a_csv_column_is_an_error(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("a,b\n1,2\nx,4\n")
+    with pytest.raises(ValueError, match="'a' is string, not numeric"):
+        KMeans(1, device="cpu").fit(path, columns=["a", "b"])
+
+
+def test_paths_that_are_not_tables(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        KMeans(2, device="cpu").fit(tmp_path / "absent.parquet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .parquet files"):
+        KMeans(2, device="cpu").fit(tmp_path / "empty")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        KMeans(2, device="cpu").fit(tmp_path / "junk.parquet")
+
+
+def test_columns_only_apply_to_paths():
+    with pytest.raises(ValueError, match="columns="):
+        KMeans(2, device="cpu").fit(np.zeros((4, 2)), columns=["a"])
+
+
+def test_more_clusters_than_rows_in_a_file(tmp_path):
+    pd.DataFrame({"a": [1.0, 2.0]}).to_parquet(tmp_path / "tiny.parquet")
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        KMeans(3, device="cpu").fit(tmp_path / "tiny.parquet")
+
+
+def test_rows_at_reads_any_rows_in_any_order(files, customers):
+    X = customers[FEATURES].to_numpy(np.float32)
+    wanted = np.array([0, 5, 399, 400, 401, 2999, 1234])
+    for name in ("one.parquet", "folder", "table.csv"):
+        table = open_table(files / name, FEATURES)
+        np.testing.assert_allclose(table.rows_at(np.sort(wanted)), X[np.sort(wanted)], rtol=1e-6)
+        got = np.concatenate(list(table.batches(350, 1710)))
+        np.testing.assert_allclose(got, X[350:1710], rtol=1e-6)
+
+
+def test_shards_cover_every_row_once():
+    for n, world in [(10, 3), (2, 3), (1000, 8)]:
+        bounds = [shard_bounds(n, r, world) for r in range(world)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        sizes = [b - a for a, b in bounds]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_the_reader_thread_stops_when_the_consumer_does():
+    produced = []
+
+    def numbers():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    stream = prefetched(numbers(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    import time
+
+    time.sleep(0.3)
+    assert len(produced) <= 6  # it read at most a couple of items ahead, then stopped
+
+
+def test_an_error_while_reading_reaches_the_consumer():
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(prefetched(broken()))

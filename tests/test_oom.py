@@ -1,0 +1,82 @@
+"""The out-of-memory retry logic, exercised on the CPU with an injected OOM-raising kernel.
+
+These tests check the halving-and-retry mechanism, not a real CUDA OOM: the kernel is
+replaced by one that raises ``torch.OutOfMemoryError`` above a row count. The real
+CUDA path is tested in tests/test_gpu_scale.py (skipped without a GPU).
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from gpukmeans import KMeans
+from gpukmeans import _oom
+from gpukmeans.kernels import assign_accumulate_reference, lloyd_step_reference
+
+
+@pytest.fixture
+def kernel_that_fits(monkeypatch):
+    """Replace the kernel with one that runs out of memory above ``limit`` rows."""
+    calls = []
+
+    def install(limit):
+        def tight_kernel(X, *args, **kwargs):
+            calls.append(X.shape[0])
+            if X.shape[0] > limit:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+            return assign_accumulate_reference(X, *args, **kwargs)
+
+        def tight_step(X, *args, **kwargs):
+            calls.append(X.shape[0])
+            if X.shape[0] > limit:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+            return lloyd_step_reference(X, *args, **kwargs)
+
+        monkeypatch.setattr(_oom, "assign_accumulate", tight_kernel)
+        monkeypatch.setattr(_oom, "lloyd_step", tight_step)
+        return calls
+
+    return install
+
+
+def test_injected_oom_halves_the_chunk_and_the_fit_is_not_lost(blobs, kernel_that_fits, caplog):
+    X, _ = blobs
+    reference = KMeans(5, random_state=0, chunk_size=600, device="cpu").fit(X)
+    calls = kernel_that_fits(limit=160)
+    with caplog.at_level(logging.WARNING, logger="gpukmeans"):
+        km = KMeans(5, random_state=0, chunk_size=600, device="cpu").fit(X)
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, reference.cluster_centers_, rtol=1e-10)
+    assert calls[:3] == [600, 300, 150]  # halved twice, then it fits
+    assert max(calls[3:]) <= 150  # and later calls start from the size that worked
+    warnings = [r for r in caplog.records if "out of device memory" in r.getMessage()]
+    assert len(warnings) == 1  # logged once, however many chunks were split
+
+
+def test_a_single_row_that_does_not_fit_is_raised(blobs, kernel_that_fits):
+    X, _ = blobs
+    kernel_that_fits(limit=0)
+    with pytest.raises(torch.OutOfMemoryError, match="single row"):
+        KMeans(5, random_state=0, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("accumulate", [True, False])
+def test_pieces_combine_into_the_whole_result(accumulate):
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(101, 3, generator=generator, dtype=torch.float64)
+    weights = torch.rand(101, generator=generator, dtype=torch.float64)
+    centers = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)
+    norms = (centers * centers).sum(dim=2)
+    whole = assign_accumulate_reference(X, centers, norms, weights, accumulate=accumulate)
+    assigner = _oom.ResilientAssigner()
+    assigner.max_rows = 7
+    pieces = assigner(X, centers, norms, weights, accumulate=accumulate)
+    assert torch.equal(pieces.labels, whole.labels)
+    torch.testing.assert_close(pieces.min_sq_distances, whole.min_sq_distances)
+    if accumulate:
+        torch.testing.assert_close(pieces.sums, whole.sums)
+        torch.testing.assert_close(pieces.weight_sums, whole.weight_sums)
+    else:
+        assert pieces.sums is None
