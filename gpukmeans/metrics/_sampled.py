@@ -247,7 +247,7 @@ def estimate_silhouettes(
     generator: torch.Generator,
     *,
     confidence: float = 0.95,
-    block=None,
+    block: Optional[int] = None,
     keep_values: bool = False,
     reference_term: bool = True,
 ) -> list:
