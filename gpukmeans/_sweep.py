@@ -32,7 +32,8 @@ from ._lloyd import lloyd
 from ._random import new_seed
 from ._sources import InMemorySource
 from .metrics._pairwise import default_block
-from .metrics._sampled import estimate_silhouettes, make_generator
+from .metrics._sampled import SilhouetteEstimate, estimate_silhouettes, make_generator
+from .metrics._silhouette import _exact_silhouette_sorted
 from .metrics._scores import ch_db_many
 from .metrics._simplified import _simplified_values
 
@@ -399,12 +400,15 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
         generator = make_generator(int(rng.randint(0, 2**31 - 1)))
         block = default_block(data.device)
         if mode == "exact" and n_rows * sum(n_labels) > _SHARED_EXACT_LIMIT:
-            # One labelling at a time keeps memory at O(n k) instead of O(n sum(k)).
-            kept = [
-                estimate_silhouettes(data, [c], [m], size, generator, confidence=confidence,
-                                     block=block, keep_values=True)[0]
-                for c, m in zip(codes, n_labels)
-            ]
+            # One labelling at a time, with the cluster-sorted kernel: O(n k) memory
+            # instead of O(n sum(k)).
+            all_rows = torch.arange(n_rows, device=data.device)
+            kept = []
+            for c, m in zip(codes, n_labels):
+                row_values = _exact_silhouette_sorted(data, c, m, block)
+                value = float(row_values.mean())
+                estimate = SilhouetteEstimate(value, value, value, n_rows, n_rows, "exact", confidence)
+                kept.append((estimate, all_rows, row_values))
         else:
             kept = estimate_silhouettes(data, codes, n_labels, size, generator,
                                         confidence=confidence, block=block, keep_values=True)

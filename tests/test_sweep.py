@@ -107,6 +107,18 @@ def test_scores_equal_the_standalone_metrics(five_blobs, blob_sweep):
             skm.davies_bouldin_score(five_blobs, labels), rel=1e-6)
 
 
+def test_large_exact_sweeps_score_one_k_at_a_time(five_blobs, blob_sweep, monkeypatch):
+    import gpukmeans._sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_SHARED_EXACT_LIMIT", 0)
+    one_at_a_time = sweep(five_blobs, k=range(2, 9), random_state=0, device="cpu")
+    np.testing.assert_allclose(one_at_a_time.table["silhouette"], blob_sweep.table["silhouette"],
+                               rtol=1e-9)
+    values, labels, rows = one_at_a_time.silhouette_values[5]
+    np.testing.assert_allclose(values, skm.silhouette_samples(five_blobs, labels), rtol=1e-6,
+                               atol=1e-12)
+
+
 def test_sampled_silhouette_carries_an_interval_around_the_exact_value(five_blobs):
     result = sweep(five_blobs, k=range(2, 9), random_state=0, silhouette="sampled",
                    sample_size=400, device="cpu")

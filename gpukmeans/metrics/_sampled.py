@@ -47,7 +47,7 @@ import torch
 
 from ._inputs import validate
 from ._pairwise import augment, default_block, distance_matmul
-from ._silhouette import _resolve_block, silhouette_from_sums
+from ._silhouette import _exact_silhouette_sorted, _resolve_block, silhouette_from_sums
 
 __all__ = [
     "SilhouetteEstimate",
@@ -520,6 +520,10 @@ def silhouette_score_sampled(
             f"need at least 2 rows per cluster ({2 * data.n_labels})"
         )
     block = _resolve_block(block_size, data.X.device)
+    n_samples = data.X.shape[0]
+    if sample_size >= n_samples:
+        value = float(_exact_silhouette_sorted(data.X, data.labels, data.n_labels, block).mean())
+        return SilhouetteEstimate(value, value, value, n_samples, n_samples, "exact", confidence)
     generator = make_generator(random_state)
     (result,) = estimate_silhouettes(
         data.X,
