@@ -385,7 +385,7 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
     else:
         row_ids = None
     n_rows = data.shape[0]
-    encoded = {kk: _compact_labels(labels[kk]) for kk in ks}
+    encoded = {kk: _compact_labels(labels[kk], kk) for kk in ks}
     scorable = [kk for kk in ks if 2 <= encoded[kk][1] <= n_rows - 1]
     codes = [encoded[kk][0] for kk in scorable]
     n_labels = [encoded[kk][1] for kk in scorable]
@@ -431,8 +431,11 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
     return calinski, davies, estimates, values, simplified
 
 
-def _compact_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _compact_labels(labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, int]:
     """Codes 0..m-1 of the clusters that have members (duplicates can leave some empty)."""
+    counts = torch.bincount(labels, minlength=n_clusters)
+    if bool((counts > 0).all()):
+        return labels, n_clusters  # the usual case: no copy
     present, codes = torch.unique(labels, return_inverse=True)
     return codes, int(present.shape[0])
 
