@@ -189,9 +189,9 @@ def sweep(
     Examples
     --------
     >>> from sklearn.datasets import make_blobs
-    >>> from gpukmeans._sweep import sweep  # exported as gpukmeans.sweep
+    >>> import gpukmeans
     >>> X, _ = make_blobs(2000, 4, centers=4, random_state=0)
-    >>> result = sweep(X, k=range(2, 8), random_state=0, device="cpu")
+    >>> result = gpukmeans.sweep(X, k=range(2, 8), random_state=0, device="cpu")
     >>> result.recommended_k
     4
     >>> list(result.table.columns[:3])

@@ -10,6 +10,7 @@ import torch
 from sklearn import metrics as skm
 from sklearn.datasets import make_blobs
 
+import gpukmeans
 from gpukmeans import KMeans, kmeans_plusplus
 from gpukmeans.metrics import (
     SilhouetteEstimate,
@@ -278,6 +279,11 @@ def test_bad_arguments_are_clear_value_errors(five_blobs, kwargs, message):
         pytest.skip("CUDA is available here")
     with pytest.raises(ValueError, match=message):
         sweep(five_blobs, **kwargs)
+
+
+def test_sweep_and_metrics_are_exported_at_the_top_level():
+    assert gpukmeans.sweep is sweep
+    assert gpukmeans.metrics.silhouette_score is silhouette_score
 
 
 @pytest.mark.gpu
