@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workers import cpu_idle_fraction, measure, run_worker  # noqa: E402
+from _workers import OMP_WAIT_POLICY, cpu_idle_fraction, measure, run_worker  # noqa: E402
 from machine import machine_info, markdown_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -154,7 +154,8 @@ def write_timings(info, idle_before, exact_rows, gpu):
     reference = by[("sklearn", "float64")]
     lines = [
         "# Exact silhouette: gpukmeans.metrics vs scikit-learn (CPU)", "",
-        markdown_header(info) + f" Idle CPU share just before: {idle_before:.2f}.", "",
+        markdown_header(info) + f" Idle CPU share just before: {idle_before:.2f}; "
+        f"workers ran with OMP_WAIT_POLICY={OMP_WAIT_POLICY}.", "",
         f"Data: make_blobs, {reference['n']:,} x {reference['d']}, 8 clusters. Each run in a fresh "
         "process, contenders alternated, best time of the repeats. 'extra peak' is the rise of "
         "the peak resident set during the call (data already loaded). 'cpu share' near 1.0 means "

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workers import cpu_idle_fraction, measure, run_worker  # noqa: E402
+from _workers import OMP_WAIT_POLICY, cpu_idle_fraction, measure, run_worker  # noqa: E402
 from machine import machine_info, markdown_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -118,7 +118,8 @@ def main():
     iterations_theirs = [row["n_iter"] for row in theirs["table"]]
     lines = [
         f"# Choosing k on {args.n:,} x {args.d} float32: gpukmeans.sweep vs the scikit-learn loop", "",
-        markdown_header(info) + f" Idle CPU share just before: {idle_before:.2f}.", "",
+        markdown_header(info) + f" Idle CPU share just before: {idle_before:.2f}; "
+        f"workers ran with OMP_WAIT_POLICY={OMP_WAIT_POLICY}.", "",
         f"k = {K_RANGE.start}..{K_RANGE.stop - 1}; silhouette on {args.sample_size:,} sampled rows. The loop is "
         "`KMeans(n_clusters=k, n_init=1).fit(X)` + `silhouette_score(X, labels, sample_size=...)` per k; "
         "the sweep is `gpukmeans.sweep(X, k=range(2, 16), silhouette='sampled')` (stratified sample, 95% "

@@ -32,7 +32,8 @@ from ._lloyd import lloyd
 from ._random import new_seed
 from ._sources import InMemorySource
 from .metrics._pairwise import default_block
-from .metrics._sampled import estimate_silhouettes, make_generator
+from .metrics._sampled import SilhouetteEstimate, estimate_silhouettes, make_generator
+from .metrics._silhouette import _exact_silhouette_sorted
 from .metrics._scores import ch_db_many
 from .metrics._simplified import _simplified_values
 
@@ -188,9 +189,9 @@ def sweep(
     Examples
     --------
     >>> from sklearn.datasets import make_blobs
-    >>> from gpukmeans._sweep import sweep  # exported as gpukmeans.sweep
+    >>> import gpukmeans
     >>> X, _ = make_blobs(2000, 4, centers=4, random_state=0)
-    >>> result = sweep(X, k=range(2, 8), random_state=0, device="cpu")
+    >>> result = gpukmeans.sweep(X, k=range(2, 8), random_state=0, device="cpu")
     >>> result.recommended_k
     4
     >>> list(result.table.columns[:3])
@@ -384,7 +385,7 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
     else:
         row_ids = None
     n_rows = data.shape[0]
-    encoded = {kk: _compact_labels(labels[kk]) for kk in ks}
+    encoded = {kk: _compact_labels(labels[kk], kk) for kk in ks}
     scorable = [kk for kk in ks if 2 <= encoded[kk][1] <= n_rows - 1]
     codes = [encoded[kk][0] for kk in scorable]
     n_labels = [encoded[kk][1] for kk in scorable]
@@ -399,12 +400,15 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
         generator = make_generator(int(rng.randint(0, 2**31 - 1)))
         block = default_block(data.device)
         if mode == "exact" and n_rows * sum(n_labels) > _SHARED_EXACT_LIMIT:
-            # One labelling at a time keeps memory at O(n k) instead of O(n sum(k)).
-            kept = [
-                estimate_silhouettes(data, [c], [m], size, generator, confidence=confidence,
-                                     block=block, keep_values=True)[0]
-                for c, m in zip(codes, n_labels)
-            ]
+            # One labelling at a time, with the cluster-sorted kernel: O(n k) memory
+            # instead of O(n sum(k)).
+            all_rows = torch.arange(n_rows, device=data.device)
+            kept = []
+            for c, m in zip(codes, n_labels):
+                row_values = _exact_silhouette_sorted(data, c, m, block)
+                value = float(row_values.mean())
+                estimate = SilhouetteEstimate(value, value, value, n_rows, n_rows, "exact", confidence)
+                kept.append((estimate, all_rows, row_values))
         else:
             kept = estimate_silhouettes(data, codes, n_labels, size, generator,
                                         confidence=confidence, block=block, keep_values=True)
@@ -427,8 +431,11 @@ def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence
     return calinski, davies, estimates, values, simplified
 
 
-def _compact_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _compact_labels(labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, int]:
     """Codes 0..m-1 of the clusters that have members (duplicates can leave some empty)."""
+    counts = torch.bincount(labels, minlength=n_clusters)
+    if bool((counts > 0).all()):
+        return labels, n_clusters  # the usual case: no copy
     present, codes = torch.unique(labels, return_inverse=True)
     return codes, int(present.shape[0])
 

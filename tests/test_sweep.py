@@ -10,6 +10,7 @@ import torch
 from sklearn import metrics as skm
 from sklearn.datasets import make_blobs
 
+import gpukmeans
 from gpukmeans import KMeans, kmeans_plusplus
 from gpukmeans.metrics import (
     SilhouetteEstimate,
@@ -105,6 +106,18 @@ def test_scores_equal_the_standalone_metrics(five_blobs, blob_sweep):
             skm.calinski_harabasz_score(five_blobs, labels), rel=1e-6)
         assert row.davies_bouldin == pytest.approx(
             skm.davies_bouldin_score(five_blobs, labels), rel=1e-6)
+
+
+def test_large_exact_sweeps_score_one_k_at_a_time(five_blobs, blob_sweep, monkeypatch):
+    import gpukmeans._sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_SHARED_EXACT_LIMIT", 0)
+    one_at_a_time = sweep(five_blobs, k=range(2, 9), random_state=0, device="cpu")
+    np.testing.assert_allclose(one_at_a_time.table["silhouette"], blob_sweep.table["silhouette"],
+                               rtol=1e-9)
+    values, labels, rows = one_at_a_time.silhouette_values[5]
+    np.testing.assert_allclose(values, skm.silhouette_samples(five_blobs, labels), rtol=1e-6,
+                               atol=1e-12)
 
 
 def test_sampled_silhouette_carries_an_interval_around_the_exact_value(five_blobs):
@@ -266,6 +279,11 @@ def test_bad_arguments_are_clear_value_errors(five_blobs, kwargs, message):
         pytest.skip("CUDA is available here")
     with pytest.raises(ValueError, match=message):
         sweep(five_blobs, **kwargs)
+
+
+def test_sweep_and_metrics_are_exported_at_the_top_level():
+    assert gpukmeans.sweep is sweep
+    assert gpukmeans.metrics.silhouette_score is silhouette_score
 
 
 @pytest.mark.gpu

@@ -53,7 +53,7 @@ def silhouette_from_sums(
 
 
 def _exact_silhouette_sorted(
-    X: torch.Tensor, labels: torch.Tensor, n_labels: int, block
+    X: torch.Tensor, labels: torch.Tensor, n_labels: int, block: int
 ) -> torch.Tensor:
     """Silhouette values of all rows (in the input order), computed exactly."""
     order = torch.argsort(labels, stable=True)
@@ -73,7 +73,7 @@ def _exact_silhouette_sorted(
     return unsorted
 
 
-def _resolve_block(block_size: Any, device: torch.device):
+def _resolve_block(block_size: Any, device: torch.device) -> int:
     if block_size is None or (isinstance(block_size, str) and block_size == "auto"):
         return default_block(device)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
@@ -117,8 +117,8 @@ def silhouette_samples(
         "auto" keeps a torch tensor on its device and otherwise uses CUDA when
         available. Asking for "cuda" without a GPU raises ``ValueError``.
     block_size : int or "auto", default="auto"
-        Side of a square distance tile. "auto" is 512 x 2048 on the CPU (cache
-        sized) and 8192 x 8192 on CUDA. Memory is one tile plus
+        Side of the square distance tile: "auto" is 768 on the CPU (cache
+        sized) and 8192 on CUDA. Memory is one tile plus
         ``n_samples * n_clusters`` float64 sums.
 
     Returns
