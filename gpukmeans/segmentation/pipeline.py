@@ -432,7 +432,7 @@ def _fit(X, k, seed, n_init, max_iter, device):
 
 
 def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
-    from gpukmeans._sweep import sweep  # also exported as gpukmeans.sweep once __init__ does
+    from gpukmeans import sweep
 
     return sweep(
         _engine_input(X), k=ks, n_init=n_init, random_state=seed,
