@@ -340,9 +340,10 @@ def info(json_output: JsonOpt = False):
 
 
 # ---------------------------------------------------------------- more commands
-# Commands that live in their own modules register here, one line each, e.g.
-#     from .bench import bench
-#     app.command()(bench)
+# Commands that live in their own modules register here, one line each.
+from .bench import bench  # noqa: E402
+
+app.command()(bench)
 
 
 # ---------------------------------------------------------------- printing
