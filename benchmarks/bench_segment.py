@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=["k8", "sweep"])
     parser.add_argument("--keep", type=Path, help="Keep the CSV and the outputs in this folder.")
+    parser.add_argument("--note", default="", help="Where the measured code came from, for the record.")
     args = parser.parse_args()
 
     info = machine_info()
@@ -115,7 +116,8 @@ def main() -> None:
         runs.append(result)
         print(json.dumps(result), file=sys.stderr)
 
-    record = {"machine": info, "rows": args.rows, "features": N_FEATURES, "csv_mib": round(data.stat().st_size / 2**20, 1),
+    record = {"machine": info, "note": args.note, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(set by the CLI: PASSIVE)"),
+              "rows": args.rows, "features": N_FEATURES, "csv_mib": round(data.stat().st_size / 2**20, 1),
               "runs": runs}
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if args.device == "cpu" else f"_{args.device.replace(':', '')}"
@@ -137,6 +139,7 @@ def markdown(record: dict) -> str:
         f"Input: {record['rows']:,} rows x {record['features']} numeric columns plus an ID, "
         f"CSV of {record['csv_mib']} MiB. Each run is a fresh process (start-up and imports included).",
         "",
+        *([record["note"], ""] if record.get("note") else []),
         "| command | wall s | target s | " + " | ".join(stage_names) + " | k | load after |",
         "|---|---|---|" + "---|" * len(stage_names) + "---|---|",
     ]

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from typing import Iterator
 
 import typer
@@ -26,23 +27,31 @@ def fail(message: str) -> None:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(*, quiet: bool = False) -> Iterator[None]:
     """Turn the errors a user can cause into one line and exit code 2, never a traceback.
 
-    Set ``GPUKMEANS_DEBUG=1`` to see the traceback instead.
+    Warnings (a missing optional fast path, fewer distinct points than k...) are
+    shown as one ``warning: ...`` line each, not with a file name and line number,
+    and not at all with ``quiet``. Set ``GPUKMEANS_DEBUG=1`` to see tracebacks.
     """
     from gpukmeans.segmentation import InputError
 
-    try:
-        yield
-    except (InputError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        if os.environ.get("GPUKMEANS_DEBUG"):
-            raise
-        fail(str(exc) or type(exc).__name__)
-    except MemoryError:
-        if os.environ.get("GPUKMEANS_DEBUG"):
-            raise
-        fail("out of memory; try --device cuda, fewer columns, or a sample of the table")
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        note(f"warning: {' '.join(str(message).split())}", quiet=quiet)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each distinct warning once
+        warnings.showwarning = show_warning
+        try:
+            yield
+        except (InputError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            if os.environ.get("GPUKMEANS_DEBUG"):
+                raise
+            fail(str(exc) or type(exc).__name__)
+        except MemoryError:
+            if os.environ.get("GPUKMEANS_DEBUG"):
+                raise
+            fail("out of memory; try --device cuda, fewer columns, or a sample of the table")
 
 
 def print_json(obj) -> None:

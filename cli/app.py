@@ -139,7 +139,7 @@ def segment(
     from gpukmeans.segmentation import segment as run_segment
 
     out = out or _default_out(data, "segments")
-    with user_errors():
+    with user_errors(quiet=quiet or json_output):
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
@@ -188,7 +188,7 @@ def sweep(
     from gpukmeans.segmentation import parse_k_range, sweep_k
 
     out = out or _default_out(data, "sweep")
-    with user_errors():
+    with user_errors(quiet=quiet or json_output):
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             run = sweep_k(
@@ -218,7 +218,7 @@ def predict(
     """Assign new customers to the segments of a saved model."""
     from gpukmeans.segmentation import predict as run_predict
 
-    with user_errors():
+    with user_errors(quiet=quiet or json_output):
         segments = run_predict(model, data, out=out)
     counts = segments.groupby(["segment", "segment_name"]).size()
     if json_output:
@@ -260,7 +260,7 @@ def rfm(
         customer=customer_column, invoice=invoice_column, date=date_column,
         quantity=quantity_column, price=price_column,
     )
-    with user_errors():
+    with user_errors(quiet=quiet or json_output):
         run = rfm_file(transactions, out, columns=columns, date_format=date_format)
     facts = {
         "transactions": run.n_transactions,
@@ -298,7 +298,7 @@ def demo(
     """Generate a realistic customer table with known segments and segment it end to end."""
     from gpukmeans.segmentation import run_demo
 
-    with user_errors():
+    with user_errors(quiet=quiet or json_output):
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_demo(out, rows=rows, seed=seed, device=device, force=force, listener=progress,
                               command=_command_line())
@@ -340,9 +340,10 @@ def info(json_output: JsonOpt = False):
 
 
 # ---------------------------------------------------------------- more commands
-# Commands that live in their own modules register here, one line each, e.g.
-#     from .bench import bench
-#     app.command()(bench)
+# Commands that live in their own modules register here, one line each.
+from .bench import bench  # noqa: E402
+
+app.command()(bench)
 
 
 # ---------------------------------------------------------------- printing

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
@@ -164,3 +163,16 @@ def test_process_rfm_then_segment(tmp_path):
     assert done.stdout == ""
     segments = pd.read_parquet(tmp_path / "seg" / "segments.parquet")
     assert len(segments) == 14 and set(segments["segment"]) == {0, 1, 2}
+
+
+def test_warnings_are_one_line_each(tmp_path):
+    # Two distinct customers asked for three segments: the engine warns, the run goes on.
+    data = tmp_path / "dupes.csv"
+    data.write_text("x,y\n" + "1,1\n" * 5 + "9,9\n" * 5)
+    result = run("segment", data, "--k", "3", "--out", tmp_path / "o", "--no-report")
+    assert result.exit_code == 0, result.output
+    warning_lines = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("distinct" in line for line in warning_lines), result.stderr
+    assert ".py:" not in result.stderr  # no file names and line numbers
+    quiet = run("segment", data, "--k", "3", "--out", tmp_path / "q", "--no-report", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""

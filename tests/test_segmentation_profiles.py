@@ -73,6 +73,11 @@ def test_clashing_names_grow_until_distinct():
     assert names[1] == "High spend, Below-average age"
 
 
+def test_a_segment_without_customers_is_empty():
+    contrasts = pd.DataFrame([[1.0], [np.nan], [-1.0]], columns=["x"])
+    assert name_segments(contrasts) == ["High x", "Empty", "Low x"]
+
+
 def test_identical_segments_get_numbered():
     contrasts = pd.DataFrame([[1.0], [1.0], [-1.0]], columns=["x"])
     assert name_segments(contrasts) == ["High x", "High x #2", "Low x"]

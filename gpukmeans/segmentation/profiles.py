@@ -127,7 +127,8 @@ def name_segments(
     A name lists up to ``max_terms`` features whose segment mean is at least
     :data:`NOTABLE` population standard deviations from the population mean, the
     strongest first chosen, shown in column order: "High Annual Income (k$), Low
-    Spending Score (1-100)". A segment with no such feature is "Average". When
+    Spending Score (1-100)". A segment with no such feature is "Average", one
+    without customers "Empty". When
     two segments would share a name, weaker features are added (as
     "Above-average X" / "Below-average X") until they differ; a number is the
     last resort.
@@ -163,6 +164,8 @@ def name_segments(
     ]
 
     def render(s: int) -> str:
+        if np.isnan(z[s]).all():  # a segment with no customers has no means
+            return "Empty"
         chosen = sorted(ranked[s][: n_terms[s]])
         if not chosen:
             return "Average"
