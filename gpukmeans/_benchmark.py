@@ -7,7 +7,8 @@ The protocol, the same for every library:
 - a library's *time per Lloyd iteration* is ``(T(n0 + n) - T(n0)) / n`` where
   ``T(i)`` is the best of ``repeats`` wall-clock times of a fit of exactly ``i``
   iterations: set-up, input conversion, initialisation and final assignment cancel
-  out, and only iterations are compared;
+  out, and only iterations are compared; the repeats of all libraries on one data set
+  are interleaved, so that a busy spell of a shared machine hits them alike;
 - the first fit of a library is a warm-up (imports, JIT compilation, CUDA context);
   it is excluded, and its time reported;
 - the bandwidth floor is measured in the same run: a large reduction over the data
@@ -110,28 +111,35 @@ def bandwidth_floor_ms(X: torch.Tensor, repeats: int = 20) -> tuple[float, float
     return gbps, nbytes / (gbps * 1e9) * 1e3
 
 
-def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
-                       base_iter: int = 2) -> float:
-    """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
-    ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
-    def best_of(iterations):
-        best, ran = math.inf, iterations
-        for _ in range(repeats):
-            _synchronize(device)
-            start = time.perf_counter()
-            ran = fit(iterations)
-            _synchronize(device)
-            best = min(best, time.perf_counter() - start)
-        return best, ran
-
-    short, short_ran = best_of(base_iter)
-    long, long_ran = best_of(base_iter + n_iter)
+def _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter) -> float:
     if short_ran < base_iter or long_ran < base_iter + n_iter:
         ran = short_ran if short_ran < base_iter else long_ran
         raise RuntimeError(f"converged after {ran} iterations: no per-iteration figure")
     if long <= short:
         raise RuntimeError("timings too noisy (the longer fit was not slower): rerun on a quieter machine")
     return (long - short) / (long_ran - short_ran)
+
+
+def _timed(fit, iterations, device):
+    _synchronize(device)
+    start = time.perf_counter()
+    ran = fit(iterations)
+    _synchronize(device)
+    return time.perf_counter() - start, ran
+
+
+def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
+                       base_iter: int = 2) -> float:
+    """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
+    ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
+    short = long = math.inf
+    short_ran = long_ran = 0
+    for _ in range(repeats):
+        seconds, short_ran = _timed(fit, base_iter, device)
+        short = min(short, seconds)
+        seconds, long_ran = _timed(fit, base_iter + n_iter, device)
+        long = min(long, seconds)
+    return _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter)
 
 
 # ------------------------------------------------------------------ the libraries
@@ -325,30 +333,56 @@ GPU_PEERS = ["gpukmeans", "gpukmeans (bfloat16 storage)", "flash-kmeans", "fastk
 
 
 # ------------------------------------------------------------------ running it all
-def measure(library, X, init, init_rows, device, *, n_iter, repeats, floor_ms) -> Measurement:
+def _failure(error) -> str:
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"failed: {type(error).__name__}: {text}"
+
+
+def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, floor_ms,
+                  base_iter=2) -> list[Measurement]:
+    """Every library on one data set, the repeats interleaved across libraries (in
+    alternating order), so that a busy spell of the machine hits all of them alike."""
     n, d = X.shape
-    record = Measurement(library, device, n, d, init.shape[0], status="ok", floor_ms=floor_ms)
-    try:
-        fit = PEERS[library](X, init, init_rows, device)
-        start = time.perf_counter()
-        _synchronize(device)
-        fit(1)  # warm-up: imports, JIT compilation, CUDA context, caches
-        _synchronize(device)
-        record.warmup_s = time.perf_counter() - start
-        seconds = time_per_iteration(fit, device, n_iter, repeats)
-    except PeerMissing as error:
-        record.status = f"missing: {error}"
-        return record
-    except Exception as error:  # a peer that breaks is reported, never hidden
-        record.status = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
-        return record
-    finally:
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    record.ms_per_iter = seconds * 1e3
-    record.points_iters_per_s = n / seconds if seconds > 0 else math.inf
-    record.x_floor = record.ms_per_iter / floor_ms if floor_ms else None
-    return record
+    records, fits = {}, {}
+    for library in libraries:
+        record = records[library] = Measurement(library, device, n, d, init.shape[0], status="ok",
+                                                floor_ms=floor_ms)
+        try:
+            fit = PEERS[library](X, init, init_rows, device)
+            record.warmup_s, _ = _timed(fit, 1, device)  # imports, JIT, CUDA context, caches
+            fits[library] = fit
+        except PeerMissing as error:
+            record.status = f"missing: {error}"
+        except Exception as error:  # a peer that breaks is reported, never hidden
+            record.status = _failure(error)
+    best = {library: [math.inf, math.inf, 0, 0] for library in fits}
+    for repeat in range(repeats):
+        order = list(fits) if repeat % 2 == 0 else list(reversed(fits))
+        for library in order:
+            if library not in fits:
+                continue
+            try:
+                for slot, iterations in ((0, base_iter), (1, base_iter + n_iter)):
+                    seconds, ran = _timed(fits[library], iterations, device)
+                    best[library][slot] = min(best[library][slot], seconds)
+                    best[library][2 + slot] = ran
+            except Exception as error:
+                records[library].status = _failure(error)
+                del fits[library]
+            finally:
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+    for library in fits:
+        record = records[library]
+        try:
+            seconds = _per_iteration(*best[library], base_iter, n_iter)
+        except RuntimeError as error:
+            record.status = _failure(error)
+            continue
+        record.ms_per_iter = seconds * 1e3
+        record.points_iters_per_s = n / seconds
+        record.x_floor = record.ms_per_iter / floor_ms if floor_ms else None
+    return [records[library] for library in libraries]
 
 
 def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, device="cpu",
@@ -470,9 +504,8 @@ def run_comparison(shapes_by_device: dict, *, libraries_by_device: dict, n_iter:
         for n, d, k in shapes:
             X, init, init_rows = make_data(n, d, k, device)
             _, floor_ms = bandwidth_floor_ms(X)
-            for library in libraries_by_device[device]:
-                record = measure(library, X, init, init_rows, device, n_iter=n_iter, repeats=repeats,
-                                 floor_ms=floor_ms)
+            for record in measure_shape(libraries_by_device[device], X, init, init_rows, device,
+                                        n_iter=n_iter, repeats=repeats, floor_ms=floor_ms):
                 records.append(record)
                 progress(record)
             del X, init
