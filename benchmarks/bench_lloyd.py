@@ -77,6 +77,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="fits per iteration count; the best counts")
     parser.add_argument("--libraries", nargs="*", help="only these (names as in the table)")
     parser.add_argument("--skip-restarts", action="store_true", help="skip the n_init=10 measurement")
+    parser.add_argument("--single-thread-cpu-time", action="store_true",
+                        help="CPU only: every library on one thread, timed by the process CPU clock "
+                             "(robust on a shared, busy machine); writes lloyd-cpu-1thread.*")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -89,6 +92,8 @@ def main(argv=None):
         sys.exit("--device cuda: no CUDA device on this machine")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    if args.single_thread_cpu_time:
+        devices = ["cpu"]
     for device in devices:
         shapes = bench.CPU_SHAPES if device == "cpu" else bench.GPU_SHAPES
         libraries = bench.CPU_PEERS if device == "cpu" else bench.GPU_PEERS
@@ -105,18 +110,21 @@ def main(argv=None):
                   f"{record.library:34s} {figure}  {record.status}", flush=True)
 
         records = bench.run_comparison({device: shapes}, libraries_by_device={device: libraries},
-                                       n_iter=args.iterations, repeats=args.repeats, progress=progress)
+                                       n_iter=args.iterations, repeats=args.repeats, progress=progress,
+                                       cpu_time=args.single_thread_cpu_time)
         restarts = None
-        if not args.skip_restarts:
+        if not args.skip_restarts and not args.single_thread_cpu_time:
             try:
                 restarts = bench.n_init_cost(device=device, n_iter=args.iterations, repeats=args.repeats)
                 print(f"n_init=10 batched vs one restart, per iteration: {restarts['ratio']:.2f}x", flush=True)
             except RuntimeError as error:
                 print(f"n_init=10 measurement failed: {error}", flush=True)
         env["load_average_at_end"] = list(os.getloadavg())
-        stem = args.out / f"lloyd-{device}"
+        stem = args.out / (f"lloyd-{device}-1thread" if args.single_thread_cpu_time else f"lloyd-{device}")
         payload = {"environment": env, "protocol": {"iterations": args.iterations, "repeats": args.repeats,
-                                                    "dtype": "float32"},
+                                                    "dtype": "float32",
+                                                    "clock": "process CPU time, 1 thread" if args.single_thread_cpu_time
+                                                    else "wall clock"},
                    "results": [dataclasses.asdict(r) for r in records], "restarts": restarts}
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2))
         machine = env.get("gpu") or env["cpu"]
@@ -124,6 +132,10 @@ def main(argv=None):
                   f"{env['torch_threads']}), {env['date']}; load average {env['load_average_at_start'][0]:.2f} "
                   f"at start, {env['load_average_at_end'][0]:.2f} at end. float32, "
                   f"{args.iterations} timed iterations, best of {args.repeats}.\n\n")
+        if args.single_thread_cpu_time:
+            header += ("**Single thread, process CPU time** per iteration (robust to other processes on a "
+                       "shared machine; divide by the core count for an ideal parallel figure). The bandwidth "
+                       "floor is one thread's.\n\n")
         if "cpu_kernel_first_call" in env:
             first = env["cpu_kernel_first_call"]
             header += (f"CPU kernel's first call in a fresh process (import included): "

@@ -20,6 +20,7 @@ such (``status``) and never stops the others. Nothing here is needed at run time
 the library itself; it backs ``benchmarks/bench_lloyd.py`` and ``gpukmeans bench``.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
@@ -120,12 +121,41 @@ def _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter) -> float
     return (long - short) / (long_ran - short_ran)
 
 
-def _timed(fit, iterations, device):
+def _timed(fit, iterations, device, clock=time.perf_counter):
     _synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     ran = fit(iterations)
     _synchronize(device)
-    return time.perf_counter() - start, ran
+    return clock() - start, ran
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Every library on one thread (PyTorch, BLAS and OpenMP pools, faiss, our kernel).
+
+    With the process CPU clock this gives figures that other processes on a shared
+    machine barely move (a descheduled thread uses no CPU time), unlike wall-clock
+    figures with several threads, where one descheduled thread stalls the others.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    faiss_threads = None
+    try:
+        import faiss
+
+        faiss_threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        pass
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        if faiss_threads is not None:
+            faiss.omp_set_num_threads(faiss_threads)
 
 
 def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
@@ -339,7 +369,7 @@ def _failure(error) -> str:
 
 
 def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, floor_ms,
-                  base_iter=2) -> list[Measurement]:
+                  base_iter=2, clock=time.perf_counter) -> list[Measurement]:
     """Every library on one data set, the repeats interleaved across libraries (in
     alternating order), so that a busy spell of the machine hits all of them alike."""
     n, d = X.shape
@@ -363,7 +393,7 @@ def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, flo
                 continue
             try:
                 for slot, iterations in ((0, base_iter), (1, base_iter + n_iter)):
-                    seconds, ran = _timed(fits[library], iterations, device)
+                    seconds, ran = _timed(fits[library], iterations, device, clock)
                     best[library][slot] = min(best[library][slot], seconds)
                     best[library][2 + slot] = ran
             except Exception as error:
@@ -497,15 +527,23 @@ def _cpu_model() -> str:
 
 
 def run_comparison(shapes_by_device: dict, *, libraries_by_device: dict, n_iter: int, repeats: int,
-                   progress: Callable[[Measurement], None] = lambda m: None) -> list[Measurement]:
-    """Measure every library on every shape of every device; one list of records."""
+                   progress: Callable[[Measurement], None] = lambda m: None,
+                   cpu_time: bool = False) -> list[Measurement]:
+    """Measure every library on every shape of every device; one list of records.
+
+    ``cpu_time``: one thread for everyone and the process CPU clock (see
+    :func:`single_thread`), for a shared machine; CPU only.
+    """
     records = []
     for device, shapes in shapes_by_device.items():
         for n, d, k in shapes:
             X, init, init_rows = make_data(n, d, k, device)
-            _, floor_ms = bandwidth_floor_ms(X)
-            for record in measure_shape(libraries_by_device[device], X, init, init_rows, device,
-                                        n_iter=n_iter, repeats=repeats, floor_ms=floor_ms):
+            with single_thread() if cpu_time else contextlib.nullcontext():
+                _, floor_ms = bandwidth_floor_ms(X)
+                measured = measure_shape(libraries_by_device[device], X, init, init_rows, device,
+                                         n_iter=n_iter, repeats=repeats, floor_ms=floor_ms,
+                                         clock=time.process_time if cpu_time else time.perf_counter)
+            for record in measured:
                 records.append(record)
                 progress(record)
             del X, init
