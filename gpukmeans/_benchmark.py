@@ -159,15 +159,15 @@ def single_thread():
 
 
 def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
-                       base_iter: int = 2) -> float:
+                       base_iter: int = 2, clock=time.perf_counter) -> float:
     """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
     ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
     short = long = math.inf
     short_ran = long_ran = 0
     for _ in range(repeats):
-        seconds, short_ran = _timed(fit, base_iter, device)
+        seconds, short_ran = _timed(fit, base_iter, device, clock)
         short = min(short, seconds)
-        seconds, long_ran = _timed(fit, base_iter + n_iter, device)
+        seconds, long_ran = _timed(fit, base_iter + n_iter, device, clock)
         long = min(long, seconds)
     return _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter)
 
@@ -416,9 +416,10 @@ def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, flo
 
 
 def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, device="cpu",
-                n_iter=10, repeats=2) -> dict:
+                n_iter=10, repeats=2, cpu_time=False) -> dict:
     """Per-iteration cost of ``n_init`` restarts batched in one pass, against one restart,
-    through the engine's Lloyd loop (the restarts are the groups of one pass)."""
+    through the engine's Lloyd loop (the restarts are the groups of one pass).
+    ``cpu_time``: one thread and the process CPU clock, as in :func:`run_comparison`."""
     from gpukmeans._device import auto_chunk_size
     from gpukmeans._lloyd import lloyd
     from gpukmeans._sources import InMemorySource
@@ -429,15 +430,19 @@ def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, 
     X = torch.randn(n_samples, n_features, generator=generator, device=device)
     starts = [X[torch.randperm(n_samples, generator=generator, device=device)[:n_clusters]]
               for _ in range(n_init)]
-    result = {"shape": [n_samples, n_features, n_clusters], "n_init": n_init, "device": device}
+    result = {"shape": [n_samples, n_features, n_clusters], "n_init": n_init, "device": device,
+              "clock": "process CPU time, 1 thread" if cpu_time else "wall clock"}
     for groups in (1, n_init):
         chunk = auto_chunk_size(n_features, n_clusters * groups, X.dtype, X.device)
         source = InMemorySource(X, None, chunk)
 
         def fit(iterations):
             return min(lloyd(source, starts[:groups], max_iter=iterations, tol=-1.0).n_iter)
-        fit(1)
-        result[f"ms_per_iter_{groups}"] = time_per_iteration(fit, device, n_iter, repeats) * 1e3
+        with single_thread() if cpu_time else contextlib.nullcontext():
+            fit(1)
+            seconds = time_per_iteration(fit, device, n_iter, repeats,
+                                         clock=time.process_time if cpu_time else time.perf_counter)
+        result[f"ms_per_iter_{groups}"] = seconds * 1e3
     result["ratio"] = result[f"ms_per_iter_{n_init}"] / result["ms_per_iter_1"]
     return result
 
