@@ -152,7 +152,8 @@ def main(argv=None):
                       f"per iteration ({restarts['ratio']:.2f}x).\n")
         stem.with_suffix(".md").write_text(header + table + "\n")
         if records:
-            chart(records, stem.with_suffix(".png"), f"Lloyd iteration, float32, on {machine}")
+            clock = ", one thread, process CPU time" if args.single_thread_cpu_time else ""
+            chart(records, stem.with_suffix(".png"), f"Lloyd iteration, float32, on {machine}{clock}")
         print(f"wrote {stem}.json, .md" + (", .png" if records else ""))
 
 
