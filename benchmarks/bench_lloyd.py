@@ -77,6 +77,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="fits per iteration count; the best counts")
     parser.add_argument("--libraries", nargs="*", help="only these (names as in the table)")
     parser.add_argument("--skip-restarts", action="store_true", help="skip the n_init=10 measurement")
+    parser.add_argument("--restarts-only", action="store_true", help="only the n_init=10 measurement")
+    parser.add_argument("--single-thread-cpu-time", action="store_true",
+                        help="CPU only: every library on one thread, timed by the process CPU clock "
+                             "(robust on a shared, busy machine); writes lloyd-cpu-1thread.*")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -89,6 +93,8 @@ def main(argv=None):
         sys.exit("--device cuda: no CUDA device on this machine")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    if args.single_thread_cpu_time:
+        devices = ["cpu"]
     for device in devices:
         shapes = bench.CPU_SHAPES if device == "cpu" else bench.GPU_SHAPES
         libraries = bench.CPU_PEERS if device == "cpu" else bench.GPU_PEERS
@@ -104,19 +110,24 @@ def main(argv=None):
             print(f"{record.device} ({record.n_samples:,}, {record.n_features}, {record.n_clusters}) "
                   f"{record.library:34s} {figure}  {record.status}", flush=True)
 
-        records = bench.run_comparison({device: shapes}, libraries_by_device={device: libraries},
-                                       n_iter=args.iterations, repeats=args.repeats, progress=progress)
+        records = [] if args.restarts_only else bench.run_comparison(
+            {device: shapes}, libraries_by_device={device: libraries}, n_iter=args.iterations,
+            repeats=args.repeats, progress=progress, cpu_time=args.single_thread_cpu_time)
         restarts = None
         if not args.skip_restarts:
             try:
-                restarts = bench.n_init_cost(device=device, n_iter=args.iterations, repeats=args.repeats)
+                restarts = bench.n_init_cost(device=device, n_iter=args.iterations, repeats=args.repeats,
+                                             cpu_time=args.single_thread_cpu_time)
                 print(f"n_init=10 batched vs one restart, per iteration: {restarts['ratio']:.2f}x", flush=True)
             except RuntimeError as error:
                 print(f"n_init=10 measurement failed: {error}", flush=True)
         env["load_average_at_end"] = list(os.getloadavg())
-        stem = args.out / f"lloyd-{device}"
+        stem = args.out / ((f"restarts-{device}" if args.restarts_only else f"lloyd-{device}")
+                           + ("-1thread" if args.single_thread_cpu_time else ""))
         payload = {"environment": env, "protocol": {"iterations": args.iterations, "repeats": args.repeats,
-                                                    "dtype": "float32"},
+                                                    "dtype": "float32",
+                                                    "clock": "process CPU time, 1 thread" if args.single_thread_cpu_time
+                                                    else "wall clock"},
                    "results": [dataclasses.asdict(r) for r in records], "restarts": restarts}
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2))
         machine = env.get("gpu") or env["cpu"]
@@ -124,20 +135,26 @@ def main(argv=None):
                   f"{env['torch_threads']}), {env['date']}; load average {env['load_average_at_start'][0]:.2f} "
                   f"at start, {env['load_average_at_end'][0]:.2f} at end. float32, "
                   f"{args.iterations} timed iterations, best of {args.repeats}.\n\n")
+        if args.single_thread_cpu_time:
+            header += ("**Single thread, process CPU time** per iteration (robust to other processes on a "
+                       "shared machine; divide by the core count for an ideal parallel figure). The bandwidth "
+                       "floor is one thread's.\n\n")
         if "cpu_kernel_first_call" in env:
             first = env["cpu_kernel_first_call"]
             header += (f"CPU kernel's first call in a fresh process (import included): "
                        f"{first['compile_s']:.2f} s compiling, {first['cached_s']:.2f} s from numba's cache. "
                        "The warm-up column is each library's first fit in this process.\n\n")
-        table = bench.markdown_table(records)
+        table = bench.markdown_table(records) if records else ""
         if restarts:
             batched = restarts[f"ms_per_iter_{restarts['n_init']}"]
             table += (f"\n\nn_init={restarts['n_init']} restarts batched in one pass vs one restart at "
                       f"{tuple(restarts['shape'])}: {batched:.2f} vs {restarts['ms_per_iter_1']:.2f} ms "
                       f"per iteration ({restarts['ratio']:.2f}x).\n")
         stem.with_suffix(".md").write_text(header + table + "\n")
-        chart(records, stem.with_suffix(".png"), f"Lloyd iteration, float32, on {machine}")
-        print(f"wrote {stem}.json, .md, .png")
+        if records:
+            clock = ", one thread, process CPU time" if args.single_thread_cpu_time else ""
+            chart(records, stem.with_suffix(".png"), f"Lloyd iteration, float32, on {machine}{clock}")
+        print(f"wrote {stem}.json, .md" + (", .png" if records else ""))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ The protocol, the same for every library:
 - a library's *time per Lloyd iteration* is ``(T(n0 + n) - T(n0)) / n`` where
   ``T(i)`` is the best of ``repeats`` wall-clock times of a fit of exactly ``i``
   iterations: set-up, input conversion, initialisation and final assignment cancel
-  out, and only iterations are compared;
+  out, and only iterations are compared; the repeats of all libraries on one data set
+  are interleaved, so that a busy spell of a shared machine hits them alike;
 - the first fit of a library is a warm-up (imports, JIT compilation, CUDA context);
   it is excluded, and its time reported;
 - the bandwidth floor is measured in the same run: a large reduction over the data
@@ -19,6 +20,7 @@ such (``status``) and never stops the others. Nothing here is needed at run time
 the library itself; it backs ``benchmarks/bench_lloyd.py`` and ``gpukmeans bench``.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
@@ -110,28 +112,64 @@ def bandwidth_floor_ms(X: torch.Tensor, repeats: int = 20) -> tuple[float, float
     return gbps, nbytes / (gbps * 1e9) * 1e3
 
 
-def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
-                       base_iter: int = 2) -> float:
-    """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
-    ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
-    def best_of(iterations):
-        best, ran = math.inf, iterations
-        for _ in range(repeats):
-            _synchronize(device)
-            start = time.perf_counter()
-            ran = fit(iterations)
-            _synchronize(device)
-            best = min(best, time.perf_counter() - start)
-        return best, ran
-
-    short, short_ran = best_of(base_iter)
-    long, long_ran = best_of(base_iter + n_iter)
+def _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter) -> float:
     if short_ran < base_iter or long_ran < base_iter + n_iter:
         ran = short_ran if short_ran < base_iter else long_ran
         raise RuntimeError(f"converged after {ran} iterations: no per-iteration figure")
     if long <= short:
         raise RuntimeError("timings too noisy (the longer fit was not slower): rerun on a quieter machine")
     return (long - short) / (long_ran - short_ran)
+
+
+def _timed(fit, iterations, device, clock=time.perf_counter):
+    _synchronize(device)
+    start = clock()
+    ran = fit(iterations)
+    _synchronize(device)
+    return clock() - start, ran
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Every library on one thread (PyTorch, BLAS and OpenMP pools, faiss, our kernel).
+
+    With the process CPU clock this gives figures that other processes on a shared
+    machine barely move (a descheduled thread uses no CPU time), unlike wall-clock
+    figures with several threads, where one descheduled thread stalls the others.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    faiss_threads = None
+    try:
+        import faiss
+
+        faiss_threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        pass
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        if faiss_threads is not None:
+            faiss.omp_set_num_threads(faiss_threads)
+
+
+def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
+                       base_iter: int = 2, clock=time.perf_counter) -> float:
+    """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
+    ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
+    short = long = math.inf
+    short_ran = long_ran = 0
+    for _ in range(repeats):
+        seconds, short_ran = _timed(fit, base_iter, device, clock)
+        short = min(short, seconds)
+        seconds, long_ran = _timed(fit, base_iter + n_iter, device, clock)
+        long = min(long, seconds)
+    return _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter)
 
 
 # ------------------------------------------------------------------ the libraries
@@ -325,36 +363,63 @@ GPU_PEERS = ["gpukmeans", "gpukmeans (bfloat16 storage)", "flash-kmeans", "fastk
 
 
 # ------------------------------------------------------------------ running it all
-def measure(library, X, init, init_rows, device, *, n_iter, repeats, floor_ms) -> Measurement:
+def _failure(error) -> str:
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"failed: {type(error).__name__}: {text}"
+
+
+def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, floor_ms,
+                  base_iter=2, clock=time.perf_counter) -> list[Measurement]:
+    """Every library on one data set, the repeats interleaved across libraries (in
+    alternating order), so that a busy spell of the machine hits all of them alike."""
     n, d = X.shape
-    record = Measurement(library, device, n, d, init.shape[0], status="ok", floor_ms=floor_ms)
-    try:
-        fit = PEERS[library](X, init, init_rows, device)
-        start = time.perf_counter()
-        _synchronize(device)
-        fit(1)  # warm-up: imports, JIT compilation, CUDA context, caches
-        _synchronize(device)
-        record.warmup_s = time.perf_counter() - start
-        seconds = time_per_iteration(fit, device, n_iter, repeats)
-    except PeerMissing as error:
-        record.status = f"missing: {error}"
-        return record
-    except Exception as error:  # a peer that breaks is reported, never hidden
-        record.status = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
-        return record
-    finally:
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    record.ms_per_iter = seconds * 1e3
-    record.points_iters_per_s = n / seconds if seconds > 0 else math.inf
-    record.x_floor = record.ms_per_iter / floor_ms if floor_ms else None
-    return record
+    records, fits = {}, {}
+    for library in libraries:
+        record = records[library] = Measurement(library, device, n, d, init.shape[0], status="ok",
+                                                floor_ms=floor_ms)
+        try:
+            fit = PEERS[library](X, init, init_rows, device)
+            record.warmup_s, _ = _timed(fit, 1, device)  # imports, JIT, CUDA context, caches
+            fits[library] = fit
+        except PeerMissing as error:
+            record.status = f"missing: {error}"
+        except Exception as error:  # a peer that breaks is reported, never hidden
+            record.status = _failure(error)
+    best = {library: [math.inf, math.inf, 0, 0] for library in fits}
+    for repeat in range(repeats):
+        order = list(fits) if repeat % 2 == 0 else list(reversed(fits))
+        for library in order:
+            if library not in fits:
+                continue
+            try:
+                for slot, iterations in ((0, base_iter), (1, base_iter + n_iter)):
+                    seconds, ran = _timed(fits[library], iterations, device, clock)
+                    best[library][slot] = min(best[library][slot], seconds)
+                    best[library][2 + slot] = ran
+            except Exception as error:
+                records[library].status = _failure(error)
+                del fits[library]
+            finally:
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+    for library in fits:
+        record = records[library]
+        try:
+            seconds = _per_iteration(*best[library], base_iter, n_iter)
+        except RuntimeError as error:
+            record.status = _failure(error)
+            continue
+        record.ms_per_iter = seconds * 1e3
+        record.points_iters_per_s = n / seconds
+        record.x_floor = record.ms_per_iter / floor_ms if floor_ms else None
+    return [records[library] for library in libraries]
 
 
 def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, device="cpu",
-                n_iter=10, repeats=2) -> dict:
+                n_iter=10, repeats=2, cpu_time=False) -> dict:
     """Per-iteration cost of ``n_init`` restarts batched in one pass, against one restart,
-    through the engine's Lloyd loop (the restarts are the groups of one pass)."""
+    through the engine's Lloyd loop (the restarts are the groups of one pass).
+    ``cpu_time``: one thread and the process CPU clock, as in :func:`run_comparison`."""
     from gpukmeans._device import auto_chunk_size
     from gpukmeans._lloyd import lloyd
     from gpukmeans._sources import InMemorySource
@@ -365,15 +430,19 @@ def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, 
     X = torch.randn(n_samples, n_features, generator=generator, device=device)
     starts = [X[torch.randperm(n_samples, generator=generator, device=device)[:n_clusters]]
               for _ in range(n_init)]
-    result = {"shape": [n_samples, n_features, n_clusters], "n_init": n_init, "device": device}
+    result = {"shape": [n_samples, n_features, n_clusters], "n_init": n_init, "device": device,
+              "clock": "process CPU time, 1 thread" if cpu_time else "wall clock"}
     for groups in (1, n_init):
         chunk = auto_chunk_size(n_features, n_clusters * groups, X.dtype, X.device)
         source = InMemorySource(X, None, chunk)
 
         def fit(iterations):
             return min(lloyd(source, starts[:groups], max_iter=iterations, tol=-1.0).n_iter)
-        fit(1)
-        result[f"ms_per_iter_{groups}"] = time_per_iteration(fit, device, n_iter, repeats) * 1e3
+        with single_thread() if cpu_time else contextlib.nullcontext():
+            fit(1)
+            seconds = time_per_iteration(fit, device, n_iter, repeats,
+                                         clock=time.process_time if cpu_time else time.perf_counter)
+        result[f"ms_per_iter_{groups}"] = seconds * 1e3
     result["ratio"] = result[f"ms_per_iter_{n_init}"] / result["ms_per_iter_1"]
     return result
 
@@ -463,16 +532,23 @@ def _cpu_model() -> str:
 
 
 def run_comparison(shapes_by_device: dict, *, libraries_by_device: dict, n_iter: int, repeats: int,
-                   progress: Callable[[Measurement], None] = lambda m: None) -> list[Measurement]:
-    """Measure every library on every shape of every device; one list of records."""
+                   progress: Callable[[Measurement], None] = lambda m: None,
+                   cpu_time: bool = False) -> list[Measurement]:
+    """Measure every library on every shape of every device; one list of records.
+
+    ``cpu_time``: one thread for everyone and the process CPU clock (see
+    :func:`single_thread`), for a shared machine; CPU only.
+    """
     records = []
     for device, shapes in shapes_by_device.items():
         for n, d, k in shapes:
             X, init, init_rows = make_data(n, d, k, device)
-            _, floor_ms = bandwidth_floor_ms(X)
-            for library in libraries_by_device[device]:
-                record = measure(library, X, init, init_rows, device, n_iter=n_iter, repeats=repeats,
-                                 floor_ms=floor_ms)
+            with single_thread() if cpu_time else contextlib.nullcontext():
+                _, floor_ms = bandwidth_floor_ms(X)
+                measured = measure_shape(libraries_by_device[device], X, init, init_rows, device,
+                                         n_iter=n_iter, repeats=repeats, floor_ms=floor_ms,
+                                         clock=time.process_time if cpu_time else time.perf_counter)
+            for record in measured:
                 records.append(record)
                 progress(record)
             del X, init

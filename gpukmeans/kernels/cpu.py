@@ -265,11 +265,17 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
         builder.branch(done)  # any other width is refused before the kernel runs
         builder.position_at_end(done)
 
-        part_group = builder.add(builder.mul(part_id, n_groups), group_id)
-        group_sums = builder.gep(array[11].data, [builder.mul(part_group, builder.mul(padded_k, n_features))])
-        group_weight_sums = builder.gep(array[12].data, [builder.mul(part_group, padded_k)])
-        changed_slot = builder.gep(array[13].data, [part_group])
-        inertia_slot = builder.gep(array[14].data, [part_group])
+        def part_start(position):
+            # a part's totals start at its own stride (padded apart: no cache line shared)
+            part_stride = cgutils.unpack_tuple(builder, array[position].strides)[0]
+            raw = builder.bitcast(array[position].data, ir.IntType(8).as_pointer())
+            return builder.bitcast(builder.gep(raw, [builder.mul(part_id, part_stride)]),
+                                   array[position].data.type)
+
+        group_sums = builder.gep(part_start(11), [builder.mul(group_id, builder.mul(padded_k, n_features))])
+        group_weight_sums = builder.gep(part_start(12), [builder.mul(group_id, padded_k)])
+        changed_slot = builder.gep(part_start(13), [group_id])
+        inertia_slot = builder.gep(part_start(14), [group_id])
         label_column = builder.load(builder.gep(array[9].data, [group_id]))
         zero = ir.Constant(element_type, 0.0)
         weight = cgutils.alloca_once(builder, double)
@@ -316,6 +322,7 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
 
 _MIN_ROWS_PER_PART = 4096  # below this, waking another thread costs more than it saves
 _MAX_PARTIAL_BYTES = 64 * 2**20  # cap on the per-part float64 sums
+_CACHE_LINE = 64
 
 
 @numba.njit(cache=True, nogil=True)
@@ -442,6 +449,21 @@ class _Partials(NamedTuple):
     inertia: np.ndarray  # (P, G) float64
 
 
+def _per_part(shape, dtype, n_parts) -> np.ndarray:
+    """Zeros of ``(n_parts, *shape)`` whose parts lie at least a cache line apart.
+
+    Each thread adds into its own part row by row; parts that shared a 64-byte line
+    would bounce it between cores on every row (measured: two threads slower than
+    one). The kernel reads the part stride from the array, so the gap is free.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    used = int(np.prod(shape)) * itemsize
+    part_bytes = -(-used // _CACHE_LINE) * _CACHE_LINE + _CACHE_LINE
+    buffer = np.zeros((n_parts, part_bytes // itemsize), dtype=dtype)
+    inner = np.zeros(shape, dtype=dtype).strides
+    return np.lib.stride_tricks.as_strided(buffer, shape=(n_parts, *shape), strides=(part_bytes, *inner))
+
+
 def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, flags) -> _Partials:
     """Split the rows into parts, run the kernel on the thread pool, return per-part totals."""
     n_rows, n_features = X.shape
@@ -460,10 +482,10 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     part_bytes = sum_shape[0] * sum_shape[1] * (n_features + 1) * 8
     n_parts = max(1, min(n_parts, _MAX_PARTIAL_BYTES // max(part_bytes, 1)))
     partials = _Partials(
-        sums=np.zeros((n_parts, *sum_shape, n_features if sum_shape[0] else 0)),
-        weight_sums=np.zeros((n_parts, *sum_shape)),
-        changed=np.zeros((n_parts, n_groups), dtype=np.int64),
-        inertia=np.zeros((n_parts, n_groups)),
+        sums=_per_part((*sum_shape, n_features if sum_shape[0] else 0), np.float64, n_parts),
+        weight_sums=_per_part(sum_shape, np.float64, n_parts),
+        changed=_per_part((n_groups,), np.int64, n_parts),
+        inertia=_per_part((n_groups,), np.float64, n_parts),
     )
     arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms, packed.blocks_per_group,
                  labels.numpy(), label_columns.numpy(), min_sq.numpy(), *partials)
