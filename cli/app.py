@@ -1,43 +1,378 @@
-"""The ``gpukmeans`` command: a thin Typer layer over the library."""
+"""The ``gpukmeans`` command: a thin Typer layer over :mod:`gpukmeans.segmentation`.
 
-from typing import Annotated
+Each command parses its options, calls one library function, and prints. Every
+problem a user can cause ends as one line on standard error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="GPU-accelerated k-means for customer segmentation.", no_args_is_help=True)
+from ._console import ProgressDisplay, fail, note, print_json, user_errors
+
+app = typer.Typer(
+    help="GPU-accelerated k-means for customer segmentation: from a customer table to "
+    "named segments, a report and a reusable model.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+# ---------------------------------------------------------------- shared options
+
+DataArg = Annotated[Path, typer.Argument(help="Customer table: CSV (any delimiter) or Parquet.", show_default=False)]
+KOpt = Annotated[Optional[int], typer.Option("--k", help="Number of segments. Without it, a sweep chooses k.")]
+KRangeOpt = Annotated[str, typer.Option("--k-range", help="Range of k to sweep, both ends included, e.g. 2:12.")]
+ColumnsOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Comma-separated numeric columns to cluster [default: every numeric column but the ID]."),
+]
+IdOpt = Annotated[
+    str, typer.Option("--id-column", help="Customer ID column, never clustered; 'auto' detects it, 'none' for none.")
+]
+CategoricalOpt = Annotated[Optional[str], typer.Option(help="Comma-separated columns to one-hot encode.")]
+DropMissingOpt = Annotated[
+    bool, typer.Option("--drop-missing", help="Drop rows with missing values instead of imputing them.")
+]
+LogOpt = Annotated[
+    str, typer.Option(help="log1p transform: 'auto' (skewed non-negative columns), 'none', or comma-separated columns.")
+]
+ClipOpt = Annotated[
+    Optional[float], typer.Option(help="Clip numeric columns at this quantile and 1 minus it, e.g. 0.01.")
+]
+ScaleOpt = Annotated[str, typer.Option(help="Scaling: standard, robust, minmax or none.")]
+NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts (they share passes over the data), or 'auto'.")]
+MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+SampleOpt = Annotated[int, typer.Option("--sample-size", help="Rows for the sampled silhouette and the plots.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output folder if it is not empty.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no messages.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on standard output.")]
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        fail(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _n_init(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        fail(f"--n-init must be 'auto' or a positive integer, got {text!r}")
+    return value
+
+
+def _preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale) -> dict:
+    return {
+        "columns": _split(columns),
+        "id_column": None if id_column.lower() == "none" else id_column,
+        "categorical": _split(categorical) or (),
+        "missing": "drop" if drop_missing else "impute",
+        "log": log if log in ("auto", "none") else _split(log),
+        "clip": clip,
+        "scale": scale,
+    }
+
+
+#: The command line as typed, recorded by :func:`main` (None when the app is driven
+#: from Python, e.g. by Typer's test runner, where sys.argv is someone else's).
+_invocation: list[str] | None = None
+
+
+def _command_line() -> str | None:
+    return " ".join(["gpukmeans", *map(shlex.quote, _invocation)]) if _invocation is not None else None
+
+
+def _default_out(data: Path, suffix: str) -> Path:
+    return Path(f"{data.stem}_{suffix}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command()
+def segment(
+    data: DataArg,
+    k: KOpt = None,
+    k_range: KRangeOpt = "2:12",
+    columns: ColumnsOpt = None,
+    id_column: IdOpt = "auto",
+    categorical: CategoricalOpt = None,
+    drop_missing: DropMissingOpt = False,
+    log: LogOpt = "auto",
+    clip: ClipOpt = None,
+    scale: ScaleOpt = "standard",
+    out: Annotated[
+        Optional[Path], typer.Option(help="Output folder (new or empty) [default: DATA's name + _segments].")
+    ] = None,
+    force: ForceOpt = False,
+    n_init: NInitOpt = "10",
+    max_iter: MaxIterOpt = 300,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    sample_size: SampleOpt = 10_000,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+):
+    """Segment customers: clean, scale, choose k, cluster, profile and name the segments.
+
+    Writes segments (same format as DATA), profiles.csv, summary.json, report.html
+    and model.safetensors (for `gpukmeans predict`) into the output folder.
+    """
+    from gpukmeans.segmentation import parse_k_range
+    from gpukmeans.segmentation import segment as run_segment
+
+    out = out or _default_out(data, "segments")
+    with user_errors():
+        low_high = parse_k_range(k_range)
+        with ProgressDisplay(quiet=quiet or json_output) as progress:
+            result = run_segment(
+                data, k=k, k_range=low_high, **_preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale),
+                n_init=_n_init(n_init), max_iter=max_iter, seed=seed, device=device, sample_size=sample_size,
+                out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
+            )
+    summary = result.summary
+    if json_output:
+        print_json(summary)
+        return
+    _print_preprocessing_notes(summary["preprocessing"], quiet)
+    if quiet:
+        return
+    typer.echo(f"k = {summary['k']}: {summary['k_reason']}")
+    _print_segments(summary["segments"])
+    typer.echo(f"Wrote {out}/ ({', '.join(summary['outputs']['files'])}) in {summary['timings']['total']:.1f} s")
+    if not no_report:
+        typer.echo(f"Report: {out / 'report.html'}")
+
+
+@app.command()
+def sweep(
+    data: DataArg,
+    k_range: KRangeOpt = "2:15",
+    columns: ColumnsOpt = None,
+    id_column: IdOpt = "auto",
+    categorical: CategoricalOpt = None,
+    drop_missing: DropMissingOpt = False,
+    log: LogOpt = "auto",
+    clip: ClipOpt = None,
+    scale: ScaleOpt = "standard",
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for sweep.csv and the plots [default: DATA's name + _sweep].")
+    ] = None,
+    force: ForceOpt = False,
+    n_init: NInitOpt = "auto",
+    max_iter: MaxIterOpt = 300,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    sample_size: SampleOpt = 10_000,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+):
+    """Choose k only: the table of metrics per k, the elbow and silhouette plots, a recommendation."""
+    from gpukmeans.segmentation import parse_k_range, sweep_k
+
+    out = out or _default_out(data, "sweep")
+    with user_errors():
+        low_high = parse_k_range(k_range)
+        with ProgressDisplay(quiet=quiet or json_output) as progress:
+            run = sweep_k(
+                data, k_range=low_high, **_preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale),
+                n_init=_n_init(n_init), max_iter=max_iter, seed=seed, device=device, sample_size=sample_size,
+                out=out, force=force, listener=progress, command=_command_line(),
+            )
+    if json_output:
+        print_json(run.summary)
+        return
+    _print_preprocessing_notes(run.summary["preprocessing"], quiet)
+    if quiet:
+        return
+    typer.echo(run.sweep.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(f"Recommended k = {run.summary['recommended_k']}: {run.summary['reason']}")
+    typer.echo(f"Wrote {out}/ (sweep.csv, elbow.png, silhouette.png, summary.json)")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="model.safetensors, or the segment output folder holding it.")],
+    data: DataArg,
+    out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet), with the columns of segments.")],
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+):
+    """Assign new customers to the segments of a saved model."""
+    from gpukmeans.segmentation import predict as run_predict
+
+    with user_errors():
+        segments = run_predict(model, data, out=out)
+    counts = segments.groupby(["segment", "segment_name"]).size()
+    if json_output:
+        print_json(
+            {
+                "rows": len(segments),
+                "out": str(out),
+                "segments": [{"segment": int(s), "name": n, "size": int(c)} for (s, n), c in counts.items()],
+            }
+        )
+        return
+    if not quiet:
+        total = max(len(segments), 1)
+        _print_segments(
+            [{"segment": s, "name": n, "size": c, "share": c / total} for (s, n), c in counts.items()]
+        )
+        typer.echo(f"Wrote {len(segments):,} rows to {out}")
+
+
+@app.command()
+def rfm(
+    transactions: Annotated[Path, typer.Argument(help="Transaction log: one row per invoice line (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet): one row per customer.")],
+    customer_column: Annotated[str, typer.Option(help="Customer ID column.")] = "CustomerID",
+    invoice_column: Annotated[str, typer.Option(help="Invoice number column; 'C...' marks a cancellation.")] = "InvoiceNo",
+    date_column: Annotated[str, typer.Option(help="Invoice date column.")] = "InvoiceDate",
+    quantity_column: Annotated[str, typer.Option(help="Quantity column.")] = "Quantity",
+    price_column: Annotated[str, typer.Option(help="Unit price column.")] = "UnitPrice",
+    date_format: Annotated[
+        Optional[str], typer.Option(help="strptime format of the dates, e.g. '%d/%m/%Y %H:%M' [default: inferred].")
+    ] = None,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+):
+    """Recency, frequency and monetary value per customer, ready for `gpukmeans segment`."""
+    from gpukmeans.segmentation import RFMColumns, rfm_file
+
+    columns = RFMColumns(
+        customer=customer_column, invoice=invoice_column, date=date_column,
+        quantity=quantity_column, price=price_column,
+    )
+    with user_errors():
+        run = rfm_file(transactions, out, columns=columns, date_format=date_format)
+    facts = {
+        "transactions": run.n_transactions,
+        "used": run.n_used,
+        "dropped": run.dropped,
+        "malformed_lines_skipped": run.skipped_lines,
+        "customers": len(run.table),
+        "snapshot": str(run.snapshot),
+        "out": str(out),
+    }
+    if json_output:
+        print_json(facts)
+        return
+    if quiet:
+        return
+    dropped = ", ".join(f"{reason}: {n:,}" for reason, n in run.dropped.items() if n) or "none"
+    if run.skipped_lines:
+        shown = ", ".join(map(str, run.skipped_lines[:10])) + (" ..." if len(run.skipped_lines) > 10 else "")
+        note(f"skipped {len(run.skipped_lines)} malformed line(s): {shown}", quiet=quiet)
+    typer.echo(f"{run.n_used:,} of {run.n_transactions:,} transactions used; dropped: {dropped}")
+    typer.echo(f"{len(run.table):,} customers, snapshot date {run.snapshot:%Y-%m-%d %H:%M}; wrote {out}")
+    typer.echo(f"Next: gpukmeans segment {shlex.quote(str(out))}")
 
 
 @app.command()
 def demo(
-    rows: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    rows: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 20_000,
+    out: Annotated[Path, typer.Option(help="Folder for the generated table and the results.")] = Path("gpukmeans-demo"),
+    force: ForceOpt = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
 ):
-    """Segment a synthetic customer table with known segments, end to end."""
-    import numpy as np
+    """Generate a realistic customer table with known segments and segment it end to end."""
+    from gpukmeans.segmentation import run_demo
 
-    from gpukmeans import KMeans
-
-    rng = np.random.default_rng(seed)
-    true_centres = rng.uniform(-10, 10, size=(5, 6))
-    truth = rng.integers(0, 5, size=rows)
-    X = (true_centres[truth] + rng.normal(size=(rows, 6))).astype(np.float32)
-    km = KMeans(5, random_state=seed, device=device).fit(X)
-    sizes = np.bincount(km.labels_, minlength=5)
-    typer.echo(f"Fitted {rows} customers on {km.device_} in {km.n_iter_} iterations; inertia {km.inertia_:.1f}")
-    typer.echo("Segment sizes: " + ", ".join(str(int(s)) for s in sizes))
+    with user_errors():
+        with ProgressDisplay(quiet=quiet or json_output) as progress:
+            result = run_demo(out, rows=rows, seed=seed, device=device, force=force, listener=progress,
+                              command=_command_line())
+    summary = result.summary
+    if json_output:
+        print_json(summary)
+        return
+    if quiet:
+        return
+    typer.echo(f"Generated {rows:,} customers with 5 planted segments: {out / 'customers.csv'}")
+    typer.echo(f"k = {summary['k']}: {summary['k_reason']}")
+    _print_segments(summary["segments"])
+    typer.echo(
+        f"Agreement with the planted segments (adjusted Rand index): {summary['demo']['adjusted_rand_index']:.3f}"
+    )
+    typer.echo(f"Done in {summary['timings']['total']:.1f} s. Open the report: {result.out / 'report.html'}")
 
 
 @app.command()
-def info():
-    """Versions, devices and optional parts installed."""
-    import torch
+def info(json_output: JsonOpt = False):
+    """Versions, devices, GPU memory, and which optional parts are installed."""
+    from gpukmeans._environment import environment_info
 
-    import gpukmeans
+    facts = environment_info()
+    if json_output:
+        print_json(facts)
+        return
+    typer.echo("Versions: " + ", ".join(f"{name} {version}" for name, version in facts["versions"].items()))
+    typer.echo(f"CPU: {facts['cpu']['cores']} cores ({facts['cpu']['torch_threads']} torch threads)")
+    if facts["cuda"]["available"]:
+        for gpu in facts["cuda"]["devices"]:
+            typer.echo(
+                f"GPU {gpu['index']}: {gpu['name']}, {gpu['free_gib']:.1f} of {gpu['total_gib']:.1f} GiB free"
+            )
+    else:
+        typer.echo("GPU: none (CUDA is not available to torch); everything runs on the CPU")
+    optional = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in facts["optional"].items())
+    typer.echo(f"Optional parts: {optional}")
 
-    typer.echo(f"gpukmeans {gpukmeans.__version__}, torch {torch.__version__}")
-    typer.echo(f"CUDA available: {torch.cuda.is_available()}")
+
+# ---------------------------------------------------------------- more commands
+# Commands that live in their own modules register here, one line each, e.g.
+#     from .bench import bench
+#     app.command()(bench)
 
 
-def main():
+# ---------------------------------------------------------------- printing
+
+
+def _print_preprocessing_notes(prep: dict, quiet: bool) -> None:
+    if prep.get("excluded_columns"):
+        note(
+            "note: non-numeric column(s) left out: " + ", ".join(prep["excluded_columns"])
+            + " (list them with --categorical to one-hot encode)",
+            quiet=quiet,
+        )
+    if prep.get("missing_counts"):
+        counts = ", ".join(f"{c} {n:,}" for c, n in prep["missing_counts"].items())
+        action = f"{prep.get('rows_dropped_missing', 0):,} rows dropped" if prep.get("missing") == "drop" else "imputed"
+        note(f"note: missing values ({action}): {counts}", quiet=quiet)
+    for warning in prep.get("warnings", []):
+        note(f"warning: {warning}", quiet=quiet)
+    if prep.get("log_columns"):
+        note("note: log1p-transformed: " + ", ".join(prep["log_columns"]), quiet=quiet)
+
+
+def _print_segments(segments: list[dict]) -> None:
+    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  name")
+    for item in segments:
+        typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {item['name']}")
+
+
+def main() -> None:
+    """Entry point of the installed ``gpukmeans`` command."""
+    global _invocation
+    _invocation = sys.argv[1:]
     app()

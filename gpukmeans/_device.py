@@ -2,10 +2,15 @@
 
 import torch
 
+from .kernels import fused_cpu_kernel_available
+
 # Bytes of working memory one chunk may use. The CPU figure keeps a chunk's distances
 # and products inside the last-level cache of a typical server core pair; the CUDA
 # share leaves room for the caller's own tensors.
 _CPU_CHUNK_BYTES = 8 * 2**20
+# With the fused CPU kernel no chunk-sized distance matrix exists, and each chunk costs
+# a hand-off to the worker threads: fewer, larger chunks.
+_CPU_FUSED_CHUNK_BYTES = 32 * 2**20
 _CUDA_FREE_MEMORY_SHARE = 0.25
 _CUDA_MAX_CHUNK_BYTES = 2 * 2**30
 _MIN_CHUNK_ROWS = 256
@@ -46,6 +51,8 @@ def auto_chunk_size(n_features: int, n_centers: int, dtype: torch.dtype, device:
     """
     itemsize = torch.empty((), dtype=dtype).element_size()
     bytes_per_row = itemsize * (2 * n_features + 2 * n_centers + 8)
+    if device.type == "cpu" and fused_cpu_kernel_available(dtype):
+        return max(_MIN_CHUNK_ROWS, int(_CPU_FUSED_CHUNK_BYTES // (itemsize * (2 * n_features + 8))))
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
         budget = min(free_bytes * _CUDA_FREE_MEMORY_SHARE, _CUDA_MAX_CHUNK_BYTES)

@@ -58,7 +58,7 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
             break
         group_index = torch.tensor(active, device=source.device)
         old_centers, group_valid = centers[group_index], valid[group_index]
-        step = _accumulate_pass(source, old_centers, group_valid, labels, group_index)
+        step = _accumulate_pass(source, old_centers, group_valid, labels, group_index, bool(verbose))
         _relocate_empty_clusters(source, old_centers, group_valid, step)
         new_centers = _updated_centers(old_centers, step)
         shift = ((new_centers.double() - old_centers.double()) ** 2).sum(dim=(1, 2)).cpu()
@@ -100,7 +100,7 @@ class _PassTotals:
     potential: torch.Tensor  # (A,) float64: inertia against the old centres
 
 
-def _accumulate_pass(source, centers, valid, labels, group_index) -> _PassTotals:
+def _accumulate_pass(source, centers, valid, labels, group_index, with_potential=True) -> _PassTotals:
     n_active, k_max, n_features = centers.shape
     norms = padded_sq_norms(centers, valid)
     device = source.device
@@ -110,23 +110,14 @@ def _accumulate_pass(source, centers, valid, labels, group_index) -> _PassTotals
         n_changed=torch.zeros(n_active, dtype=torch.int64, device=device),
         potential=torch.zeros(n_active, dtype=torch.float64, device=device),
     )
-    all_groups_active = n_active == labels.shape[1]
     for start, rows, weights in source.chunks():
-        result = source.assign(rows, centers, norms, weights)
-        totals.sums += result.sums
-        totals.weight_sums += result.weight_sums
-        block = labels[start : start + rows.shape[0]]
-        new_labels = result.labels.to(labels.dtype)
-        if all_groups_active:
-            totals.n_changed += (block != new_labels).sum(dim=0)
-            block.copy_(new_labels)
-        else:
-            totals.n_changed += (block[:, group_index] != new_labels).sum(dim=0)
-            block[:, group_index] = new_labels
-        distances = result.min_sq_distances.double()
-        if weights is not None:
-            distances = distances * weights.double()[:, None]
-        totals.potential += distances.sum(dim=0)
+        step = source.lloyd_step(rows, centers, norms, weights, labels[start : start + rows.shape[0]],
+                                 group_index, compute_inertia=with_potential)
+        totals.sums += step.sums
+        totals.weight_sums += step.weight_sums
+        totals.n_changed += step.n_changed
+        if with_potential:  # only printed (verbose): it costs a second look at each row
+            totals.potential += step.inertia
     if source.world_size > 1:
         # One all-reduce per iteration instead of four: latency, not bandwidth, is the cost.
         parts = (totals.sums, totals.weight_sums, totals.n_changed, totals.potential)

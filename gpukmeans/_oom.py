@@ -11,13 +11,14 @@ from typing import Optional
 
 import torch
 
-from .kernels import AssignResult, assign_accumulate
+from .kernels import AssignResult, assign_accumulate, lloyd_step
+from .kernels.reference import StepResult
 
 logger = logging.getLogger("gpukmeans")
 
 
 class ResilientAssigner:
-    """Calls :func:`assign_accumulate` in pieces of at most ``max_rows`` rows.
+    """Calls :func:`assign_accumulate` (or :func:`lloyd_step`) in pieces of at most ``max_rows`` rows.
 
     ``max_rows`` starts unbounded and halves on every out-of-memory error; it never
     grows back within one fit. The first halving is logged once (logger
@@ -42,6 +43,37 @@ class ResilientAssigner:
             pieces.append(result)
             start += size
         return pieces[0] if len(pieces) == 1 else _combine(pieces, accumulate)
+
+    def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+        """:func:`gpukmeans.kernels.lloyd_step` in pieces; ``labels`` rows follow ``rows``.
+
+        A piece that ran out of memory is retried whole: its labels are only written
+        once its assignment is done, so no row is counted twice.
+        """
+        pieces = []
+        start = 0
+        n_rows = rows.shape[0]
+        while start < n_rows:
+            size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
+            piece = slice(start, start + size)
+            try:
+                result = lloyd_step(rows[piece], centers, center_sq_norms, None if weights is None else weights[piece],
+                                    labels[piece], label_columns, compute_inertia=compute_inertia)
+            except torch.OutOfMemoryError:
+                result = None
+            if result is None:
+                self._halve(size)
+                continue
+            pieces.append(result)
+            start += size
+        if len(pieces) == 1:
+            return pieces[0]
+        return StepResult(
+            sum(p.sums for p in pieces),
+            sum(p.weight_sums for p in pieces),
+            sum(p.n_changed for p in pieces),
+            None if pieces[0].inertia is None else sum(p.inertia for p in pieces),
+        )
 
     @staticmethod
     def _try(rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:

@@ -1,13 +1,19 @@
-"""The installed command answers, through Typer's runner (the CLI issue adds the rest)."""
+"""The installed command answers and lists its commands (the commands are tested in test_cli_*.py)."""
 
 from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
 
 
-def test_demo_fits_synthetic_customers():
-    result = CliRunner().invoke(app, ["demo", "--rows", "2000", "--device", "cpu"])
+def test_help_lists_every_command():
+    result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
-    assert "Fitted 2000 customers on cpu" in result.output
-    sizes = [int(s) for s in result.output.split("Segment sizes: ")[1].split(",")]
-    assert sum(sizes) == 2000 and len(sizes) == 5
+    for command in ("segment", "sweep", "predict", "rfm", "demo", "info"):
+        assert command in result.stdout
+
+
+def test_every_command_has_help():
+    for command in ("segment", "sweep", "predict", "rfm", "demo", "info"):
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage" in result.stdout

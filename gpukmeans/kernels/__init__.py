@@ -4,12 +4,80 @@ The whole engine calls one seam, :func:`assign_accumulate`: for a chunk of rows 
 one or more *groups* of centres (restarts of one fit, or the k's of a sweep), it
 returns each row's nearest centre within every group, the squared distance to it,
 and (optionally) the per-centre weighted sums and weights that Lloyd's update needs.
-Fast paths (a CPU kernel, a Triton kernel) must agree with :mod:`.reference`.
+:func:`lloyd_step` is the same step as a Lloyd pass uses it: it writes the labels in
+place and returns only per-group totals (sums, label changes, inertia), so that a
+pass over X writes nothing per row but the labels. Fast paths (a CPU kernel, a
+Triton kernel) must agree with :mod:`.reference`.
+
+Fast paths are imported on first use, so that ``import gpukmeans`` pays for neither
+numba's nor Triton's start-up, and a machine without them still works (on the
+reference). The environment variable ``GPUKMEANS_KERNEL=reference`` forces the
+reference everywhere, to compare or to rule a fast path out when debugging.
 """
 
-from .reference import AssignResult, assign_accumulate_reference
+import functools
+import os
+import warnings
 
-__all__ = ["AssignResult", "assign_accumulate", "assign_accumulate_reference"]
+from .reference import (
+    AssignResult,
+    StepResult,
+    assign_accumulate_reference,
+    lloyd_step_reference,
+)
+
+__all__ = [
+    "AssignResult",
+    "StepResult",
+    "assign_accumulate",
+    "assign_accumulate_reference",
+    "backend_for",
+    "fused_cpu_kernel_available",
+    "lloyd_step",
+    "lloyd_step_reference",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name):
+    """The module of one fast path, or None when its dependencies are missing."""
+    try:
+        if name == "cpu":
+            from . import cpu as module
+        else:
+            from . import triton_assign as module
+    except ImportError as error:  # numba / triton not installed: the reference serves
+        warnings.warn(
+            f"gpukmeans: the {name} fast path is unavailable ({error}); using the "
+            "plain-PyTorch reference, which is several times slower.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return module if module.available() else None
+
+
+def fused_cpu_kernel_available(dtype) -> bool:
+    """Whether CPU chunks of this dtype run on the fused CPU kernel (numba present)."""
+    if os.environ.get("GPUKMEANS_KERNEL", "").lower() == "reference":
+        return False
+    import torch
+
+    return dtype in (torch.float32, torch.float64) and _load("cpu") is not None
+
+
+def backend_for(X) -> str:
+    """Name of the implementation :func:`assign_accumulate` uses for this chunk:
+    ``"triton"``, ``"cpu"`` (numba) or ``"reference"``."""
+    if os.environ.get("GPUKMEANS_KERNEL", "").lower() == "reference":
+        return "reference"
+    if X.device.type == "cuda":
+        module = _load("triton")
+        return "triton" if module is not None and module.supports(X) else "reference"
+    if X.device.type == "cpu":
+        module = _load("cpu")
+        return "cpu" if module is not None and module.supports(X) else "reference"
+    return "reference"
 
 
 def assign_accumulate(X, centers, center_sq_norms, weights=None, *, accumulate=True):
@@ -17,6 +85,32 @@ def assign_accumulate(X, centers, center_sq_norms, weights=None, *, accumulate=T
 
     Same contract as :func:`gpukmeans.kernels.reference.assign_accumulate_reference`.
     """
+    backend = backend_for(X)
+    if backend == "cpu":
+        return _load("cpu").assign_accumulate_cpu(
+            X, centers, center_sq_norms, weights, accumulate=accumulate)
+    if backend == "triton":
+        return _load("triton").assign_accumulate_triton(
+            X, centers, center_sq_norms, weights, accumulate=accumulate)
     return assign_accumulate_reference(
         X, centers, center_sq_norms, weights, accumulate=accumulate
     )
+
+
+def lloyd_step(X, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+    """One chunk of a Lloyd pass on the fastest implementation for ``X.device``.
+
+    Same contract as :func:`gpukmeans.kernels.reference.lloyd_step_reference`.
+    """
+    backend = backend_for(X)
+    if backend == "cpu" and labels.is_contiguous():
+        return _load("cpu").lloyd_step_cpu(
+            X, centers, center_sq_norms, weights, labels, label_columns,
+            compute_inertia=compute_inertia)
+    if backend == "triton":
+        return _load("triton").lloyd_step_triton(
+            X, centers, center_sq_norms, weights, labels, label_columns,
+            compute_inertia=compute_inertia)
+    return lloyd_step_reference(
+        X, centers, center_sq_norms, weights, labels, label_columns,
+        compute_inertia=compute_inertia)

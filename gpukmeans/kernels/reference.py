@@ -73,3 +73,42 @@ def assign_accumulate_reference(
         sums.view(n_groups, k_max, n_features),
         weight_sums.view(n_groups, k_max),
     )
+
+
+class StepResult(NamedTuple):
+    sums: torch.Tensor  # (G, k_max, d) float64: sum of w * x per centre
+    weight_sums: torch.Tensor  # (G, k_max) float64: sum of w per centre
+    n_changed: torch.Tensor  # (G,) int64: rows whose label differs from the one stored before
+    inertia: Optional[torch.Tensor]  # (G,) float64: sum of w * squared distance; None if not asked
+
+
+def lloyd_step_reference(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor],
+    labels: torch.Tensor,
+    label_columns: torch.Tensor,
+    *,
+    compute_inertia: bool = True,
+) -> StepResult:
+    """One chunk of one Lloyd pass: assign, accumulate, and update the stored labels.
+
+    ``labels`` is the chunk's block of the label table, (m, C) of any integer dtype;
+    group ``g`` owns column ``label_columns[g]``. The new labels are written there in
+    place, after counting how many differ from what was stored. Everything else is
+    returned as per-group totals, so a Lloyd pass keeps no per-row array but the labels.
+    The inertia (against these centres) costs a second look at every row: it is
+    only computed when ``compute_inertia``.
+    """
+    result = assign_accumulate_reference(X, centers, center_sq_norms, weights)
+    new_labels = result.labels.to(labels.dtype)
+    n_changed = (labels[:, label_columns] != new_labels).sum(dim=0)
+    labels[:, label_columns] = new_labels
+    inertia = None
+    if compute_inertia:
+        distances = result.min_sq_distances.double()
+        if weights is not None:
+            distances = distances * weights.double()[:, None]
+        inertia = distances.sum(dim=0)
+    return StepResult(result.sums.double(), result.weight_sums.double(), n_changed, inertia)

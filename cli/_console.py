@@ -1,0 +1,106 @@
+"""How the command line talks: one-line errors, a progress display, plain results.
+
+Results go to standard output; progress, warnings and errors go to standard
+error, so that ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Iterator
+
+import typer
+
+#: Exit code for a problem with the user's input (the same as Click's usage errors).
+INPUT_ERROR = 2
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on one line to standard error and exit with code 2."""
+    message = " ".join(str(message).split())  # keep it on one line
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(INPUT_ERROR)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and exit code 2, never a traceback.
+
+    Set ``GPUKMEANS_DEBUG=1`` to see the traceback instead.
+    """
+    from gpukmeans.segmentation import InputError
+
+    try:
+        yield
+    except (InputError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if os.environ.get("GPUKMEANS_DEBUG"):
+            raise
+        fail(str(exc) or type(exc).__name__)
+    except MemoryError:
+        if os.environ.get("GPUKMEANS_DEBUG"):
+            raise
+        fail("out of memory; try --device cuda, fewer columns, or a sample of the table")
+
+
+def print_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=_plain))
+
+
+def _plain(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(obj)
+
+
+def note(message: str, *, quiet: bool) -> None:
+    """A message for people (warnings, where files went), on standard error."""
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+class ProgressDisplay:
+    """Shows each stage of a run as a line with a spinner, then its time.
+
+    Only on a terminal and without ``--quiet``; otherwise it does nothing (the
+    stage timings still end up in ``summary.json``).
+    """
+
+    def __init__(self, *, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                SpinnerColumn(finished_text="[green]✓"),
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def started(self, key: str, label: str) -> None:
+        if self._progress is not None:
+            self._tasks[key] = self._progress.add_task(label, total=None)
+
+    def finished(self, key: str, label: str, seconds: float) -> None:
+        if self._progress is not None and key in self._tasks:
+            self._progress.update(self._tasks[key], total=1, completed=1)

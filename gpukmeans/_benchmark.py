@@ -1,0 +1,503 @@
+"""Side-by-side Lloyd timings of gpukmeans and its peers, on one machine, in one run.
+
+The protocol, the same for every library:
+
+- the same float32 data (Gaussian blobs, the shape of a customer table) and the
+  same initial centres (k rows of the data) for everyone;
+- a library's *time per Lloyd iteration* is ``(T(n0 + n) - T(n0)) / n`` where
+  ``T(i)`` is the best of ``repeats`` wall-clock times of a fit of exactly ``i``
+  iterations: set-up, input conversion, initialisation and final assignment cancel
+  out, and only iterations are compared;
+- the first fit of a library is a warm-up (imports, JIT compilation, CUDA context);
+  it is excluded, and its time reported;
+- the bandwidth floor is measured in the same run: a large reduction over the data
+  on the CPU, a large device-to-device copy on a GPU. ``floor_ms`` is the time to
+  read the data once at that bandwidth, the least any iteration can take.
+
+Peers are imported only when they run, so a missing or failing one is recorded as
+such (``status``) and never stops the others. Nothing here is needed at run time of
+the library itself; it backs ``benchmarks/bench_lloyd.py`` and ``gpukmeans bench``.
+"""
+
+import dataclasses
+import importlib
+import importlib.metadata
+import math
+import os
+import platform
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+CPU_SHAPES = [(1_000_000, 16, 8), (1_000_000, 32, 32), (200_000, 64, 256)]
+GPU_SHAPES = CPU_SHAPES + [(10_000_000, 16, 8), (100_000_000, 32, 16)]
+QUICK_SHAPES = [(200_000, 16, 8), (100_000, 32, 32)]
+
+
+class PeerMissing(Exception):
+    """The peer library is not installed (or cannot run on this device)."""
+
+
+@dataclasses.dataclass
+class Measurement:
+    library: str
+    device: str
+    n_samples: int
+    n_features: int
+    n_clusters: int
+    status: str  # "ok", "missing: ...", "failed: ..."
+    ms_per_iter: Optional[float] = None
+    points_iters_per_s: Optional[float] = None
+    floor_ms: Optional[float] = None
+    x_floor: Optional[float] = None  # ms_per_iter / floor_ms: 1.0 is the bandwidth limit
+    warmup_s: Optional[float] = None
+    note: str = ""
+
+
+# ------------------------------------------------------------------ data and clocks
+def make_data(n_samples, n_features, n_clusters, device, seed=0):
+    """Float32 blobs around ``n_clusters`` true centres, the initial centres (rows of the
+    data) and their row indices; generated on ``device``, so that 100M rows need no host copy.
+
+    The blobs overlap (centres one standard deviation apart, like real customer
+    segments), so that Lloyd keeps moving labels for dozens of iterations: a library
+    that stops at strict convergence would leave no iterations to time.
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    truth = torch.randn(n_clusters, n_features, generator=generator, device=device)
+    X = torch.empty(n_samples, n_features, device=device)
+    step = 1 << 22
+    for start in range(0, n_samples, step):
+        stop = min(start + step, n_samples)
+        owners = torch.randint(0, n_clusters, (stop - start,), generator=generator, device=device)
+        X[start:stop] = truth[owners] + torch.randn(stop - start, n_features, generator=generator, device=device)
+    picks = torch.randperm(n_samples, generator=generator, device=device)[:n_clusters]
+    return X, X[picks].clone(), picks.cpu().numpy()
+
+
+def _synchronize(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bandwidth_floor_ms(X: torch.Tensor, repeats: int = 20) -> tuple[float, float]:
+    """(GB/s, ms to read X once) from a large reduction (CPU) or copy (GPU) over X.
+
+    The best of many repeats: the floor is what the memory system can do, so a
+    repeat slowed down by another process must not count.
+    """
+    device = str(X.device)
+    nbytes = X.numel() * X.element_size()
+    best = math.inf
+    if X.is_cuda:
+        target = torch.empty_like(X)
+        for _ in range(repeats + 1):
+            _synchronize(device)
+            start = time.perf_counter()
+            target.copy_(X)
+            _synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        gbps = 2 * nbytes / best / 1e9  # a copy reads and writes every byte
+        del target
+    else:
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            X.sum()
+            best = min(best, time.perf_counter() - start)
+        gbps = nbytes / best / 1e9
+    return gbps, nbytes / (gbps * 1e9) * 1e3
+
+
+def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repeats: int,
+                       base_iter: int = 2) -> float:
+    """Seconds per Lloyd iteration by differencing fits of ``base_iter`` and
+    ``base_iter + n_iter`` iterations; ``fit(i)`` returns the iterations it ran."""
+    def best_of(iterations):
+        best, ran = math.inf, iterations
+        for _ in range(repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            ran = fit(iterations)
+            _synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        return best, ran
+
+    short, short_ran = best_of(base_iter)
+    long, long_ran = best_of(base_iter + n_iter)
+    if short_ran < base_iter or long_ran < base_iter + n_iter:
+        ran = short_ran if short_ran < base_iter else long_ran
+        raise RuntimeError(f"converged after {ran} iterations: no per-iteration figure")
+    if long <= short:
+        raise RuntimeError("timings too noisy (the longer fit was not slower): rerun on a quieter machine")
+    return (long - short) / (long_ran - short_ran)
+
+
+# ------------------------------------------------------------------ the libraries
+def _gpukmeans(X, init, init_rows, device, *, kernel=None, dtype=None):
+    from gpukmeans import KMeans
+
+    data = X.to(device)
+    options = {}
+    if dtype is not None:
+        if "dtype" not in KMeans().get_params():
+            raise PeerMissing("the estimator has no dtype= parameter yet")
+        options["dtype"] = dtype
+
+    def fit(iterations):
+        model = KMeans(init.shape[0], init=init.cpu().numpy(), n_init=1, max_iter=iterations,
+                       tol=0.0, device=device, **options)
+        saved = os.environ.get("GPUKMEANS_KERNEL")
+        if kernel is not None:
+            os.environ["GPUKMEANS_KERNEL"] = kernel
+        try:
+            model.fit(data)
+        finally:
+            if kernel is not None:
+                if saved is None:
+                    os.environ.pop("GPUKMEANS_KERNEL")
+                else:
+                    os.environ["GPUKMEANS_KERNEL"] = saved
+        return int(model.n_iter_)
+    return fit
+
+
+def _gpukmeans_reference_kernel(X, init, init_rows, device):
+    return _gpukmeans(X, init, init_rows, device, kernel="reference")
+
+
+def _gpukmeans_bfloat16(X, init, init_rows, device):
+    if not device.startswith("cuda"):
+        raise PeerMissing("half-precision storage is a GPU option")
+    return _gpukmeans(X, init, init_rows, device, dtype="bfloat16")
+
+
+def _sklearn(algorithm):
+    def runner(X, init, init_rows, device):
+        if device != "cpu":
+            raise PeerMissing("CPU only")
+        from sklearn.cluster import KMeans
+
+        data, centres = X.numpy(), init.numpy()
+
+        def fit(iterations):
+            model = KMeans(init.shape[0], init=centres, n_init=1, max_iter=iterations, tol=0.0,
+                           algorithm=algorithm).fit(data)
+            return int(model.n_iter_)
+        return fit
+    return runner
+
+
+def _faiss(X, init, init_rows, device):
+    try:
+        import faiss
+    except ImportError as error:
+        raise PeerMissing(str(error)) from None
+    use_gpu = device.startswith("cuda")
+    if use_gpu and not hasattr(faiss, "StandardGpuResources"):
+        raise PeerMissing("faiss without GPU support (faiss-gpu not installed)")
+    data, centres = X.cpu().numpy(), init.cpu().numpy()
+
+    def fit(iterations):
+        # every point takes part (no subsampling), from our centres, for exactly `iterations`
+        model = faiss.Kmeans(data.shape[1], centres.shape[0], niter=iterations, seed=0,
+                             max_points_per_centroid=data.shape[0], gpu=use_gpu, verbose=False)
+        model.train(data, init_centroids=centres)
+        return iterations
+    return fit
+
+
+def _fastkmeans(X, init, init_rows, device):
+    try:
+        import fastkmeans
+    except ImportError as error:
+        raise PeerMissing(str(error)) from None
+    data = X.cpu().numpy()
+    n_clusters = init.shape[0]
+    # fastkmeans only starts from rows picked by torch.randperm after seeding: reorder the
+    # rows so that the rows it picks are our initial centres (same data, same start).
+    seed = 0
+    torch.manual_seed(seed)
+    its_picks = torch.randperm(data.shape[0])[:n_clusters].numpy()
+    order = np.arange(data.shape[0])  # order[slot] = row placed there
+    position = np.arange(data.shape[0])  # position[row] = its slot
+    for theirs, mine in zip(its_picks, init_rows):
+        here, other = position[mine], order[theirs]
+        order[theirs], order[here] = mine, other
+        position[mine], position[other] = theirs, here
+    reordered = np.ascontiguousarray(data[order])
+
+    def fit(iterations):
+        model = fastkmeans.FastKMeans(data.shape[1], n_clusters, niter=iterations, tol=-1.0,
+                                      gpu=device.startswith("cuda"), seed=seed,
+                                      max_points_per_centroid=None, dtype=torch.float32)
+        model.train(reordered)
+        return iterations
+    return fit
+
+
+def _fast_pytorch_kmeans(X, init, init_rows, device):
+    try:
+        from fast_pytorch_kmeans import KMeans
+    except ImportError as error:
+        raise PeerMissing(str(error)) from None
+    data, centres = X.to(device), init.to(device)
+
+    def fit(iterations):
+        KMeans(n_clusters=init.shape[0], max_iter=iterations, tol=-1.0).fit_predict(data, centroids=centres.clone())
+        return iterations
+    return fit
+
+
+def _flash_kmeans(X, init, init_rows, device):
+    if not device.startswith("cuda"):
+        raise PeerMissing("CUDA only")
+    try:
+        from flash_kmeans import batch_kmeans_Euclid
+    except ImportError as error:
+        raise PeerMissing(str(error)) from None
+    data, centres = X.to(device)[None], init.to(device)[None]
+
+    def fit(iterations):
+        batch_kmeans_Euclid(data, centres.shape[1], max_iters=iterations, tol=0.0,
+                            init_centroids=centres.clone())
+        return iterations
+    return fit
+
+
+def _cuml(X, init, init_rows, device):
+    if not device.startswith("cuda"):
+        raise PeerMissing("CUDA only")
+    try:
+        from cuml.cluster import KMeans
+    except ImportError as error:
+        raise PeerMissing(str(error)) from None
+    import cupy
+
+    data, centres = cupy.asarray(X.to(device)), cupy.asarray(init.to(device))
+
+    def fit(iterations):
+        model = KMeans(n_clusters=centres.shape[0], init=centres, n_init=1, max_iter=iterations, tol=0.0)
+        model.fit(data)
+        return int(model.n_iter_)
+    return fit
+
+
+def naive_torch_lloyd(X, centers, iterations):
+    """Textbook Lloyd in eager PyTorch: the whole n x k distance matrix, argmin, index_add."""
+    k = centers.shape[0]
+    for _ in range(iterations):
+        distances = torch.addmm((centers * centers).sum(1)[None, :], X, centers.T, alpha=-2.0)
+        labels = distances.argmin(dim=1)
+        sums = torch.zeros_like(centers).index_add_(0, labels, X)
+        counts = torch.bincount(labels, minlength=k).to(X.dtype)[:, None]
+        centers = torch.where(counts > 0, sums / counts.clamp_min(1), centers)
+    return centers
+
+
+def _naive_torch(X, init, init_rows, device):
+    data, centres = X.to(device), init.to(device)
+
+    def fit(iterations):
+        naive_torch_lloyd(data, centres, iterations)
+        return iterations
+    return fit
+
+
+PEERS = {
+    "gpukmeans": _gpukmeans,
+    "gpukmeans (plain-PyTorch kernel)": _gpukmeans_reference_kernel,
+    "gpukmeans (bfloat16 storage)": _gpukmeans_bfloat16,
+    "scikit-learn (lloyd)": _sklearn("lloyd"),
+    "scikit-learn (elkan)": _sklearn("elkan"),
+    "faiss": _faiss,
+    "fastkmeans": _fastkmeans,
+    "fast-pytorch-kmeans": _fast_pytorch_kmeans,
+    "flash-kmeans": _flash_kmeans,
+    "cuML": _cuml,
+    "plain torch": _naive_torch,
+}
+CPU_PEERS = ["gpukmeans", "gpukmeans (plain-PyTorch kernel)", "scikit-learn (lloyd)", "scikit-learn (elkan)", "faiss", "fastkmeans",
+             "fast-pytorch-kmeans", "plain torch"]
+GPU_PEERS = ["gpukmeans", "gpukmeans (bfloat16 storage)", "flash-kmeans", "fastkmeans", "fast-pytorch-kmeans", "plain torch",
+             "cuML", "faiss"]
+
+
+# ------------------------------------------------------------------ running it all
+def measure(library, X, init, init_rows, device, *, n_iter, repeats, floor_ms) -> Measurement:
+    n, d = X.shape
+    record = Measurement(library, device, n, d, init.shape[0], status="ok", floor_ms=floor_ms)
+    try:
+        fit = PEERS[library](X, init, init_rows, device)
+        start = time.perf_counter()
+        _synchronize(device)
+        fit(1)  # warm-up: imports, JIT compilation, CUDA context, caches
+        _synchronize(device)
+        record.warmup_s = time.perf_counter() - start
+        seconds = time_per_iteration(fit, device, n_iter, repeats)
+    except PeerMissing as error:
+        record.status = f"missing: {error}"
+        return record
+    except Exception as error:  # a peer that breaks is reported, never hidden
+        record.status = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        return record
+    finally:
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    record.ms_per_iter = seconds * 1e3
+    record.points_iters_per_s = n / seconds if seconds > 0 else math.inf
+    record.x_floor = record.ms_per_iter / floor_ms if floor_ms else None
+    return record
+
+
+def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, device="cpu",
+                n_iter=10, repeats=2) -> dict:
+    """Per-iteration cost of ``n_init`` restarts batched in one pass, against one restart,
+    through the engine's Lloyd loop (the restarts are the groups of one pass)."""
+    from gpukmeans._device import auto_chunk_size
+    from gpukmeans._lloyd import lloyd
+    from gpukmeans._sources import InMemorySource
+
+    # structureless data: ten restarts on blobs converge at different early iterations
+    # (converged groups leave the pass), which would leave no common iterations to time
+    generator = torch.Generator(device=device).manual_seed(1)
+    X = torch.randn(n_samples, n_features, generator=generator, device=device)
+    starts = [X[torch.randperm(n_samples, generator=generator, device=device)[:n_clusters]]
+              for _ in range(n_init)]
+    result = {"shape": [n_samples, n_features, n_clusters], "n_init": n_init, "device": device}
+    for groups in (1, n_init):
+        chunk = auto_chunk_size(n_features, n_clusters * groups, X.dtype, X.device)
+        source = InMemorySource(X, None, chunk)
+
+        def fit(iterations):
+            return min(lloyd(source, starts[:groups], max_iter=iterations, tol=-1.0).n_iter)
+        fit(1)
+        result[f"ms_per_iter_{groups}"] = time_per_iteration(fit, device, n_iter, repeats) * 1e3
+    result["ratio"] = result[f"ms_per_iter_{n_init}"] / result["ms_per_iter_1"]
+    return result
+
+
+_FIRST_CALL = """
+import time
+import torch
+start = time.perf_counter()
+from gpukmeans.kernels import cpu
+X = torch.randn(1000, 5)
+for dtype in (torch.float32, torch.float64):
+    centers = X[:3][None].clone().to(dtype)
+    cpu.assign_accumulate_cpu(X.to(dtype), centers, (centers * centers).sum(2))
+print(time.perf_counter() - start)
+"""
+
+
+def cpu_kernel_first_call() -> dict:
+    """Seconds to the first result of the CPU kernel in a fresh process: with an empty
+    numba cache (compilation), then with the cache it left (what every later run pays)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("compile_s", "cached_s"):
+            done = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True,
+                                  env=env, timeout=600)
+            try:
+                seconds[label] = float(done.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                seconds[label] = None
+    return seconds
+
+
+def environment(devices) -> dict:
+    """Where the numbers were measured: machine, load, library versions."""
+    versions = {}
+    for name in ["gpukmeans", "torch", "numpy", "numba", "scikit-learn", "faiss-cpu", "faiss-gpu",
+                 "fastkmeans", "fast-pytorch-kmeans", "flash-kmeans", "cuml", "triton"]:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    if versions["gpukmeans"] is None:  # run from a source tree
+        import gpukmeans
+
+        versions["gpukmeans"] = getattr(gpukmeans, "__version__", None)
+    info = {
+        "cpu": _cpu_model(),
+        "git_commit": _git_commit(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+        "versions": versions,
+        "devices": devices,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    if any(d.startswith("cuda") for d in devices):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_comparison(shapes_by_device: dict, *, libraries_by_device: dict, n_iter: int, repeats: int,
+                   progress: Callable[[Measurement], None] = lambda m: None) -> list[Measurement]:
+    """Measure every library on every shape of every device; one list of records."""
+    records = []
+    for device, shapes in shapes_by_device.items():
+        for n, d, k in shapes:
+            X, init, init_rows = make_data(n, d, k, device)
+            _, floor_ms = bandwidth_floor_ms(X)
+            for library in libraries_by_device[device]:
+                record = measure(library, X, init, init_rows, device, n_iter=n_iter, repeats=repeats,
+                                 floor_ms=floor_ms)
+                records.append(record)
+                progress(record)
+            del X, init
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    return records
+
+
+def markdown_table(records: list[Measurement]) -> str:
+    """One row per (device, shape, library): the figures, or why there are none."""
+    lines = ["| device | n | d | k | library | ms / iter | points x iter / s | x floor | warm-up s | status |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for r in records:
+        def fmt(value, spec):
+            return "" if value is None else format(value, spec)
+        lines.append(
+            f"| {r.device} | {r.n_samples:,} | {r.n_features} | {r.n_clusters} | {r.library} | "
+            f"{fmt(r.ms_per_iter, '.2f')} | {fmt(r.points_iters_per_s, '.3g')} | {fmt(r.x_floor, '.2f')} | "
+            f"{fmt(r.warmup_s, '.2f')} | {r.status} |")
+    return "\n".join(lines)
+
+
+def importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,536 @@
+"""Choosing k: fit every k in one pass over X per Lloyd iteration, then score each.
+
+:func:`sweep` stacks the centres of all k (and all restarts) as groups of one
+Lloyd run (:func:`gpukmeans._lloyd.lloyd`): each row is read once per iteration
+for all of them, each k takes its argmin within its own group, and a k that has
+converged stops costing work. Per k, the result is the fit that
+``KMeans(n_clusters=k, init=<same centres>, n_init=1)`` would give.
+
+The scores (silhouette exact / sampled / simplified, Calinski-Harabasz,
+Davies-Bouldin) of all k also share their passes; see :mod:`gpukmeans.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils import check_random_state
+
+from . import _arrays
+from ._device import auto_chunk_size, resolve_device
+from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
+from ._kmeans import KMeans, _absolute_tolerance, _labels_output
+from ._lloyd import lloyd
+from ._random import new_seed
+from ._sources import InMemorySource
+from .metrics._pairwise import default_block
+from .metrics._sampled import estimate_silhouettes, make_generator
+from .metrics._scores import ch_db_many
+from .metrics._simplified import _simplified_values
+
+__all__ = ["SweepResult", "sweep"]
+
+SILHOUETTE_MODES = ("auto", "exact", "sampled", "simplified", None)
+# Above this many (rows x total clusters), exact silhouettes of a sweep are
+# computed one k at a time (O(n k) memory) instead of sharing one pass.
+_SHARED_EXACT_LIMIT = 20_000_000
+TABLE_COLUMNS = [
+    "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
+    "calinski_harabasz", "davies_bouldin", "n_iter", "seconds",
+]
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` found, one row per k.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Columns ``k, inertia, silhouette, silhouette_low, silhouette_high,
+        calinski_harabasz, davies_bouldin, n_iter, seconds``. For an exact or
+        simplified silhouette, ``silhouette_low == silhouette_high ==
+        silhouette``; without one they are NaN. ``seconds`` is each k's share of
+        the sweep's wall time (shared passes split by work: ``k * iterations``
+        for Lloyd, ``k`` for the rest); the column sums to ``total_seconds``.
+    models : dict[int, KMeans]
+        A fitted :class:`gpukmeans.KMeans` per k (``cluster_centers_``,
+        ``labels_``, ``inertia_``, ``n_iter_``; ``predict`` works).
+    initial_centers : dict[int, ndarray]
+        The starting centres of each k's kept run, to reproduce it alone.
+    knee_k : int or None
+        Knee of the inertia curve by Kneedle (``kneed``); None if there is none.
+    best_k : dict[str, int or None]
+        Best k by ``"silhouette"`` (max), ``"calinski_harabasz"`` (max),
+        ``"davies_bouldin"`` (min) and ``"knee"``.
+    recommended_k : int
+    reason : str
+        One line saying why; it says so when the knee and the silhouette disagree.
+    silhouette_method : {"exact", "sampled", "simplified", "none"}
+    silhouette_estimates : dict[int, SilhouetteEstimate]
+        For exact and sampled silhouettes.
+    silhouette_values : dict[int, tuple[ndarray, ndarray, ndarray]]
+        Per k, ``(values, labels, rows)`` of the scored rows (all rows when
+        exact, the stratified sample when sampled): their silhouettes, labels
+        and row indices in X. The silhouette plot draws from these.
+    total_seconds : float
+    timings : dict[str, float]
+        Wall seconds of the phases: ``"init"``, ``"lloyd"``, ``"scores"``, ``"total"``.
+    """
+
+    table: pd.DataFrame
+    models: dict
+    initial_centers: dict
+    knee_k: Optional[int]
+    best_k: dict
+    recommended_k: int
+    reason: str
+    silhouette_method: str
+    silhouette_estimates: dict = field(default_factory=dict)
+    silhouette_values: dict = field(default_factory=dict)
+    total_seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    def plot_elbow(self, path=None, *, title=None):
+        """Inertia with the knee marked, silhouette on a second axis (a matplotlib Figure;
+        a PNG at ``path`` if given). See :func:`gpukmeans.plots.plot_elbow`."""
+        from .plots import plot_elbow
+
+        return plot_elbow(self, path, title=title)
+
+    def plot_silhouette(self, k=None, path=None, *, title=None):
+        """Per-cluster silhouette plot for ``k`` (default: the recommended k)."""
+        from .plots import plot_silhouette
+
+        k = self.recommended_k if k is None else int(k)
+        if k not in self.silhouette_values:
+            raise ValueError(
+                f"no per-row silhouettes for k={k}: the sweep ran with "
+                f"silhouette={self.silhouette_method!r} (use 'exact' or 'sampled')"
+            )
+        values, labels, _ = self.silhouette_values[k]
+        estimate = self.silhouette_estimates.get(k)
+        if title is None:
+            scope = (
+                f"all {len(values):,} rows"
+                if estimate is None or estimate.is_exact
+                else f"stratified sample of {estimate.sample_size:,} of {estimate.n_samples:,} rows"
+            )
+            title = f"Silhouette by cluster, k={k} ({scope})"
+        mean = None if estimate is None else estimate.value
+        return plot_silhouette(values, labels, path=path, title=title, mean=mean)
+
+
+def sweep(
+    X: Any,
+    k: Any = range(2, 16),
+    *,
+    sample_weight: Any = None,
+    init: str = "k-means++",
+    n_init: Any = "auto",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state: Any = None,
+    silhouette: Optional[str] = "auto",
+    sample_size: int = 10_000,
+    confidence: float = 0.95,
+    device: Any = "auto",
+    chunk_size: Any = "auto",
+    verbose: int = 0,
+) -> SweepResult:
+    """Fit k-means for every k in one pass per iteration and score each k.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame, torch tensor or CuPy array of shape (n_samples, n_features)
+    k : iterable of int, default=range(2, 16)
+        The numbers of clusters to try (each between 1 and n_samples; scores
+        need 2 <= k <= n_samples - 1 and are NaN otherwise).
+    sample_weight : array-like of shape (n_samples,), optional
+        Used by the fits, the inertia and Calinski-Harabasz / Davies-Bouldin
+        (as frequency weights); the silhouette is unweighted.
+    init : {"k-means++", "random", "k-means||"}, default="k-means++"
+        For "k-means++" and "random", the starting centres of every k are the
+        first k of one draw for the largest k (one greedy k-means++ run with
+        ``2 + int(log k_max)`` candidates per step), so k's share that work.
+        "k-means||" draws each k separately.
+    n_init : "auto" or int, default="auto"
+        Restarts per k (all run in the same passes); the lowest inertia is kept.
+        "auto" is 10 for "random" and 1 otherwise, as in :class:`~gpukmeans.KMeans`.
+    max_iter, tol : as in :class:`~gpukmeans.KMeans`.
+    random_state : int, RandomState instance or None
+    silhouette : {"auto", "exact", "sampled", "simplified", None}, default="auto"
+        "exact" scores every row (O(n^2) work); "sampled" scores a stratified
+        sample of ``sample_size`` rows with a ``confidence`` interval;
+        "simplified" is the centroid-based index (O(n k d)); None skips it.
+        "auto" is exact up to ``sample_size`` rows and sampled above.
+    sample_size : int, default=10000
+    confidence : float, default=0.95
+    device : "auto", "cpu", "cuda" or torch.device
+    chunk_size : "auto" or int
+        Rows per pass chunk of the fits.
+    verbose : int, default=0
+
+    Returns
+    -------
+    SweepResult
+        ``.table``, ``.models``, ``.knee_k``, ``.best_k``, ``.recommended_k``,
+        ``.reason``, ``.plot_elbow()``, ``.plot_silhouette()``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from gpukmeans._sweep import sweep  # exported as gpukmeans.sweep
+    >>> X, _ = make_blobs(2000, 4, centers=4, random_state=0)
+    >>> result = sweep(X, k=range(2, 8), random_state=0, device="cpu")
+    >>> result.recommended_k
+    4
+    >>> list(result.table.columns[:3])
+    ['k', 'inertia', 'silhouette']
+    """
+    clock = time.perf_counter()
+    ks = _validate_ks(k)
+    if silhouette not in SILHOUETTE_MODES:
+        raise ValueError(
+            f"silhouette must be one of 'auto', 'exact', 'sampled', 'simplified' or None, "
+            f"got {silhouette!r}"
+        )
+    if isinstance(sample_size, bool) or not isinstance(sample_size, Integral) or sample_size < 2:
+        raise ValueError(f"sample_size must be an int >= 2, got {sample_size!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if init not in ("k-means++", "random", "k-means||"):
+        raise ValueError(f"init must be 'k-means++', 'random' or 'k-means||', got {init!r}")
+
+    template = KMeans(
+        n_clusters=max(ks), init=init, n_init=n_init, max_iter=max_iter, tol=tol,
+        random_state=random_state, device=device, chunk_size=chunk_size, verbose=verbose,
+    )
+    template._validate_params()
+    compute_device = resolve_device(device)
+    data, output = template._validate_data(X, compute_device, reset=True)
+    n_samples = data.shape[0]
+    if max(ks) > n_samples:
+        raise ValueError(f"k={max(ks)} is more than the {n_samples} rows of X")
+    weights = template._validate_sample_weight(sample_weight, data)
+    restarts = template._resolve_n_init(None)
+    mode = _resolve_mode(silhouette, n_samples, sample_size)
+
+    groups = [(kk, r) for kk in ks for r in range(restarts)]
+
+    def source_for(n_centers):
+        if chunk_size != "auto":
+            return InMemorySource(data, weights, int(chunk_size))
+        rows = auto_chunk_size(data.shape[1], n_centers, data.dtype, data.device)
+        return InMemorySource(data, weights, rows)
+
+    # ---------------------------------------------------------------- fits
+    rng = check_random_state(random_state)
+    seeds = [new_seed(rng) for _ in range(restarts)]
+    # Chunked as KMeans(n_clusters=k_max) would be, so the draw is the same as its own.
+    starts = _initial_centers(source_for(max(ks) * restarts), init, ks, seeds)
+    source = source_for(sum(ks) * restarts)
+    init_seconds = time.perf_counter() - clock
+    if verbose:
+        print(f"gpukmeans.sweep: {len(groups)} runs on {data.device}, initialised in {init_seconds:.2f}s")
+    fit_clock = time.perf_counter()
+    result = lloyd(
+        source,
+        [starts[(kk, r)] for kk, r in groups],
+        max_iter=max_iter,
+        tol=_absolute_tolerance(source, tol),
+        verbose=verbose,
+    )
+    lloyd_seconds = time.perf_counter() - fit_clock
+
+    best = {}
+    for kk in ks:
+        candidates = [g for g, (k2, _) in enumerate(groups) if k2 == kk]
+        best[kk] = min(candidates, key=lambda g: float(result.inertia[g]))
+    labels = {kk: result.labels[:, best[kk]].long() for kk in ks}
+    n_iter = {kk: int(result.n_iter[best[kk]]) for kk in ks}
+    inertia = {kk: float(result.inertia[best[kk]]) for kk in ks}
+
+    # -------------------------------------------------------------- scores
+    score_clock = time.perf_counter()
+    scores = _score_all(
+        data, weights, ks, labels, {kk: result.centers[best[kk]] for kk in ks},
+        mode, int(sample_size), confidence, rng,
+    )
+    calinski, davies, estimates, values, simplified = scores
+    score_seconds = time.perf_counter() - score_clock
+
+    # --------------------------------------------------------------- table
+    total_seconds = time.perf_counter() - clock
+    seconds = _attribute_seconds(
+        ks, n_iter, restarts, init_seconds, lloyd_seconds, total_seconds - init_seconds - lloyd_seconds
+    )
+    rows = []
+    for kk in ks:
+        if kk in estimates:
+            s, lo, hi = estimates[kk].value, estimates[kk].low, estimates[kk].high
+        elif kk in simplified:
+            s = lo = hi = simplified[kk]
+        else:
+            s = lo = hi = math.nan
+        rows.append({
+            "k": kk, "inertia": inertia[kk], "silhouette": s, "silhouette_low": lo,
+            "silhouette_high": hi, "calinski_harabasz": calinski.get(kk, math.nan),
+            "davies_bouldin": davies.get(kk, math.nan), "n_iter": n_iter[kk],
+            "seconds": seconds[kk],
+        })
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    knee_k = find_knee(table["k"].to_numpy(), table["inertia"].to_numpy())
+    best_k = _best_by_metric(table, knee_k)
+    method = {"exact": "exact", "sampled": "sampled", "simplified": "simplified", None: "none"}[mode]
+    if method == "sampled" and estimates and all(e.is_exact for e in estimates.values()):
+        method = "exact"
+    recommended_k, reason = recommend(table, knee_k, best_k, method)
+
+    models = {
+        kk: _fitted_kmeans(
+            template, kk, result.centers[best[kk]], labels[kk], inertia[kk], n_iter[kk],
+            output, data.device,
+        )
+        for kk in ks
+    }
+    initial_centers = {
+        kk: _arrays.to_output(starts[groups[best[kk]]], output) for kk in ks
+    }
+    if verbose:
+        print(f"gpukmeans.sweep: scored in {score_seconds:.2f}s; {reason}")
+    return SweepResult(
+        table=table,
+        models=models,
+        initial_centers=initial_centers,
+        knee_k=knee_k,
+        best_k=best_k,
+        recommended_k=recommended_k,
+        reason=reason,
+        silhouette_method=method,
+        silhouette_estimates=estimates,
+        silhouette_values=values,
+        total_seconds=total_seconds,
+        timings={
+            "init": init_seconds, "lloyd": lloyd_seconds, "scores": score_seconds,
+            "total": total_seconds,
+        },
+    )
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _validate_ks(k: Any) -> list[int]:
+    if isinstance(k, (Integral, np.integer)):
+        k = [k]
+    try:
+        ks = list(k)
+    except TypeError:
+        raise ValueError(f"k must be an int or an iterable of ints, got {k!r}") from None
+    if not ks:
+        raise ValueError("k is empty: give at least one number of clusters")
+    for value in ks:
+        if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)) or value < 1:
+            raise ValueError(f"every k must be an integer >= 1, got {value!r}")
+    return sorted({int(value) for value in ks})
+
+
+def _resolve_mode(silhouette, n_samples, sample_size):
+    if silhouette == "auto":
+        return "exact" if n_samples <= sample_size else "sampled"
+    return silhouette
+
+
+def _initial_centers(source, init, ks, seeds) -> dict:
+    """Starting centres per (k, restart). Nested draws: k's share one k_max draw."""
+    k_max = max(ks)
+    starts = {}
+    for restart, seed in enumerate(seeds):
+        generator = torch.Generator().manual_seed(seed)
+        if init == "k-means++":
+            trials = 2 + int(math.log(k_max))
+            full, _ = kmeans_plusplus_tensor(source, k_max, generator, n_local_trials=trials)
+        elif init == "random":
+            full, _ = random_rows_init(source, k_max, seed)
+        else:
+            full = None
+        for kk in ks:
+            if full is not None:
+                starts[(kk, restart)] = full[:kk].clone()
+            else:
+                starts[(kk, restart)] = kmeans_parallel(source, kk, seed, generator)
+    return starts
+
+
+def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence, rng):
+    """Calinski-Harabasz, Davies-Bouldin and the silhouette of every k.
+
+    Rows of weight 0 count as absent, so they are left out of every score.
+    """
+    if weights is not None and not bool((weights > 0).all()):
+        keep = weights > 0
+        data, weights = data[keep], weights[keep]
+        labels = {kk: labels[kk][keep] for kk in ks}
+        row_ids = torch.nonzero(keep).squeeze(1)
+    else:
+        row_ids = None
+    n_rows = data.shape[0]
+    encoded = {kk: _compact_labels(labels[kk]) for kk in ks}
+    scorable = [kk for kk in ks if 2 <= encoded[kk][1] <= n_rows - 1]
+    codes = [encoded[kk][0] for kk in scorable]
+    n_labels = [encoded[kk][1] for kk in scorable]
+    calinski, davies, estimates, values, simplified = {}, {}, {}, {}, {}
+    if not scorable:
+        return calinski, davies, estimates, values, simplified
+    ch, db = ch_db_many(data, codes, n_labels, None if weights is None else weights.double())
+    calinski, davies = dict(zip(scorable, ch)), dict(zip(scorable, db))
+
+    if mode in ("exact", "sampled"):
+        size = n_rows if mode == "exact" else sample_size
+        generator = make_generator(int(rng.randint(0, 2**31 - 1)))
+        block = default_block(data.device)
+        if mode == "exact" and n_rows * sum(n_labels) > _SHARED_EXACT_LIMIT:
+            # One labelling at a time keeps memory at O(n k) instead of O(n sum(k)).
+            kept = [
+                estimate_silhouettes(data, [c], [m], size, generator, confidence=confidence,
+                                     block=block, keep_values=True)[0]
+                for c, m in zip(codes, n_labels)
+            ]
+        else:
+            kept = estimate_silhouettes(data, codes, n_labels, size, generator,
+                                        confidence=confidence, block=block, keep_values=True)
+        for kk, (estimate, rows, row_values) in zip(scorable, kept):
+            estimates[kk] = estimate
+            original_rows = rows if row_ids is None else row_ids[rows]
+            values[kk] = (
+                row_values.cpu().numpy(),
+                labels[kk][rows].cpu().numpy().astype(np.int32),
+                original_rows.cpu().numpy(),
+            )
+    elif mode == "simplified":
+        for kk in scorable:
+            row_values = _simplified_values(data, labels[kk], kk, centers[kk].double())
+            if weights is None:
+                simplified[kk] = float(row_values.mean())
+            else:
+                w = weights.double()
+                simplified[kk] = float((row_values * w).sum() / w.sum())
+    return calinski, davies, estimates, values, simplified
+
+
+def _compact_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Codes 0..m-1 of the clusters that have members (duplicates can leave some empty)."""
+    present, codes = torch.unique(labels, return_inverse=True)
+    return codes, int(present.shape[0])
+
+
+def _attribute_seconds(ks, n_iter, restarts, init_seconds, lloyd_seconds, other_seconds):
+    """Split shared wall time over k: Lloyd by k * iterations, the rest by k."""
+    lloyd_work = {kk: kk * max(1, n_iter[kk]) * restarts for kk in ks}
+    total_lloyd_work = sum(lloyd_work.values())
+    total_k = sum(ks)
+    return {
+        kk: lloyd_seconds * lloyd_work[kk] / total_lloyd_work
+        + (init_seconds + other_seconds) * kk / total_k
+        for kk in ks
+    }
+
+
+def find_knee(ks: np.ndarray, inertia: np.ndarray) -> Optional[int]:
+    """The knee of a decreasing, convex inertia curve by Kneedle (the ``kneed`` package)."""
+    if len(ks) < 3 or not np.all(np.isfinite(inertia)):
+        return None
+    try:
+        from kneed import KneeLocator
+    except ImportError as error:  # pragma: no cover - kneed is a dependency
+        raise ImportError("gpukmeans.sweep needs the 'kneed' package for the knee") from error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kneed warns when there is no knee; we return None
+        knee = KneeLocator(
+            ks.astype(float), inertia.astype(float), curve="convex", direction="decreasing"
+        ).knee
+    return None if knee is None else int(round(float(knee)))
+
+
+def _best_by_metric(table: pd.DataFrame, knee_k: Optional[int]) -> dict:
+    def pick(column, largest):
+        series = table[column]
+        if series.isna().all():
+            return None
+        index = series.idxmax() if largest else series.idxmin()
+        return int(table.loc[index, "k"])
+
+    return {
+        "silhouette": pick("silhouette", True),
+        "calinski_harabasz": pick("calinski_harabasz", True),
+        "davies_bouldin": pick("davies_bouldin", False),
+        "knee": knee_k,
+    }
+
+
+def recommend(table: pd.DataFrame, knee_k, best_k: dict, method: str) -> tuple[int, str]:
+    """The recommended k and a one-line reason.
+
+    Rule: the best silhouette wins (it measures separation directly, while the
+    knee depends on the range of k tried); the reason says whether the knee
+    agrees, and, for a sampled silhouette, whether the knee's score is within
+    the best one's interval (then both are defensible). Without a silhouette,
+    the knee; without a knee either, the best Calinski-Harabasz; else the
+    smallest k.
+    """
+    by_k = table.set_index("k")
+    name = "simplified silhouette" if method == "simplified" else "silhouette"
+    best_s = best_k["silhouette"]
+    if best_s is not None:
+        s = by_k.loc[best_s]
+        score = f"{name} {s['silhouette']:.3f}"
+        if method == "sampled":
+            score += f" [{s['silhouette_low']:.3f}, {s['silhouette_high']:.3f}]"
+        if knee_k is None:
+            return best_s, f"k={best_s}: best {score}; the inertia curve has no clear knee."
+        if knee_k == best_s:
+            return best_s, f"k={best_s}: the inertia knee and the best {score} agree."
+        knee_s = by_k.loc[knee_k, "silhouette"]
+        if method == "sampled" and s["silhouette_low"] <= knee_s <= s["silhouette_high"]:
+            return best_s, (
+                f"k={best_s}: best {score}; the inertia knee k={knee_k} scores {knee_s:.3f}, "
+                "within that interval, so both are defensible."
+            )
+        return best_s, (
+            f"k={best_s}: best {score}, but the inertia knee is at k={knee_k} "
+            f"({name} {knee_s:.3f}): they disagree, compare both on the plots."
+        )
+    if knee_k is not None:
+        return knee_k, f"k={knee_k}: the knee of the inertia curve (Kneedle); no silhouette was computed."
+    if best_k["calinski_harabasz"] is not None:
+        k_ch = best_k["calinski_harabasz"]
+        return k_ch, f"k={k_ch}: best Calinski-Harabasz; no knee and no silhouette to go by."
+    k_min = int(table["k"].min())
+    return k_min, f"k={k_min}: nothing to choose by (too few k or too few rows); the smallest k."
+
+
+def _fitted_kmeans(template, k, centers, labels, inertia, n_iter, output, device) -> KMeans:
+    """A fitted :class:`KMeans` holding one k of the sweep, as ``fit`` would leave it."""
+    params = template.get_params()
+    params.update(n_clusters=k, init=centers.detach().cpu().numpy(), n_init=1)
+    model = KMeans(**params)
+    model._centers = centers
+    model._output = output
+    model.device_ = str(device)
+    model.n_features_in_ = template.n_features_in_
+    if hasattr(template, "feature_names_in_"):
+        model.feature_names_in_ = template.feature_names_in_
+    model.cluster_centers_ = _arrays.to_output(centers, output)
+    model.labels_ = _labels_output(labels.to(torch.int32), output)
+    model.inertia_ = inertia
+    model.n_iter_ = n_iter
+    return model

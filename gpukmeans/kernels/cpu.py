@@ -1,0 +1,545 @@
+"""CPU fast path of the fused assign-and-accumulate step: numba plus one SIMD micro-kernel.
+
+Same contract as :func:`gpukmeans.kernels.reference.assign_accumulate_reference`.
+Rows are split into as many parts as there are threads (times a few, for balance);
+each part keeps its own float64 partial sums, merged at the end, so no two threads
+ever write the same memory and the result does not depend on scheduling.
+
+Why a hand-written micro-kernel (LLVM IR through a numba intrinsic): numba's
+auto-vectoriser only vectorises innermost loops and has its SLP vectoriser switched
+off, so any plain-Python formulation of the distance loop either keeps its
+accumulators in memory (one store per multiply-add, about a third of peak) or falls
+back to scalar code. Here the accumulators are LLVM vector values that stay in
+registers for the whole pass over the features, which reaches the core's FMA
+throughput (as MKL's GEMM does) without ever writing the rows x k distance tile.
+
+Layout, prepared by :func:`_pack_centers`:
+
+- centres are split into blocks of ``L`` lanes (16 or 8 for float32, 8 or 4 for
+  float64) and stored as ``centers_t[g, block, feature, lane] = -2 * c``, so that
+  one vector load serves ``L`` centres for one feature;
+- ``norms[g, block, lane]`` holds ``||c||^2``, ``+inf`` on padding lanes.
+
+For :data:`ROWS` rows at a time the kernel keeps one accumulator per row, runs over
+the features with fused multiply-adds against broadcast row values, keeps a running
+per-lane minimum and its centre index, and reduces across lanes at the end (the
+lowest index wins exact ties, as with ``torch.argmin``). It then writes the label
+and the squared distance and adds the weighted row to its part's sums.
+
+Everything lives in this one file on purpose: numba's on-disk cache is keyed on the
+source file of the jitted function, so a micro-kernel kept in another module could
+change without invalidating a stale cached binary.
+"""
+
+import concurrent.futures
+import math
+import os
+import threading
+from typing import NamedTuple, Optional
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .reference import AssignResult, StepResult
+
+ROWS = 8  # rows per micro-tile: 8 independent FMA chains hide the FMA latency
+VECTOR_BYTES = 64  # vectors of the row-wise helpers; LLVM splits them on narrower CPUs
+# Centres per vector the compiled kernel handles, by dtype: every host width from
+# SSE/NEON (16 bytes) to AVX-512 (64 bytes), full and half vectors. The kernel picks
+# the path from the packed array's shape, so one compiled (and cached) binary serves
+# whichever width the packing chose.
+_LANE_CHOICES = {4: (16, 8, 4), 8: (8, 4, 2)}
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_INT32_MAX = 2**31 - 1
+
+
+def _splat(builder, value, vector_type):
+    undef = ir.Constant(vector_type, ir.Undefined)
+    first = builder.insert_element(undef, value, _I32(0))
+    zeros = ir.Constant(ir.VectorType(_I32, vector_type.count), [0] * vector_type.count)
+    return builder.shuffle_vector(first, undef, zeros)
+
+
+def _suffix(element_type, lanes):
+    return f"v{lanes}{'f32' if element_type == ir.FloatType() else 'f64'}"
+
+
+def _declare(builder, name, return_type, argument_types):
+    function_type = ir.FunctionType(return_type, argument_types)
+    return cgutils.get_or_insert_function(builder.module, function_type, name)
+
+
+def _vector_load(builder, pointer, vector_type, align):
+    return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=align)
+
+
+def _vector_store(builder, value, pointer, align):
+    builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=align)
+
+
+def _emit_nearest(builder, element_type, lanes, row_pointers, n_features, centers,
+                  norms, n_blocks, best_values, best_index):
+    """Emit the distance/argmin loop for one lane width; results go to two allocas."""
+    vector = ir.VectorType(element_type, lanes)
+    index_vector = ir.VectorType(_I32, lanes)
+    suffix = _suffix(element_type, lanes)
+    fma = _declare(builder, f"llvm.fma.{suffix}", vector, [vector] * 3)
+    reduce_min = _declare(builder, f"llvm.vector.reduce.fmin.{suffix}", element_type, [vector])
+    reduce_index = _declare(builder, f"llvm.vector.reduce.smin.v{lanes}i32", _I32, [index_vector])
+    element_bytes = 4 if element_type == ir.FloatType() else 8
+
+    accumulators = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
+    running_min = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
+    running_index = [cgutils.alloca_once(builder, index_vector) for _ in range(ROWS)]
+    for row in range(ROWS):
+        builder.store(ir.Constant(vector, [float("inf")] * lanes), running_min[row])
+        builder.store(ir.Constant(index_vector, [0] * lanes), running_index[row])
+    lane_ids = ir.Constant(index_vector, list(range(lanes)))
+
+    with cgutils.for_range(builder, n_blocks) as block_loop:
+        block = block_loop.index
+        block_norms = _vector_load(
+            builder, builder.gep(norms, [builder.mul(block, _I64(lanes))]), vector, element_bytes)
+        for row in range(ROWS):
+            builder.store(block_norms, accumulators[row])
+        block_start = builder.mul(builder.mul(block, n_features), _I64(lanes))
+        with cgutils.for_range(builder, n_features) as feature_loop:
+            feature = feature_loop.index
+            column = _vector_load(
+                builder,
+                builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
+                vector, element_bytes)
+            for row in range(ROWS):
+                value = builder.load(builder.gep(row_pointers[row], [feature]))
+                updated = builder.call(
+                    fma, [_splat(builder, value, vector), column, builder.load(accumulators[row])])
+                builder.store(updated, accumulators[row])
+        centre_ids = builder.add(
+            _splat(builder, builder.trunc(builder.mul(block, _I64(lanes)), _I32), index_vector),
+            lane_ids)
+        for row in range(ROWS):
+            candidate = builder.load(accumulators[row])
+            current = builder.load(running_min[row])
+            # strict '<': a later block never displaces an equal earlier one (lowest index wins)
+            better = builder.fcmp_ordered("<", candidate, current)
+            builder.store(builder.select(better, candidate, current), running_min[row])
+            builder.store(
+                builder.select(better, centre_ids, builder.load(running_index[row])),
+                running_index[row])
+
+    no_index = ir.Constant(index_vector, [_INT32_MAX] * lanes)
+    for row in range(ROWS):
+        minima = builder.load(running_min[row])
+        # nnan lets LLVM use a plain min tree (NaN rows are handled just below)
+        smallest = builder.call(reduce_min, [minima], fastmath=("nnan",))
+        ties = builder.fcmp_ordered("==", minima, _splat(builder, smallest, vector))
+        index = builder.call(reduce_index, [builder.select(ties, builder.load(running_index[row]), no_index)])
+        # a NaN row matches nothing: fall back to centre 0 rather than an index out of range
+        index = builder.select(builder.icmp_signed("==", index, _I32(_INT32_MAX)), _I32(0), index)
+        builder.store(smallest, builder.gep(best_values, [_I64(row)]))
+        builder.store(index, builder.gep(best_index, [_I64(row)]))
+
+
+def _emit_row_sq_norm(builder, element_type, row, n_features):
+    """||row||^2 with vector FMAs over full vectors and a scalar tail."""
+    lanes = VECTOR_BYTES // (4 if element_type == ir.FloatType() else 8)
+    vector = ir.VectorType(element_type, lanes)
+    suffix = _suffix(element_type, lanes)
+    fma = _declare(builder, f"llvm.fma.{suffix}", vector, [vector] * 3)
+    reduce_add = _declare(builder, f"llvm.vector.reduce.fadd.{suffix}", element_type,
+                          [element_type, vector])
+    vector_sum = cgutils.alloca_once(builder, vector)
+    builder.store(ir.Constant(vector, [0.0] * lanes), vector_sum)
+    full = builder.mul(builder.sdiv(n_features, _I64(lanes)), _I64(lanes))
+    with cgutils.for_range_slice(builder, _I64(0), full, _I64(lanes)) as (feature, _):
+        x = _vector_load(builder, builder.gep(row, [feature]), vector, 1)
+        builder.store(builder.call(fma, [x, x, builder.load(vector_sum)]), vector_sum)
+    total = cgutils.alloca_once(builder, element_type)
+    # reassoc: a tree instead of the strictly ordered (lane by lane) reduction
+    builder.store(builder.call(reduce_add, [ir.Constant(element_type, 0.0), builder.load(vector_sum)],
+                               fastmath=("reassoc",)), total)
+    with cgutils.for_range(builder, n_features, start=full) as tail:
+        x = builder.load(builder.gep(row, [tail.index]))
+        builder.store(builder.fadd(builder.load(total), builder.fmul(x, x)), total)
+    return builder.load(total)
+
+
+def _emit_add_scaled_row(builder, element_type, destination, row, weight, n_features):
+    """destination[:] += weight * row, destination float64, row in X's dtype."""
+    double = ir.DoubleType()
+    lanes = VECTOR_BYTES // (4 if element_type == ir.FloatType() else 8)
+    source_vector = ir.VectorType(element_type, lanes)
+    target_vector = ir.VectorType(double, lanes)
+    weights = _splat(builder, weight, target_vector)
+    full = builder.mul(builder.sdiv(n_features, _I64(lanes)), _I64(lanes))
+    with cgutils.for_range_slice(builder, _I64(0), full, _I64(lanes)) as (feature, _):
+        x = _vector_load(builder, builder.gep(row, [feature]), source_vector, 1)
+        if element_type != double:
+            x = builder.fpext(x, target_vector)
+        target = builder.gep(destination, [feature])
+        old = _vector_load(builder, target, target_vector, 1)
+        _vector_store(builder, builder.fadd(old, builder.fmul(x, weights)), target, 1)
+    with cgutils.for_range(builder, n_features, start=full) as tail:
+        x = builder.load(builder.gep(row, [tail.index]))
+        if element_type != double:
+            x = builder.fpext(x, double)
+        target = builder.gep(destination, [tail.index])
+        builder.store(builder.fadd(builder.load(target), builder.fmul(x, weight)), target)
+
+
+# bits of the ``flags`` argument of assign_tile
+_FLAG_ACCUMULATE = 1  # add w * x and w to the part's sums
+_FLAG_WEIGHTED = 2  # rows carry weights (else every weight is 1)
+_FLAG_DISTANCES = 4  # write each row's squared distance
+_FLAG_LLOYD = 8  # count label changes against the labels already there
+_FLAG_INERTIA = 16  # sum w * distance per group
+
+
+@intrinsic
+def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_blocks,
+                labels, label_columns, min_sq, sums, weight_sums, changed, inertia, part, flags):
+    """Assign rows ``row0 .. row0 + n_rows - 1`` (``n_rows <= ROWS``) for one group.
+
+    Writes the label to ``labels[i, label_columns[group]]`` (any integer dtype). By
+    ``flags`` (see the ``_FLAG_*`` constants) it also writes ``min_sq[i, group]``,
+    adds ``w_i * x_i`` and ``w_i`` to ``sums[part, group, label]`` and
+    ``weight_sums[part, group, label]`` (float64), counts a change of the label
+    stored before in ``changed[part, group]``, and adds ``w_i * distance`` to
+    ``inertia[part, group]``. Arrays are C-contiguous (the caller guarantees it).
+    """
+    signature = types.void(X, weights, row0, n_rows, centers_t, norms, group, n_blocks,
+                           labels, label_columns, min_sq, sums, weight_sums, changed, inertia,
+                           part, flags)
+
+    def codegen(context, builder, sig, args):
+        array = {
+            position: context.make_array(sig.args[position])(context, builder, args[position])
+            for position in (0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 14)
+        }
+
+        def as_intp(position):
+            return context.cast(builder, args[position], sig.args[position], types.intp)
+
+        def has(flag):
+            return builder.icmp_signed("!=", builder.and_(flag_bits, _I64(flag)), _I64(0))
+
+        first_row, rows_here, group_id, blocks_here, part_id, flag_bits = (
+            as_intp(p) for p in (2, 3, 6, 7, 15, 16))
+        element_type = context.get_value_type(sig.args[0].dtype)
+        label_type = context.get_value_type(sig.args[8].dtype)
+        double = ir.DoubleType()
+        data = array[0].data
+        _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
+        n_groups, max_blocks, _, lanes_here = cgutils.unpack_tuple(builder, array[4].shape, 4)
+        _, n_label_columns = cgutils.unpack_tuple(builder, array[8].shape, 2)
+        padded_k = builder.mul(max_blocks, lanes_here)
+
+        # Rows past n_rows repeat the last real row: their results are computed and dropped.
+        row_pointers = []
+        for row in range(ROWS):
+            clamped = builder.select(builder.icmp_signed("<", _I64(row), rows_here),
+                                     _I64(row), builder.sub(rows_here, _I64(1)))
+            row_pointers.append(
+                builder.gep(data, [builder.mul(builder.add(first_row, clamped), n_features)]))
+
+        group_centers = builder.gep(
+            array[4].data, [builder.mul(builder.mul(group_id, padded_k), n_features)])
+        group_norms = builder.gep(array[5].data, [builder.mul(group_id, padded_k)])
+        best_values = cgutils.alloca_once(builder, element_type, size=ROWS)
+        best_index = cgutils.alloca_once(builder, _I32, size=ROWS)
+        lane_choices = _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]
+        done = builder.append_basic_block("nearest.done")
+        for lanes in lane_choices:
+            this_width = builder.icmp_signed("==", lanes_here, _I64(lanes))
+            with builder.if_then(this_width):
+                _emit_nearest(builder, element_type, lanes, row_pointers, n_features,
+                              group_centers, group_norms, blocks_here, best_values, best_index)
+                builder.branch(done)
+        builder.branch(done)  # any other width is refused before the kernel runs
+        builder.position_at_end(done)
+
+        part_group = builder.add(builder.mul(part_id, n_groups), group_id)
+        group_sums = builder.gep(array[11].data, [builder.mul(part_group, builder.mul(padded_k, n_features))])
+        group_weight_sums = builder.gep(array[12].data, [builder.mul(part_group, padded_k)])
+        changed_slot = builder.gep(array[13].data, [part_group])
+        inertia_slot = builder.gep(array[14].data, [part_group])
+        label_column = builder.load(builder.gep(array[9].data, [group_id]))
+        zero = ir.Constant(element_type, 0.0)
+        weight = cgutils.alloca_once(builder, double)
+        with cgutils.for_range(builder, rows_here) as row_loop:
+            row = row_loop.index
+            i = builder.add(first_row, row)
+            row_pointer = builder.gep(data, [builder.mul(i, n_features)])
+            label = builder.sext(builder.load(builder.gep(best_index, [row])), _I64)
+            label_slot = builder.gep(array[8].data, [builder.add(builder.mul(i, n_label_columns), label_column)])
+            builder.store(ir.Constant(double, 1.0), weight)
+            with builder.if_then(has(_FLAG_WEIGHTED)):
+                w = builder.load(builder.gep(array[1].data, [i]))
+                builder.store(w if element_type == double else builder.fpext(w, double), weight)
+
+            with builder.if_then(has(_FLAG_LLOYD)):
+                previous = builder.sext(builder.load(label_slot), _I64)
+                is_new = builder.zext(builder.icmp_signed("!=", previous, label), _I64)
+                builder.store(builder.add(builder.load(changed_slot), is_new), changed_slot)
+            # the distance needs ||x||^2, a second look at the row: only when asked for
+            with builder.if_then(builder.or_(has(_FLAG_DISTANCES), has(_FLAG_INERTIA))):
+                distance = builder.fadd(builder.load(builder.gep(best_values, [row])),
+                                        _emit_row_sq_norm(builder, element_type, row_pointer, n_features))
+                # ||x||^2 + ||c||^2 - 2 x.c can round below zero: distances are clamped at 0
+                distance = builder.select(builder.fcmp_ordered(">", distance, zero), distance, zero)
+                with builder.if_then(has(_FLAG_DISTANCES)):
+                    builder.store(distance, builder.gep(array[10].data, [builder.add(builder.mul(i, n_groups), group_id)]))
+                with builder.if_then(has(_FLAG_INERTIA)):
+                    wide_distance = distance if element_type == double else builder.fpext(distance, double)
+                    builder.store(builder.fadd(builder.load(inertia_slot),
+                                               builder.fmul(wide_distance, builder.load(weight))), inertia_slot)
+            builder.store(builder.trunc(label, label_type) if label_type.width < 64 else label, label_slot)
+
+            with builder.if_then(has(_FLAG_ACCUMULATE)):
+                w = builder.load(weight)
+                _emit_add_scaled_row(builder, element_type,
+                                     builder.gep(group_sums, [builder.mul(label, n_features)]),
+                                     row_pointer, w, n_features)
+                slot = builder.gep(group_weight_sums, [label])
+                builder.store(builder.fadd(builder.load(slot), w), slot)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+_MIN_ROWS_PER_PART = 4096  # below this, waking another thread costs more than it saves
+_MAX_PARTIAL_BYTES = 64 * 2**20  # cap on the per-part float64 sums
+
+
+@numba.njit(cache=True, nogil=True)
+def _assign_rows(X, weights, centers_t, norms, n_blocks, labels, label_columns, min_sq, sums,
+                 weight_sums, changed, inertia, part, first_row, stop_row, flags):
+    n_groups = norms.shape[0]
+    for row0 in range(first_row, stop_row, ROWS):
+        rows_here = min(ROWS, stop_row - row0)
+        # every group sees the tile while its rows are still in L1
+        for group in range(n_groups):
+            assign_tile(X, weights, row0, rows_here, centers_t, norms, group, n_blocks[group],
+                        labels, label_columns, min_sq, sums, weight_sums, changed, inertia,
+                        part, flags)
+
+
+_pool = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(n_threads):
+    """A process-wide pool of worker threads, grown on demand.
+
+    Plain threads rather than ``numba.prange``: numba's OpenMP layer is a second
+    OpenMP runtime beside PyTorch's, and the two spin-wait against each other on a
+    busy machine (measured: 20 s instead of 0.3 s for 12 Lloyd iterations on 2
+    cores); its workqueue layer fails on concurrent calls from several threads.
+    The kernel releases the GIL (``nogil``), so the threads run in parallel.
+    """
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < n_threads:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=n_threads, thread_name_prefix="gpukmeans-cpu")
+            _pool_size = n_threads
+        return _pool
+
+
+def _host_vector_bytes() -> int:
+    """The widest vector registers of this CPU: 64 (AVX-512), 32 (AVX/AVX2), else 16.
+
+    ``GPUKMEANS_CPU_VECTOR_BYTES`` overrides it (16, 32 or 64), to compare widths.
+    """
+    override = os.environ.get("GPUKMEANS_CPU_VECTOR_BYTES")
+    if override in ("16", "32", "64"):
+        return int(override)
+    try:
+        from llvmlite import binding
+
+        features = binding.get_host_cpu_features()
+    except Exception:  # an unknown host: the narrowest width is correct everywhere
+        return 16
+    if features.get("avx512f"):
+        return 64
+    if features.get("avx2") or features.get("avx"):
+        return 32
+    return 16
+
+
+HOST_VECTOR_BYTES = _host_vector_bytes()
+
+
+def lane_count(k_max: int, dtype: torch.dtype, vector_bytes: Optional[int] = None) -> int:
+    """Centres per vector: full or half host vectors, whichever pads ``k_max`` least
+    (the full one on a tie).
+
+    A half-width vector costs about half as much, so the cost is proportional to the
+    padded number of centres; the full vector has fewer blocks to loop over.
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    choices = _LANE_CHOICES[itemsize]
+    wide = min(max((vector_bytes or HOST_VECTOR_BYTES) // itemsize, choices[-1]), choices[0])
+    narrow = max(wide // 2, choices[-1])
+    return wide if math.ceil(k_max / wide) * wide <= math.ceil(k_max / narrow) * narrow else narrow
+
+
+class _PackedCenters(NamedTuple):
+    centers_t: np.ndarray  # (G, blocks, d, lanes): -2 c, blocked and transposed
+    norms: np.ndarray  # (G, blocks, lanes): ||c||^2, +inf on padding
+    blocks_per_group: np.ndarray  # (G,) int64: blocks up to each group's last real centre
+
+
+_packed_cache = threading.local()
+
+
+def _pack_centers(centers: torch.Tensor, center_sq_norms: torch.Tensor) -> _PackedCenters:
+    """The kernel's layout of the centres, reused while the same centres come back.
+
+    Every chunk of one Lloyd pass brings the same centres; packing them costs a
+    dozen small tensor operations, which would add up over the chunks. The cache
+    compares values, never addresses, so a reused buffer cannot return stale centres.
+    """
+    cached = getattr(_packed_cache, "entry", None)
+    if (cached is not None and cached[0].shape == centers.shape and cached[0].dtype == centers.dtype
+            and torch.equal(cached[0], centers) and torch.equal(cached[1], center_sq_norms)):
+        return cached[2]
+    n_groups, k_max, n_features = centers.shape
+    lanes = lane_count(k_max, centers.dtype)
+    n_blocks = math.ceil(k_max / lanes)
+    padded = n_blocks * lanes
+    scaled = torch.zeros(n_groups, padded, n_features, dtype=centers.dtype)
+    scaled[:, :k_max] = centers * -2.0  # times a power of two: exact
+    centers_t = scaled.view(n_groups, n_blocks, lanes, n_features).transpose(2, 3).contiguous()
+    norms = torch.full((n_groups, padded), math.inf, dtype=centers.dtype)
+    norms[:, :k_max] = center_sq_norms
+    # Blocks after a group's last real centre hold only padding: skip them.
+    last_real = torch.where(torch.isfinite(norms), torch.arange(padded), -1).max(dim=1).values
+    blocks_per_group = torch.div(last_real + lanes, lanes, rounding_mode="floor").clamp_min(1)
+    packed = _PackedCenters(centers_t.numpy(), norms.view(n_groups, n_blocks, lanes).numpy(),
+                            blocks_per_group.numpy())
+    _packed_cache.entry = (centers.clone(), center_sq_norms.clone(), packed)
+    return packed
+
+
+def _thread_count() -> int:
+    # honour torch.set_num_threads, so that one knob sets the parallelism of a fit
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))
+
+
+class _Partials(NamedTuple):
+    sums: np.ndarray  # (P, G, padded k, d) float64
+    weight_sums: np.ndarray  # (P, G, padded k) float64
+    changed: np.ndarray  # (P, G) int64
+    inertia: np.ndarray  # (P, G) float64
+
+
+def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, flags) -> _Partials:
+    """Split the rows into parts, run the kernel on the thread pool, return per-part totals."""
+    n_rows, n_features = X.shape
+    packed = _pack_centers(centers.detach().to(X.dtype), center_sq_norms.detach().to(X.dtype))
+    n_groups = packed.norms.shape[0]
+    padded = packed.norms.shape[1] * packed.norms.shape[2]
+    if weights is not None:
+        flags |= _FLAG_WEIGHTED
+        row_weights = weights.detach().to(X.dtype).contiguous().numpy()
+    else:
+        row_weights = np.empty(0, dtype=packed.norms.dtype)
+
+    n_threads = _thread_count()
+    n_parts = max(1, min(n_threads, n_rows // _MIN_ROWS_PER_PART))
+    sum_shape = (n_groups, padded) if flags & _FLAG_ACCUMULATE else (0, 0)
+    part_bytes = sum_shape[0] * sum_shape[1] * (n_features + 1) * 8
+    n_parts = max(1, min(n_parts, _MAX_PARTIAL_BYTES // max(part_bytes, 1)))
+    partials = _Partials(
+        sums=np.zeros((n_parts, *sum_shape, n_features if sum_shape[0] else 0)),
+        weight_sums=np.zeros((n_parts, *sum_shape)),
+        changed=np.zeros((n_parts, n_groups), dtype=np.int64),
+        inertia=np.zeros((n_parts, n_groups)),
+    )
+    arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms, packed.blocks_per_group,
+                 labels.numpy(), label_columns.numpy(), min_sq.numpy(), *partials)
+    # part boundaries on whole tiles, so that parts never share a tile
+    tiles = -(-n_rows // ROWS)
+    bounds = [min(n_rows, ROWS * (tiles * p // n_parts)) for p in range(n_parts + 1)]
+    # The calling thread takes the first part itself: one thread fewer to wake.
+    pool = _executor(n_parts - 1) if n_parts > 1 else None
+    futures = [pool.submit(_assign_rows, *arguments, p, bounds[p], bounds[p + 1], flags)
+               for p in range(1, n_parts)]
+    _assign_rows(*arguments, 0, bounds[0], bounds[1], flags)
+    for future in futures:
+        future.result()
+    return partials
+
+
+def assign_accumulate_cpu(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+    *,
+    accumulate: bool = True,
+) -> AssignResult:
+    """Fast CPU implementation of :func:`~gpukmeans.kernels.assign_accumulate`.
+
+    Parameters and results as in the reference. ``X`` must be a float32 or float64
+    CPU tensor (see :func:`supports`); it is made C-contiguous if it is not.
+    """
+    X = X.detach().contiguous()
+    n_rows = X.shape[0]
+    n_groups, k_max, _ = centers.shape
+    labels = torch.empty((n_rows, n_groups), dtype=torch.int64)
+    min_sq = torch.empty((n_rows, n_groups), dtype=X.dtype)
+    flags = _FLAG_DISTANCES | (_FLAG_ACCUMULATE if accumulate else 0)
+    partials = _run(X, centers, center_sq_norms, weights, labels,
+                    torch.arange(n_groups), min_sq, flags)
+    if not accumulate:
+        return AssignResult(labels, min_sq, None, None)
+    sums = torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max]).to(X.dtype)
+    weight_sums = torch.from_numpy(partials.weight_sums.sum(axis=0)[:, :k_max]).to(X.dtype)
+    return AssignResult(labels, min_sq, sums, weight_sums)
+
+
+def lloyd_step_cpu(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor],
+    labels: torch.Tensor,
+    label_columns: torch.Tensor,
+    *,
+    compute_inertia: bool = True,
+) -> StepResult:
+    """Fast CPU implementation of :func:`~gpukmeans.kernels.lloyd_step`: one pass,
+    no per-row output besides the labels written in place."""
+    X = X.detach().contiguous()
+    if not labels.is_contiguous():
+        raise ValueError("lloyd_step_cpu needs a C-contiguous labels block (rows of the label table).")
+    k_max = centers.shape[1]
+    partials = _run(X, centers, center_sq_norms, weights, labels,
+                    label_columns.to(torch.int64).contiguous(), torch.empty((0, 0), dtype=X.dtype),
+                    _FLAG_ACCUMULATE | _FLAG_LLOYD | (_FLAG_INERTIA if compute_inertia else 0))
+    return StepResult(
+        sums=torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max]),
+        weight_sums=torch.from_numpy(partials.weight_sums.sum(axis=0)[:, :k_max]),
+        n_changed=torch.from_numpy(partials.changed.sum(axis=0)),
+        inertia=torch.from_numpy(partials.inertia.sum(axis=0)) if compute_inertia else None,
+    )
+
+
+def supports(X: torch.Tensor) -> bool:
+    """Whether the CPU path handles this chunk: float32/float64 rows on the CPU."""
+    return X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64) and X.dim() == 2
+
+
+def available() -> bool:
+    """The CPU path needs nothing beyond numba, whose import already succeeded."""
+    return True

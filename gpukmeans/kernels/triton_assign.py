@@ -1,0 +1,300 @@
+"""CUDA path of the fused assign-and-accumulate step: one Triton kernel.
+
+A few programs per SM each walk many tiles of ``BLOCK_M`` rows of one group. For a
+tile, the program loops over the group's centres ``BLOCK_K`` at a time with the
+running minimum and its index in registers, never writing the rows x k distances.
+Then, still holding the rows, it writes the labels (and, on request, the distances)
+and adds the rows to the per-centre sums:
+
+- for ``k_max <= BLOCK_K`` (one tile of centres, the customer-table case) as a small
+  matrix product ``one_hot(labels)^T @ (w * X)`` per tile, kept in registers across
+  the program's tiles (compensated summation) and flushed with one atomic add per
+  centre and feature at the end: as many atomics per address as programs, where one
+  per row would serialise millions of adds on the same few addresses;
+- for larger ``k`` with one atomic add per row and feature, spread over many centres.
+
+Every ``d`` and ``k`` works: tiles are padded to 16 (``tl.dot``'s minimum) with
+zeros for features and ``+inf`` norms for centres. Products are float32 with IEEE
+precision (no TF32), accumulation is float32; ``X`` may be stored as float16 or
+bfloat16 (half the bytes to read) while centres and sums stay float32.
+
+Float32 atomics make the sums' last bits depend on the order programs finish in;
+labels do not (the running minimum is per row, exact ties go to the lowest index).
+
+Imported only when CUDA and Triton are present (:mod:`gpukmeans.kernels` does it).
+Under ``TRITON_INTERPRET=1`` (set before Triton is imported) the same kernel runs on
+CPU tensors in Triton's interpreter, which is how the tests check it without a GPU.
+"""
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import AssignResult, StepResult
+
+_SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_PROGRAMS_PER_SM = 4
+
+
+@triton.jit
+def _assign_kernel(
+    X, W, C, CN, LABELS, LABEL_COLUMNS, MIN_SQ, SUMS, WEIGHT_SUMS, CHANGED, INERTIA,
+    n_rows, n_features, k_max, n_label_columns, stride_x, n_row_tiles,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ONE_FEATURE_TILE: tl.constexpr, ONE_CENTER_TILE: tl.constexpr, SUMS_IN_REGISTERS: tl.constexpr,
+    WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
+    LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
+):
+    group = tl.program_id(1)
+    n_groups = tl.num_programs(1)
+    tile_centers = tl.arange(0, BLOCK_K)
+    tile_features = tl.arange(0, BLOCK_D)
+    feature_ok = tile_features < n_features
+    center_in_tile = tile_centers < k_max
+    group_base = group.to(tl.int64) * k_max
+
+    # Per-program totals, flushed with one atomic each at the end: a program walks many
+    # row tiles, so that the atomics per address are as many as the programs, not the tiles.
+    # The sums are compensated (Kahan) across tiles: float32 over ~10^5 rows per program.
+    sums_total = tl.zeros((BLOCK_K, BLOCK_D), tl.float32)
+    sums_error = tl.zeros((BLOCK_K, BLOCK_D), tl.float32)
+    weights_total = tl.zeros((BLOCK_K,), tl.float32)
+    weights_error = tl.zeros((BLOCK_K,), tl.float32)
+    changed_rows = tl.zeros((BLOCK_M,), tl.int32)
+    inertia_rows = tl.zeros((BLOCK_M,), tl.float64)
+
+    for tile in range(tl.program_id(0), n_row_tiles, tl.num_programs(0)):
+        rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < n_rows
+        rows64 = rows.to(tl.int64)
+
+        # ||x||^2 only shifts every distance of a row: it is added after the argmin.
+        if ONE_FEATURE_TILE:
+            x_tile = tl.load(X + rows64[:, None] * stride_x + tile_features[None, :],
+                             mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(tl.float32)
+            x_sq = tl.sum(x_tile * x_tile, axis=1)
+        else:
+            x_sq = tl.zeros((BLOCK_M,), tl.float32)
+            for d0 in range(0, n_features, BLOCK_D):
+                features = d0 + tile_features
+                x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                            mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0).to(tl.float32)
+                x_sq += tl.sum(x * x, axis=1)
+
+        best = tl.full((BLOCK_M,), float("inf"), tl.float32)
+        best_index = tl.zeros((BLOCK_M,), tl.int32)
+        for k0 in range(0, k_max, BLOCK_K):
+            centers = k0 + tile_centers
+            center_ok = centers < k_max
+            products = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
+            if ONE_FEATURE_TILE:
+                c_t = tl.load(C + (group_base + centers)[None, :] * n_features + tile_features[:, None],
+                              mask=center_ok[None, :] & feature_ok[:, None], other=0.0)
+                products = tl.dot(x_tile, c_t, acc=products, input_precision="ieee")
+            else:
+                for d0 in range(0, n_features, BLOCK_D):
+                    features = d0 + tile_features
+                    feature_in = features < n_features
+                    x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                                mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                    c_t = tl.load(C + (group_base + centers)[None, :] * n_features + features[:, None],
+                                  mask=center_ok[None, :] & feature_in[:, None], other=0.0)
+                    products = tl.dot(x, c_t, acc=products, input_precision="ieee")
+            # padding centres (past k_max, or +inf norms inside a group) are never nearest
+            norms = tl.load(CN + group_base + centers, mask=center_ok, other=float("inf"))
+            partial = norms[None, :] - 2.0 * products
+            tile_best = tl.min(partial, axis=1)
+            tile_index = tl.argmin(partial, axis=1, tie_break_left=True).to(tl.int32) + k0
+            # strict '<': a later tile never displaces an equal earlier one (lowest index wins)
+            better = tile_best < best
+            best = tl.where(better, tile_best, best)
+            best_index = tl.where(better, tile_index, best_index)
+
+        # ||x||^2 + ||c||^2 - 2 x.c can round below zero: distances are clamped at 0
+        distance = tl.maximum(best + x_sq, 0.0)
+        if WEIGHTED:
+            weight = tl.load(W + rows, mask=row_ok, other=0.0).to(tl.float32)
+        else:
+            weight = row_ok.to(tl.float32)
+
+        if WRITE_DISTANCES:
+            tl.store(MIN_SQ + rows64 * n_groups + group, distance, mask=row_ok)
+        if LLOYD:
+            column = tl.load(LABEL_COLUMNS + group)
+            slots = LABELS + rows64 * n_label_columns + column
+            previous = tl.load(slots, mask=row_ok, other=0).to(tl.int32)
+            changed_rows += (row_ok & (previous != best_index)).to(tl.int32)
+            tl.store(slots, best_index.to(LABELS.dtype.element_ty), mask=row_ok)
+        else:
+            tl.store(LABELS + rows64 * n_groups + group, best_index.to(tl.int64), mask=row_ok)
+        if WITH_INERTIA:
+            inertia_rows += (distance * weight).to(tl.float64)
+
+        if ACCUMULATE:
+            if ONE_CENTER_TILE:
+                # the tile's sums per centre as one_hot^T @ (w x): a small matrix product
+                one_hot = tl.where(best_index[:, None] == tile_centers[None, :], weight[:, None], 0.0)
+                step = tl.sum(one_hot, axis=0) - weights_error
+                updated = weights_total + step
+                weights_error = (updated - weights_total) - step
+                weights_total = updated
+                one_hot_t = tl.trans(one_hot)
+                if SUMS_IN_REGISTERS:
+                    step = tl.dot(one_hot_t, x_tile, input_precision="ieee") - sums_error
+                    updated = sums_total + step
+                    sums_error = (updated - sums_total) - step
+                    sums_total = updated
+                else:
+                    for d0 in range(0, n_features, BLOCK_D):
+                        features = d0 + tile_features
+                        feature_in = features < n_features
+                        x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                                    mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                        tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + features[None, :],
+                                      tl.dot(one_hot_t, x, input_precision="ieee"),
+                                      mask=center_in_tile[:, None] & feature_in[None, :])
+            else:
+                # many centres: rows spread over many addresses, so direct atomics do not queue
+                targets = group_base + best_index.to(tl.int64)
+                tl.atomic_add(WEIGHT_SUMS + targets, weight, mask=row_ok)
+                for d0 in range(0, n_features, BLOCK_D):
+                    features = d0 + tile_features
+                    feature_in = features < n_features
+                    x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                                mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                    tl.atomic_add(SUMS + targets[:, None] * n_features + features[None, :],
+                                  x * weight[:, None], mask=row_ok[:, None] & feature_in[None, :])
+
+    if ACCUMULATE:
+        if ONE_CENTER_TILE:
+            tl.atomic_add(WEIGHT_SUMS + group_base + tile_centers, weights_total, mask=center_in_tile)
+        if SUMS_IN_REGISTERS:
+            tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + tile_features[None, :],
+                          sums_total, mask=center_in_tile[:, None] & feature_ok[None, :])
+    if LLOYD:
+        tl.atomic_add(CHANGED + group, tl.sum(changed_rows, axis=0))
+    if WITH_INERTIA:
+        tl.atomic_add(INERTIA + group, tl.sum(inertia_rows, axis=0))
+
+
+def _tile_sizes(n_features: int, k_max: int):
+    block_d = max(16, min(triton.next_power_of_2(n_features), 64))
+    block_k = max(16, min(triton.next_power_of_2(k_max), 64))
+    # keep the products tile and the row tile within a comfortable register budget
+    block_m = 128 if block_k * block_d <= 64 * 32 else 64
+    return block_m, block_k, block_d
+
+
+def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
+            weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia):
+    n_rows, n_features = X.shape
+    n_groups, k_max, _ = centers.shape
+    block_m, block_k, block_d = _tile_sizes(n_features, k_max)
+    device = X.device
+    dummy_float = torch.empty(1, dtype=torch.float32, device=device)
+    if n_rows == 0:
+        return
+    n_row_tiles = triton.cdiv(n_rows, block_m)
+    if device.type == "cuda":
+        # a few programs per SM keep every SM busy; each walks many tiles
+        n_sms = torch.cuda.get_device_properties(device).multi_processor_count
+        n_programs = min(n_row_tiles, _PROGRAMS_PER_SM * n_sms)
+    else:  # Triton's interpreter (tests): few programs, so that each walks several tiles
+        n_programs = max(1, min(n_row_tiles // 2, 2))
+    grid = (n_programs, n_groups)
+    _assign_kernel[grid](
+        X, weights if weights is not None else dummy_float,
+        centers, center_sq_norms,
+        labels, label_columns if label_columns is not None else torch.zeros(1, dtype=torch.int64, device=device),
+        min_sq if min_sq is not None else dummy_float,
+        sums if sums is not None else dummy_float,
+        weight_sums if weight_sums is not None else dummy_float,
+        changed if changed is not None else torch.zeros(1, dtype=torch.int32, device=device),
+        inertia if inertia is not None else torch.zeros(1, dtype=torch.float64, device=device),
+        n_rows, n_features, k_max, labels.shape[1], X.stride(0), n_row_tiles,
+        BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_D=block_d,
+        ONE_FEATURE_TILE=n_features <= block_d, ONE_CENTER_TILE=k_max <= block_k,
+        SUMS_IN_REGISTERS=n_features <= block_d and k_max <= block_k,
+        WEIGHTED=weights is not None, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
+        LLOYD=lloyd, WITH_INERTIA=with_inertia,
+    )
+
+
+def _prepare(X, centers, center_sq_norms, weights):
+    if X.stride(1) != 1:
+        X = X.contiguous()
+    centers = centers.detach().to(torch.float32).contiguous()
+    center_sq_norms = center_sq_norms.detach().to(torch.float32).contiguous()
+    if weights is not None:
+        weights = weights.detach().to(torch.float32).contiguous()
+    return X.detach(), centers, center_sq_norms, weights
+
+
+def assign_accumulate_triton(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+    *,
+    accumulate: bool = True,
+) -> AssignResult:
+    """Triton implementation of :func:`~gpukmeans.kernels.assign_accumulate`.
+
+    As the reference, except that for float16/bfloat16 ``X`` the distances, sums and
+    weight sums are float32 (the precision they were computed in).
+    """
+    X, centers, center_sq_norms, weights = _prepare(X, centers, center_sq_norms, weights)
+    n_rows, n_features = X.shape
+    n_groups, k_max, _ = centers.shape
+    out_dtype = X.dtype if X.dtype == torch.float32 else torch.float32
+    labels = torch.empty((n_rows, n_groups), dtype=torch.int64, device=X.device)
+    min_sq = torch.empty((n_rows, n_groups), dtype=torch.float32, device=X.device)
+    sums = weight_sums = None
+    if accumulate:
+        sums = torch.zeros((n_groups, k_max, n_features), dtype=torch.float32, device=X.device)
+        weight_sums = torch.zeros((n_groups, k_max), dtype=torch.float32, device=X.device)
+    _launch(X, centers, center_sq_norms, weights, labels, None, min_sq, sums, weight_sums, None, None,
+            accumulate=accumulate, write_distances=True, lloyd=False, with_inertia=False)
+    if not accumulate:
+        return AssignResult(labels, min_sq.to(out_dtype), None, None)
+    return AssignResult(labels, min_sq.to(out_dtype), sums.to(out_dtype), weight_sums.to(out_dtype))
+
+
+def lloyd_step_triton(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    center_sq_norms: torch.Tensor,
+    weights: Optional[torch.Tensor],
+    labels: torch.Tensor,
+    label_columns: torch.Tensor,
+    *,
+    compute_inertia: bool = True,
+) -> StepResult:
+    """Triton implementation of :func:`~gpukmeans.kernels.lloyd_step`: labels updated in
+    place, label changes counted and the inertia summed inside the kernel."""
+    if labels.stride(1) != 1 or labels.stride(0) != labels.shape[1]:
+        raise ValueError("lloyd_step_triton needs a C-contiguous labels block (rows of the label table).")
+    X, centers, center_sq_norms, weights = _prepare(X, centers, center_sq_norms, weights)
+    n_groups, k_max, n_features = centers.shape
+    device = X.device
+    sums = torch.zeros((n_groups, k_max, n_features), dtype=torch.float32, device=device)
+    weight_sums = torch.zeros((n_groups, k_max), dtype=torch.float32, device=device)
+    changed = torch.zeros(n_groups, dtype=torch.int32, device=device)
+    inertia = torch.zeros(n_groups, dtype=torch.float64, device=device)
+    _launch(X, centers, center_sq_norms, weights, labels, label_columns.to(device=device, dtype=torch.int64),
+            None, sums, weight_sums, changed, inertia, accumulate=True, write_distances=False,
+            lloyd=True, with_inertia=compute_inertia)
+    return StepResult(sums.double(), weight_sums.double(), changed.to(torch.int64),
+                      inertia if compute_inertia else None)
+
+
+def supports(X: torch.Tensor) -> bool:
+    """Whether the Triton path handles this chunk: float32/float16/bfloat16 rows on CUDA."""
+    return X.device.type == "cuda" and X.dtype in _SUPPORTED_DTYPES and X.dim() == 2
+
+
+def available() -> bool:
+    """Triton compiles for CUDA devices only; the reference serves everything else."""
+    return torch.cuda.is_available()

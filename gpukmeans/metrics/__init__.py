@@ -1,0 +1,34 @@
+"""Cluster-quality metrics for choosing k, on a torch device, in bounded memory.
+
+Exact values (plain ``float``):
+
+* :func:`silhouette_score`, :func:`silhouette_samples`: the exact Euclidean
+  silhouette, O(n^2) work in tiles, O(n k) memory; matches scikit-learn.
+* :func:`calinski_harabasz_score`, :func:`davies_bouldin_score`: O(n d),
+  with optional frequency ``sample_weight``.
+* :func:`simplified_silhouette_score`, :func:`simplified_silhouette_samples`:
+  the centroid-based variant, O(n k d); a different index, named as such.
+
+Estimates (a :class:`SilhouetteEstimate` with a confidence interval, never a
+bare float):
+
+* :func:`silhouette_score_sampled`, or :func:`silhouette_score` with
+  ``sample_size=``: stratified by cluster, interval from the influence of each
+  sampled row.
+"""
+
+from ._sampled import SilhouetteEstimate, silhouette_score_sampled
+from ._scores import calinski_harabasz_score, davies_bouldin_score
+from ._silhouette import silhouette_samples, silhouette_score
+from ._simplified import simplified_silhouette_samples, simplified_silhouette_score
+
+__all__ = [
+    "SilhouetteEstimate",
+    "calinski_harabasz_score",
+    "davies_bouldin_score",
+    "silhouette_samples",
+    "silhouette_score",
+    "silhouette_score_sampled",
+    "simplified_silhouette_samples",
+    "simplified_silhouette_score",
+]

@@ -1,0 +1,169 @@
+"""Input validation shared by the metrics: device choice, data and labels.
+
+Everything a user can get wrong (device, shape, NaN, too few or too many
+clusters) is checked here, once, with a one-line ``ValueError`` that names the
+problem. The metric modules then work on validated tensors only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+import torch
+from sklearn.utils import check_array
+
+from .. import _arrays
+from .._device import resolve_device
+
+__all__ = [
+    "ValidatedInput",
+    "check_number_of_labels",
+    "data_to_tensor",
+    "resolve_device",
+    "to_output",
+    "validate",
+    "validate_sample_weight",
+]
+
+
+def _is_cupy(array: Any) -> bool:
+    return _arrays.is_cupy_array(array)
+
+
+def _is_pandas(array: Any) -> bool:
+    return type(array).__module__.split(".")[0] == "pandas"
+
+
+def _check_dataframe_columns(X: Any) -> None:
+    """Name the non-numeric columns of a DataFrame (check_array would only say
+    that some string could not be converted)."""
+    dtypes = getattr(X, "dtypes", None)
+    if _is_pandas(X) and hasattr(dtypes, "items"):
+        bad = [str(c) for c, t in dtypes.items() if not _is_numeric_dtype(t)]
+        if bad:
+            raise ValueError(f"X has non-numeric column(s) {bad}; select or encode them first")
+
+
+def _is_numeric_dtype(dtype: Any) -> bool:
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except TypeError:
+        # pandas extension dtypes (nullable Int64, Float64, string, ...)
+        return getattr(dtype, "kind", "O") in "biuf"
+
+
+def data_to_tensor(X: Any, device: torch.device) -> tuple[torch.Tensor, _arrays.OutputKind]:
+    """X as a finite 2-D float32/float64 tensor on ``device``, and how to hand results back.
+
+    Same rules as the estimator: tensors and CuPy arrays are used in place
+    (DLPack), everything else goes through scikit-learn's ``check_array``.
+    """
+    if _arrays.is_tensor_like(X):
+        tensor, output = _arrays.tensor_from_tensor_like(X)
+        tensor = _arrays.check_tensor_2d(tensor)
+        return _arrays.to_device(tensor.detach(), device), output
+    _check_dataframe_columns(X)
+    array = check_array(X, dtype=[np.float64, np.float32], order="C")
+    return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
+
+
+def _encode_labels(labels: Any, n_samples: int, device: torch.device):
+    """Map arbitrary labels to 0..n_labels-1 (sorted like ``np.unique``)."""
+    if isinstance(labels, torch.Tensor):
+        if labels.dim() != 1:
+            raise ValueError(
+                f"labels must be 1-D, got a tensor of shape {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() and bool(torch.isnan(labels).any()):
+            raise ValueError("labels contain NaN")
+        flat = labels
+        if flat.shape[0] != n_samples:
+            raise ValueError(
+                f"labels has {flat.shape[0]} entries but X has {n_samples} rows"
+            )
+        classes, codes = torch.unique(flat.to(device), return_inverse=True)
+        return codes.to(torch.int64), int(classes.shape[0])
+    if _is_cupy(labels):
+        return _encode_labels(torch.from_dlpack(labels), n_samples, device)
+    if _is_pandas(labels):
+        labels = labels.to_numpy()
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got an array of shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(
+            f"labels has {array.shape[0]} entries but X has {n_samples} rows"
+        )
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError("labels contain NaN")
+    try:
+        classes, codes = np.unique(array, return_inverse=True)
+    except TypeError as error:
+        raise ValueError(f"labels could not be sorted: {error}") from error
+    codes = torch.from_numpy(codes.reshape(-1).astype(np.int64)).to(device)
+    return codes, int(classes.shape[0])
+
+
+def check_number_of_labels(n_labels: int, n_samples: int) -> None:
+    """scikit-learn's rule: 2 <= n_labels <= n_samples - 1, else ``ValueError``."""
+    if not 1 < n_labels < n_samples:
+        raise ValueError(
+            f"Number of labels is {n_labels}. Valid values are 2 to "
+            f"n_samples - 1 (inclusive), here 2 to {n_samples - 1}"
+        )
+
+
+class ValidatedInput(NamedTuple):
+    X: torch.Tensor  # (n, d) float32/float64 on the compute device
+    labels: torch.Tensor  # (n,) int64 codes 0..n_labels-1 on the compute device
+    n_labels: int
+    output: _arrays.OutputKind  # how results go back to the caller
+
+
+def validate(
+    X: Any, labels: Any, device: Any = "auto", *, check_labels: bool = True
+) -> ValidatedInput:
+    """Validate ``X`` and ``labels`` and move them to the compute device."""
+    compute_device = resolve_device(device)
+    tensor, output = data_to_tensor(X, compute_device)
+    codes, n_labels = _encode_labels(labels, tensor.shape[0], compute_device)
+    if check_labels:
+        check_number_of_labels(n_labels, tensor.shape[0])
+    return ValidatedInput(tensor, codes, n_labels, output)
+
+
+def validate_sample_weight(
+    sample_weight: Any, n_samples: int, device: torch.device
+) -> Optional[torch.Tensor]:
+    """Return float64 weights on ``device`` (or None), rejecting bad values."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, torch.Tensor):
+        weights = sample_weight.detach().to(device=device, dtype=torch.float64)
+    elif _is_cupy(sample_weight):
+        weights = torch.from_dlpack(sample_weight).to(device=device, dtype=torch.float64)
+    else:
+        if _is_pandas(sample_weight):
+            sample_weight = sample_weight.to_numpy()
+        array = np.asarray(sample_weight, dtype=np.float64)
+        if array.ndim == 0:
+            array = np.full(n_samples, float(array))
+        weights = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    if weights.dim() != 1 or weights.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), got {tuple(weights.shape)}"
+        )
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if bool((weights < 0).any()):
+        raise ValueError("sample_weight must be non-negative")
+    if not bool((weights > 0).any()):
+        raise ValueError("sample_weight sums to zero")
+    return weights
+
+
+def to_output(values: torch.Tensor, output: _arrays.OutputKind):
+    """Return ``values`` as the caller's array type: numpy unless X was a torch
+    tensor (a tensor on X's device) or a CuPy array."""
+    return _arrays.to_output(values, output)

@@ -1,0 +1,227 @@
+"""Calinski-Harabasz and Davies-Bouldin indices: O(n d), chunked, in float64.
+
+Both follow scikit-learn's definitions and edge cases. ``sample_weight`` is a
+frequency weight: an integer weight ``w`` gives the same score as repeating the
+row ``w`` times, and rows of weight 0 are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from ._inputs import check_number_of_labels, validate, validate_sample_weight
+
+__all__ = [
+    "calinski_harabasz_score",
+    "ch_db_many",
+    "chunk_rows",
+    "davies_bouldin_score",
+    "weighted_centroids",
+]
+
+
+# Relative rounding noise of |x|^2 - 2 x.c + |c|^2 in float64 (a few ulps of each term).
+_NOISE = 64 * torch.finfo(torch.float64).eps
+
+
+def chunk_rows(device: torch.device, n_columns: int) -> int:
+    """Rows per chunk so that a float64 chunk stays around 64 MB (CPU) / 512 MB (GPU)."""
+    budget = (512 if device.type == "cuda" else 64) * 2**20 // 8
+    return max(1024, budget // max(1, n_columns))
+
+
+def weighted_centroids(
+    X: torch.Tensor,
+    labels: torch.Tensor,
+    n_labels: int,
+    weights: Optional[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 centroids (k, d) and cluster weights (k,), accumulated by chunks."""
+    n_samples, n_features = X.shape
+    sums = torch.zeros(n_labels, n_features, dtype=torch.float64, device=X.device)
+    totals = torch.zeros(n_labels, dtype=torch.float64, device=X.device)
+    step = chunk_rows(X.device, n_features)
+    for start in range(0, n_samples, step):
+        rows = X[start : start + step].to(torch.float64)
+        codes = labels[start : start + step]
+        if weights is None:
+            sums.index_add_(0, codes, rows)
+            totals.index_add_(0, codes, torch.ones_like(codes, dtype=torch.float64))
+        else:
+            w = weights[start : start + step]
+            sums.index_add_(0, codes, rows * w[:, None])
+            totals.index_add_(0, codes, w)
+    return sums / totals[:, None], totals
+
+
+def _prepare(X: Any, labels: Any, sample_weight: Any, device: Any):
+    """Validate, then drop zero-weight rows (they count as absent) and recheck k."""
+    data = validate(X, labels, device, check_labels=sample_weight is None)
+    weights = validate_sample_weight(sample_weight, data.X.shape[0], data.X.device)
+    X_t, codes, n_labels = data.X, data.labels, data.n_labels
+    if weights is not None:
+        keep = weights > 0
+        if not bool(keep.all()):
+            X_t, codes, weights = X_t[keep], codes[keep], weights[keep]
+        _, codes = torch.unique(codes, return_inverse=True)
+        n_labels = int(codes.max()) + 1
+        check_number_of_labels(n_labels, X_t.shape[0])
+    return X_t, codes, n_labels, weights
+
+
+def calinski_harabasz_score(
+    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto"
+) -> float:
+    """Calinski-Harabasz index (variance ratio criterion); higher is better.
+
+    ``CH = [B / (k - 1)] / [W / (n - k)]`` with ``B`` the between-cluster and
+    ``W`` the within-cluster sum of squares. Same value as
+    :func:`sklearn.metrics.calinski_harabasz_score` (to ~1e-12 in float64),
+    including ``1.0`` when ``W == 0``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    labels : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights (``n`` becomes the total weight).
+    device : "auto", "cpu", "cuda" or torch.device
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from gpukmeans.metrics import calinski_harabasz_score
+    >>> X = [[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]]
+    >>> calinski_harabasz_score(X, [0, 0, 1, 1])
+    50.0
+    """
+    X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
+    calinski, _ = ch_db_many(X_t, [codes], [n_labels], weights)
+    return calinski[0]
+
+
+def davies_bouldin_score(
+    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto"
+) -> float:
+    """Davies-Bouldin index; lower is better, 0 is the minimum.
+
+    The mean over clusters of ``max_{j != i} (s_i + s_j) / d(c_i, c_j)``, with
+    ``s_i`` the mean distance of cluster ``i``'s members to its centroid. Same
+    value and edge cases as :func:`sklearn.metrics.davies_bouldin_score`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    labels : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights for the centroids and the within-cluster means.
+    device : "auto", "cpu", "cuda" or torch.device
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from gpukmeans.metrics import davies_bouldin_score
+    >>> X = [[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]]
+    >>> davies_bouldin_score(X, [0, 0, 1, 1])
+    0.2
+    """
+    X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
+    _, davies = ch_db_many(X_t, [codes], [n_labels], weights)
+    return davies[0]
+
+
+def ch_db_many(
+    X: torch.Tensor,
+    labelings: list[torch.Tensor],
+    n_labels: list[int],
+    weights: Optional[torch.Tensor] = None,
+) -> tuple[list[float], list[float]]:
+    """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
+
+    Two chunked passes over ``X`` serve every labelling (the k's of a sweep):
+    one for the centroids, one for each row's distance to its centroid, where
+    one matrix product against the centroids of all labellings gives
+    ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` for all of them at once. Rows are
+    shifted by the first chunk's mean and kept in float64, so the expansion
+    loses nothing that matters. Each labelling must use codes
+    ``0..n_labels[g]-1`` with every cluster of positive weight and
+    ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
+    """
+    device = X.device
+    n_samples, n_features = X.shape
+    offsets = [0]
+    for k in n_labels:
+        offsets.append(offsets[-1] + k)
+    step = chunk_rows(device, n_features + offsets[-1])
+    shift = X[:step].to(torch.float64).mean(dim=0)
+
+    sums = torch.zeros(offsets[-1], n_features, dtype=torch.float64, device=device)
+    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
+    for start in range(0, n_samples, step):
+        rows = X[start : start + step].to(torch.float64) - shift
+        w = None if weights is None else weights[start : start + step]
+        weighted_rows = rows if w is None else rows * w[:, None]
+        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=device) if w is None else w
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + step] + offsets[g]
+            sums.index_add_(0, codes, weighted_rows)
+            totals.index_add_(0, codes, unit)
+    centroids = sums / totals[:, None]
+    centroid_sq = (centroids * centroids).sum(dim=1)
+
+    within = torch.zeros(len(labelings), dtype=torch.float64, device=device)
+    spread = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
+    for start in range(0, n_samples, step):
+        rows = X[start : start + step].to(torch.float64) - shift
+        w = None if weights is None else weights[start : start + step]
+        products = rows @ centroids.T
+        row_sq = (rows * rows).sum(dim=1)
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + step] + offsets[g]
+            scale = row_sq + centroid_sq[codes]
+            residual_sq = row_sq - 2.0 * products.gather(1, codes[:, None]).squeeze(1) + centroid_sq[codes]
+            # Below the expansion's rounding noise a residual is indistinguishable from 0.
+            residual_sq = torch.where(residual_sq <= _NOISE * scale, 0.0, residual_sq)
+            distance = residual_sq.sqrt()
+            if w is not None:
+                residual_sq, distance = residual_sq * w, distance * w
+            within[g] += residual_sq.sum()
+            spread.index_add_(0, codes, distance)
+
+    within = within.tolist()
+    calinski, davies = [], []
+    for g, k in enumerate(n_labels):
+        part = slice(offsets[g], offsets[g + 1])
+        group_totals, group_centroids = totals[part], centroids[part]
+        total_weight = float(group_totals.sum())
+        grand_mean = (group_centroids * group_totals[:, None]).sum(dim=0) / total_weight
+        between = float((group_totals * ((group_centroids - grand_mean) ** 2).sum(dim=1)).sum())
+        calinski.append(
+            1.0 if within[g] == 0.0 else between * (total_weight - k) / (within[g] * (k - 1.0))
+        )
+        davies.append(_davies_bouldin_from(group_centroids, spread[part] / group_totals))
+    return calinski, davies
+
+
+def _davies_bouldin_from(centroids: torch.Tensor, spread: torch.Tensor) -> float:
+    """Davies-Bouldin from centroids and mean member-to-centroid distances."""
+    centroid_distances = torch.cdist(
+        centroids, centroids, compute_mode="donot_use_mm_for_euclid_dist"
+    )
+    zero = torch.zeros((), dtype=torch.float64, device=centroids.device)
+    # scikit-learn's isclose(., 0) edge cases: no spread, or all centroids coincide.
+    if bool(torch.isclose(spread, zero).all()) or bool(
+        torch.isclose(centroid_distances, zero).all()
+    ):
+        return 0.0
+    centroid_distances[centroid_distances == 0] = torch.inf
+    ratios = (spread[:, None] + spread[None, :]) / centroid_distances
+    return float(ratios.max(dim=1).values.mean())

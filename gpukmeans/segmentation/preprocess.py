@@ -1,0 +1,609 @@
+"""From a raw customer table to the numeric matrix that k-means clusters.
+
+:class:`Preprocessor` learns every step from the training table (which columns,
+imputation values, log transforms, clipping bounds, one-hot levels, scaling) and
+stores it as plain JSON, so that a saved model re-applies exactly the same
+transformation to new customers. The steps, in order:
+
+1. pick the ID column (never clustered) and the feature columns;
+2. impute missing values (median / most frequent) or drop incomplete rows;
+3. leave out constant columns, with a warning;
+4. ``log1p`` skewed non-negative columns (``log="auto"``) or the ones named;
+5. clip numeric columns at quantiles (``clip=q`` keeps ``[q, 1 - q]``);
+6. one-hot encode the categorical columns;
+7. scale every column (standard, robust, minmax or none), a categorical column's
+   one-hot block as a whole so that it weighs as much as one numeric column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+SCALERS = ("standard", "robust", "minmax", "none")
+MISSING_POLICIES = ("impute", "drop")
+#: Skewness above which ``log="auto"`` log-transforms a non-negative column.
+SKEW_THRESHOLD = 1.0
+#: More distinct values than this in a categorical column is almost surely a mistake.
+MAX_LEVELS = 100
+
+_ID_SUFFIX = re.compile(r"(^|[\s_.\-])(id|uuid|guid)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z0-9](ID|Id)$")
+
+
+def looks_like_id(name: str) -> bool:
+    """True for column names such as ``id``, ``customer_id``, ``Customer ID``, ``CustomerID``."""
+    name = str(name).strip()
+    return bool(_ID_SUFFIX.search(name) or _CAMEL_ID.search(name) or name.lower() == "unnamed: 0")
+
+
+def detect_id_column(frame: pd.DataFrame) -> str | None:
+    """Return the column that identifies customers, or None.
+
+    A column named like an ID wins; otherwise the first non-numeric column whose
+    values are all present and distinct.
+    """
+    for name in frame.columns:
+        if looks_like_id(name):
+            return name
+    for name in frame.columns:
+        column = frame[name]
+        if not _is_numeric(column) and len(column) > 1 and column.notna().all() and column.is_unique:
+            return name
+    return None
+
+
+@dataclass
+class PreprocessReport:
+    """What preprocessing did to a table, for the summary and the report."""
+
+    n_rows: int = 0
+    n_rows_used: int = 0
+    id_column: str | None = None
+    numeric_columns: list[str] = field(default_factory=list)
+    categorical_columns: list[str] = field(default_factory=list)
+    excluded_columns: list[str] = field(default_factory=list)
+    missing_counts: dict[str, int] = field(default_factory=dict)
+    rows_dropped_missing: int = 0
+    constant_columns: list[str] = field(default_factory=list)
+    log_columns: list[str] = field(default_factory=list)
+    unknown_levels: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PreparedData:
+    """The output of :meth:`Preprocessor.transform`.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_used, n_features), float64
+        The matrix to cluster.
+    rows : ndarray of shape (n_used,), int64
+        Positions (0-based) in the input table of the rows in ``X``.
+    ids : pandas.Series or None
+        The ID column for those rows.
+    report : PreprocessReport
+    """
+
+    X: np.ndarray
+    rows: np.ndarray
+    ids: pd.Series | None
+    report: PreprocessReport
+
+
+class Preprocessor:
+    """Learn and apply the cleaning, transformation and scaling of a customer table.
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        Numeric columns to cluster. By default every numeric column except the ID.
+    id_column : str, "auto" or None, default="auto"
+        The customer identifier, carried to the output and never clustered.
+        ``"auto"`` detects it (see :func:`detect_id_column`); None means there is none.
+    categorical : sequence of str, default=()
+        Columns to one-hot encode. Other non-numeric columns are reported and left out.
+    missing : {"impute", "drop"}, default="impute"
+        Fill missing values (median for numbers, most frequent level for
+        categories) or drop the rows that have any.
+    log : "auto", "none" or sequence of str, default="auto"
+        ``log1p`` transform: ``"auto"`` takes non-negative columns whose skewness
+        exceeds :data:`SKEW_THRESHOLD`; a list names the columns.
+    clip : float, optional
+        Clip each numeric column to its ``[clip, 1 - clip]`` quantiles (after the log).
+    scale : {"standard", "robust", "minmax", "none"}, default="standard"
+        Scaling of every feature: mean/standard deviation, median/interquartile
+        range, to [0, 1], or none.
+
+    Attributes
+    ----------
+    id_column_ : str or None
+    numeric_columns_ : list of str
+        Numeric input columns kept as features (constant ones removed).
+    categories_ : dict of str to list of str
+        The levels of each categorical column, in one-hot order.
+    feature_names_out_ : list of str
+        Names of the columns of the transformed matrix.
+    report_ : PreprocessReport
+        What fitting found (missing values, constant and excluded columns...).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from gpukmeans.segmentation import Preprocessor
+    >>> df = pd.DataFrame({"id": ["a", "b", "c"], "spend": [1.0, None, 3.0]})
+    >>> prep = Preprocessor(scale="none", log="none").fit(df)
+    >>> prep.transform(df).X.ravel().tolist()
+    [1.0, 2.0, 3.0]
+    """
+
+    def __init__(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        id_column: str | None = "auto",
+        categorical: Sequence[str] = (),
+        missing: str = "impute",
+        log: str | Sequence[str] = "auto",
+        clip: float | None = None,
+        scale: str = "standard",
+    ):
+        self.columns = columns
+        self.id_column = id_column
+        self.categorical = categorical
+        self.missing = missing
+        self.log = log
+        self.clip = clip
+        self.scale = scale
+
+    # ------------------------------------------------------------ fitting
+
+    def fit(self, frame: pd.DataFrame, *, source: str = "the table") -> "Preprocessor":
+        """Learn every preprocessing step from ``frame``.
+
+        ``source`` names the table in error messages (the file path, usually).
+        """
+        self._validate_params()
+        report = PreprocessReport(n_rows=len(frame))
+        self.id_column_ = self._resolve_id(frame, source)
+        numeric, categorical, excluded = self._resolve_features(frame, source)
+        report.id_column = self.id_column_
+        report.excluded_columns = excluded
+
+        values = _numeric_block(frame, numeric, source)
+        cats = {c: _as_text(frame[c]) for c in categorical}
+        missing_mask, counts = _missing(values, numeric, cats)
+        report.missing_counts = counts
+
+        keep = ~missing_mask if self.missing == "drop" else np.ones(len(frame), dtype=bool)
+        if not keep.any():
+            raise InputError(f"every row of {source} has a missing value; try without --drop-missing")
+        values = values[keep]
+        cats = {c: s[keep] for c, s in cats.items()}
+
+        self.impute_values_ = {}
+        for j, name in enumerate(numeric):
+            observed = values[:, j][np.isfinite(values[:, j])]
+            if observed.size == 0:
+                raise InputError(f"column {name!r} in {source} has no values")
+            self.impute_values_[name] = float(np.median(observed))
+        self.category_fill_ = {}
+        for name, series in cats.items():
+            observed = series.dropna()
+            if observed.empty:
+                raise InputError(f"column {name!r} in {source} has no values")
+            counts_by_level = observed.value_counts()
+            top = counts_by_level.max()
+            self.category_fill_[name] = sorted(counts_by_level.index[counts_by_level == top])[0]
+        values = self._impute_numeric(values, numeric)
+        cats = {c: s.fillna(self.category_fill_[c]) for c, s in cats.items()}
+
+        constant = [name for j, name in enumerate(numeric) if np.ptp(values[:, j]) == 0]
+        constant += [name for name, series in cats.items() if series.nunique() <= 1]
+        for name in constant:
+            report.warnings.append(f"column {name!r} is constant and was left out")
+        report.constant_columns = constant
+        keep_numeric = [j for j, name in enumerate(numeric) if name not in constant]
+        numeric = [numeric[j] for j in keep_numeric]
+        values = values[:, keep_numeric]
+        cats = {c: s for c, s in cats.items() if c not in constant}
+        if not numeric and not cats:
+            raise InputError(f"{source} has no non-constant columns to cluster")
+
+        self.numeric_columns_ = numeric
+        self.log_columns_ = self._choose_log_columns(values, numeric, source)
+        report.log_columns = list(self.log_columns_)
+        self.log_floor_ = {
+            name: float(values[:, numeric.index(name)].min()) for name in self.log_columns_
+        }
+        values = self._apply_log(values)
+
+        self.clip_bounds_ = {}
+        if self.clip is not None:
+            lows, highs = np.quantile(values, [self.clip, 1.0 - self.clip], axis=0)
+            self.clip_bounds_ = {n: [float(lo), float(hi)] for n, lo, hi in zip(numeric, lows, highs)}
+            values = self._apply_clip(values)
+
+        self.categories_ = {}
+        for name, series in cats.items():
+            levels = sorted(series.unique())
+            if len(levels) > MAX_LEVELS:
+                raise InputError(
+                    f"categorical column {name!r} in {source} has {len(levels)} distinct values, "
+                    f"more than {MAX_LEVELS}; it looks like an identifier or free text"
+                )
+            self.categories_[name] = levels
+        matrix = np.hstack([values, self._one_hot(cats, len(values))[0]])
+        self.feature_names_out_ = numeric + [
+            f"{name}={level}" for name, levels in self.categories_.items() for level in levels
+        ]
+        self.center_, self.scale_ = _scaling(matrix, self.scale, self._level_groups(len(numeric)))
+
+        report.numeric_columns = list(numeric)
+        report.categorical_columns = list(self.categories_)
+        report.n_rows_used = int(keep.sum())
+        report.rows_dropped_missing = int((~keep).sum())
+        self.report_ = report
+        return self
+
+    def _validate_params(self) -> None:
+        if self.scale not in SCALERS:
+            raise InputError(f"scale must be one of {', '.join(SCALERS)}; got {self.scale!r}")
+        if self.missing not in MISSING_POLICIES:
+            raise InputError(f"missing must be 'impute' or 'drop'; got {self.missing!r}")
+        if isinstance(self.log, str) and self.log not in ("auto", "none"):
+            raise InputError(f"log must be 'auto', 'none' or a list of columns; got {self.log!r}")
+        if self.clip is not None and not 0.0 < float(self.clip) < 0.5:
+            raise InputError(f"clip must be a quantile between 0 and 0.5, e.g. 0.01; got {self.clip}")
+
+    def _resolve_id(self, frame: pd.DataFrame, source: str) -> str | None:
+        if self.id_column == "auto":
+            return detect_id_column(frame)
+        if self.id_column is None:
+            return None
+        if self.id_column not in frame.columns:
+            raise InputError(f"ID column {self.id_column!r} not found in {source}")
+        return self.id_column
+
+    def _resolve_features(self, frame: pd.DataFrame, source: str):
+        categorical = list(self.categorical)
+        for name in categorical:
+            if name not in frame.columns:
+                raise InputError(f"categorical column {name!r} not found in {source}")
+            if name == self.id_column_:
+                raise InputError(f"column {name!r} is the ID column and cannot be categorical")
+        excluded: list[str] = []
+        if self.columns is None:
+            candidates = [c for c in frame.columns if c != self.id_column_ and c not in categorical]
+            numeric = [c for c in candidates if _is_numeric(frame[c])]
+            excluded = [c for c in candidates if c not in numeric]
+        else:
+            numeric = []
+            for name in self.columns:
+                if name not in frame.columns:
+                    raise InputError(f"column {name!r} not found in {source}")
+                if name == self.id_column_:
+                    raise InputError(
+                        f"column {name!r} is the ID column; give --id-column to name another"
+                    )
+                if name in categorical:
+                    continue
+                if not _is_numeric(frame[name]):
+                    raise InputError(_not_numeric_message(frame[name], name, source))
+                numeric.append(name)
+        if not numeric and not categorical:
+            hint = (
+                f" (non-numeric: {', '.join(excluded)}; list them with --categorical to one-hot encode)"
+                if excluded
+                else ""
+            )
+            raise InputError(f"{source} has no numeric columns to cluster{hint}")
+        return numeric, categorical, excluded
+
+    def _choose_log_columns(self, values: np.ndarray, numeric: list[str], source: str) -> list[str]:
+        if isinstance(self.log, str):
+            if self.log == "none":
+                return []
+            chosen = []
+            for j, name in enumerate(numeric):
+                column = values[:, j]
+                if column.min() >= 0 and _skewness(column) > SKEW_THRESHOLD and _more_than_two_values(column):
+                    chosen.append(name)
+            return chosen
+        chosen = []
+        for name in self.log:
+            if name not in numeric:
+                raise InputError(f"cannot log-transform {name!r}: it is not a numeric feature column")
+            if values[:, numeric.index(name)].min() <= -1:
+                raise InputError(f"cannot log-transform {name!r} in {source}: it has values <= -1")
+            chosen.append(name)
+        return chosen
+
+    # ------------------------------------------------------------ applying
+
+    def transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
+        """Apply the fitted steps to ``frame`` (training rows or new customers).
+
+        Raises
+        ------
+        InputError
+            If ``frame`` lacks a column the preprocessor was fitted with, or a
+            numeric column holds text.
+        """
+        self._check_fitted()
+        missing_columns = [c for c in self.input_columns_ if c not in frame.columns]
+        if missing_columns:
+            raise InputError(
+                f"{source} lacks column(s) the model was trained on: {', '.join(missing_columns)}"
+            )
+        report = PreprocessReport(
+            n_rows=len(frame),
+            id_column=self.id_column_,
+            numeric_columns=list(self.numeric_columns_),
+            categorical_columns=list(self.categories_),
+            constant_columns=list(self.report_.constant_columns),
+            log_columns=list(self.log_columns_),
+        )
+        values = _numeric_block(frame, self.numeric_columns_, source)
+        cats = {c: _as_text(frame[c]) for c in self.categories_}
+        missing_mask, report.missing_counts = _missing(values, self.numeric_columns_, cats)
+        if self.missing == "drop":
+            keep = ~missing_mask
+        else:
+            keep = np.ones(len(frame), dtype=bool)
+        rows = np.flatnonzero(keep)
+        values = self._impute_numeric(values[rows], self.numeric_columns_)
+        cats = {c: s.iloc[rows].fillna(self.category_fill_[c]) for c, s in cats.items()}
+        values = self._apply_clip(self._apply_log(values))
+        dummies, report.unknown_levels = self._one_hot(cats, len(values))
+        X = (np.hstack([values, dummies]) - self.center_) / self.scale_
+        ids = None
+        if self.id_column_ is not None:
+            ids = frame[self.id_column_].iloc[rows].reset_index(drop=True)
+        report.n_rows_used = int(rows.size)
+        report.rows_dropped_missing = int(len(frame) - rows.size)
+        return PreparedData(X=X, rows=rows, ids=ids, report=report)
+
+    def fit_transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
+        """Fit on ``frame`` and transform it; the result equals ``fit(frame).transform(frame)``."""
+        return self.fit(frame, source=source).transform(frame, source=source)
+
+    def original_units(self, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        """The features of ``rows`` as the user knows them, for profiling.
+
+        Numeric columns are the raw values (missing ones stay missing); each
+        categorical level becomes a 0/1 column named ``column=level``.
+        """
+        self._check_fitted()
+        out = {}
+        for name in self.numeric_columns_:
+            out[name] = pd.to_numeric(frame[name].iloc[rows], errors="coerce").to_numpy(dtype=np.float64)
+        for name, levels in self.categories_.items():
+            text = _as_text(frame[name].iloc[rows])
+            for level in levels:
+                column = (text == level).to_numpy(dtype=np.float64)
+                column[text.isna().to_numpy()] = np.nan
+                out[f"{name}={level}"] = column
+        return pd.DataFrame(out)
+
+    @property
+    def input_columns_(self) -> list[str]:
+        """The columns a table must have for :meth:`transform`."""
+        self._check_fitted()
+        ids = [self.id_column_] if self.id_column_ is not None else []
+        return ids + list(self.numeric_columns_) + list(self.categories_)
+
+    def _level_groups(self, offset: int) -> list[slice]:
+        """Where each categorical column's one-hot block sits in the matrix."""
+        groups = []
+        for levels in self.categories_.values():
+            groups.append(slice(offset, offset + len(levels)))
+            offset += len(levels)
+        return groups
+
+    def _impute_numeric(self, values: np.ndarray, numeric: list[str]) -> np.ndarray:
+        values = values.copy()
+        for j, name in enumerate(numeric):
+            bad = ~np.isfinite(values[:, j])
+            if bad.any():
+                values[bad, j] = self.impute_values_[name]
+        return values
+
+    def _apply_log(self, values: np.ndarray) -> np.ndarray:
+        for name in self.log_columns_:
+            j = self.numeric_columns_.index(name)
+            # New customers below the training minimum are raised to it, so that
+            # the log stays defined for any value a model meets later.
+            values[:, j] = np.log1p(np.maximum(values[:, j], self.log_floor_[name]))
+        return values
+
+    def _apply_clip(self, values: np.ndarray) -> np.ndarray:
+        for name, (low, high) in self.clip_bounds_.items():
+            j = self.numeric_columns_.index(name)
+            np.clip(values[:, j], low, high, out=values[:, j])
+        return values
+
+    def _one_hot(self, cats: dict[str, pd.Series], n_rows: int) -> tuple[np.ndarray, dict[str, int]]:
+        blocks, unknown = [], {}
+        for name, series in cats.items():
+            levels = self.categories_[name]
+            codes = pd.Index(levels).get_indexer(series.to_numpy(dtype=object))
+            block = np.zeros((len(series), len(levels)))
+            known = codes >= 0
+            block[np.flatnonzero(known), codes[known]] = 1.0
+            if (~known).any():
+                unknown[name] = int((~known).sum())
+            blocks.append(block)
+        if not blocks:
+            return np.zeros((n_rows, 0)), unknown
+        return np.hstack(blocks), unknown
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "center_"):
+            raise RuntimeError("this Preprocessor is not fitted yet; call fit first")
+
+    # ------------------------------------------------------------ saving
+
+    def to_dict(self) -> dict:
+        """Everything needed to re-apply the fitted preprocessing, as JSON-ready data."""
+        self._check_fitted()
+        return {
+            "id_column": self.id_column_,
+            "numeric_columns": list(self.numeric_columns_),
+            "categories": {k: list(v) for k, v in self.categories_.items()},
+            "missing": self.missing,
+            "impute_values": dict(self.impute_values_),
+            "category_fill": {k: self.category_fill_[k] for k in self.categories_},
+            "log_columns": list(self.log_columns_),
+            "log_floor": dict(self.log_floor_),
+            "clip": self.clip,
+            "clip_bounds": dict(self.clip_bounds_),
+            "scale": self.scale,
+            "center": self.center_.tolist(),
+            "scale_values": self.scale_.tolist(),
+            "feature_names_out": list(self.feature_names_out_),
+            "constant_columns": list(self.report_.constant_columns),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessor":
+        """Rebuild a fitted preprocessor from :meth:`to_dict`'s output."""
+        prep = cls(
+            columns=data["numeric_columns"],
+            id_column=data["id_column"],
+            categorical=list(data["categories"]),
+            missing=data["missing"],
+            log=list(data["log_columns"]),
+            clip=data["clip"],
+            scale=data["scale"],
+        )
+        prep.id_column_ = data["id_column"]
+        prep.numeric_columns_ = list(data["numeric_columns"])
+        prep.categories_ = {k: list(v) for k, v in data["categories"].items()}
+        prep.impute_values_ = {k: float(v) for k, v in data["impute_values"].items()}
+        prep.category_fill_ = dict(data["category_fill"])
+        prep.log_columns_ = list(data["log_columns"])
+        prep.log_floor_ = {k: float(v) for k, v in data["log_floor"].items()}
+        prep.clip_bounds_ = {k: [float(lo), float(hi)] for k, (lo, hi) in data["clip_bounds"].items()}
+        prep.center_ = np.asarray(data["center"], dtype=np.float64)
+        prep.scale_ = np.asarray(data["scale_values"], dtype=np.float64)
+        prep.feature_names_out_ = list(data["feature_names_out"])
+        prep.report_ = PreprocessReport(
+            id_column=prep.id_column_,
+            numeric_columns=list(prep.numeric_columns_),
+            categorical_columns=list(prep.categories_),
+            constant_columns=list(data.get("constant_columns", [])),
+            log_columns=list(prep.log_columns_),
+        )
+        return prep
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Categorical values as strings, with missing values kept missing."""
+    text = series.astype("string")
+    return text.where(text.str.strip() != "", pd.NA)
+
+
+def _numeric_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+    if not columns:
+        return np.zeros((len(frame), 0))
+    for name in columns:
+        if not _is_numeric(frame[name]):
+            raise InputError(_not_numeric_message(frame[name], name, source))
+    # Column-major: every fitting step works column by column.
+    return np.asfortranarray(frame[columns].to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def _not_numeric_message(series: pd.Series, name: str, source: str) -> str:
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = np.flatnonzero(converted.isna().to_numpy() & series.notna().to_numpy())
+    example = ""
+    if bad.size:
+        example = f" (row {bad[0] + 1} has {str(series.iloc[bad[0]])!r})"
+    return (
+        f"column {name!r} in {source} is not numeric{example}; "
+        f"list it with --categorical to one-hot encode it"
+    )
+
+
+def _missing(values: np.ndarray, numeric: list[str], cats: dict[str, pd.Series]):
+    """Per-row mask of rows with any missing value, and the count per column."""
+    bad = ~np.isfinite(values)
+    mask = bad.any(axis=1) if values.shape[1] else np.zeros(len(values), dtype=bool)
+    counts = {name: int(n) for name, n in zip(numeric, bad.sum(axis=0)) if n}
+    for name, series in cats.items():
+        isna = series.isna().to_numpy()
+        if isna.any():
+            counts[name] = int(isna.sum())
+            mask = mask | isna
+    return mask, counts
+
+
+def _skewness(column: np.ndarray) -> float:
+    centered = column - column.mean()
+    squared = centered * centered  # products, not **: numpy's pow is several times slower
+    variance = squared.mean()
+    if variance == 0:
+        return 0.0
+    return float(np.mean(squared * centered) / variance**1.5)
+
+
+def _more_than_two_values(column: np.ndarray) -> bool:
+    first = column[0]
+    other = column[column != first]
+    return other.size > 0 and bool((other != other[0]).any())
+
+
+def _scaling(
+    matrix: np.ndarray, scale: str, level_groups: list[slice]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and spread of every column of ``matrix`` for the chosen scaler.
+
+    One-hot blocks (``level_groups``) are not scaled level by level: that would
+    make a three-level column weigh three times a numeric one and let the
+    categories dominate the clustering. With the standard and robust scalers a
+    block is centred and divided by the square root of its total variance, so
+    that, as for a standardised numeric column, two random customers are on
+    average at squared distance 2 in it. The other scalers leave 0/1 as it is.
+    """
+    d = matrix.shape[1]
+    if scale == "none":
+        return np.zeros(d), np.ones(d)
+    if scale == "standard":
+        center, spread = matrix.mean(axis=0), matrix.std(axis=0)
+    elif scale == "robust":
+        center = np.median(matrix, axis=0)
+        q1, q3 = np.quantile(matrix, [0.25, 0.75], axis=0)
+        spread = q3 - q1
+        # A column that is mostly one value has no interquartile range; fall back
+        # to its standard deviation rather than dividing by zero.
+        spread = np.where(spread > 0, spread, matrix.std(axis=0))
+    else:  # minmax
+        center = matrix.min(axis=0)
+        spread = matrix.max(axis=0) - center
+    for block in level_groups:
+        if scale == "minmax":
+            center[block], spread[block] = 0.0, 1.0
+        else:
+            center[block] = matrix[:, block].mean(axis=0)
+            spread[block] = np.sqrt(matrix[:, block].var(axis=0).sum())
+    # Clipping can flatten a column completely; leave such a column unscaled.
+    spread = np.where(spread > 0, spread, 1.0)
+    return center, spread

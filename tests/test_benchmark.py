@@ -1,0 +1,87 @@
+"""The benchmark harness: what it reports, not how fast anything is (timings live in benchmarks/)."""
+
+import pytest
+import torch
+
+from gpukmeans import _benchmark as bench
+
+
+def _unavailable(X, init, init_rows, device):
+    raise bench.PeerMissing("not installed here")
+
+
+def _broken(X, init, init_rows, device):
+    def fit(iterations):
+        raise ZeroDivisionError("peer bug")
+    return fit
+
+
+def test_missing_and_failing_peers_are_reported_not_hidden(monkeypatch):
+    monkeypatch.setitem(bench.PEERS, "absent", _unavailable)
+    monkeypatch.setitem(bench.PEERS, "broken", _broken)
+    records = bench.run_comparison({"cpu": [(2000, 3, 4)]},
+                                   libraries_by_device={"cpu": ["absent", "broken", "plain torch"]},
+                                   n_iter=2, repeats=1)
+    status = {r.library: r.status for r in records}
+    assert status["absent"] == "missing: not installed here"
+    assert status["broken"].startswith("failed: ZeroDivisionError: peer bug")
+    table = bench.markdown_table(records)
+    assert "missing: not installed here" in table and "failed: ZeroDivisionError" in table
+    assert all(r.floor_ms and r.floor_ms > 0 for r in records)
+
+
+def test_a_run_that_converged_early_gives_no_per_iteration_figure():
+    with pytest.raises(RuntimeError, match="converged after 3 iterations"):
+        bench.time_per_iteration(lambda iterations: min(iterations, 3), "cpu", n_iter=5, repeats=1)
+
+
+def test_same_data_and_start_for_everyone():
+    X, init, rows = bench.make_data(5000, 4, 6, "cpu", seed=3)
+    again, init_again, _ = bench.make_data(5000, 4, 6, "cpu", seed=3)
+    assert X.dtype == torch.float32 and torch.equal(X, again) and torch.equal(init, init_again)
+    assert torch.equal(X[torch.as_tensor(rows)], init)
+
+
+def test_plain_torch_lloyd_is_one_lloyd_step():
+    X, init, _ = bench.make_data(3000, 5, 4, "cpu")
+    moved = bench.naive_torch_lloyd(X.double(), init.double(), 1)
+    labels = torch.cdist(X.double(), init.double()).argmin(dim=1)
+    for j in range(4):
+        assert torch.allclose(moved[j], X.double()[labels == j].mean(dim=0))
+
+
+def test_fastkmeans_starts_from_our_centres():
+    fastkmeans = pytest.importorskip("fastkmeans")
+    X, init, rows = bench.make_data(4000, 3, 5, "cpu")
+    captured = {}
+    original = fastkmeans.FastKMeans.train
+
+    def spy(self, data):
+        torch.manual_seed(self.seed)
+        captured["start"] = data[torch.randperm(data.shape[0])[: self.k].numpy()]
+        return original(self, data)
+
+    fastkmeans.FastKMeans.train = spy
+    try:
+        bench.PEERS["fastkmeans"](X, init, rows, "cpu")(1)
+    finally:
+        fastkmeans.FastKMeans.train = original
+    assert torch.equal(torch.as_tensor(captured["start"]), init)
+
+
+def test_cli_bench_prints_the_table(tmp_path):
+    typer = pytest.importorskip("typer")
+    bench_command = pytest.importorskip("gpukmeans_cli.bench").bench
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command()(bench_command)
+    app.command()(lambda: None)  # two commands, so that the command is named on the line
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--device", "cpu", "--rows", "2000", "--iterations", "2",
+                                      "--repeats", "1", "--peers", "gpukmeans,plain torch", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| cpu | 2,000 | 16 | 8 | gpukmeans |" in result.output
+    assert out.exists()
+    bad = CliRunner().invoke(app, ["bench", "--peers", "nope"])
+    assert bad.exit_code == 2 and "unknown nope" in bad.output

@@ -1,0 +1,289 @@
+"""Every fast path of the fused assign-and-accumulate step against the plain-PyTorch reference.
+
+Fast paths: the CPU kernel (numba), always; the Triton kernel on CUDA (``gpu``
+marker), and, on a machine without CUDA but with Triton installed, the same Triton
+kernel under Triton's interpreter (``TRITON_INTERPRET=1``, set below before Triton
+is imported). Labels must be identical except at exact ties (where both candidates
+are equally near, checked in float64); sums within 1e-5 relative.
+"""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+if (not torch.cuda.is_available() and "triton" not in sys.modules
+        and importlib.util.find_spec("triton") is not None):
+    os.environ["TRITON_INTERPRET"] = "1"  # read when triton is imported: run kernels on the CPU
+
+from gpukmeans import kernels  # noqa: E402
+from gpukmeans.kernels import cpu as cpu_kernel  # noqa: E402
+from gpukmeans.kernels.reference import (  # noqa: E402
+    assign_accumulate_reference,
+    lloyd_step_reference,
+)
+
+FEATURES = [1, 2, 3, 7, 16, 33, 64]
+CENTERS = [1, 2, 8, 33, 256]
+N_ROWS = 203  # not a multiple of any tile height, so every kernel has a ragged last tile
+
+
+def _triton_interpreter_available():
+    return os.environ.get("TRITON_INTERPRET") == "1" and importlib.util.find_spec("triton") is not None
+
+
+def _fast_paths():
+    paths = [pytest.param("cpu", id="cpu")]
+    paths.append(pytest.param("triton-cuda", id="triton-cuda", marks=pytest.mark.gpu))
+    paths.append(pytest.param(
+        "triton-interpreter", id="triton-interpreter",
+        marks=pytest.mark.skipif(not _triton_interpreter_available(),
+                                 reason="Triton not installed, or already imported without the interpreter")))
+    return paths
+
+
+def _implementation(name):
+    """(assign_accumulate, lloyd_step, device) of one fast path."""
+    if name == "cpu":
+        return cpu_kernel.assign_accumulate_cpu, cpu_kernel.lloyd_step_cpu, "cpu"
+    from gpukmeans.kernels import triton_assign
+
+    device = "cuda" if name == "triton-cuda" else "cpu"
+    return triton_assign.assign_accumulate_triton, triton_assign.lloyd_step_triton, device
+
+
+def _dtypes(name):
+    # The Triton path computes in float32: float64 input goes to the reference on CUDA.
+    return [torch.float32, torch.float64] if name == "cpu" else [torch.float32]
+
+
+def make_problem(n_features, k_max, n_groups, dtype, weighted, *, seed=0, n_rows=N_ROWS):
+    """Random rows and ``n_groups`` groups of centres; groups after the first are
+    shorter than ``k_max`` and padded (finite rows, ``+inf`` norms), as the engine does."""
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n_rows, n_features, generator=generator, dtype=torch.float64)
+    sizes = [k_max] + [max(1, k_max - 1 - 3 * g) for g in range(1, n_groups)]
+    centers = torch.randn(n_groups, k_max, n_features, generator=generator, dtype=torch.float64)
+    valid = torch.zeros(n_groups, k_max, dtype=torch.bool)
+    for g, size in enumerate(sizes):
+        picks = torch.randint(0, n_rows, (size,), generator=generator)
+        centers[g, :size] = X[picks] + 0.1 * torch.randn(size, n_features, generator=generator, dtype=torch.float64)
+        valid[g, :size] = True
+    norms = (centers * centers).sum(dim=2).masked_fill(~valid, float("inf"))
+    weights = torch.rand(n_rows, generator=generator, dtype=torch.float64) * 2 if weighted else None
+    cast = (lambda t: None if t is None else t.to(dtype))
+    return cast(X), cast(centers), cast(norms), cast(weights), valid
+
+
+def exact_sq_distances(X, centers):
+    """(m, G, k) squared distances in float64 by direct differences."""
+    diff = X.double()[:, None, None, :] - centers.double()[None, :, :, :]
+    return (diff * diff).sum(dim=3)
+
+
+def chosen_sq_distances(X, centers, labels):
+    """(m, G) float64 squared distance from each row to the centre its label names."""
+    picked = centers.double()[torch.arange(centers.shape[0])[None, :], labels]  # (m, G, d)
+    return ((X.double()[:, None, :] - picked) ** 2).sum(dim=2)
+
+
+def assert_labels_match_up_to_ties(labels, expected, X, centers, valid):
+    assert labels.shape == expected.shape and labels.dtype == torch.int64
+    assert bool((labels >= 0).all()) and bool((labels < centers.shape[1]).all())
+    # a label must name a real centre of its group, never padding
+    n_groups = centers.shape[0]
+    assert bool(valid[torch.arange(n_groups)[None, :], labels].all())
+    differ = labels != expected
+    if not bool(differ.any()):
+        return
+    distances = exact_sq_distances(X, centers)
+    rows, groups = torch.nonzero(differ, as_tuple=True)
+    ours = distances[rows, groups, labels[rows, groups]]
+    theirs = distances[rows, groups, expected[rows, groups]]
+    eps = torch.finfo(X.dtype).eps
+    scale = (X.double() ** 2).sum(dim=1)[rows] + (centers.double() ** 2).sum(dim=2).amax(dim=1)[groups]
+    # a difference is only allowed where both centres are equally near, up to rounding
+    assert torch.all((ours - theirs).abs() <= 64 * eps * scale), (
+        f"{int(differ.sum())} labels differ from the reference and are not ties")
+
+
+def expected_sums(X, labels, weights, n_groups, k_max):
+    """Float64 sums per (group, centre) of w * x for the given labels."""
+    w = torch.ones(X.shape[0], dtype=torch.float64) if weights is None else weights.double()
+    sums = torch.zeros(n_groups, k_max, X.shape[1], dtype=torch.float64)
+    weight_sums = torch.zeros(n_groups, k_max, dtype=torch.float64)
+    for g in range(n_groups):
+        sums[g].index_add_(0, labels[:, g], X.double() * w[:, None])
+        weight_sums[g].index_add_(0, labels[:, g], w)
+    return sums, weight_sums
+
+
+def assert_close_relative(actual, expected, rtol=1e-5):
+    actual, expected = actual.double().cpu(), expected.double().cpu()
+    scale = expected.abs().max().clamp_min(1.0)
+    assert torch.allclose(actual, expected, rtol=rtol, atol=rtol * float(scale)), (
+        f"max difference {float((actual - expected).abs().max()):.3g} at scale {float(scale):.3g}")
+
+
+@pytest.mark.parametrize("path", _fast_paths())
+@pytest.mark.parametrize("n_features", FEATURES)
+@pytest.mark.parametrize("k_max", CENTERS)
+def test_fast_assign_accumulate_matches_reference(path, n_features, k_max):
+    assign, _, device = _implementation(path)
+    if path == "triton-interpreter" and k_max == 256 and n_features == 64:
+        pytest.skip("the interpreter takes minutes on the largest case; covered on CUDA")
+    for dtype in _dtypes(path):
+        for n_groups in (1, 3):
+            for weighted in (False, True):
+                X, centers, norms, weights, valid = make_problem(
+                    n_features, k_max, n_groups, dtype, weighted, seed=n_features * 1000 + k_max)
+                expected = assign_accumulate_reference(X, centers, norms, weights)
+                to = (lambda t: None if t is None else t.to(device))
+                got = assign(to(X), to(centers), to(norms), to(weights))
+                labels = got.labels.cpu()
+                assert_labels_match_up_to_ties(labels, expected.labels, X, centers, valid)
+                chosen = chosen_sq_distances(X, centers, labels)
+                scale = (X.double() ** 2).sum(dim=1, keepdim=True) + 1.0
+                assert torch.all((got.min_sq_distances.cpu().double() - chosen).abs() <= 1e-4 * scale)
+                assert bool((got.min_sq_distances >= 0).all())
+                sums, weight_sums = expected_sums(X, labels, weights, n_groups, k_max)
+                assert_close_relative(got.sums, sums)
+                assert_close_relative(got.weight_sums, weight_sums)
+                if torch.equal(labels, expected.labels):
+                    assert_close_relative(got.sums, expected.sums)
+                    assert_close_relative(got.weight_sums, expected.weight_sums)
+                assert got.sums.dtype == (dtype if path == "cpu" else torch.float32)
+
+
+@pytest.mark.parametrize("path", _fast_paths())
+def test_without_accumulate_sums_are_skipped(path):
+    assign, _, device = _implementation(path)
+    X, centers, norms, _, _ = make_problem(5, 8, 2, torch.float32, False)
+    got = assign(X.to(device), centers.to(device), norms.to(device), accumulate=False)
+    expected = assign_accumulate_reference(X, centers, norms, accumulate=False)
+    assert got.sums is None and got.weight_sums is None
+    assert torch.equal(got.labels.cpu(), expected.labels)
+
+
+@pytest.mark.parametrize("path", _fast_paths())
+def test_exact_ties_go_to_the_lowest_index(path):
+    assign, _, device = _implementation(path)
+    X, centers, norms, _, _ = make_problem(6, 40, 1, torch.float32, False)
+    # every centre duplicated at a higher index (within and across centre tiles): exact ties
+    centers[0, 20:40] = centers[0, 0:20]
+    norms[0, 20:40] = norms[0, 0:20]
+    got = assign(X.to(device), centers.to(device), norms.to(device), accumulate=False)
+    assert bool((got.labels.cpu() < 20).all())
+
+
+@pytest.mark.parametrize("path", _fast_paths())
+def test_empty_chunk_gives_empty_labels_and_zero_sums(path):
+    assign, _, device = _implementation(path)
+    X, centers, norms, _, _ = make_problem(4, 3, 2, torch.float32, False, n_rows=8)
+    got = assign(X[:0].to(device), centers.to(device), norms.to(device))
+    assert got.labels.shape == (0, 2) and got.min_sq_distances.shape == (0, 2)
+    assert float(got.sums.abs().sum()) == 0.0 and float(got.weight_sums.abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("path", _fast_paths())
+@pytest.mark.parametrize("label_dtype", [torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("with_inertia", [True, False])
+def test_fast_lloyd_step_matches_reference(path, label_dtype, with_inertia):
+    _, step, device = _implementation(path)
+    X, centers, norms, weights, _ = make_problem(7, 33, 3, torch.float32, True)
+    # the label table has a column per group of the whole run; two of three groups are active
+    stored = torch.randint(0, 33, (X.shape[0], 4), generator=torch.Generator().manual_seed(1)).to(label_dtype)
+    columns = torch.tensor([3, 0])
+    active = centers[[0, 2]], norms[[0, 2]]
+    expected_labels = stored.clone()
+    expected = lloyd_step_reference(X, *active, weights, expected_labels, columns,
+                                    compute_inertia=with_inertia)
+    labels = stored.clone().to(device)
+    got = step(X.to(device), active[0].to(device), active[1].to(device), weights.to(device),
+               labels, columns.to(device), compute_inertia=with_inertia)
+    assert torch.equal(labels.cpu(), expected_labels)  # untouched columns 1 and 2 included
+    assert torch.equal(got.n_changed.cpu(), expected.n_changed)
+    assert_close_relative(got.sums, expected.sums)
+    assert_close_relative(got.weight_sums, expected.weight_sums)
+    if with_inertia:
+        assert_close_relative(got.inertia, expected.inertia)
+    else:
+        assert got.inertia is None and expected.inertia is None
+
+
+def test_cpu_kernel_reads_strided_rows_and_any_thread_count(monkeypatch):
+    X, centers, norms, weights, valid = make_problem(9, 8, 1, torch.float32, True, n_rows=20000)
+    strided = torch.stack([X, X], dim=2)[:, :, 0]  # a non-contiguous view of the same values
+    expected = assign_accumulate_reference(X, centers, norms, weights)
+    for threads in (1, 3):
+        monkeypatch.setattr(cpu_kernel, "_thread_count", lambda: threads)
+        got = cpu_kernel.assign_accumulate_cpu(strided, centers, norms, weights)
+        assert_labels_match_up_to_ties(got.labels, expected.labels, X, centers, valid)
+        assert_close_relative(got.sums, expected_sums(X, got.labels, weights, 1, 8)[0])
+
+
+def test_cpu_kernel_does_not_reuse_packed_centres_after_they_change():
+    X, centers, norms, _, _ = make_problem(3, 4, 1, torch.float32, False)
+    first = cpu_kernel.assign_accumulate_cpu(X, centers, norms)
+    moved = centers.flip(1).contiguous()
+    second = cpu_kernel.assign_accumulate_cpu(X, moved, norms.flip(1).contiguous())
+    assert torch.equal(second.labels, 3 - first.labels)
+
+
+def test_dispatcher_picks_the_cpu_kernel_and_the_reference_when_asked(monkeypatch):
+    X = torch.zeros(4, 2)
+    assert kernels.backend_for(X) == "cpu"
+    assert kernels.backend_for(X.to(torch.bfloat16)) == "reference"
+    monkeypatch.setenv("GPUKMEANS_KERNEL", "reference")
+    assert kernels.backend_for(X) == "reference"
+    assert not kernels.fused_cpu_kernel_available(torch.float32)
+
+
+@pytest.mark.gpu
+def test_dispatcher_picks_triton_on_cuda():
+    assert kernels.backend_for(torch.zeros(4, 2, device="cuda")) == "triton"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("storage", [torch.float16, torch.bfloat16])
+def test_triton_half_storage_keeps_float32_centres_and_sums(storage):
+    from gpukmeans.kernels import triton_assign
+
+    X, centers, norms, weights, valid = make_problem(12, 8, 1, torch.float32, True, n_rows=5000)
+    stored = X.to(storage)
+    # the reference on the rounded rows: the only difference half storage may make
+    expected = assign_accumulate_reference(stored.float(), centers, norms, weights)
+    got = triton_assign.assign_accumulate_triton(stored.cuda(), centers.cuda(), norms.cuda(), weights.cuda())
+    assert got.sums.dtype == torch.float32
+    assert_labels_match_up_to_ties(got.labels.cpu(), expected.labels, stored.float(), centers, valid)
+    assert_close_relative(got.sums, expected_sums(stored.float(), got.labels.cpu(), weights, 1, 8)[0])
+
+
+@pytest.mark.parametrize("vector_bytes", [16, 32])
+def test_cpu_kernel_on_narrower_vector_widths(monkeypatch, vector_bytes):
+    """The packing a CPU without AVX-512 gets (AVX2, SSE/NEON), checked on this one."""
+    monkeypatch.setattr(cpu_kernel, "HOST_VECTOR_BYTES", vector_bytes)
+    for dtype in (torch.float32, torch.float64):
+        for k_max in (3, 20):
+            X, centers, norms, weights, valid = make_problem(5, k_max, 3, dtype, True, seed=vector_bytes + k_max)
+            packed = cpu_kernel._pack_centers(centers, norms)
+            assert packed.norms.shape[2] * X.element_size() <= vector_bytes
+            expected = assign_accumulate_reference(X, centers, norms, weights)
+            got = cpu_kernel.assign_accumulate_cpu(X, centers, norms, weights)
+            assert_labels_match_up_to_ties(got.labels, expected.labels, X, centers, valid)
+            assert_close_relative(got.sums, expected_sums(X, got.labels, weights, 3, k_max)[0])
+
+
+def test_lane_count_pads_least():
+    assert cpu_kernel.lane_count(8, torch.float32, 64) == 8
+    assert cpu_kernel.lane_count(9, torch.float32, 64) == 16
+    assert cpu_kernel.lane_count(24, torch.float32, 64) == 8
+    assert cpu_kernel.lane_count(32, torch.float32, 64) == 16
+    assert cpu_kernel.lane_count(3, torch.float64, 64) == 4
+    assert cpu_kernel.lane_count(9, torch.float32, 32) == 4
+    assert cpu_kernel.lane_count(16, torch.float32, 32) == 8
+    assert cpu_kernel.lane_count(3, torch.float64, 16) == 2
+    assert np.all([cpu_kernel.lane_count(k, torch.float32, 64) in (8, 16) for k in range(1, 300)])

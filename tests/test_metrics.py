@@ -1,0 +1,368 @@
+"""gpukmeans.metrics against scikit-learn, plus conventions, errors and the sampled interval."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import metrics as skm
+from sklearn.datasets import make_blobs
+
+from gpukmeans.metrics import (
+    SilhouetteEstimate,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_samples,
+    silhouette_score,
+    silhouette_score_sampled,
+    simplified_silhouette_samples,
+    simplified_silhouette_score,
+)
+from gpukmeans.metrics._sampled import allocate_stratified, stratified_sample
+
+MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(scope="module")
+def six_blobs():
+    X, y = make_blobs(
+        n_samples=1500, n_features=5, centers=6, cluster_std=[1, 2, 0.5, 1.5, 1, 3],
+        random_state=7,
+    )
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def mall():
+    """Mall customers' income and spending, labelled by a 3 x 3 grid on them
+    (integer data: four rows are exact duplicates of others)."""
+    frame = pd.read_csv(MALL)
+    X = frame[["Annual Income (k$)", "Spending Score (1-100)"]]
+    income = pd.cut(frame["Annual Income (k$)"], 3, labels=False)
+    spending = pd.cut(frame["Spending Score (1-100)"], 3, labels=False)
+    return X, (income * 3 + spending).to_numpy()
+
+
+# --------------------------------------------------------------------------- silhouette
+
+
+@pytest.mark.parametrize("block_size", [97, 512, "auto"])
+def test_silhouette_samples_matches_sklearn_float64(six_blobs, block_size):
+    X, y = six_blobs
+    ours = silhouette_samples(X, y, block_size=block_size, device="cpu")
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float64
+    np.testing.assert_allclose(ours, skm.silhouette_samples(X, y), rtol=1e-6, atol=1e-12)
+
+
+def test_silhouette_score_matches_sklearn_float64(six_blobs):
+    X, y = six_blobs
+    ours = silhouette_score(X, y, block_size=200)
+    assert isinstance(ours, float)
+    assert ours == pytest.approx(skm.silhouette_score(X, y), rel=1e-6)
+
+
+def test_silhouette_matches_sklearn_on_mall_customers(mall):
+    X, y = mall
+    assert X.duplicated().any()  # the case where the diagonal must be exactly 0
+    np.testing.assert_allclose(
+        silhouette_samples(X, y, block_size=64), skm.silhouette_samples(X, y),
+        rtol=1e-6, atol=1e-12,
+    )
+    assert silhouette_score(X, y) == pytest.approx(skm.silhouette_score(X, y), rel=1e-6)
+
+
+def test_silhouette_float32_close_to_sklearn(six_blobs):
+    X, y = six_blobs
+    ours = silhouette_samples(X.astype(np.float32), y, block_size=300)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, skm.silhouette_samples(X, y), atol=2e-5)
+
+
+def test_single_member_cluster_scores_zero(six_blobs):
+    X, y = six_blobs
+    y = y.copy()
+    y[3] = 99
+    ours = silhouette_samples(X, y, block_size=100)
+    assert ours[3] == 0.0
+    np.testing.assert_allclose(ours, skm.silhouette_samples(X, y), rtol=1e-6, atol=1e-12)
+
+
+def test_coincident_points_score_zero():
+    # a = b = 0 for every point: scikit-learn's nan_to_num gives 0.
+    X = np.zeros((6, 2))
+    assert np.all(silhouette_samples(X, [0, 0, 0, 1, 1, 1]) == 0.0)
+
+
+def test_labels_of_any_type_and_pandas_input(six_blobs):
+    X, y = six_blobs
+    names = np.array(["north", "south", "east", "west", "up", "down"])[y]
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    ours = silhouette_samples(frame, pd.Series(names))
+    assert isinstance(ours, np.ndarray)
+    np.testing.assert_allclose(ours, skm.silhouette_samples(X, names), rtol=1e-6, atol=1e-12)
+
+
+def test_torch_in_torch_out(six_blobs):
+    X, y = six_blobs
+    ours = silhouette_samples(torch.from_numpy(X), torch.from_numpy(y))
+    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.float64
+    np.testing.assert_allclose(ours.numpy(), skm.silhouette_samples(X, y), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_labels", [1, 10])
+def test_number_of_labels_checked_like_sklearn(n_labels):
+    X = np.arange(20.0).reshape(10, 2)
+    labels = np.arange(10) % n_labels
+    with pytest.raises(ValueError, match="Number of labels is"):
+        silhouette_score(X, labels)
+    with pytest.raises(ValueError, match="Valid values are 2 to n_samples - 1"):
+        silhouette_samples(X, labels)
+
+
+@pytest.mark.parametrize(
+    "X, labels, message",
+    [
+        (np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), [0, 0, 1], "NaN"),
+        (np.zeros((4, 2)), [0, 1, 0], "labels has 3 entries but X has 4 rows"),
+        (np.zeros(5), [0, 1, 0, 1, 0], "Expected 2D array"),
+        (np.array([["a", "b"], ["c", "d"]]), [0, 1], "could not convert string to float"),
+        (pd.DataFrame({"x": [1.0, 2, 3], "city": ["a", "b", "c"]}), [0, 1, 0], "non-numeric column"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(X, labels, message):
+    with pytest.raises(ValueError, match=message):
+        silhouette_score(X, labels)
+
+
+def test_unsupported_metric_and_block_size(six_blobs):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match="Euclidean silhouette only"):
+        silhouette_score(X, y, metric="cosine")
+    with pytest.raises(ValueError, match="block_size"):
+        silhouette_samples(X, y, block_size=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+def test_cuda_without_gpu_is_a_value_error(six_blobs):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        silhouette_score(X, y, device="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_matches_cpu(six_blobs):
+    X, y = six_blobs
+    cpu = silhouette_samples(X, y, device="cpu")
+    gpu = silhouette_samples(X, y, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-6, atol=1e-12)
+    Xt = torch.from_numpy(X).cuda()
+    assert silhouette_samples(Xt, y).device.type == "cuda"
+
+
+# ---------------------------------------------------------------- sampled silhouette
+
+
+@pytest.fixture(scope="module")
+def overlapping():
+    """Overlapping clusters of unequal size and spread (silhouette well below 1)."""
+    X, y = make_blobs(
+        n_samples=[2500, 1000, 400, 100], n_features=4, cluster_std=[1.0, 2.0, 1.5, 0.5],
+        centers=[[0, 0, 0, 0], [3, 3, 0, 0], [0, 4, 2, 0], [5, 0, 0, 1]], random_state=3,
+    )
+    return X, y
+
+
+def test_sample_size_returns_an_estimate_not_a_float(overlapping):
+    X, y = overlapping
+    estimate = silhouette_score(X, y, sample_size=800, random_state=0)
+    assert isinstance(estimate, SilhouetteEstimate)
+    assert estimate.method == "sampled" and estimate.sample_size == 800
+    assert estimate.n_samples == 4000 and estimate.confidence == 0.95
+    with pytest.raises(TypeError):
+        float(estimate)
+    assert "CI" in repr(estimate) and "800 of 4000" in repr(estimate)
+    same = silhouette_score_sampled(X, y, sample_size=800, random_state=0)
+    assert same == estimate  # same seed, same estimate
+
+
+def test_seeded_interval_contains_the_exact_value(overlapping):
+    X, y = overlapping
+    exact = silhouette_score(X, y)
+    estimate = silhouette_score_sampled(X, y, sample_size=1000, random_state=11)
+    assert estimate.low < exact < estimate.high
+    assert estimate.low < estimate.value < estimate.high
+
+
+def test_interval_covers_the_exact_value_at_about_the_nominal_rate(overlapping):
+    X, y = overlapping
+    exact = silhouette_score(X, y)
+    estimates = [silhouette_score_sampled(X, y, sample_size=600, random_state=seed)
+                 for seed in range(40)]
+    hits = [e.low <= exact <= e.high for e in estimates]
+    # 95% nominal; a too-narrow interval (e.g. one ignoring the reference
+    # sample) covers ~80% here.
+    assert np.mean(hits) >= 0.85
+
+
+def test_interval_narrows_as_the_sample_grows(overlapping):
+    X, y = overlapping
+    widths = [
+        np.mean([
+            silhouette_score_sampled(X, y, sample_size=m, random_state=s).half_width
+            for s in range(5)
+        ])
+        for m in (300, 1200, 3600)
+    ]
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_full_sample_is_exact(overlapping):
+    X, y = overlapping
+    estimate = silhouette_score(X, y, sample_size=10_000)
+    assert estimate.method == "exact" and estimate.is_exact
+    assert estimate.low == estimate.value == estimate.high
+    assert estimate.value == pytest.approx(skm.silhouette_score(X, y), rel=1e-6)
+
+
+def test_stratified_sample_includes_a_tiny_cluster():
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(np.concatenate([np.zeros(9_997), np.ones(3)]).astype(np.int64))
+    permutation = torch.from_numpy(rng.permutation(10_000))
+    indices, sizes, counts = stratified_sample(labels, 2, 200, permutation)
+    assert indices.shape[0] == 200 and counts.tolist() == [197, 3]
+    assert set(indices.tolist()) >= {9_997, 9_998, 9_999}
+    # A uniform sample of the same size would usually miss it (P(hit) ~ 6%).
+    assert not set(permutation[:200].tolist()) & {9_997, 9_998, 9_999}
+
+
+def test_allocation_floor_proportional_and_capped():
+    counts = allocate_stratified([9000, 900, 90, 9, 1], 1000)
+    assert counts.sum() == 1000
+    assert counts[3] == 9 and counts[4] == 1  # small clusters whole
+    assert counts[2] >= 50  # the floor
+    assert counts[0] > counts[1] > counts[2]
+    assert allocate_stratified([5, 5], 100).tolist() == [5, 5]
+
+
+def test_sampled_estimate_includes_a_tiny_cluster_in_the_score():
+    X, y = make_blobs(n_samples=[5000, 4000, 5], centers=[[0, 0], [6, 0], [0, 9]],
+                      random_state=1)
+    estimate = silhouette_score_sampled(X, y, sample_size=500, random_state=2)
+    assert estimate.low <= silhouette_score(X, y) <= estimate.high
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sample_size": 5}, "too small for 4 clusters"),
+        ({"sample_size": 2.5}, "sample_size must be an int"),
+        ({"sample_size": 100, "confidence": 1.5}, "confidence"),
+        ({"sample_size": 100, "random_state": "seed"}, "random_state"),
+    ],
+)
+def test_sampled_bad_arguments(overlapping, kwargs, message):
+    X, y = overlapping
+    with pytest.raises(ValueError, match=message):
+        silhouette_score_sampled(X, y, **kwargs)
+
+
+# ------------------------------------------------------------------------ CH and DB
+
+
+@pytest.mark.parametrize("score, reference", [
+    (calinski_harabasz_score, skm.calinski_harabasz_score),
+    (davies_bouldin_score, skm.davies_bouldin_score),
+])
+def test_ch_db_match_sklearn(six_blobs, mall, score, reference):
+    for X, y in (six_blobs, mall):
+        assert score(X, y) == pytest.approx(reference(X, y), rel=1e-6)
+    X, y = six_blobs
+    assert score(torch.from_numpy(X.astype(np.float32)), y) == pytest.approx(
+        reference(X.astype(np.float32), y), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("score, reference", [
+    (calinski_harabasz_score, skm.calinski_harabasz_score),
+    (davies_bouldin_score, skm.davies_bouldin_score),
+])
+def test_sample_weight_is_a_frequency_weight(mall, score, reference):
+    X, y = mall
+    X = X.to_numpy().astype(np.float64)
+    weights = np.random.default_rng(0).integers(0, 4, size=len(y))
+    expected = reference(np.repeat(X, weights, axis=0), np.repeat(y, weights))
+    assert score(X, y, sample_weight=weights) == pytest.approx(expected, rel=1e-9)
+    assert score(X, y, sample_weight=np.ones(len(y))) == pytest.approx(reference(X, y), rel=1e-9)
+
+
+def test_ch_db_edge_cases_follow_sklearn():
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    labels = [0, 0, 1, 1]
+    assert calinski_harabasz_score(X, labels) == skm.calinski_harabasz_score(X, labels) == 1.0
+    assert davies_bouldin_score(X, labels) == skm.davies_bouldin_score(X, labels) == 0.0
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        davies_bouldin_score(X, [0, 0, 0, 0])
+
+
+def test_zero_within_dispersion_even_when_centroids_round():
+    # Each cluster is one repeated point whose mean is not exactly representable
+    # (3 * 0.1 / 3 != 0.1): the within-cluster dispersion is still exactly zero.
+    X = np.array([[0.1, 0.3]] * 3 + [[0.7, 0.9]] * 3)
+    labels = [0, 0, 0, 1, 1, 1]
+    assert calinski_harabasz_score(X, labels) == 1.0
+    assert davies_bouldin_score(X, labels) == 0.0
+
+
+def test_bad_sample_weight():
+    X, labels = np.arange(12.0).reshape(6, 2), [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="non-negative"):
+        calinski_harabasz_score(X, labels, sample_weight=[1, 1, 1, 1, 1, -1])
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        davies_bouldin_score(X, labels, sample_weight=[1, 1])
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        calinski_harabasz_score(X, labels, sample_weight=[1, 1, 1, 0, 0, 0])
+
+
+# ------------------------------------------------------------- simplified silhouette
+
+
+def _simplified_reference(X, labels, centers):
+    """Straight from the definition, in numpy."""
+    distances = np.linalg.norm(X[:, None, :] - centers[None], axis=2)
+    own = distances[np.arange(len(X)), labels]
+    distances[np.arange(len(X)), labels] = np.inf
+    other = distances.min(axis=1)
+    return (other - own) / np.maximum(own, other)
+
+
+def test_simplified_silhouette_matches_its_definition(six_blobs):
+    X, y = six_blobs
+    centers = np.stack([X[y == c].mean(axis=0) for c in range(6)])
+    expected = _simplified_reference(X, y, centers)
+    np.testing.assert_allclose(simplified_silhouette_samples(X, y), expected, rtol=1e-10)
+    assert simplified_silhouette_score(X, y) == pytest.approx(expected.mean(), rel=1e-10)
+    shifted = centers + 0.3
+    np.testing.assert_allclose(
+        simplified_silhouette_samples(X, y, centers=shifted),
+        _simplified_reference(X, y, shifted), rtol=1e-10,
+    )
+    weights = np.arange(len(y)) % 3
+    assert simplified_silhouette_score(X, y, sample_weight=weights) == pytest.approx(
+        np.average(expected, weights=weights), rel=1e-10
+    )
+    # It is a different index from the silhouette.
+    assert abs(simplified_silhouette_score(X, y) - silhouette_score(X, y)) > 1e-3
+
+
+def test_simplified_silhouette_conventions_and_errors(six_blobs):
+    X, y = six_blobs
+    y = y.copy()
+    y[0] = 6
+    assert simplified_silhouette_samples(X, y)[0] == 0.0
+    with pytest.raises(ValueError, match="integers in 0..1"):
+        simplified_silhouette_score(X, y, centers=np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"shape \(n_clusters, 5\)"):
+        simplified_silhouette_score(X, y, centers=np.zeros((7, 3)))

@@ -1,0 +1,116 @@
+"""``segment`` end to end from Python: the textbook result, exact predictions, outputs, errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from gpukmeans.segmentation import InputError, make_customers, predict, read_table, segment, write_table
+
+DATA = Path(__file__).parent / "data"
+MALL = DATA / "Mall_Customers.csv"
+INCOME, SPENDING = "Annual Income (k$)", "Spending Score (1-100)"
+TEXTBOOK = {
+    "Average": 81,
+    f"High {INCOME}, High {SPENDING}": 39,
+    f"High {INCOME}, Low {SPENDING}": 35,
+    f"Low {INCOME}, Low {SPENDING}": 23,
+    f"Low {INCOME}, High {SPENDING}": 22,
+}
+
+
+@pytest.fixture(scope="module")
+def mall_result():
+    return segment(MALL, columns=[INCOME, SPENDING], k=5, scale="none", report=False)
+
+
+def test_mall_textbook_segments(mall_result):
+    assert round(mall_result.summary["metrics"]["inertia"], 2) == 44448.46
+    assert dict(zip(mall_result.model.segment_names, mall_result.profiles["size"])) == TEXTBOOK
+    # Numbered by size, largest first.
+    assert mall_result.profiles["size"].tolist() == sorted(TEXTBOOK.values(), reverse=True)
+    profile = mall_result.profiles.set_index("segment_name")
+    assert profile.loc[f"High {INCOME}, Low {SPENDING}", f"{INCOME} mean"] == pytest.approx(88.2, abs=0.05)
+    assert profile.loc[f"High {INCOME}, Low {SPENDING}", f"{SPENDING} mean"] == pytest.approx(17.114, abs=1e-3)
+    segments = mall_result.segments
+    assert list(segments.columns) == ["CustomerID", "segment", "segment_name", "distance"]
+    assert segments["CustomerID"].iloc[0] == "0001"
+    inertia = float(np.sum(segments["distance"].to_numpy() ** 2))
+    assert inertia == pytest.approx(mall_result.summary["metrics"]["inertia"])
+
+
+def test_summary_says_what_was_done(mall_result):
+    summary = mall_result.summary
+    assert summary["k"] == 5 and summary["k_reason"] == "k was given"
+    assert summary["preprocessing"]["id_column"] == "CustomerID"
+    assert summary["preprocessing"]["features"] == [INCOME, SPENDING]
+    assert {"read", "preprocess", "fit", "assign", "score", "profile", "total"} <= set(summary["timings"])
+    assert summary["metrics"]["silhouette"] == pytest.approx(0.5539, abs=1e-3)
+    assert summary["device"] == "cpu" or summary["device"].startswith("cuda")
+    assert {"gpukmeans", "torch", "numpy", "pandas"} <= set(summary["versions"])
+
+
+def test_predict_reproduces_the_training_labels_exactly(mall_result):
+    frame = read_table(MALL, string_columns=["CustomerID"]).frame
+    again = mall_result.model.predict_frame(frame)
+    pd.testing.assert_frame_equal(again, mall_result.segments)
+
+
+def test_outputs_are_written_and_predict_from_files_agrees(tmp_path):
+    out = tmp_path / "run"
+    result = segment(MALL, columns=[INCOME, SPENDING], k=5, scale="none", out=out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model.safetensors", "profiles.csv", "report.html", "segments.csv", "summary.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging left
+    written = read_table(out / "segments.csv", string_columns=["CustomerID"]).frame
+    pd.testing.assert_frame_equal(written, result.segments, check_dtype=False)
+    predicted = predict(out, MALL, out=tmp_path / "pred.csv")
+    pd.testing.assert_frame_equal(predicted, result.segments)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "<script" not in html
+
+
+def test_parquet_in_parquet_out(tmp_path):
+    frame = read_table(MALL, string_columns=["CustomerID"]).frame
+    write_table(frame, tmp_path / "mall.parquet", "parquet")
+    segment(tmp_path / "mall.parquet", columns=[INCOME, SPENDING], k=5, scale="none", out=tmp_path / "out",
+            report=False)
+    assert (tmp_path / "out" / "segments.parquet").exists()
+    back = pd.read_parquet(tmp_path / "out" / "segments.parquet")
+    assert back["segment"].value_counts().sort_values().tolist() == sorted(TEXTBOOK.values())
+
+
+def test_planted_demo_segments_are_found():
+    customers, truth = make_customers(4000, random_state=3)
+    result = segment(customers, k=5, categorical=["Channel"], report=False)
+    assert result.summary["preprocessing"]["excluded_columns"] == ["Region"]
+    assert set(result.summary["preprocessing"]["log_columns"]) >= {"Annual income", "Annual spend"}
+    found = result.segments.set_index("customer_id")["segment"].reindex(customers["customer_id"])
+    assert adjusted_rand_score(truth, found) > 0.9
+    assert len(set(result.model.segment_names)) == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 500}, "k=500 is larger than the number of rows \\(200\\)"),
+        ({"k": 1}, "k must be at least 2"),
+        ({"k_range": (2, 250)}, "k range 2:250 goes beyond the 200 rows"),
+        ({"columns": ["Nope"]}, "column 'Nope' not found"),
+        ({"columns": ["Genre"]}, "'Genre' .* is not numeric"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_is_written(tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        segment(MALL, out=tmp_path / "out", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_empty_output_folder_is_refused_before_any_work(tmp_path):
+    (tmp_path / "old.txt").write_text("keep")
+    with pytest.raises(InputError, match="not empty; use --force"):
+        segment(tmp_path / "does-not-exist.csv", k=3, out=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]

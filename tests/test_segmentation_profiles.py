@@ -1,0 +1,86 @@
+"""Profiles in original units, contrasts, and distinct segment names."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpukmeans.segmentation import name_segments, profile_segments, segment_contrasts
+
+
+def test_profiles_match_a_groupby():
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"income": rng.normal(50, 10, 300), "score": rng.uniform(0, 100, 300)})
+    features.loc[::7, "income"] = np.nan
+    labels = rng.integers(0, 3, 300)
+    profiles = profile_segments(features, labels, 3, names=["a", "b", "c"])
+    grouped = features.groupby(labels)
+    assert profiles["segment_name"].tolist() == ["a", "b", "c"]
+    assert profiles["size"].tolist() == np.bincount(labels).tolist()
+    assert profiles["share"].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(profiles["income mean"], grouped["income"].mean())
+    np.testing.assert_allclose(profiles["score median"], grouped["score"].median())
+    np.testing.assert_allclose(
+        profiles["income vs population"], grouped["income"].mean() / features["income"].mean()
+    )
+
+
+def test_empty_segment_has_size_zero_and_no_means():
+    features = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    profiles = profile_segments(features, np.array([0, 0, 2]), 3)
+    assert profiles["size"].tolist() == [2, 0, 1]
+    assert np.isnan(profiles.loc[1, "x mean"])
+
+
+def test_contrasts_are_standardised_and_scale_free():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 2))
+    labels = (X[:, 0] > 0).astype(int)
+    contrasts = segment_contrasts(X, labels, 2, ["a", "b"])
+    expected = (X[labels == 1, 0].mean() - X[:, 0].mean()) / X[:, 0].std()
+    assert contrasts.loc[1, "a"] == pytest.approx(expected)
+    scaled = segment_contrasts(X * [100.0, 0.01] + 7, labels, 2, ["a", "b"])
+    np.testing.assert_allclose(scaled.to_numpy(), contrasts.to_numpy())
+
+
+def test_textbook_mall_names():
+    contrasts = pd.DataFrame(
+        [[1.2, 1.2], [0.0, 0.0], [-1.3, 1.1], [1.2, -1.3], [-1.3, -1.1]],
+        columns=["Annual Income (k$)", "Spending Score (1-100)"],
+    )
+    assert name_segments(contrasts) == [
+        "High Annual Income (k$), High Spending Score (1-100)",
+        "Average",
+        "Low Annual Income (k$), High Spending Score (1-100)",
+        "High Annual Income (k$), Low Spending Score (1-100)",
+        "Low Annual Income (k$), Low Spending Score (1-100)",
+    ]
+
+
+def test_names_show_the_strongest_features_very_high_and_in_column_order():
+    contrasts = pd.DataFrame([[0.6, -2.0, 0.1, 1.7]], columns=["a", "b", "c", "d"])
+    assert name_segments(contrasts) == ["Very Low b, Very High d"]
+    assert name_segments(contrasts, max_terms=3) == ["High a, Very Low b, Very High d"]
+
+
+def test_clashing_names_grow_until_distinct():
+    contrasts = pd.DataFrame(
+        [[1.0, 0.3, 0.0], [1.0, -0.3, 0.0], [0.1, 0.0, 0.2], [-0.1, 0.0, 0.2]],
+        columns=["spend", "age", "tenure"],
+    )
+    names = name_segments(contrasts, max_terms=1)
+    assert len(set(names)) == 4
+    assert names[0] == "High spend, Above-average age"
+    assert names[1] == "High spend, Below-average age"
+
+
+def test_identical_segments_get_numbered():
+    contrasts = pd.DataFrame([[1.0], [1.0], [-1.0]], columns=["x"])
+    assert name_segments(contrasts) == ["High x", "High x #2", "Low x"]
+
+
+def test_category_levels_are_named_by_share_and_only_when_over_represented():
+    contrasts = pd.DataFrame([[0.1, 1.5, -1.5], [0.9, -1.5, 1.5]], columns=["x", "sex=F", "sex=M"])
+    shares = pd.DataFrame([[0.95, 0.05], [0.4, 0.6]], columns=["sex=F", "sex=M"])
+    assert name_segments(contrasts, shares) == ["Mostly sex=F", "High x, Mostly sex=M"]
+    shares.loc[1, "sex=M"] = 0.45
+    assert name_segments(contrasts, shares)[1] == "High x, Often sex=M"

@@ -1,0 +1,276 @@
+"""gpukmeans.sweep: per-k equivalence with KMeans, scores, recommendation, plots."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import metrics as skm
+from sklearn.datasets import make_blobs
+
+from gpukmeans import KMeans, kmeans_plusplus
+from gpukmeans.metrics import (
+    SilhouetteEstimate,
+    calinski_harabasz_score,
+    silhouette_score,
+    simplified_silhouette_score,
+)
+from gpukmeans._sweep import TABLE_COLUMNS, find_knee, recommend, sweep
+
+MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def five_blobs():
+    X, _ = make_blobs(n_samples=1200, n_features=4, centers=5, cluster_std=1.0, random_state=0)
+    return X
+
+
+@pytest.fixture(scope="module")
+def blob_sweep(five_blobs):
+    return sweep(five_blobs, k=range(2, 9), random_state=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mall():
+    return pd.read_csv(MALL)[["Annual Income (k$)", "Spending Score (1-100)"]]
+
+
+# ----------------------------------------------------------------- the fits
+
+
+def test_each_k_equals_a_separate_kmeans_from_the_same_centres(five_blobs, blob_sweep):
+    for k, model in blob_sweep.models.items():
+        alone = KMeans(n_clusters=k, init=blob_sweep.initial_centers[k], n_init=1,
+                       device="cpu").fit(five_blobs)
+        np.testing.assert_array_equal(model.labels_, alone.labels_)
+        np.testing.assert_allclose(model.cluster_centers_, alone.cluster_centers_, rtol=1e-10)
+        assert model.inertia_ == pytest.approx(alone.inertia_, rel=1e-10)
+        assert model.n_iter_ == alone.n_iter_
+
+
+def test_starting_centres_are_one_nested_kmeans_plusplus_draw(five_blobs, blob_sweep):
+    largest = blob_sweep.initial_centers[8]
+    for k in range(2, 8):
+        np.testing.assert_array_equal(blob_sweep.initial_centers[k], largest[:k])
+    # The largest k starts exactly where KMeans / kmeans_plusplus with the same seed start.
+    expected, _ = kmeans_plusplus(five_blobs, 8, random_state=0, device="cpu")
+    np.testing.assert_array_equal(largest, expected)
+    alone = KMeans(n_clusters=8, random_state=0, device="cpu").fit(five_blobs)
+    np.testing.assert_array_equal(blob_sweep.models[8].labels_, alone.labels_)
+
+
+def test_models_are_fitted_estimators(five_blobs, blob_sweep):
+    model = blob_sweep.models[5]
+    np.testing.assert_array_equal(model.predict(five_blobs), model.labels_)
+    assert model.cluster_centers_.shape == (5, 4)
+    assert model.score(five_blobs) == pytest.approx(-model.inertia_, rel=1e-9)
+
+
+def test_restarts_keep_the_lowest_inertia(five_blobs):
+    one = sweep(five_blobs, k=[6, 7], random_state=1, n_init=1, silhouette=None, device="cpu")
+    several = sweep(five_blobs, k=[6, 7], random_state=1, n_init=4, silhouette=None, device="cpu")
+    assert np.all(several.table["inertia"].to_numpy() <= one.table["inertia"].to_numpy() + 1e-9)
+
+
+def test_torch_input_gives_tensor_centres(five_blobs):
+    result = sweep(torch.from_numpy(five_blobs), k=[3, 4], random_state=0, device="cpu")
+    assert isinstance(result.models[3].cluster_centers_, torch.Tensor)
+    assert isinstance(result.initial_centers[4], torch.Tensor)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_table_has_one_row_per_k_and_the_documented_columns(blob_sweep):
+    table = blob_sweep.table
+    assert list(table.columns) == TABLE_COLUMNS
+    assert table["k"].tolist() == list(range(2, 9))
+    assert table["n_iter"].dtype.kind == "i" and (table["n_iter"] >= 1).all()
+    assert (table["seconds"] > 0).all()
+    assert table["seconds"].sum() == pytest.approx(blob_sweep.total_seconds, rel=1e-6)
+    assert table["inertia"].is_monotonic_decreasing
+
+
+def test_scores_equal_the_standalone_metrics(five_blobs, blob_sweep):
+    assert blob_sweep.silhouette_method == "exact"
+    for row in blob_sweep.table.itertuples():
+        labels = blob_sweep.models[row.k].labels_
+        assert row.silhouette == pytest.approx(skm.silhouette_score(five_blobs, labels), rel=1e-6)
+        assert row.silhouette_low == row.silhouette == row.silhouette_high
+        assert row.calinski_harabasz == pytest.approx(
+            skm.calinski_harabasz_score(five_blobs, labels), rel=1e-6)
+        assert row.davies_bouldin == pytest.approx(
+            skm.davies_bouldin_score(five_blobs, labels), rel=1e-6)
+
+
+def test_sampled_silhouette_carries_an_interval_around_the_exact_value(five_blobs):
+    result = sweep(five_blobs, k=range(2, 9), random_state=0, silhouette="sampled",
+                   sample_size=400, device="cpu")
+    assert result.silhouette_method == "sampled"
+    table = result.table
+    assert (table["silhouette_low"] < table["silhouette"]).all()
+    assert (table["silhouette"] < table["silhouette_high"]).all()
+    covered = [
+        row.silhouette_low <= silhouette_score(five_blobs, result.models[row.k].labels_)
+        <= row.silhouette_high
+        for row in table.itertuples()
+    ]
+    assert sum(covered) >= len(covered) - 1  # 95% intervals, 7 k's
+    estimate = result.silhouette_estimates[5]
+    assert isinstance(estimate, SilhouetteEstimate) and estimate.sample_size == 400
+
+
+def test_auto_is_exact_up_to_sample_size_then_sampled(five_blobs):
+    small = sweep(five_blobs, k=[3, 5], random_state=0, sample_size=5000, device="cpu")
+    large = sweep(five_blobs, k=[3, 5], random_state=0, sample_size=300, device="cpu")
+    assert small.silhouette_method == "exact" and large.silhouette_method == "sampled"
+
+
+def test_simplified_and_no_silhouette(five_blobs):
+    simplified = sweep(five_blobs, k=[3, 5], random_state=0, silhouette="simplified", device="cpu")
+    for row in simplified.table.itertuples():
+        model = simplified.models[row.k]
+        expected = simplified_silhouette_score(five_blobs, model.labels_,
+                                               centers=model.cluster_centers_)
+        assert row.silhouette == pytest.approx(expected, rel=1e-9)
+        assert row.silhouette_low == row.silhouette_high == row.silhouette
+    assert "simplified silhouette" in simplified.reason
+    none = sweep(five_blobs, k=range(2, 9), random_state=0, silhouette=None, device="cpu")
+    assert none.table["silhouette"].isna().all() and none.silhouette_method == "none"
+    assert none.best_k["silhouette"] is None
+    assert none.recommended_k == none.knee_k and "no silhouette" in none.reason
+
+
+def test_k_of_one_gets_inertia_but_no_scores(five_blobs):
+    result = sweep(five_blobs, k=[1, 2, 3], random_state=0, device="cpu")
+    first = result.table.iloc[0]
+    total_ss = ((five_blobs - five_blobs.mean(axis=0)) ** 2).sum()
+    assert first["inertia"] == pytest.approx(total_ss, rel=1e-9)
+    assert math.isnan(first["silhouette"]) and math.isnan(first["calinski_harabasz"])
+
+
+def test_sample_weight_reaches_the_scores(five_blobs):
+    weights = np.random.default_rng(0).integers(0, 3, size=len(five_blobs)).astype(float)
+    result = sweep(five_blobs, k=[4, 5], sample_weight=weights, random_state=0, device="cpu")
+    labels = result.models[5].labels_
+    expected = calinski_harabasz_score(five_blobs, labels, sample_weight=weights)
+    assert result.table.set_index("k").loc[5, "calinski_harabasz"] == pytest.approx(expected, rel=1e-9)
+    kept = weights > 0
+    assert result.table.set_index("k").loc[5, "silhouette"] == pytest.approx(
+        skm.silhouette_score(five_blobs[kept], labels[kept]), rel=1e-6)
+
+
+# ------------------------------------------------------- choosing k and why
+
+
+def test_clear_blobs_recommend_their_number(blob_sweep):
+    assert blob_sweep.best_k["silhouette"] == 5
+    assert blob_sweep.recommended_k == 5
+    assert blob_sweep.reason.startswith("k=5:")
+
+
+def test_mall_customers_recommend_five_segments(mall):
+    result = sweep(mall, k=range(2, 11), random_state=0, device="cpu")
+    assert result.knee_k == 5 and result.best_k["silhouette"] == 5
+    assert result.recommended_k == 5 and "agree" in result.reason
+    labels = result.models[5].labels_
+    assert result.table.set_index("k").loc[5, "silhouette"] == pytest.approx(
+        skm.silhouette_score(mall, labels), rel=1e-6)
+    # DataFrame in: the models keep the column names and predict on frames.
+    assert list(result.models[5].feature_names_in_) == list(mall.columns)
+    np.testing.assert_array_equal(result.models[5].predict(mall), labels)
+
+
+def _table(silhouette, low=None, high=None):
+    ks = list(range(2, 2 + len(silhouette)))
+    return pd.DataFrame({
+        "k": ks, "inertia": np.linspace(100, 10, len(ks)), "silhouette": silhouette,
+        "silhouette_low": low if low is not None else silhouette,
+        "silhouette_high": high if high is not None else silhouette,
+        "calinski_harabasz": np.ones(len(ks)), "davies_bouldin": np.ones(len(ks)),
+    })
+
+
+def test_reason_says_when_knee_and_silhouette_disagree():
+    table = _table([0.4, 0.6, 0.5, 0.45])
+    best = {"silhouette": 3, "calinski_harabasz": 2, "davies_bouldin": 2, "knee": 4}
+    k, reason = recommend(table, 4, best, "exact")
+    assert k == 3 and "disagree" in reason and "k=4" in reason
+    k, reason = recommend(table, 3, dict(best, knee=3), "exact")
+    assert k == 3 and "agree" in reason and "disagree" not in reason
+
+
+def test_reason_calls_a_tie_within_the_interval_defensible():
+    table = _table([0.40, 0.60, 0.58, 0.45], low=[0.38, 0.57, 0.55, 0.43],
+                   high=[0.42, 0.63, 0.61, 0.47])
+    best = {"silhouette": 3, "calinski_harabasz": 2, "davies_bouldin": 2, "knee": 4}
+    k, reason = recommend(table, 4, best, "sampled")
+    assert k == 3 and "within that interval" in reason and "[0.570, 0.630]" in reason
+
+
+def test_kneedle_finds_the_knee_of_a_clear_elbow():
+    ks = np.arange(1, 11)
+    assert find_knee(ks, np.array([100, 50, 20, 15, 13, 12, 11, 10.5, 10, 9.8])) == 3
+    assert find_knee(ks, np.linspace(100, 10, 10)) is None
+    assert find_knee(ks[:2], np.array([5.0, 1.0])) is None
+
+
+# -------------------------------------------------------------------- plots
+
+
+def _assert_png(path):
+    data = Path(path).read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+def test_plots_are_written_as_png(tmp_path, five_blobs):
+    result = sweep(five_blobs, k=range(2, 8), random_state=0, silhouette="sampled",
+                   sample_size=300, device="cpu")
+    figure = result.plot_elbow(tmp_path / "elbow.png")
+    _assert_png(tmp_path / "elbow.png")
+    assert len(figure.axes) == 2  # inertia and the silhouette's second axis
+    figure = result.plot_silhouette(path=tmp_path / "plots" / "silhouette.png")
+    _assert_png(tmp_path / "plots" / "silhouette.png")
+    assert "stratified sample of 300" in figure.axes[0].get_title()
+
+
+def test_silhouette_plot_needs_per_row_values(five_blobs):
+    result = sweep(five_blobs, k=[3, 4], random_state=0, silhouette="simplified", device="cpu")
+    with pytest.raises(ValueError, match="no per-row silhouettes"):
+        result.plot_silhouette(3)
+
+
+# ------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": []}, "k is empty"),
+        ({"k": [0, 2]}, "integer >= 1"),
+        ({"k": [2.5]}, "integer >= 1"),
+        ({"k": "abc"}, "integer >= 1"),
+        ({"k": [2, 5000]}, "more than the 1200 rows"),
+        ({"silhouette": "fast"}, "silhouette must be one of"),
+        ({"sample_size": 1}, "sample_size must be an int >= 2"),
+        ({"init": "kmeans"}, "init must be"),
+        ({"device": "cuda"}, "CUDA is not available"),
+    ],
+)
+def test_bad_arguments_are_clear_value_errors(five_blobs, kwargs, message):
+    if kwargs.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match=message):
+        sweep(five_blobs, **kwargs)
+
+
+@pytest.mark.gpu
+def test_cuda_sweep_matches_cpu(five_blobs):
+    cpu = sweep(five_blobs, k=range(2, 7), random_state=0, device="cpu")
+    gpu = sweep(five_blobs, k=range(2, 7), random_state=0, device="cuda")
+    np.testing.assert_allclose(gpu.table["inertia"], cpu.table["inertia"], rtol=1e-6)
+    np.testing.assert_allclose(gpu.table["silhouette"], cpu.table["silhouette"], rtol=1e-6)
