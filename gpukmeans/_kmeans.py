@@ -173,8 +173,13 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
 
-    def _validate_sample_weight(self, sample_weight, n_samples, dtype, device, *, require_positive=True):
-        """Weights as a tensor of ``dtype`` on ``device``, or None for unit weights."""
+    def _validate_sample_weight(self, sample_weight, n_samples, dtype=None, device=None, *, require_positive=True):
+        """Weights as a tensor of ``dtype`` on ``device``, or None for unit weights.
+
+        ``n_samples`` may also be the data tensor itself (its length, dtype and device).
+        """
+        if isinstance(n_samples, torch.Tensor):
+            n_samples, dtype, device = n_samples.shape[0], n_samples.dtype, n_samples.device
         if sample_weight is None:
             return None
         if isinstance(sample_weight, torch.Tensor):
@@ -473,8 +478,9 @@ class KMeans(_BaseKMeans):
         self.n_iter_ = int(result.n_iter[best])
         return labels
 
-    def _resolve_n_init(self) -> int:
-        explicit_init = not (isinstance(self.init, str) or callable(self.init))
+    def _resolve_n_init(self, init_centers=None) -> int:
+        """Restarts to run; an explicit init array (``self.init`` or ``init_centers``) runs one."""
+        explicit_init = init_centers is not None or not (isinstance(self.init, str) or callable(self.init))
         if self.n_init == "auto":
             return 10 if isinstance(self.init, str) and self.init == "random" else 1
         if explicit_init and self.n_init != 1:

@@ -11,13 +11,14 @@ from typing import Optional
 
 import torch
 
-from .kernels import AssignResult, StepResult, assign_accumulate, lloyd_step
+from .kernels import AssignResult, assign_accumulate, lloyd_step
+from .kernels.reference import StepResult
 
 logger = logging.getLogger("gpukmeans")
 
 
 class ResilientAssigner:
-    """Calls :func:`assign_accumulate` in pieces of at most ``max_rows`` rows.
+    """Calls :func:`assign_accumulate` (or :func:`lloyd_step`) in pieces of at most ``max_rows`` rows.
 
     ``max_rows`` starts unbounded and halves on every out-of-memory error; it never
     grows back within one fit. The first halving is logged once (logger
@@ -43,29 +44,36 @@ class ResilientAssigner:
             start += size
         return pieces[0] if len(pieces) == 1 else _combine(pieces, accumulate)
 
-    def lloyd_step(self, rows, centers, norms, weights, labels, label_columns, *, compute_inertia=True) -> StepResult:
-        """:func:`gpukmeans.kernels.lloyd_step` in pieces, halving them on an out-of-memory error.
+    def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+        """:func:`gpukmeans.kernels.lloyd_step` in pieces; ``labels`` rows follow ``rows``.
 
-        The step writes each piece's labels into ``labels`` in place, so the pieces' totals
-        simply add up.
+        A piece that ran out of memory is retried whole: its labels are only written
+        once its assignment is done, so no row is counted twice.
         """
-        totals = None
+        pieces = []
         start = 0
         n_rows = rows.shape[0]
         while start < n_rows:
             size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
-            piece_weights = None if weights is None else weights[start : start + size]
+            piece = slice(start, start + size)
             try:
-                step = lloyd_step(rows[start : start + size], centers, norms, piece_weights,
-                                  labels[start : start + size], label_columns, compute_inertia=compute_inertia)
+                result = lloyd_step(rows[piece], centers, center_sq_norms, None if weights is None else weights[piece],
+                                    labels[piece], label_columns, compute_inertia=compute_inertia)
             except torch.OutOfMemoryError:
-                step = None
-            if step is None:
+                result = None
+            if result is None:
                 self._halve(size)
                 continue
-            totals = step if totals is None else _add_steps(totals, step)
+            pieces.append(result)
             start += size
-        return totals
+        if len(pieces) == 1:
+            return pieces[0]
+        return StepResult(
+            sum(p.sums for p in pieces),
+            sum(p.weight_sums for p in pieces),
+            sum(p.n_changed for p in pieces),
+            None if pieces[0].inertia is None else sum(p.inertia for p in pieces),
+        )
 
     @staticmethod
     def _try(rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:
@@ -105,8 +113,3 @@ def _combine(pieces, accumulate) -> AssignResult:
         sums += piece.sums
         weight_sums += piece.weight_sums
     return AssignResult(labels, distances, sums, weight_sums)
-
-
-def _add_steps(a: StepResult, b: StepResult) -> StepResult:
-    inertia = None if a.inertia is None else a.inertia + b.inertia
-    return StepResult(a.sums + b.sums, a.weight_sums + b.weight_sums, a.n_changed + b.n_changed, inertia)

@@ -18,7 +18,7 @@ The seam, for a holder of some of the table's rows:
   the same answer on every holder (a small set: centres, candidates).
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
-- ``assign(...)``: the fused assign-and-accumulate kernel, retried in halves on a
+- ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
   CUDA out-of-memory error (see ``_oom``).
 - ``minibatches(...)``: an endless stream of mini-batches for mini-batch k-means.
 """
@@ -82,8 +82,9 @@ class DataSource:
         """:func:`gpukmeans.kernels.lloyd_step`, halving the rows on a CUDA OOM."""
         if not hasattr(self, "_assigner"):
             self._assigner = ResilientAssigner()
-        return self._assigner.lloyd_step(rows, centers, center_sq_norms, weights, labels, label_columns,
-                                         compute_inertia=compute_inertia)
+        return self._assigner.lloyd_step(
+            rows, centers, center_sq_norms, weights, labels, label_columns, compute_inertia=compute_inertia
+        )
 
     # ------------------------------------------------------------ mini-batch
     def minibatches(self, batch_size: int, random_state: np.random.RandomState):

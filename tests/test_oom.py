@@ -13,12 +13,13 @@ import torch
 
 from gpukmeans import KMeans
 from gpukmeans import _oom
-from gpukmeans.kernels import assign_accumulate_reference, lloyd_step_reference
+from gpukmeans.kernels import assign_accumulate_reference
+from gpukmeans.kernels.reference import lloyd_step_reference
 
 
 @pytest.fixture
 def kernel_that_fits(monkeypatch):
-    """Replace the kernel with one that runs out of memory above ``limit`` rows."""
+    """Replace both kernels (assign, Lloyd step) with ones that run out of memory above ``limit`` rows."""
     calls = []
 
     def install(limit):
@@ -41,12 +42,14 @@ def kernel_that_fits(monkeypatch):
     return install
 
 
-def test_injected_oom_halves_the_chunk_and_the_fit_is_not_lost(blobs, kernel_that_fits, caplog):
+@pytest.mark.parametrize("init", ["k-means++", "array"])
+def test_injected_oom_halves_the_chunk_and_the_fit_is_not_lost(blobs, kernel_that_fits, caplog, init):
     X, _ = blobs
-    reference = KMeans(5, random_state=0, chunk_size=600, device="cpu").fit(X)
+    init = X[:5] if init == "array" else init  # an array: the first OOM is in a Lloyd step
+    reference = KMeans(5, init=init, random_state=0, chunk_size=600, device="cpu").fit(X)
     calls = kernel_that_fits(limit=160)
     with caplog.at_level(logging.WARNING, logger="gpukmeans"):
-        km = KMeans(5, random_state=0, chunk_size=600, device="cpu").fit(X)
+        km = KMeans(5, init=init, random_state=0, chunk_size=600, device="cpu").fit(X)
     np.testing.assert_array_equal(km.labels_, reference.labels_)
     np.testing.assert_allclose(km.cluster_centers_, reference.cluster_centers_, rtol=1e-10)
     assert calls[:3] == [600, 300, 150]  # halved twice, then it fits
