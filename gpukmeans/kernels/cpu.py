@@ -32,6 +32,7 @@ change without invalidating a stale cached binary.
 """
 
 import concurrent.futures
+import itertools
 import math
 import os
 import threading
@@ -321,6 +322,7 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
 
 
 _MIN_ROWS_PER_PART = 4096  # below this, waking another thread costs more than it saves
+_PARTS_PER_THREAD = 4
 _MAX_PARTIAL_BYTES = 64 * 2**20  # cap on the per-part float64 sums
 _CACHE_LINE = 64
 
@@ -477,7 +479,10 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
         row_weights = np.empty(0, dtype=packed.norms.dtype)
 
     n_threads = _thread_count()
-    n_parts = max(1, min(n_threads, n_rows // _MIN_ROWS_PER_PART))
+    n_threads = max(1, min(n_threads, n_rows // _MIN_ROWS_PER_PART))
+    # a few parts per thread, taken from a shared counter: a thread that another
+    # process holds up leaves its remaining parts to the others
+    n_parts = n_threads * _PARTS_PER_THREAD if n_threads > 1 else 1
     sum_shape = (n_groups, padded) if flags & _FLAG_ACCUMULATE else (0, 0)
     part_bytes = sum_shape[0] * sum_shape[1] * (n_features + 1) * 8
     n_parts = max(1, min(n_parts, _MAX_PARTIAL_BYTES // max(part_bytes, 1)))
@@ -492,11 +497,18 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     # part boundaries on whole tiles, so that parts never share a tile
     tiles = -(-n_rows // ROWS)
     bounds = [min(n_rows, ROWS * (tiles * p // n_parts)) for p in range(n_parts + 1)]
-    # The calling thread takes the first part itself: one thread fewer to wake.
-    pool = _executor(n_parts - 1) if n_parts > 1 else None
-    futures = [pool.submit(_assign_rows, *arguments, p, bounds[p], bounds[p + 1], flags)
-               for p in range(1, n_parts)]
-    _assign_rows(*arguments, 0, bounds[0], bounds[1], flags)
+    next_part = itertools.count()  # next() is atomic under the GIL
+
+    def work():
+        for part in iter(lambda: next(next_part), None):
+            if part >= n_parts:
+                return
+            _assign_rows(*arguments, part, bounds[part], bounds[part + 1], flags)
+
+    # The calling thread works too: one thread fewer to wake.
+    n_workers = min(n_threads, n_parts)
+    futures = [_executor(n_workers - 1).submit(work) for _ in range(n_workers - 1)] if n_workers > 1 else []
+    work()
     for future in futures:
         future.result()
     return partials
