@@ -229,16 +229,22 @@ def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
     return source.reduce_sum(inertia).cpu()
 
 
+# Rows per block of the exact distance: the gathered centres and the differences are
+# two copies of the block, so a fixed small block keeps them out of the memory peak.
+_EXACT_BLOCK_ROWS = 8192
+
+
 def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
     """(m, G) weighted squared distances from each row to its centre, by direct difference.
 
     Exact where the matrix-product form loses digits (data far from the origin).
     """
-    per_group = []
-    for g in range(centers.shape[0]):
-        diff = rows - centers[g][labels[:, g]]
-        per_group.append((diff * diff).sum(dim=1, dtype=torch.float64))
-    distances = torch.stack(per_group, dim=1)
+    distances = torch.empty(rows.shape[0], centers.shape[0], dtype=torch.float64, device=rows.device)
+    for start in range(0, rows.shape[0], _EXACT_BLOCK_ROWS):
+        block = rows[start : start + _EXACT_BLOCK_ROWS]
+        for g in range(centers.shape[0]):
+            diff = block - centers[g][labels[start : start + _EXACT_BLOCK_ROWS, g]]
+            distances[start : start + block.shape[0], g] = (diff * diff).sum(dim=1, dtype=torch.float64)
     if weights is not None:
-        distances = distances * weights.double()[:, None]
+        distances *= weights.double()[:, None]
     return distances
