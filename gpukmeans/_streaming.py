@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from ._sources import DataSource
+from ._sources import InMemorySource
 
 logger = logging.getLogger("gpukmeans")
 
@@ -91,7 +91,7 @@ class DeviceFeeder:
         return start, on_device
 
 
-class HostStreamSource(DataSource):
+class HostStreamSource(InMemorySource):
     """Rows held in host memory, assigned on a CUDA device in uploaded chunks.
 
     Parameters
@@ -103,25 +103,12 @@ class HostStreamSource(DataSource):
     """
 
     def __init__(self, X: torch.Tensor, sample_weight: Optional[torch.Tensor], chunk_size: int, device):
-        self.X = X
-        self.sample_weight = sample_weight
-        self.chunk_size = max(1, int(chunk_size))
+        # Rows, weights and chunking as in memory; only where a chunk is computed differs.
+        super().__init__(X, sample_weight, chunk_size)
         self._device = torch.device(device)
         if not X.is_pinned():
             logger.info("gpukmeans: streaming host data through pinned staging buffers (pass a pinned tensor to skip them).")
         self._feeder = DeviceFeeder(self._device, self.chunk_size, X.shape[1], X.dtype)
-
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
 
     @property
     def device(self) -> torch.device:
