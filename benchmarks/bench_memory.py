@@ -4,6 +4,8 @@ Every measurement runs in a fresh process: it loads the libraries and warms them
 notes its resident set (the baseline), makes the data, resets the peak resident set
 (``echo 5 > /proc/self/clear_refs``), fits, and reads the peak (``VmHWM``).
 
+- A fit's own memory: ``peak - baseline - data`` against one chunk's working set
+  (the core engine issue's bound: data plus one chunk's working set).
 - In memory: ``peak - baseline`` (the data plus whatever the fit adds) against the
   data's bytes; the target is at most 1.25x the data.
 - Streamed: a 100,000,000 x 16 float32 Parquet table (6.4 GB, written in row groups
@@ -11,7 +13,8 @@ notes its resident set (the baseline), makes the data, resets the peak resident 
   is a peak resident set under 2 GB for the whole process.
 
     python benchmarks/bench_memory.py                 # both parts
-    python benchmarks/bench_memory.py --skip-streamed # in-memory part only
+    python benchmarks/bench_memory.py --skip-streamed # in-memory parts only
+    python benchmarks/bench_memory.py --only-working-set  # a fit against one chunk's working set
 """
 
 import argparse
@@ -27,6 +30,12 @@ from machine import machine_info, markdown_header  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IN_MEMORY_SHAPES = [(4_000_000, 16, 8), (2_000_000, 32, 8)]
+# (n, d, k, n_init): the core engine issue's shape, with one restart and with ten
+WORKING_SET_FITS = [(1_000_000, 16, 8, 1), (1_000_000, 16, 8, 10), (4_000_000, 16, 8, 1)]
+WORKING_SET_REPEATS = 3
+# What a fit keeps per row besides X, whatever the chunk: labels_ (int32) and
+# k-means++'s distance to the nearest centre so far (float32).
+PER_ROW_STATE_BYTES = 8
 STREAMED_ROWS, STREAMED_FEATURES, ROW_GROUP_ROWS = 100_000_000, 16, 1_000_000
 
 
@@ -44,17 +53,28 @@ def _rss_bytes(field):
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _estimator(library, k, max_iter, init="k-means++"):
+def _estimator(library, k, max_iter, init="k-means++", n_init=1):
     if library == "gpukmeans":
         from gpukmeans import KMeans
 
-        return KMeans(k, init=init, n_init=1, max_iter=max_iter, random_state=0, device="cpu")
+        return KMeans(k, init=init, n_init=n_init, max_iter=max_iter, random_state=0, device="cpu")
     from sklearn.cluster import KMeans
 
-    return KMeans(k, n_init=1, max_iter=max_iter, random_state=0, algorithm="lloyd")
+    return KMeans(k, n_init=n_init, max_iter=max_iter, random_state=0, algorithm="lloyd")
 
 
-def in_memory_child(library, n, d, k):
+def _chunk_working_set_bytes(n, d, k, n_init):
+    """What gpukmeans budgets for one chunk of this fit: auto chunk rows x bytes per row."""
+    import torch
+
+    from gpukmeans._device import auto_chunk_size, chunk_bytes_per_row
+
+    cpu = torch.device("cpu")
+    rows = min(n, auto_chunk_size(d, k * n_init, torch.float32, cpu))
+    return rows * chunk_bytes_per_row(d, k * n_init, torch.float32, cpu)
+
+
+def in_memory_child(library, n, d, k, n_init=1):
     """In a fresh process: peak resident set of one in-memory fit, over the baseline."""
     import numpy as np
 
@@ -63,13 +83,14 @@ def in_memory_child(library, n, d, k):
     X = np.random.default_rng(0).random((n, d), dtype=np.float32)
     _reset_peak_rss()
     start = time.perf_counter()
-    estimator = _estimator(library, k, 20).fit(X)
+    estimator = _estimator(library, k, 20, n_init=n_init).fit(X)
     seconds = time.perf_counter() - start
     peak = _rss_bytes("VmHWM")
     print(json.dumps({
-        "library": library, "n": n, "d": d, "k": k, "data_bytes": X.nbytes,
+        "library": library, "n": n, "d": d, "k": k, "n_init": n_init, "data_bytes": X.nbytes,
         "peak_over_baseline_bytes": peak - baseline, "ratio_to_data": (peak - baseline) / X.nbytes,
         "n_iter": int(estimator.n_iter_), "seconds": seconds,
+        "chunk_working_set_bytes": _chunk_working_set_bytes(n, d, k, n_init) if library == "gpukmeans" else None,
     }))
 
 
@@ -129,6 +150,8 @@ def _uptime():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-streamed", action="store_true")
+    parser.add_argument("--only-working-set", action="store_true",
+                        help="only the fit-working-set part (about a minute)")
     parser.add_argument("--tmp", default="/tmp/gpukmeans_bench_memory")
     parser.add_argument("--rows", type=int, default=STREAMED_ROWS)
     parser.add_argument("--max-iter", type=int, default=5, help="Lloyd iterations of the streamed fit")
@@ -139,8 +162,24 @@ def main():
                                     cwd=Path(__file__).parent).stdout.strip() or None
     info["uptime_at_start"] = _uptime()
 
+    working_set = []
+    for n, d, k, n_init in WORKING_SET_FITS:
+        runs = [_child(f"in_memory_child('gpukmeans', {n}, {d}, {k}, {n_init})") for _ in range(WORKING_SET_REPEATS)]
+        row = max(runs, key=lambda r: r["peak_over_baseline_bytes"])
+        row["fit_extra_bytes"] = [r["peak_over_baseline_bytes"] - r["data_bytes"] for r in runs]
+        row["per_row_state_bytes"] = n * PER_ROW_STATE_BYTES
+        row["met_strict"] = max(row["fit_extra_bytes"]) <= row["chunk_working_set_bytes"]
+        row["met"] = max(row["fit_extra_bytes"]) <= row["chunk_working_set_bytes"] + row["per_row_state_bytes"]
+        print(f"working set {n:,} x {d}, k={k}, n_init={n_init}: fit's own peak "
+              f"{[round(b / 2**20, 1) for b in row['fit_extra_bytes']]} MiB, one chunk's working set "
+              f"{row['chunk_working_set_bytes'] / 2**20:.1f} MiB (strictly {'met' if row['met_strict'] else 'missed'}), "
+              f"plus per-row state {row['per_row_state_bytes'] / 2**20:.1f} MiB: {'met' if row['met'] else 'MISSED'}")
+        working_set.append(row)
+    if args.only_working_set:
+        args.skip_streamed = True
+
     in_memory = []
-    for n, d, k in IN_MEMORY_SHAPES:
+    for n, d, k in [] if args.only_working_set else IN_MEMORY_SHAPES:
         for library in ("gpukmeans", "sklearn"):
             row = _child(f"in_memory_child({library!r}, {n}, {d}, {k})")
             print(f"in memory {library:9s} {n:,} x {d}: data {row['data_bytes'] / 2**20:.0f} MiB, "
@@ -166,16 +205,39 @@ def main():
     info["uptime_at_end"] = _uptime()
 
     RESULTS.mkdir(exist_ok=True)
-    name = "memory" if streamed is not None or not (RESULTS / "memory.json").exists() else "memory_in_memory_only"
+    if args.only_working_set:
+        name = "memory_working_set"
+    elif streamed is not None or not (RESULTS / "memory.json").exists():
+        name = "memory"
+    else:
+        name = "memory_in_memory_only"
     (RESULTS / f"{name}.json").write_text(
-        json.dumps({"machine": info, "in_memory": in_memory, "streamed": streamed}, indent=2) + "\n"
+        json.dumps({"machine": info, "working_set": working_set, "in_memory": in_memory, "streamed": streamed},
+                   indent=2) + "\n"
     )
     lines = ["# Peak memory of k-means fits (CPU, float32)", "", markdown_header(info), "",
              f"`uptime` at start: `{info['uptime_at_start']}`; at end: `{info['uptime_at_end']}`.", "",
-             "## In memory: peak resident set over the baseline, against the data's bytes (target: at most 1.25x)", "",
-             "Fresh process per fit, k-means++, n_init=1, 20 iterations at most.", "",
-             "| library | n | d | k | data MiB | peak over baseline MiB | x data | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "## A fit's own memory against one chunk's working set (target: below it)", "",
+             f"Peak resident set over the baseline, minus the data's bytes, in {WORKING_SET_REPEATS} fresh "
+             "processes each (the C library keeps some freed pages, so runs differ); one chunk's working set "
+             "is the auto chunk's rows times the bytes a row of a chunk may use "
+             "(`gpukmeans._device.chunk_bytes_per_row`). Per-row state is what a fit must keep per row "
+             f"whatever the chunk ({PER_ROW_STATE_BYTES} bytes: `labels_` as int32 and k-means++'s nearest "
+             "distance as float32). k-means++, 20 iterations at most.", "",
+             "| n | d | k | n_init | data MiB | fit's own peak MiB (each run) | one chunk's working set MiB "
+             "| within it alone | per-row state MiB | within both |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in working_set:
+        runs = ", ".join(f"{b / 2**20:.1f}" for b in r["fit_extra_bytes"])
+        lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {r['n_init']} | {r['data_bytes'] / 2**20:.0f} | {runs} | "
+                     f"{r['chunk_working_set_bytes'] / 2**20:.1f} | {'yes' if r['met_strict'] else '**no**'} | "
+                     f"{r['per_row_state_bytes'] / 2**20:.1f} | {'yes' if r['met'] else '**no**'} |")
+    if in_memory:
+        lines += ["", "## In memory: peak resident set over the baseline, against the data's bytes "
+                  "(target: at most 1.25x)", "",
+                  "Fresh process per fit, k-means++, n_init=1, 20 iterations at most.", "",
+                  "| library | n | d | k | data MiB | peak over baseline MiB | x data | seconds |",
+                  "|---|---|---|---|---|---|---|---|"]
     for r in in_memory:
         lines.append(f"| {r['library']} | {r['n']:,} | {r['d']} | {r['k']} | {r['data_bytes'] / 2**20:.0f} | "
                      f"{r['peak_over_baseline_bytes'] / 2**20:.0f} | {r['ratio_to_data']:.2f} | {r['seconds']:.1f} |")

@@ -14,6 +14,13 @@ _CPU_FUSED_CHUNK_BYTES = 32 * 2**20
 _CUDA_FREE_MEMORY_SHARE = 0.25
 _CUDA_MAX_CHUNK_BYTES = 2 * 2**30
 _MIN_CHUNK_ROWS = 256
+# Bytes per block of the per-row arithmetic done beside the kernels (moments, exact
+# distances, init potentials): every such temporary is a copy of a block, never of a
+# chunk, so it stays out of the fit's memory peak whatever the chunk size.
+WORK_BLOCK_BYTES = 2**20
+_MIN_BLOCK_ROWS = 256
+# Per-row results of one assignment outside Lloyd's pass (see DataSource.assigned_blocks).
+ASSIGN_BLOCK_BYTES = 4 * 2**20
 
 
 def resolve_device(device) -> torch.device:
@@ -43,19 +50,37 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
+def chunk_bytes_per_row(n_features: int, n_centers: int, dtype: torch.dtype, device: torch.device) -> int:
+    """Working memory one row of a chunk may use: its features, a copy of them, a few
+    per-row scalars and, unless the fused CPU kernel runs (it never forms them), its
+    distances to every centre. A fit's memory is bounded by the data, per-row state and
+    one chunk's rows times this."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if device.type == "cpu" and fused_cpu_kernel_available(dtype):
+        return itemsize * (2 * n_features + 8)
+    return itemsize * (2 * n_features + 2 * n_centers + 8)
+
+
 def auto_chunk_size(n_features: int, n_centers: int, dtype: torch.dtype, device: torch.device) -> int:
     """Rows per chunk so that one chunk's distances and copies fit the memory budget.
 
     A row of a chunk costs its features, its distances to every centre (the only
     n x k piece that ever exists) and a few per-row scalars.
     """
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    bytes_per_row = itemsize * (2 * n_features + 2 * n_centers + 8)
+    bytes_per_row = chunk_bytes_per_row(n_features, n_centers, dtype, device)
     if device.type == "cpu" and fused_cpu_kernel_available(dtype):
-        return max(_MIN_CHUNK_ROWS, int(_CPU_FUSED_CHUNK_BYTES // (itemsize * (2 * n_features + 8))))
+        return max(_MIN_CHUNK_ROWS, int(_CPU_FUSED_CHUNK_BYTES // bytes_per_row))
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
         budget = min(free_bytes * _CUDA_FREE_MEMORY_SHARE, _CUDA_MAX_CHUNK_BYTES)
     else:
         budget = _CPU_CHUNK_BYTES
     return max(_MIN_CHUNK_ROWS, int(budget // bytes_per_row))
+
+
+def row_blocks(n_rows: int, bytes_per_row: int, block_bytes: int = WORK_BLOCK_BYTES):
+    """``(start, stop)`` over ``n_rows`` rows, in blocks whose temporaries (``bytes_per_row``
+    each) come to about ``block_bytes``."""
+    block_rows = max(_MIN_BLOCK_ROWS, block_bytes // max(1, bytes_per_row))
+    for start in range(0, n_rows, block_rows):
+        yield start, min(start + block_rows, n_rows)

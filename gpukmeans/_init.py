@@ -198,22 +198,18 @@ def _lower_closest(source, closest, points) -> None:
 
     In place, chunk by chunk: never a second n-long array beside ``closest``.
     """
-    group = points[None, :, :]
-    norms = (group * group).sum(dim=2)
-    for start, rows, _ in source.chunks():
-        distances = source.assign(rows, group, norms, accumulate=False).min_sq_distances[:, 0]
-        block = closest[start : start + rows.shape[0]]
+    for start, _, _, result in source.assigned_blocks(points[None, :, :]):
+        distances = result.min_sq_distances[:, 0]
+        block = closest[start : start + distances.shape[0]]
         torch.minimum(block, distances.to(block.dtype), out=block)
 
 
 def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:
     """For each candidate, the weighted potential (over every holder) if it were added as a centre."""
-    groups = candidates[:, None, :]
-    norms = (groups * groups).sum(dim=2)
     potentials = torch.zeros(candidates.shape[0], dtype=torch.float64, device=source.device)
-    for start, rows, weights in source.chunks():
-        distances = source.assign(rows, groups, norms, accumulate=False).min_sq_distances
-        distances = torch.minimum(distances, closest[start : start + rows.shape[0], None]).double()
+    for start, _, weights, result in source.assigned_blocks(candidates[:, None, :]):
+        distances = result.min_sq_distances
+        distances = torch.minimum(distances, closest[start : start + distances.shape[0], None]).double()
         if weights is not None:
             distances = distances * weights.double()[:, None]
         potentials += distances.sum(dim=0)
@@ -222,11 +218,9 @@ def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:
 
 def _weight_nearest_to_each(source, points) -> torch.Tensor:
     """Total sample weight (over every holder) of the rows nearest to each point."""
-    group = points[None, :, :]
-    norms = (group * group).sum(dim=2)
     totals = torch.zeros(points.shape[0], dtype=torch.float64, device=source.device)
-    for _, rows, weights in source.chunks():
+    for _, _, weights, result in source.assigned_blocks(points[None, :, :]):
         # Labels and a weighted count: the per-centre sums of rows are not needed here.
-        nearest = source.assign(rows, group, norms, accumulate=False).labels[:, 0]
+        nearest = result.labels[:, 0]
         totals += torch.bincount(nearest, weights=None if weights is None else weights.double(), minlength=len(points))
     return source.reduce_sum(totals).to(source.dtype)

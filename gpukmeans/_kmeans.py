@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _arrays
-from ._device import auto_chunk_size, resolve_device
+from ._device import auto_chunk_size, resolve_device, row_blocks
 from ._distributed import DistributedSource, Exchange, active_group, local_cuda_device
 from ._file_sources import FileSource, is_path, open_table, shard_bounds
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
@@ -70,16 +70,15 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centers, norms = self._centers_for(source)
         total = 0.0
         try:
-            for _, rows, weights in source.chunks():
-                labels = source.assign(rows, centers, norms, accumulate=False).labels
-                total += float(exact_sq_distances(rows, centers, labels, weights).sum())
+            for _, rows, weights, result in source.assigned_blocks(centers, norms):
+                total += float(exact_sq_distances(rows, centers, result.labels, weights).sum())
         finally:
             source.close()
         return -total
 
     def _labels_of(self, source) -> torch.Tensor:
         centers, norms = self._centers_for(source)
-        parts = [source.assign(rows, centers, norms, accumulate=False).labels[:, 0] for _, rows, _ in source.chunks()]
+        parts = [result.labels[:, 0] for _, _, _, result in source.assigned_blocks(centers, norms)]
         return torch.cat(parts)
 
     def _centers_for(self, source):
@@ -553,16 +552,18 @@ def _local_moments(source) -> torch.Tensor:
     count = 0
     mean = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
     sum_sq_dev = torch.zeros_like(mean)
-    for _, rows, _ in source.chunks():
-        rows = rows.double()
-        m = rows.shape[0]
-        chunk_mean = rows.mean(dim=0)
-        chunk_sq_dev = ((rows - chunk_mean) ** 2).sum(dim=0)
-        delta = chunk_mean - mean
-        total = count + m
-        mean += delta * (m / total)
-        sum_sq_dev += chunk_sq_dev + delta**2 * (count * m / total)
-        count = total
+    for _, chunk, _ in source.chunks():
+        # one float64 copy of a block, worked on in place
+        for start, stop in row_blocks(chunk.shape[0], 8 * chunk.shape[1]):
+            rows = chunk[start:stop].to(torch.float64, copy=True)  # a copy even of float64: X is never written
+            m = rows.shape[0]
+            block_mean = rows.mean(dim=0)
+            block_sq_dev = rows.sub_(block_mean).square_().sum(dim=0)
+            delta = block_mean - mean
+            total = count + m
+            mean += delta * (m / total)
+            sum_sq_dev += block_sq_dev + delta**2 * (count * m / total)
+            count = total
     return torch.cat([torch.tensor([float(count)], dtype=torch.float64, device=mean.device), mean, sum_sq_dev])
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._device import row_blocks
+
 
 @dataclass
 class LloydResult:
@@ -47,7 +49,9 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
     """
     centers, valid = stack_groups(initial_centers, source.dtype, source.device)
     n_groups, k_max, _ = centers.shape
-    label_dtype = torch.int16 if k_max < 2**15 - 1 else torch.int32
+    # The narrowest type that holds k_max and -1: with ten restarts the (n, G) table is
+    # the largest thing a fit holds besides X.
+    label_dtype = next(t for t in (torch.int8, torch.int16, torch.int32) if k_max <= torch.iinfo(t).max)
     # -1 is never a label, so the first iteration never looks converged.
     labels = torch.full((source.n_samples, n_groups), -1, dtype=label_dtype, device=source.device)
     n_iter = [0] * n_groups
@@ -191,8 +195,7 @@ def _farthest_points(source, centers, valid, n_candidates):
     best_distances = torch.empty(n_groups, 0, dtype=torch.float64, device=device)
     best_indices = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
     best_owners = torch.empty(n_groups, 0, dtype=torch.int64, device=device)
-    for start, rows, weights in source.chunks():
-        result = source.assign(rows, centers, norms, accumulate=False)
+    for start, rows, weights, result in source.assigned_blocks(centers, norms):
         distances = result.min_sq_distances.double().T  # (G, m)
         if weights is not None:
             distances = distances.masked_fill((weights == 0)[None, :], -1.0)
@@ -222,16 +225,10 @@ def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
     norms = padded_sq_norms(centers, valid)
     n_groups = centers.shape[0]
     inertia = torch.zeros(n_groups, dtype=torch.float64, device=source.device)
-    for start, rows, weights in source.chunks():
-        result = source.assign(rows, centers, norms, accumulate=False)
+    for start, rows, weights, result in source.assigned_blocks(centers, norms):
         labels[start : start + rows.shape[0]] = result.labels.to(labels.dtype)
         inertia += exact_sq_distances(rows, centers, result.labels, weights).sum(dim=0)
     return source.reduce_sum(inertia).cpu()
-
-
-# Rows per block of the exact distance: the gathered centres and the differences are
-# two copies of the block, so a fixed small block keeps them out of the memory peak.
-_EXACT_BLOCK_ROWS = 8192
 
 
 def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
@@ -240,11 +237,12 @@ def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
     Exact where the matrix-product form loses digits (data far from the origin).
     """
     distances = torch.empty(rows.shape[0], centers.shape[0], dtype=torch.float64, device=rows.device)
-    for start in range(0, rows.shape[0], _EXACT_BLOCK_ROWS):
-        block = rows[start : start + _EXACT_BLOCK_ROWS]
+    # the gathered centres and the differences are copies of a block (see row_blocks)
+    for start, stop in row_blocks(rows.shape[0], 2 * rows.shape[1] * rows.element_size()):
+        block = rows[start:stop]
         for g in range(centers.shape[0]):
-            diff = block - centers[g][labels[start : start + _EXACT_BLOCK_ROWS, g]]
-            distances[start : start + block.shape[0], g] = (diff * diff).sum(dim=1, dtype=torch.float64)
+            diff = block - centers[g][labels[start:stop, g]]
+            distances[start:stop, g] = (diff * diff).sum(dim=1, dtype=torch.float64)
     if weights is not None:
         distances *= weights.double()[:, None]
     return distances

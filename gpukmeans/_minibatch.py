@@ -387,10 +387,9 @@ class MiniBatchKMeans(_BaseKMeans):
         """Labels of every row and the exact weighted inertia, in one pass."""
         centers, norms = self._centers_for(source)
         parts, inertia = [], 0.0
-        for _, rows, weights in source.chunks():
-            labels = source.assign(rows, centers, norms, accumulate=False).labels
-            parts.append(labels[:, 0])
-            inertia += float(exact_sq_distances(rows, centers, labels, weights).sum())
+        for _, rows, weights, result in source.assigned_blocks(centers, norms):
+            parts.append(result.labels[:, 0])
+            inertia += float(exact_sq_distances(rows, centers, result.labels, weights).sum())
         return torch.cat(parts).to(torch.int32), inertia
 
 

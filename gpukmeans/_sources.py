@@ -19,7 +19,8 @@ The seam, for a holder of some of the table's rows:
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
 - ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
-  CUDA out-of-memory error (see ``_oom``).
+  CUDA out-of-memory error (see ``_oom``); ``assigned_blocks(...)``: ``assign`` over
+  every row in blocks of bounded size.
 - ``minibatches(...)``: an endless stream of mini-batches for mini-batch k-means.
 """
 
@@ -28,6 +29,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ._device import ASSIGN_BLOCK_BYTES, row_blocks
 from ._oom import ResilientAssigner
 
 
@@ -77,6 +79,26 @@ class DataSource:
         if not hasattr(self, "_assigner"):
             self._assigner = ResilientAssigner()
         return self._assigner(rows, centers, center_sq_norms, weights, accumulate=accumulate)
+
+    def assigned_blocks(self, centers, center_sq_norms=None):
+        """``(start, rows, weights or None, AssignResult)`` over this holder's rows, in blocks.
+
+        For the passes that need each row's nearest centres but not Lloyd's sums (the
+        initialisations, the final labels, the farthest points). The kernel's per-row
+        results (a label and a distance for each of the G groups) and what the caller
+        derives from them are bounded by a block of about ``ASSIGN_BLOCK_BYTES``, not by
+        a chunk: with ten restarts they would otherwise be the largest thing a fit holds.
+        ``start`` is the block's local offset; ``center_sq_norms`` None computes them.
+        """
+        if center_sq_norms is None:
+            center_sq_norms = (centers * centers).sum(dim=2)
+        # an int64 label, a distance and a float64 copy of it, per group
+        bytes_per_row = centers.shape[0] * (16 + centers.element_size())
+        for chunk_start, chunk, chunk_weights in self.chunks():
+            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, ASSIGN_BLOCK_BYTES):
+                rows = chunk[start:stop]
+                weights = None if chunk_weights is None else chunk_weights[start:stop]
+                yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms, accumulate=False)
 
     def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
         """:func:`gpukmeans.kernels.lloyd_step`, halving the rows on a CUDA OOM."""
