@@ -4,6 +4,12 @@ Usage (from the repository root, with the peers of requirements-peers.txt instal
 
     PYTHONPATH=. python benchmarks/bench_lloyd.py              # CPU, and CUDA when present
     PYTHONPATH=. python benchmarks/bench_lloyd.py --device cpu --iterations 10 --repeats 3
+    PYTHONPATH=. python benchmarks/bench_lloyd.py --device cpu --shape 20000,16,8 \
+        --libraries gpukmeans "gpukmeans (bfloat16 storage)" --skip-restarts --out /tmp/bench   # a quick check
+
+On a GPU, ``gpukmeans (bfloat16 storage)`` times the same float32 data stored as
+bfloat16 (``KMeans(dtype="bfloat16")``) at every shape, and the results add its
+speed-up over float32 storage (the issue's target: at least 1.7x).
 
 Writes ``benchmarks/results/lloyd-<device>.json`` (every figure, the machine, its load
 and the library versions), ``lloyd-<device>.md`` (the table) and ``lloyd-<device>.png``
@@ -76,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=10, help="iterations timed per fit (after 2)")
     parser.add_argument("--repeats", type=int, default=3, help="fits per iteration count; the best counts")
     parser.add_argument("--libraries", nargs="*", help="only these (names as in the table)")
+    parser.add_argument("--shape", action="append", metavar="N,D,K",
+                        help="measure this shape instead of the device's list (repeatable)")
     parser.add_argument("--skip-restarts", action="store_true", help="skip the n_init=10 measurement")
     parser.add_argument("--restarts-only", action="store_true", help="only the n_init=10 measurement")
     parser.add_argument("--single-thread-cpu-time", action="store_true",
@@ -97,9 +105,15 @@ def main(argv=None):
         devices = ["cpu"]
     for device in devices:
         shapes = bench.CPU_SHAPES if device == "cpu" else bench.GPU_SHAPES
+        if args.shape:
+            shapes = [tuple(int(part) for part in shape.split(",")) for shape in args.shape]
         libraries = bench.CPU_PEERS if device == "cpu" else bench.GPU_PEERS
         if args.libraries:
-            libraries = [name for name in libraries if name in args.libraries]
+            unknown = [name for name in args.libraries if name not in bench.PEERS]
+            if unknown:
+                sys.exit(f"--libraries: unknown {', '.join(unknown)}; known: {', '.join(bench.PEERS)}")
+            # any known library, on any device (the bfloat16 row on a CPU, for instance)
+            libraries = list(args.libraries)
         env = bench.environment([device])
         if device == "cpu":
             env["cpu_kernel_first_call"] = bench.cpu_kernel_first_call()
@@ -113,6 +127,10 @@ def main(argv=None):
         records = [] if args.restarts_only else bench.run_comparison(
             {device: shapes}, libraries_by_device={device: libraries}, n_iter=args.iterations,
             repeats=args.repeats, progress=progress, cpu_time=args.single_thread_cpu_time)
+        speedups = bench.storage_speedups(records)
+        for s in speedups:
+            print(f"bfloat16 storage at {tuple(s['shape'])}: {s['speedup']:.2f}x faster than float32 "
+                  f"(target >= {bench.HALF_STORAGE_TARGET}x)", flush=True)
         restarts = None
         if not args.skip_restarts:
             try:
@@ -128,7 +146,8 @@ def main(argv=None):
                                                     "dtype": "float32",
                                                     "clock": "process CPU time, 1 thread" if args.single_thread_cpu_time
                                                     else "wall clock"},
-                   "results": [dataclasses.asdict(r) for r in records], "restarts": restarts}
+                   "results": [dataclasses.asdict(r) for r in records], "restarts": restarts,
+                   "bfloat16_storage_speedup": speedups}
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2))
         machine = env.get("gpu") or env["cpu"]
         header = (f"Lloyd iterations on {machine} ({env['cpu_count']} CPUs, torch threads "
@@ -145,6 +164,9 @@ def main(argv=None):
                        f"{first['compile_s']:.2f} s compiling, {first['cached_s']:.2f} s from numba's cache. "
                        "The warm-up column is each library's first fit in this process.\n\n")
         table = bench.markdown_table(records) if records else ""
+        if speedups:
+            table += ("\n\nbfloat16 storage of X (`KMeans(dtype=\"bfloat16\")`) against float32, "
+                      "same data and centres, this run:\n\n" + bench.speedup_table(speedups))
         if restarts:
             batched = restarts[f"ms_per_iter_{restarts['n_init']}"]
             table += (f"\n\nn_init={restarts['n_init']} restarts batched in one pass vs one restart at "

@@ -58,9 +58,13 @@ def float_dtype_for(dtype: torch.dtype) -> torch.dtype:
 
 
 def check_tensor_2d(
-    X: torch.Tensor, *, name: str = "X", n_features: int | None = None
+    X: torch.Tensor, *, name: str = "X", n_features: int | None = None, keep_half: bool = False
 ) -> torch.Tensor:
-    """Validate a 2-D tensor as scikit-learn's check_array would, without leaving the device."""
+    """Validate a 2-D tensor as scikit-learn's check_array would, without leaving the device.
+
+    Types other than float32 and float64 are converted (see :func:`float_dtype_for`),
+    except float16 and bfloat16 with ``keep_half`` (16-bit storage of the rows).
+    """
     if X.dim() != 2:
         raise ValueError(
             f"Expected a 2D array for {name}, got a tensor with {X.dim()} dimension(s) "
@@ -76,7 +80,7 @@ def check_tensor_2d(
         raise ValueError(
             f"{name} has {n_cols} features, but the model is expecting {n_features} features as input."
         )
-    if X.dtype not in _FLOAT_DTYPES:
+    if X.dtype not in _FLOAT_DTYPES and not (keep_half and X.dtype in (torch.float16, torch.bfloat16)):
         X = X.to(float_dtype_for(X.dtype))
     if not all_finite(X):
         raise ValueError(f"Input {name} contains NaN or infinity.")

@@ -125,6 +125,10 @@ class DistributedSource(DataSource):
         return self.local.dtype
 
     @property
+    def storage_dtype(self) -> torch.dtype:
+        return self.local.storage_dtype
+
+    @property
     def device(self) -> torch.device:
         return self.local.device
 

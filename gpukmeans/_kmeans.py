@@ -27,9 +27,12 @@ from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
 from ._lloyd import exact_sq_distances, lloyd, padded_sq_norms
 from ._random import new_seed
 from ._sources import InMemorySource
+from ._storage import DTYPE_CONSTRAINTS, compute_dtype, resolve_storage_dtype, to_storage
 from ._streaming import HostStreamSource, fits_on_device
 
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+# Storage dtypes as numbers, so that ranks can compare theirs in one all-gather.
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_DTYPE_NAMES = {code: str(dtype).removeprefix("torch.") for dtype, code in _DTYPE_CODES.items()}
 
 
 class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -57,7 +60,7 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centers64 = self._centers.to(source.device).double()
         try:
             parts = [
-                torch.cdist(rows.double(), centers64, compute_mode="donot_use_mm_for_euclid_dist").to(rows.dtype)
+                torch.cdist(rows.double(), centers64, compute_mode="donot_use_mm_for_euclid_dist").to(source.dtype)
                 for _, rows, _ in source.chunks()
             ]
         finally:
@@ -82,7 +85,7 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return torch.cat(parts)
 
     def _centers_for(self, source):
-        """The fitted centres as one group in the source's dtype and device, and their norms."""
+        """The fitted centres as one group in the source's (compute) dtype and device, and their norms."""
         centers = self._centers[None].to(device=source.device, dtype=source.dtype)
         valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=source.device)
         return centers, padded_sq_norms(centers, valid)
@@ -101,9 +104,11 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"{X}: {len(table.columns)} numeric column(s), but the model is expecting "
                     f"{self.n_features_in_} features as input."
                 )
-            weights = self._validate_sample_weight(sample_weight, table.n_rows, _torch_dtype(table.dtype), device)
-            chunk_size = self._resolve_chunk_size(len(table.columns), _torch_dtype(table.dtype), device, 1)
-            return FileSource(table, (0, table.n_rows), chunk_size, device, weights), _arrays.NUMPY_OUTPUT
+            storage = self._fitted_storage_dtype() or _torch_dtype(table.dtype)
+            weights = self._validate_sample_weight(sample_weight, table.n_rows, compute_dtype(storage), device)
+            chunk_size = self._resolve_chunk_size(len(table.columns), compute_dtype(storage), device, 1)
+            source = FileSource(table, (0, table.n_rows), chunk_size, device, weights, storage_dtype=storage)
+            return source, _arrays.NUMPY_OUTPUT
         return self._array_source(X, sample_weight, device, 1, reset=False)
 
     # ------------------------------------------------------------ data sources
@@ -122,16 +127,24 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return self._array_source(X, sample_weight, device, n_groups, reset=True, require_positive=exchange is None)
 
     def _array_source(self, X, sample_weight, device, n_groups, *, reset, require_positive=True):
-        """An in-memory source, or a host-streamed one when X is too large for the GPU."""
+        """An in-memory source, or a host-streamed one when X is too large for the GPU.
+
+        The rows are stored in the fit's storage dtype (converted on the host before
+        an upload, so that 16-bit storage also halves the bytes sent to the GPU).
+        """
+        storage = self._fitted_storage_dtype()
         on_host = device.type == "cuda" and _is_host_input(X)
-        data, output = self._validate_data(X, torch.device("cpu") if on_host else device, reset=reset)
+        data, output = self._validate_data(
+            X, torch.device("cpu") if on_host else device, reset=reset, keep_half=storage is None
+        )
+        data = to_storage(data, storage)
         streamed = on_host and not fits_on_device(data.numel() * data.element_size(), device)
         if on_host and not streamed:
             data = data.to(device)
         weights = self._validate_sample_weight(
-            sample_weight, data.shape[0], data.dtype, device, require_positive=require_positive
+            sample_weight, data.shape[0], compute_dtype(data.dtype), device, require_positive=require_positive
         )
-        chunk_size = self._resolve_chunk_size(data.shape[1], data.dtype, device, n_groups)
+        chunk_size = self._resolve_chunk_size(data.shape[1], compute_dtype(data.dtype), device, n_groups)
         if streamed:
             if self.verbose:
                 print("gpukmeans: the data does not fit on the GPU; streaming it from host memory")
@@ -145,7 +158,8 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"{path}: Found array with 0 sample(s) while a minimum of 1 is required.")
         self.n_features_in_ = len(table.columns)
         self.feature_names_in_ = np.asarray(table.columns, dtype=object)
-        dtype = _torch_dtype(table.dtype)
+        storage = self._fitted_storage_dtype() or _torch_dtype(table.dtype)
+        dtype = compute_dtype(storage)
         rank, world_size = (0, 1) if exchange is None else (exchange.rank, exchange.world_size)
         start, stop = shard_bounds(table.n_rows, rank, world_size)
         weights = self._validate_sample_weight(
@@ -154,10 +168,15 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if weights is not None:
             weights = weights[start:stop]
         chunk_size = self._resolve_chunk_size(len(table.columns), dtype, device, n_groups)
-        return FileSource(table, (start, stop), chunk_size, device, weights)
+        return FileSource(table, (start, stop), chunk_size, device, weights, storage_dtype=storage)
 
-    def _validate_data(self, X, device, *, reset):
-        """X as a float tensor on ``device``, and how results go back to the caller."""
+    def _validate_data(self, X, device, *, reset, keep_half=False):
+        """X as a float tensor on ``device``, and how results go back to the caller.
+
+        float32 and float64 are kept, other types become float64, except that
+        float16 and bfloat16 tensors become float32, or stay as they are with
+        ``keep_half`` (the estimators' ``dtype=None``: 16-bit storage).
+        """
         if _arrays.is_tensor_like(X):
             tensor, output = _arrays.tensor_from_tensor_like(X)
             if reset:
@@ -165,7 +184,7 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 if hasattr(self, "feature_names_in_"):
                     del self.feature_names_in_
             expected = None if reset else self.n_features_in_
-            tensor = _arrays.check_tensor_2d(tensor, n_features=expected)
+            tensor = _arrays.check_tensor_2d(tensor, n_features=expected, keep_half=keep_half)
             return _arrays.to_device(tensor, device), output
         array = validate_data(
             self, X, dtype=[np.float64, np.float32], order="C", accept_large_sparse=False, reset=reset
@@ -224,6 +243,14 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError("Input init contains NaN or infinity.")
         return init
 
+    def _set_storage_dtype(self) -> None:
+        """Resolve the validated ``dtype`` parameter for this fit and the calls after it."""
+        self._storage_dtype = resolve_storage_dtype(self.dtype)
+
+    def _fitted_storage_dtype(self):
+        """The storage dtype the fit chose (None: each input's own), for every later call."""
+        return getattr(self, "_storage_dtype", None)
+
     def _resolve_chunk_size(self, n_features, dtype, device, n_groups) -> int:
         if self.chunk_size != "auto":
             return int(self.chunk_size)
@@ -236,7 +263,7 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         seed = int(source.broadcast(torch.tensor([new_seed(random_state)], dtype=torch.int64))[0])
         generator = torch.Generator().manual_seed(seed)
         if callable(self.init):
-            numpy_X = _rows_in_memory(source).cpu().numpy()
+            numpy_X = _rows_in_memory(source).to(source.dtype).cpu().numpy()
             centers = np.asarray(self.init(numpy_X, self.n_clusters, random_state), dtype=numpy_X.dtype)
             if centers.shape != (self.n_clusters, source.n_features):
                 raise ValueError(
@@ -292,11 +319,30 @@ class KMeans(_BaseKMeans):
         rank with that rank's rows fits the table they form together (rows in rank
         order); every rank ends with the same centres, and its own rows' labels.
         False fits each rank's rows on their own.
+    dtype : None, "float32", "float64", "bfloat16" or "float16", default=None
+        The dtype X is stored in on the device, in ``fit`` and in every later
+        ``predict``, ``transform`` and ``score`` (so that ``labels_`` equals
+        ``predict(X)``); the matching torch dtype, or numpy's (no bfloat16), works too.
+        None keeps the input's: float32 and float64 as they are, float16 and bfloat16
+        tensors as they are (16-bit storage), anything else as float64.
+        "bfloat16" and "float16" halve the memory X takes. On CUDA they also halve the
+        bytes every pass reads: the Triton kernel loads 16-bit rows and computes in
+        float32, and a Lloyd iteration on a customer table is bound by that read. On
+        the CPU there is no 16-bit kernel: each chunk is widened to float32 before the
+        numba kernel, so memory is halved but time is not (somewhat slower: the
+        widening is one more pass over each chunk). Either way only the rows are
+        rounded, once, on input (bfloat16 keeps about 3 significant digits and
+        float32's range; float16 about 3.3 digits, up to 65504, and larger values are
+        a ValueError): centres, sums, distances and the inertia are float32, and so
+        are ``cluster_centers_`` and ``transform``'s distances. A path is converted
+        batch by batch as it is read; under torch.distributed every rank must store
+        its rows in the same dtype.
 
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
-        In the input's dtype (float32 or float64; other types become float64).
+        In the storage dtype (by default the input's: float32 or float64, other types
+        become float64), float32 for 16-bit storage.
     labels_ : array of shape (n_samples,)
         For a path input: numpy int32, every row of the file (on every rank).
     inertia_ : float
@@ -343,6 +389,7 @@ class KMeans(_BaseKMeans):
         "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
         "distributed": ["boolean"],
+        "dtype": DTYPE_CONSTRAINTS,
     }
 
     def __init__(
@@ -358,6 +405,7 @@ class KMeans(_BaseKMeans):
         chunk_size="auto",
         verbose=0,
         distributed=True,
+        dtype=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -369,6 +417,7 @@ class KMeans(_BaseKMeans):
         self.chunk_size = chunk_size
         self.verbose = verbose
         self.distributed = distributed
+        self.dtype = dtype
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None, *, columns=None):
@@ -394,6 +443,7 @@ class KMeans(_BaseKMeans):
         self
         """
         self._validate_params()
+        self._set_storage_dtype()
         group = active_group(self.distributed)
         exchange = None if group is None else Exchange(group)
         device = _fit_device(self.device, distributed=exchange is not None)
@@ -507,12 +557,12 @@ def _fit_device(device_param, *, distributed: bool) -> torch.device:
 def _join_ranks(local, exchange, path_input):
     """Wrap this rank's source after checking that every rank holds the same kind of rows."""
     has_weights = local.sample_weight is not None
-    facts = torch.tensor([local.n_features, _DTYPE_CODES[local.dtype], has_weights], dtype=torch.int64)
+    facts = torch.tensor([local.n_features, _DTYPE_CODES[local.storage_dtype], has_weights], dtype=torch.int64)
     every_rank = exchange.all_gather(facts)
     if len(set(every_rank[:, 0].tolist())) > 1 or len(set(every_rank[:, 1].tolist())) > 1:
         local.close()
         described = ", ".join(
-            f"rank {r}: {int(f)} features, {'float32' if int(c) == 0 else 'float64'}"
+            f"rank {r}: {int(f)} features, {_DTYPE_NAMES[int(c)]}"
             for r, (f, c, _) in enumerate(every_rank.tolist())
         )
         raise ValueError(f"Every rank must hold rows with the same features and dtype; got {described}.")

@@ -24,6 +24,7 @@ from ._file_sources import is_path
 from ._kmeans import _absolute_tolerance, _BaseKMeans, _fit_device, _labels_output
 from ._lloyd import exact_sq_distances, padded_sq_norms
 from ._sources import InMemorySource
+from ._storage import DTYPE_CONSTRAINTS
 from .kernels import assign_accumulate
 
 
@@ -63,10 +64,16 @@ class MiniBatchKMeans(_BaseKMeans):
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default="auto"
     chunk_size : "auto" or int, default="auto"
         Rows per chunk of the full passes (labels, inertia, tolerance).
+    dtype : None, "float32", "float64", "bfloat16" or "float16", default=None
+        The dtype X is stored in, as in :class:`~gpukmeans.KMeans`: 16-bit storage
+        halves the memory X takes (and, on CUDA, the bytes the full passes read);
+        centres, counts and the inertia are then float32. Mini-batches are gathered
+        rows, widened to float32. ``partial_fit`` keeps the first call's choice.
 
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
+        In the storage dtype; float32 for 16-bit storage.
     labels_ : array of shape (n_samples,), when ``compute_labels``
     inertia_ : float
         Exact weighted inertia when ``compute_labels``; otherwise the EWA batch
@@ -117,6 +124,7 @@ class MiniBatchKMeans(_BaseKMeans):
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch.device, None],
         "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "dtype": DTYPE_CONSTRAINTS,
     }
 
     def __init__(
@@ -136,6 +144,7 @@ class MiniBatchKMeans(_BaseKMeans):
         reassignment_ratio=0.01,
         device="auto",
         chunk_size="auto",
+        dtype=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -151,6 +160,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self.reassignment_ratio = reassignment_ratio
         self.device = device
         self.chunk_size = chunk_size
+        self.dtype = dtype
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None, *, columns=None):
@@ -173,6 +183,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self
         """
         self._validate_params()
+        self._set_storage_dtype()
         device = _fit_device(self.device, distributed=False)
         if self.verbose:
             print(f"gpukmeans: fitting on {device}")
@@ -262,6 +273,7 @@ class MiniBatchKMeans(_BaseKMeans):
         has_centers = hasattr(self, "cluster_centers_")
         if not has_centers:
             self._validate_params()
+            self._set_storage_dtype()
             device = _fit_device(self.device, distributed=False)
         else:
             device = self._fit_device()

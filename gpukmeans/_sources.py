@@ -9,13 +9,18 @@ split across torch.distributed ranks (``_distributed``) are others.
 The seam, for a holder of some of the table's rows:
 
 - ``n_samples, n_features, dtype, device``: this holder's rows, and where work runs.
+  ``dtype`` is the *compute* dtype: that of centres, weights and results.
+- ``storage_dtype``: the dtype the rows are stored in and ``chunks()`` hands out. It
+  is ``dtype`` except for 16-bit storage (float16, bfloat16), which computes in
+  float32 (see ``_storage``); the kernels take 16-bit rows with float32 centres.
 - ``chunks()``: ``(start, rows, weights or None)`` over this holder's rows, in order;
   ``start`` is the *local* offset of the chunk (it indexes per-row state such as labels).
 - ``sample_weight``: this holder's weights as one tensor on ``device``, or None.
 - ``row_offset``: the global index of this holder's first row. Global indices
   (``row_offset + local``) name rows in every exchange: draws, ``take``, ``weights_of``.
 - ``take(indices)``, ``weights_of(indices)``: rows and weights at *global* indices,
-  the same answer on every holder (a small set: centres, candidates).
+  the same answer on every holder (a small set: centres, candidates), in ``dtype``
+  (stored rows widened exactly: they become centres).
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
 - ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
@@ -31,6 +36,7 @@ import torch
 
 from ._device import ASSIGN_BLOCK_BYTES, row_blocks
 from ._oom import ResilientAssigner
+from ._storage import compute_dtype
 
 
 class DataSource:
@@ -44,6 +50,11 @@ class DataSource:
     rank = 0
     world_size = 1
     sample_weight: Optional[torch.Tensor] = None
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        """The dtype of the rows ``chunks()`` yields (``dtype`` unless stored in 16 bits)."""
+        return self.dtype
 
     # ------------------------------------------------------------------ rows
     def take(self, indices: torch.Tensor) -> torch.Tensor:
@@ -139,8 +150,9 @@ class InMemorySource(DataSource):
 
     Parameters
     ----------
-    X : (n, d) float tensor on the device where the work runs.
-    sample_weight : (n,) tensor in X's dtype and device, or None for unit weights.
+    X : (n, d) float tensor on the device where the work runs, in its storage dtype
+        (float16 and bfloat16 rows compute in float32).
+    sample_weight : (n,) tensor in the compute dtype on X's device, or None for unit weights.
     chunk_size : rows per chunk; bounds the working memory of every pass.
     """
 
@@ -159,6 +171,10 @@ class InMemorySource(DataSource):
 
     @property
     def dtype(self) -> torch.dtype:
+        return compute_dtype(self.X.dtype)
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
         return self.X.dtype
 
     @property
@@ -173,5 +189,5 @@ class InMemorySource(DataSource):
             yield start, self.X[start:stop], weights
 
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
-        """The rows at this holder's ``indices`` (a small set: centres, candidates)."""
-        return self.X[indices.to(self.device)]
+        """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
+        return self.X[indices.to(self.device)].to(self.dtype)

@@ -96,7 +96,8 @@ class HostStreamSource(InMemorySource):
 
     Parameters
     ----------
-    X : (n, d) float tensor in host memory, pinned or not.
+    X : (n, d) float tensor in host memory, pinned or not, in its storage dtype
+        (16-bit rows are uploaded as they are: half the bytes over the bus).
     sample_weight : (n,) tensor on ``device`` or None (one value per row is small).
     chunk_size : rows per upload and per kernel call.
     device : the CUDA device.
@@ -123,4 +124,4 @@ class HostStreamSource(InMemorySource):
             yield start, rows, weights
 
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.X[indices.cpu()].to(self._device)
+        return self.X[indices.cpu()].to(self._device).to(self.dtype)

@@ -47,6 +47,7 @@ SCENARIOS = {
     "random_restarts": (dict(n_clusters=6, init="random", n_init=3, random_state=2), np.float64, False),
     "weighted": (dict(n_clusters=6, random_state=4), np.float64, True),
     "empty_cluster_relocation": (dict(n_clusters=6, init="duplicate", max_iter=50), np.float64, False),
+    "bfloat16_storage": (dict(n_clusters=6, random_state=3, dtype="bfloat16"), np.float64, True),
 }
 
 
@@ -95,6 +96,15 @@ def main():
         save("mismatch", message=np.array("no error"))
     except ValueError as error:
         save("mismatch", message=np.array(str(error)))
+
+    # Ranks that disagree on the storage dtype all raise too.
+    X = table()
+    try:
+        dtype = "bfloat16" if rank == 0 else "float32"
+        KMeans(3, random_state=0, device="cpu", dtype=dtype).fit(X[rank_rows(len(X), rank, world_size)])
+        save("dtype_mismatch", message=np.array("no error"))
+    except ValueError as error:
+        save("dtype_mismatch", message=np.array(str(error)))
 
     dist.destroy_process_group()
 

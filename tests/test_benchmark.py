@@ -85,3 +85,42 @@ def test_cli_bench_prints_the_table(tmp_path):
     assert out.exists()
     bad = CliRunner().invoke(app, ["bench", "--peers", "nope"])
     assert bad.exit_code == 2 and "unknown nope" in bad.output
+
+
+def test_the_bfloat16_storage_row_fits_the_same_data_stored_in_16_bits(monkeypatch):
+    """The row is timed on GPUs only; its code path is the same on the CPU."""
+    from gpukmeans._sources import InMemorySource
+
+    seen = set()
+    original = InMemorySource.chunks
+
+    def chunks(self):
+        for start, rows, weights in original(self):
+            seen.add(rows.dtype)
+            yield start, rows, weights
+    monkeypatch.setattr(InMemorySource, "chunks", chunks)
+    X = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))  # no structure: no early stop
+    init_rows = [0, 1, 2, 3, 4]
+    fit = bench.PEERS[bench.HALF_STORAGE](X, X[init_rows], init_rows, "cpu")
+    assert fit(3) == 3
+    assert seen == {torch.bfloat16}
+
+
+def test_bfloat16_speedups_pair_each_row_with_float32_at_its_shape():
+    def record(library, shape, ms, device="cuda"):
+        return bench.Measurement(library, device, *shape, status="ok" if ms else "failed: x", ms_per_iter=ms)
+
+    records = [
+        record("gpukmeans", (1000, 16, 8), 4.0),
+        record(bench.HALF_STORAGE, (1000, 16, 8), 2.0),
+        record("gpukmeans", (1000, 32, 32), 9.0),
+        record(bench.HALF_STORAGE, (1000, 32, 32), None),  # failed: no figure, no speed-up
+        record(bench.HALF_STORAGE, (50, 2, 2), 1.0),  # no float32 figure at this shape
+        record("flash-kmeans", (1000, 16, 8), 1.0),
+    ]
+    speedups = bench.storage_speedups(records)
+    assert speedups == [{"device": "cuda", "shape": [1000, 16, 8], "float32_ms": 4.0, "bfloat16_ms": 2.0,
+                         "speedup": 2.0}]
+    table = bench.speedup_table(speedups)
+    assert "| cuda | 1,000 | 16 | 8 | 4.00 | 2.00 | 2.00x |" in table
+    assert f"target >= {bench.HALF_STORAGE_TARGET}x" in table

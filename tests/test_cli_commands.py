@@ -176,3 +176,11 @@ def test_warnings_are_one_line_each(tmp_path):
     assert ".py:" not in result.stderr  # no file names and line numbers
     quiet = run("segment", data, "--k", "3", "--out", tmp_path / "q", "--no-report", "--quiet")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_max_iter_reaches_the_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    result = run("sweep", MALL, "--columns", MALL_COLUMNS, "--scale", "none", "--k-range", "2:6",
+                 "--max-iter", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "sweep.csv")["n_iter"].tolist() == [1] * 5

@@ -93,3 +93,11 @@ def test_ranks_that_disagree_on_features_all_raise(ranks):
     for rank in range(world_size):
         message = str(result("mismatch", rank)["message"])
         assert "same features and dtype" in message, message
+
+
+def test_ranks_that_disagree_on_the_storage_dtype_all_raise(ranks):
+    world_size, result = ranks
+    for rank in range(world_size):
+        message = str(result("dtype_mismatch", rank)["message"])
+        assert "same features and dtype" in message and "rank 0: 5 features, bfloat16" in message, message
+        assert "rank 1: 5 features, float32" in message, message

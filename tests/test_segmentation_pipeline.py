@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from gpukmeans.segmentation import InputError, make_customers, predict, read_table, segment, write_table
+from gpukmeans.segmentation import InputError, make_customers, predict, read_table, segment, sweep_k, write_table
 
 DATA = Path(__file__).parent / "data"
 MALL = DATA / "Mall_Customers.csv"
@@ -114,3 +114,15 @@ def test_a_non_empty_output_folder_is_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="not empty; use --force"):
         segment(tmp_path / "does-not-exist.csv", k=3, out=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+
+
+def test_max_iter_reaches_the_sweep():
+    """``max_iter`` bounds the sweep's fits too, not only the final fit."""
+    options = dict(columns=[INCOME, SPENDING], scale="none", k_range=(2, 6))
+    free = sweep_k(MALL, **options).sweep.table
+    assert (free["n_iter"] > 1).all()  # so that max_iter=1 below is a real bound
+    capped = sweep_k(MALL, max_iter=1, **options).sweep.table
+    assert capped["n_iter"].tolist() == [1] * 5
+    chosen = segment(MALL, max_iter=1, report=False, **options)
+    assert [row["n_iter"] for row in chosen.summary["sweep"]] == [1] * 5
+    assert chosen.summary["metrics"]["n_iter"] == 1

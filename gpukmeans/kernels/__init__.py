@@ -9,6 +9,11 @@ place and returns only per-group totals (sums, label changes, inertia), so that 
 pass over X writes nothing per row but the labels. Fast paths (a CPU kernel, a
 Triton kernel) must agree with :mod:`.reference`.
 
+Rows may be stored as float16 or bfloat16 (with float32 centres): the Triton kernel
+reads them as they are and computes in float32; every other path gets the chunk
+widened to float32 here first (a chunk-sized copy), so on the CPU 16-bit storage
+saves memory, not time.
+
 Fast paths are imported on first use, so that ``import gpukmeans`` pays for neither
 numba's nor Triton's start-up, and a machine without them still works (on the
 reference). The environment variable ``GPUKMEANS_KERNEL=reference`` forces the
@@ -80,11 +85,27 @@ def backend_for(X) -> str:
     return "reference"
 
 
+def _widened_if_half(X, centers, center_sq_norms, weights):
+    """Float16/bfloat16 rows (and what goes with them) in float32, unless Triton takes them.
+
+    Only the Triton kernel reads 16-bit rows; the CPU kernel and the reference compute
+    in X's dtype, so they get the chunk widened (exactly) and float32 centres.
+    """
+    import torch
+
+    if X.dtype not in (torch.float16, torch.bfloat16) or backend_for(X) == "triton":
+        return X, centers, center_sq_norms, weights
+    widen = (lambda t: None if t is None else t.to(torch.float32))
+    return widen(X), widen(centers), widen(center_sq_norms), widen(weights)
+
+
 def assign_accumulate(X, centers, center_sq_norms, weights=None, *, accumulate=True):
     """Dispatch to the fastest implementation available for ``X.device``.
 
-    Same contract as :func:`gpukmeans.kernels.reference.assign_accumulate_reference`.
+    Same contract as :func:`gpukmeans.kernels.reference.assign_accumulate_reference`,
+    except that float16/bfloat16 ``X`` takes float32 centres and gives float32 results.
     """
+    X, centers, center_sq_norms, weights = _widened_if_half(X, centers, center_sq_norms, weights)
     backend = backend_for(X)
     if backend == "cpu":
         return _load("cpu").assign_accumulate_cpu(
@@ -100,8 +121,10 @@ def assign_accumulate(X, centers, center_sq_norms, weights=None, *, accumulate=T
 def lloyd_step(X, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
     """One chunk of a Lloyd pass on the fastest implementation for ``X.device``.
 
-    Same contract as :func:`gpukmeans.kernels.reference.lloyd_step_reference`.
+    Same contract as :func:`gpukmeans.kernels.reference.lloyd_step_reference`;
+    float16/bfloat16 ``X`` takes float32 centres.
     """
+    X, centers, center_sq_norms, weights = _widened_if_half(X, centers, center_sq_norms, weights)
     backend = backend_for(X)
     if backend == "cpu" and labels.is_contiguous():
         return _load("cpu").lloyd_step_cpu(

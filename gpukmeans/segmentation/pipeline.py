@@ -435,7 +435,7 @@ def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
     from gpukmeans import sweep
 
     return sweep(
-        _engine_input(X), k=ks, n_init=n_init, random_state=seed,
+        _engine_input(X), k=ks, n_init=n_init, max_iter=max_iter, random_state=seed,
         silhouette="auto", sample_size=sample_size, device=device,
     )
 
