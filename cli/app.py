@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ._console import ProgressDisplay, fail, note, print_json, user_errors
+from ._options import expand_option_groups
 
 app = typer.Typer(
     help="GPU-accelerated k-means for customer segmentation: from a customer table to "
@@ -77,16 +79,53 @@ def _n_init(text: str):
     return value
 
 
-def _preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale) -> dict:
-    return {
-        "columns": _split(columns),
-        "id_column": None if id_column.lower() == "none" else id_column,
-        "categorical": _split(categorical) or (),
-        "missing": "drop" if drop_missing else "impute",
-        "log": log if log in ("auto", "none") else _split(log),
-        "clip": clip,
-        "scale": scale,
-    }
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the table is cleaned and scaled: the options ``segment`` and ``sweep`` share."""
+
+    columns: ColumnsOpt = None
+    id_column: IdOpt = "auto"
+    categorical: CategoricalOpt = None
+    drop_missing: DropMissingOpt = False
+    log: LogOpt = "auto"
+    clip: ClipOpt = None
+    scale: ScaleOpt = "standard"
+
+    def as_kwargs(self) -> dict:
+        """The library's preprocessing arguments (as taken by ``segment`` and ``sweep_k``)."""
+        return {
+            "columns": _split(self.columns),
+            "id_column": None if self.id_column.lower() == "none" else self.id_column,
+            "categorical": _split(self.categorical) or (),
+            "missing": "drop" if self.drop_missing else "impute",
+            "log": self.log if self.log in ("auto", "none") else _split(self.log),
+            "clip": self.clip,
+            "scale": self.scale,
+        }
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How the k-means fits run: the options ``segment`` and ``sweep`` share.
+
+    The two commands differ only in ``n_init``'s default, set by their default instances.
+    """
+
+    n_init: NInitOpt = "10"
+    max_iter: MaxIterOpt = 300
+    seed: SeedOpt = 0
+    device: DeviceOpt = "auto"
+    sample_size: SampleOpt = 10_000
+
+    def as_kwargs(self) -> dict:
+        """The library's fitting arguments (as taken by ``segment`` and ``sweep_k``)."""
+        return {
+            "n_init": _n_init(self.n_init),
+            "max_iter": self.max_iter,
+            "seed": self.seed,
+            "device": self.device,
+            "sample_size": self.sample_size,
+        }
 
 
 #: The command line as typed, recorded by :func:`main` (None when the app is driven
@@ -106,26 +145,17 @@ def _default_out(data: Path, suffix: str) -> Path:
 
 
 @app.command()
+@expand_option_groups
 def segment(
     data: DataArg,
     k: KOpt = None,
     k_range: KRangeOpt = "2:12",
-    columns: ColumnsOpt = None,
-    id_column: IdOpt = "auto",
-    categorical: CategoricalOpt = None,
-    drop_missing: DropMissingOpt = False,
-    log: LogOpt = "auto",
-    clip: ClipOpt = None,
-    scale: ScaleOpt = "standard",
+    preprocessing: Preprocessing = Preprocessing(),
     out: Annotated[
         Optional[Path], typer.Option(help="Output folder (new or empty) [default: DATA's name + _segments].")
     ] = None,
     force: ForceOpt = False,
-    n_init: NInitOpt = "10",
-    max_iter: MaxIterOpt = 300,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    sample_size: SampleOpt = 10_000,
+    engine: Engine = Engine(n_init="10"),
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -143,8 +173,7 @@ def segment(
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
-                data, k=k, k_range=low_high, **_preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale),
-                n_init=_n_init(n_init), max_iter=max_iter, seed=seed, device=device, sample_size=sample_size,
+                data, k=k, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
                 out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
             )
     summary = result.summary
@@ -162,25 +191,16 @@ def segment(
 
 
 @app.command()
+@expand_option_groups
 def sweep(
     data: DataArg,
     k_range: KRangeOpt = "2:15",
-    columns: ColumnsOpt = None,
-    id_column: IdOpt = "auto",
-    categorical: CategoricalOpt = None,
-    drop_missing: DropMissingOpt = False,
-    log: LogOpt = "auto",
-    clip: ClipOpt = None,
-    scale: ScaleOpt = "standard",
+    preprocessing: Preprocessing = Preprocessing(),
     out: Annotated[
         Optional[Path], typer.Option(help="Folder for sweep.csv and the plots [default: DATA's name + _sweep].")
     ] = None,
     force: ForceOpt = False,
-    n_init: NInitOpt = "auto",
-    max_iter: MaxIterOpt = 300,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    sample_size: SampleOpt = 10_000,
+    engine: Engine = Engine(n_init="auto"),
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ):
@@ -192,8 +212,7 @@ def sweep(
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             run = sweep_k(
-                data, k_range=low_high, **_preprocessing(columns, id_column, categorical, drop_missing, log, clip, scale),
-                n_init=_n_init(n_init), max_iter=max_iter, seed=seed, device=device, sample_size=sample_size,
+                data, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
                 out=out, force=force, listener=progress, command=_command_line(),
             )
     if json_output:

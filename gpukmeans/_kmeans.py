@@ -467,6 +467,45 @@ class KMeans(_BaseKMeans):
         self.cluster_centers_ = _arrays.to_output(self._centers, output)
         return self
 
+    @classmethod
+    def _fitted_from(
+        cls, params, *, centers, labels, inertia, n_iter, output, device, n_features_in, feature_names_in=None
+    ):
+        """A fitted estimator from a fit run elsewhere, in the state ``fit`` leaves.
+
+        Internal: :func:`gpukmeans.sweep` fits many k in one pass and hands back one
+        ``KMeans`` per k; this is the one place outside ``fit`` that knows the
+        fitted state (public attributes and the private centres and output kind).
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters, as from ``get_params()``.
+        centers : torch.Tensor of shape (n_clusters, n_features)
+            On the fit device, in the fit dtype.
+        labels : torch.Tensor of shape (n_samples,), integer
+        inertia : float
+        n_iter : int
+        output : OutputKind
+            How results go back to the caller (numpy, torch or CuPy).
+        device : torch.device
+            Where the fit ran.
+        n_features_in : int
+        feature_names_in : array of str, optional
+        """
+        model = cls(**params)
+        model._centers = centers
+        model._output = output
+        model.device_ = str(device)
+        model.n_features_in_ = n_features_in
+        if feature_names_in is not None:
+            model.feature_names_in_ = feature_names_in
+        model.cluster_centers_ = _arrays.to_output(centers, output)
+        model.labels_ = _labels_output(labels.to(torch.int32), output)
+        model.inertia_ = inertia
+        model.n_iter_ = n_iter
+        return model
+
     def _checked_source(self, X, sample_weight, columns, device, n_init, exchange):
         """The fit's data source, the validated init array, and the rows' moments (or None).
 

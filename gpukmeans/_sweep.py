@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from . import _arrays
 from ._device import auto_chunk_size, resolve_device
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
-from ._kmeans import KMeans, _absolute_tolerance, _labels_output
+from ._kmeans import KMeans, _absolute_tolerance
 from ._lloyd import lloyd
 from ._random import new_seed
 from ._sources import InMemorySource
@@ -529,15 +529,8 @@ def _fitted_kmeans(template, k, centers, labels, inertia, n_iter, output, device
     """A fitted :class:`KMeans` holding one k of the sweep, as ``fit`` would leave it."""
     params = template.get_params()
     params.update(n_clusters=k, init=centers.detach().cpu().numpy(), n_init=1)
-    model = KMeans(**params)
-    model._centers = centers
-    model._output = output
-    model.device_ = str(device)
-    model.n_features_in_ = template.n_features_in_
-    if hasattr(template, "feature_names_in_"):
-        model.feature_names_in_ = template.feature_names_in_
-    model.cluster_centers_ = _arrays.to_output(centers, output)
-    model.labels_ = _labels_output(labels.to(torch.int32), output)
-    model.inertia_ = inertia
-    model.n_iter_ = n_iter
-    return model
+    return KMeans._fitted_from(
+        params, centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, output=output,
+        device=device, n_features_in=template.n_features_in_,
+        feature_names_in=getattr(template, "feature_names_in_", None),
+    )

@@ -71,6 +71,16 @@ def test_models_are_fitted_estimators(five_blobs, blob_sweep):
     assert model.score(five_blobs) == pytest.approx(-model.inertia_, rel=1e-9)
 
 
+def test_models_hold_the_state_fit_leaves(five_blobs, blob_sweep):
+    # KMeans._fitted_from builds them; if fit gains state, they must gain it too.
+    model = blob_sweep.models[5]
+    alone = KMeans(**model.get_params()).fit(five_blobs)
+    assert sorted(vars(model)) == sorted(vars(alone))
+    assert model.get_params()["n_init"] == 1 and model.n_clusters == 5
+    assert (model.device_, model.n_features_in_, model._output) == (alone.device_, alone.n_features_in_, alone._output)
+    assert model.labels_.dtype == alone.labels_.dtype == np.int32
+
+
 def test_restarts_keep_the_lowest_inertia(five_blobs):
     one = sweep(five_blobs, k=[6, 7], random_state=1, n_init=1, silhouette=None, device="cpu")
     several = sweep(five_blobs, k=[6, 7], random_state=1, n_init=4, silhouette=None, device="cpu")

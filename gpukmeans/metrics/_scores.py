@@ -39,20 +39,39 @@ def weighted_centroids(
     weights: Optional[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 centroids (k, d) and cluster weights (k,), accumulated by chunks."""
+    step = chunk_rows(X.device, X.shape[1])
+    return _cluster_centroids(X, [labels], [0, n_labels], weights, step)
+
+
+def _cluster_centroids(
+    X: torch.Tensor,
+    labelings: list[torch.Tensor],
+    offsets: list[int],
+    weights: Optional[torch.Tensor],
+    step: int,
+    shift: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 centroids and cluster weights of one or more labellings, in one chunked pass.
+
+    The statistics every centroid-based score starts from. Labelling ``g``'s
+    clusters are rows ``offsets[g]:offsets[g + 1]`` of the results, so that one
+    pass over ``X`` serves every labelling. ``shift``, when given, is subtracted
+    from the rows first (the centroids are then those of the shifted rows).
+    """
     n_samples, n_features = X.shape
-    sums = torch.zeros(n_labels, n_features, dtype=torch.float64, device=X.device)
-    totals = torch.zeros(n_labels, dtype=torch.float64, device=X.device)
-    step = chunk_rows(X.device, n_features)
+    sums = torch.zeros(offsets[-1], n_features, dtype=torch.float64, device=X.device)
+    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=X.device)
     for start in range(0, n_samples, step):
         rows = X[start : start + step].to(torch.float64)
-        codes = labels[start : start + step]
-        if weights is None:
-            sums.index_add_(0, codes, rows)
-            totals.index_add_(0, codes, torch.ones_like(codes, dtype=torch.float64))
-        else:
-            w = weights[start : start + step]
-            sums.index_add_(0, codes, rows * w[:, None])
-            totals.index_add_(0, codes, w)
+        if shift is not None:
+            rows = rows - shift
+        w = None if weights is None else weights[start : start + step]
+        weighted_rows = rows if w is None else rows * w[:, None]
+        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=X.device) if w is None else w
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + step] + offsets[g]
+            sums.index_add_(0, codes, weighted_rows)
+            totals.index_add_(0, codes, unit)
     return sums / totals[:, None], totals
 
 
@@ -163,18 +182,7 @@ def ch_db_many(
     step = chunk_rows(device, n_features + offsets[-1])
     shift = X[:step].to(torch.float64).mean(dim=0)
 
-    sums = torch.zeros(offsets[-1], n_features, dtype=torch.float64, device=device)
-    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
-    for start in range(0, n_samples, step):
-        rows = X[start : start + step].to(torch.float64) - shift
-        w = None if weights is None else weights[start : start + step]
-        weighted_rows = rows if w is None else rows * w[:, None]
-        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=device) if w is None else w
-        for g, labels in enumerate(labelings):
-            codes = labels[start : start + step] + offsets[g]
-            sums.index_add_(0, codes, weighted_rows)
-            totals.index_add_(0, codes, unit)
-    centroids = sums / totals[:, None]
+    centroids, totals = _cluster_centroids(X, labelings, offsets, weights, step, shift)
     centroid_sq = (centroids * centroids).sum(dim=1)
 
     within = torch.zeros(len(labelings), dtype=torch.float64, device=device)

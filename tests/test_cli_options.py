@@ -1,0 +1,118 @@
+"""The options ``segment`` and ``sweep`` share are declared once (option groups), yet each
+command still lists every option, in the same order with the same defaults, and hands
+each one to the library."""
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+import gpukmeans.segmentation
+from gpukmeans_cli._options import expand_option_groups
+from gpukmeans_cli.app import Engine, Preprocessing, app
+
+MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+
+# What each command listed before its shared options became groups, in --help's order.
+SEGMENT_OPTIONS = {
+    "--k": None, "--k-range": "2:12", "--columns": None, "--id-column": "auto", "--categorical": None,
+    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--out": None,
+    "--force": False, "--n-init": "10", "--max-iter": 300, "--seed": 0, "--device": "auto",
+    "--sample-size": 10_000, "--no-report": False, "--quiet": False, "--json": False,
+}
+SWEEP_OPTIONS = {
+    "--k-range": "2:15", "--columns": None, "--id-column": "auto", "--categorical": None,
+    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--out": None,
+    "--force": False, "--n-init": "auto", "--max-iter": 300, "--seed": 0, "--device": "auto",
+    "--sample-size": 10_000, "--quiet": False, "--json": False,
+}
+COMMANDS = [("segment", SEGMENT_OPTIONS), ("sweep", SWEEP_OPTIONS)]
+
+
+@pytest.mark.parametrize("command, options", COMMANDS)
+def test_help_lists_every_option(command, options):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for option in options:
+        # Whole names only: "--k" must not be found inside "--k-range".
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", result.stdout), option
+    assert "-q" in result.stdout
+
+
+@pytest.mark.parametrize("command, options", COMMANDS)
+def test_options_keep_their_order_and_defaults(command, options):
+    params = [p for p in get_command(app).commands[command].params if p.opts[0].startswith("--")]
+    assert [p.opts[0] for p in params] == list(options)
+    assert {p.opts[0]: p.default for p in params} == options
+    help_texts = {p.opts[0]: p.help for p in params}
+    assert help_texts["--n-init"] == "k-means restarts (they share passes over the data), or 'auto'."
+    assert help_texts["--drop-missing"] == "Drop rows with missing values instead of imputing them."
+
+
+@pytest.mark.parametrize("command, library_function", [("segment", "segment"), ("sweep", "sweep_k")])
+def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, library_function):
+    calls = []
+
+    def record(data, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("arguments recorded")  # the CLI's part ends here
+
+    monkeypatch.setattr(gpukmeans.segmentation, library_function, record)
+    result = CliRunner().invoke(app, [
+        command, str(MALL), "--out", str(tmp_path / "o"), "--columns", "Age, Annual Income (k$)",
+        "--id-column", "none", "--categorical", "Genre", "--drop-missing", "--log", "Age", "--clip", "0.01",
+        "--scale", "robust", "--n-init", "3", "--max-iter", "7", "--seed", "11", "--device", "cpu",
+        "--sample-size", "500",
+    ])
+    assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
+    passed = calls[0]
+    assert {key: passed[key] for key in (
+        "columns", "id_column", "categorical", "missing", "log", "clip", "scale",
+        "n_init", "max_iter", "seed", "device", "sample_size",
+    )} == {
+        "columns": ["Age", "Annual Income (k$)"], "id_column": None, "categorical": ["Genre"],
+        "missing": "drop", "log": ["Age"], "clip": 0.01, "scale": "robust",
+        "n_init": 3, "max_iter": 7, "seed": 11, "device": "cpu", "sample_size": 500,
+    }
+
+    calls.clear()
+    defaults = CliRunner().invoke(app, [command, str(MALL), "--out", str(tmp_path / "d")])
+    assert defaults.exit_code == 2, defaults.output
+    passed = calls[0]
+    assert passed["n_init"] == (10 if command == "segment" else "auto")
+    assert (passed["columns"], passed["id_column"], passed["categorical"], passed["missing"]) == (
+        None, "auto", (), "impute"
+    )
+    assert (passed["max_iter"], passed["seed"], passed["device"], passed["sample_size"]) == (300, 0, "auto", 10_000)
+
+
+def test_a_bad_n_init_is_one_line_naming_the_option(tmp_path):
+    result = CliRunner().invoke(app, ["sweep", str(MALL), "--n-init", "0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --n-init must be 'auto' or a positive integer, got '0'"
+    assert not (tmp_path / "o").exists()
+
+
+def test_groups_are_built_from_the_expanded_options():
+    seen = []
+    tiny = typer.Typer()
+
+    @tiny.command()
+    @expand_option_groups
+    def fit(name: str, engine: Engine = Engine(seed=5), preprocessing: Preprocessing = Preprocessing()):
+        seen.append((name, engine, preprocessing))
+
+    result = CliRunner().invoke(tiny, ["x", "--max-iter", "9", "--scale", "none"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("x", Engine(seed=5, max_iter=9), Preprocessing(scale="none"))]
+
+
+def test_an_option_named_twice_fails_at_declaration():
+    with pytest.raises(ValueError, match="duplicate parameter name: 'seed'"):
+
+        @expand_option_groups
+        def clash(seed: int = 0, engine: Engine = Engine()):
+            pass
