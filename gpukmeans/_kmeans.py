@@ -494,6 +494,7 @@ class KMeans(_BaseKMeans):
         feature_names_in : array of str, optional
         """
         model = cls(**params)
+        model._set_storage_dtype()
         model._centers = centers
         model._output = output
         model.device_ = str(device)
