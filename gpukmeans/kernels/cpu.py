@@ -58,7 +58,6 @@ _LANE_CHOICES = {4: (16, 8, 4), 8: (8, 4, 2)}
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
-_INT32_MAX = 2**31 - 1
 
 
 def _splat(builder, value, vector_type):
@@ -92,8 +91,6 @@ def _emit_nearest(builder, element_type, lanes, row_pointers, n_features, center
     index_vector = ir.VectorType(_I32, lanes)
     suffix = _suffix(element_type, lanes)
     fma = _declare(builder, f"llvm.fma.{suffix}", vector, [vector] * 3)
-    reduce_min = _declare(builder, f"llvm.vector.reduce.fmin.{suffix}", element_type, [vector])
-    reduce_index = _declare(builder, f"llvm.vector.reduce.smin.v{lanes}i32", _I32, [index_vector])
     element_bytes = 4 if element_type == ir.FloatType() else 8
 
     accumulators = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
@@ -135,17 +132,63 @@ def _emit_nearest(builder, element_type, lanes, row_pointers, n_features, center
                 builder.select(better, centre_ids, builder.load(running_index[row])),
                 running_index[row])
 
-    no_index = ir.Constant(index_vector, [_INT32_MAX] * lanes)
+    minima = [builder.load(running_min[row]) for row in range(ROWS)]
+    indices = [builder.load(running_index[row]) for row in range(ROWS)]
+    best, best_ids = _emit_rows_argmin(builder, minima, indices)
+    # lane by lane: the row loop reads them back one at a time, and a CPU forwards a
+    # scalar store to a scalar load at once but stalls a scalar load on a vector store
     for row in range(ROWS):
-        minima = builder.load(running_min[row])
-        # nnan lets LLVM use a plain min tree (NaN rows are handled just below)
-        smallest = builder.call(reduce_min, [minima], fastmath=("nnan",))
-        ties = builder.fcmp_ordered("==", minima, _splat(builder, smallest, vector))
-        index = builder.call(reduce_index, [builder.select(ties, builder.load(running_index[row]), no_index)])
-        # a NaN row matches nothing: fall back to centre 0 rather than an index out of range
-        index = builder.select(builder.icmp_signed("==", index, _I32(_INT32_MAX)), _I32(0), index)
-        builder.store(smallest, builder.gep(best_values, [_I64(row)]))
-        builder.store(index, builder.gep(best_index, [_I64(row)]))
+        builder.store(builder.extract_element(best, _I32(row)), builder.gep(best_values, [_I64(row)]))
+        builder.store(builder.extract_element(best_ids, _I32(row)), builder.gep(best_index, [_I64(row)]))
+
+
+def _emit_rows_argmin(builder, minima, indices):
+    """Each row's smallest value and its centre index, for all rows at once.
+
+    ``minima[r]`` and ``indices[r]`` are row r's per-lane running minimum and centre.
+    Rather than a horizontal reduction per row, pairs of vectors are merged by an
+    even/odd lane shuffle and a lane-wise choice: each step halves the lanes a row
+    holds and doubles the rows a vector holds, until one vector holds one lane per
+    row (about half the instructions of per-row reductions). The choice takes the
+    smaller value and, on a tie, the lower index, so the lowest index wins exact
+    ties as with ``torch.argmin``. A row whose values are all +inf or NaN never
+    updated its running minimum: it keeps +inf and centre 0.
+    """
+    values, ids = list(minima), list(indices)
+    lanes_per_row = values[0].type.count
+    while lanes_per_row > 1 or len(values) > 1:
+        width = values[0].type.count
+        if len(values) == 1:
+            # one vector left whose rows still hold 2+ lanes: merge it with itself
+            pairs = [(values[0], values[0], ids[0], ids[0])]
+            even, odd = list(range(0, width, 2)), list(range(1, width, 2))
+        else:
+            pairs = [(values[j], values[j + 1], ids[j], ids[j + 1]) for j in range(0, len(values), 2)]
+            even, odd = list(range(0, 2 * width, 2)), list(range(1, 2 * width, 2))
+        merged_values, merged_ids = [], []
+        for first, second, first_ids, second_ids in pairs:
+            if lanes_per_row == 1:  # rows are single lanes: just concatenate
+                order = _shuffle_mask(range(2 * width))
+                merged_values.append(builder.shuffle_vector(first, second, order))
+                merged_ids.append(builder.shuffle_vector(first_ids, second_ids, order))
+                continue
+            low = builder.shuffle_vector(first, second, _shuffle_mask(even))
+            high = builder.shuffle_vector(first, second, _shuffle_mask(odd))
+            low_ids = builder.shuffle_vector(first_ids, second_ids, _shuffle_mask(even))
+            high_ids = builder.shuffle_vector(first_ids, second_ids, _shuffle_mask(odd))
+            take_high = builder.or_(
+                builder.fcmp_ordered("<", high, low),
+                builder.and_(builder.fcmp_ordered("==", high, low), builder.icmp_signed("<", high_ids, low_ids)))
+            merged_values.append(builder.select(take_high, high, low))
+            merged_ids.append(builder.select(take_high, high_ids, low_ids))
+        values, ids = merged_values, merged_ids
+        lanes_per_row = max(1, lanes_per_row // 2)
+    return values[0], ids[0]
+
+
+def _shuffle_mask(positions):
+    positions = list(positions)
+    return ir.Constant(ir.VectorType(_I32, len(positions)), positions)
 
 
 def _emit_row_sq_norm(builder, element_type, row, n_features):
@@ -280,6 +323,11 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
         label_column = builder.load(builder.gep(array[9].data, [group_id]))
         zero = ir.Constant(element_type, 0.0)
         weight = cgutils.alloca_once(builder, double)
+        # The tile's change count and inertia live in registers and reach the part's
+        # totals once per tile: a read-modify-write of memory per row would chain every
+        # row to the store of the one before.
+        tile_changed = cgutils.alloca_once_value(builder, _I64(0))
+        tile_inertia = cgutils.alloca_once_value(builder, ir.Constant(double, 0.0))
         with cgutils.for_range(builder, rows_here) as row_loop:
             row = row_loop.index
             i = builder.add(first_row, row)
@@ -294,7 +342,7 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
             with builder.if_then(has(_FLAG_LLOYD)):
                 previous = builder.sext(builder.load(label_slot), _I64)
                 is_new = builder.zext(builder.icmp_signed("!=", previous, label), _I64)
-                builder.store(builder.add(builder.load(changed_slot), is_new), changed_slot)
+                builder.store(builder.add(builder.load(tile_changed), is_new), tile_changed)
             # the distance needs ||x||^2, a second look at the row: only when asked for
             with builder.if_then(builder.or_(has(_FLAG_DISTANCES), has(_FLAG_INERTIA))):
                 distance = builder.fadd(builder.load(builder.gep(best_values, [row])),
@@ -305,8 +353,8 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
                     builder.store(distance, builder.gep(array[10].data, [builder.add(builder.mul(i, n_groups), group_id)]))
                 with builder.if_then(has(_FLAG_INERTIA)):
                     wide_distance = distance if element_type == double else builder.fpext(distance, double)
-                    builder.store(builder.fadd(builder.load(inertia_slot),
-                                               builder.fmul(wide_distance, builder.load(weight))), inertia_slot)
+                    builder.store(builder.fadd(builder.load(tile_inertia),
+                                               builder.fmul(wide_distance, builder.load(weight))), tile_inertia)
             builder.store(builder.trunc(label, label_type) if label_type.width < 64 else label, label_slot)
 
             with builder.if_then(has(_FLAG_ACCUMULATE)):
@@ -316,6 +364,10 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
                                      row_pointer, w, n_features)
                 slot = builder.gep(group_weight_sums, [label])
                 builder.store(builder.fadd(builder.load(slot), w), slot)
+        with builder.if_then(has(_FLAG_LLOYD)):
+            builder.store(builder.add(builder.load(changed_slot), builder.load(tile_changed)), changed_slot)
+        with builder.if_then(has(_FLAG_INERTIA)):
+            builder.store(builder.fadd(builder.load(inertia_slot), builder.load(tile_inertia)), inertia_slot)
         return context.get_dummy_value()
 
     return signature, codegen
