@@ -139,6 +139,9 @@ class DistributedSource(DataSource):
     def chunks(self):
         return self.local.chunks()
 
+    def lloyd_pass_chunks(self):
+        return self.local.lloyd_pass_chunks()
+
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         return self.local.take_local(indices)
 

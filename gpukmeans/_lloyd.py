@@ -114,7 +114,7 @@ def _accumulate_pass(source, centers, valid, labels, group_index, with_potential
         n_changed=torch.zeros(n_active, dtype=torch.int64, device=device),
         potential=torch.zeros(n_active, dtype=torch.float64, device=device),
     )
-    for start, rows, weights in source.chunks():
+    for start, rows, weights in source.lloyd_pass_chunks():
         step = source.lloyd_step(rows, centers, norms, weights, labels[start : start + rows.shape[0]],
                                  group_index, compute_inertia=with_potential)
         totals.sums += step.sums

@@ -15,6 +15,7 @@ The seam, for a holder of some of the table's rows:
   float32 (see ``_storage``); the kernels take 16-bit rows with float32 centres.
 - ``chunks()``: ``(start, rows, weights or None)`` over this holder's rows, in order;
   ``start`` is the *local* offset of the chunk (it indexes per-row state such as labels).
+  ``lloyd_pass_chunks()``: the same for a Lloyd pass, which may take larger pieces.
 - ``sample_weight``: this holder's weights as one tensor on ``device``, or None.
 - ``row_offset``: the global index of this holder's first row. Global indices
   (``row_offset + local``) name rows in every exchange: draws, ``take``, ``weights_of``.
@@ -36,6 +37,7 @@ import torch
 
 from ._device import ASSIGN_BLOCK_BYTES, row_blocks
 from ._oom import ResilientAssigner
+from .kernels import fused_cpu_kernel_available
 from ._storage import compute_dtype
 
 
@@ -110,6 +112,11 @@ class DataSource:
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
                 yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms, accumulate=False)
+
+    def lloyd_pass_chunks(self):
+        """The chunks of a Lloyd pass (see :meth:`lloyd_step`): ``chunks()`` unless a
+        source knows a pass needs no chunk bound."""
+        return self.chunks()
 
     def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
         """:func:`gpukmeans.kernels.lloyd_step`, halving the rows on a CUDA OOM."""
@@ -187,6 +194,19 @@ class InMemorySource(DataSource):
             stop = min(start + self.chunk_size, self.n_samples)
             weights = None if self.sample_weight is None else self.sample_weight[start:stop]
             yield start, self.X[start:stop], weights
+
+    def lloyd_pass_chunks(self):
+        """On the CPU kernel, the whole table as one chunk.
+
+        There a Lloyd step writes the labels in place and allocates nothing per row, so
+        a chunk bounds no memory; each chunk only costs a hand-off to the worker
+        threads and a wait for the slowest (measured at 1,000,000 x 16 on 2 cores:
+        7.5 to 8.9 ms per pass in five chunks, 6.1 to 6.3 ms in one).
+        """
+        if self.device.type == "cpu" and fused_cpu_kernel_available(self.X.dtype):
+            yield 0, self.X, self.sample_weight
+        else:
+            yield from self.chunks()
 
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
