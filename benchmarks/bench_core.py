@@ -66,7 +66,7 @@ def time_shapes(short, long, repeats):
 def _peak_memory_child(n, d, k):
     """Run in a fresh process: extra peak RSS of a fit beyond the data already in memory."""
     from gpukmeans import KMeans
-    from gpukmeans._device import auto_chunk_size
+    from gpukmeans._device import auto_chunk_size, chunk_bytes_per_row
 
     import torch
 
@@ -76,10 +76,12 @@ def _peak_memory_child(n, d, k):
     before = _rss_bytes("VmRSS")
     KMeans(k, random_state=0, max_iter=20, device="cpu").fit(X)
     after = _rss_bytes("VmHWM")
-    chunk_rows = auto_chunk_size(d, k, torch.float32, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    chunk_rows = auto_chunk_size(d, k, torch.float32, cpu)
     print(json.dumps({
         "n": n, "d": d, "k": k, "data_bytes": X.nbytes, "fit_extra_peak_bytes": after - before,
-        "chunk_rows": chunk_rows, "labels_bytes": n * 2,
+        "chunk_rows": chunk_rows, "chunk_working_set_bytes": min(n, chunk_rows) * chunk_bytes_per_row(d, k, torch.float32, cpu),
+        "labels_bytes": n * 1,  # Lloyd's label table: int8 for k < 128
     }))
 
 
@@ -122,7 +124,8 @@ def main():
     lines += [f"| {r['n']:,} | {r['d']} | {r['k']} | {r['gpukmeans_ms']:.1f} | {r['sklearn_lloyd_ms']:.1f} | {r['ratio']:.2f} |" for r in rows]
     lines += ["", f"Peak memory of a fit of {memory['n']:,} x {memory['d']} float32 (k={memory['k']}): data "
               f"{memory['data_bytes'] / 2**20:.0f} MiB; the fit's extra peak RSS {memory['fit_extra_peak_bytes'] / 2**20:.0f} MiB "
-              f"(labels {memory['labels_bytes'] / 2**20:.0f} MiB, chunk of {memory['chunk_rows']:,} rows)."]
+              f"(Lloyd's label table {memory['labels_bytes'] / 2**20:.0f} MiB; a chunk of {memory['chunk_rows']:,} rows, "
+              f"whose working set is {memory['chunk_working_set_bytes'] / 2**20:.0f} MiB)."]
     (RESULTS / "core_vs_sklearn.md").write_text("\n".join(lines) + "\n")
 
 

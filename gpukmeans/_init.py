@@ -18,7 +18,7 @@ from ._sources import InMemorySource
 
 # Rows per block of the draws: blocks bound the cumulative sums a draw forms, and read
 # only per-row state (weights, distances), never the rows themselves.
-_BLOCK_ROWS = 1 << 18
+_BLOCK_ROWS = 1 << 16
 
 
 def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):

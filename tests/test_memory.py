@@ -18,7 +18,7 @@ from gpukmeans._device import chunk_bytes_per_row
 N_ROWS, N_FEATURES, CHUNK_ROWS = 60_000, 32, 6_000
 # Per-row state a fit may keep besides X: the Lloyd label table (1 byte per restart),
 # the nearest distance of k-means++ (4), labels_ (int32, and int64 on the way out), and
-# the float64 keys and cumulative sums of a draw (in blocks of 2**18 rows).
+# the float64 keys and cumulative sums of a draw (in blocks of 2**16 rows).
 PER_ROW_STATE_BYTES = 48
 
 
