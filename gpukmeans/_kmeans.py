@@ -38,6 +38,20 @@ _DTYPE_NAMES = {code: str(dtype).removeprefix("torch.") for dtype, code in _DTYP
 class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     """Shared by the k-means estimators: inputs to data sources, validation, inference."""
 
+    # The parameters every k-means estimator takes; each subclass adds its own.
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random", "k-means||"}), callable, "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device, None],
+        "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "dtype": DTYPE_CONSTRAINTS,
+    }
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
@@ -378,19 +392,7 @@ class KMeans(_BaseKMeans):
     True
     """
 
-    _parameter_constraints: dict = {
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions({"k-means++", "random", "k-means||"}), callable, "array-like"],
-        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "device": [str, torch.device, None],
-        "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
-        "distributed": ["boolean"],
-        "dtype": DTYPE_CONSTRAINTS,
-    }
+    _parameter_constraints: dict = {**_BaseKMeans._parameter_constraints, "distributed": ["boolean"]}
 
     def __init__(
         self,

@@ -17,14 +17,13 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 
 from . import _arrays
 from ._file_sources import is_path
 from ._kmeans import _absolute_tolerance, _BaseKMeans, _fit_device, _labels_output
 from ._lloyd import exact_sq_distances, padded_sq_norms
 from ._sources import InMemorySource
-from ._storage import DTYPE_CONSTRAINTS
 from .kernels import assign_accumulate
 
 
@@ -110,21 +109,12 @@ class MiniBatchKMeans(_BaseKMeans):
     """
 
     _parameter_constraints: dict = {
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions({"k-means++", "random", "k-means||"}), callable, "array-like"],
-        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **_BaseKMeans._parameter_constraints,
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "compute_labels": ["boolean"],
         "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
-        "device": [str, torch.device, None],
-        "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "dtype": DTYPE_CONSTRAINTS,
     }
 
     def __init__(
