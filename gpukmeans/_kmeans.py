@@ -184,6 +184,48 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         chunk_size = self._resolve_chunk_size(len(table.columns), dtype, device, n_groups)
         return FileSource(table, (start, stop), chunk_size, device, weights, storage_dtype=storage)
 
+    # ---------------------------------------------------------- fit validation
+    def _start_fit(self):
+        """Validate the parameters of a new fit: its device, and its torch.distributed exchange.
+
+        Also fixes the storage dtype, which the fit and every call after it use.
+        """
+        self._validate_params()
+        self._set_storage_dtype()
+        exchange = self._fit_exchange()
+        return _fit_device(self.device, distributed=exchange is not None), exchange
+
+    def _fit_exchange(self):
+        """How the ranks of a torch.distributed fit meet; None: this process fits its rows alone."""
+        return None
+
+    def _check_n_samples(self, n_samples) -> None:
+        """Raise scikit-learn's error for fewer rows than clusters."""
+        if n_samples < self.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+
+    def _resolve_n_init(self, init_centers=None, *, stacklevel=3) -> int:
+        """Restarts to run; an explicit init array (``self.init`` or ``init_centers``) runs one.
+
+        ``stacklevel`` points the warning at the caller of the public method.
+        """
+        explicit_init = init_centers is not None or not (isinstance(self.init, str) or callable(self.init))
+        if self.n_init == "auto":
+            return self._auto_n_init()
+        if explicit_init and self.n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{self.__class__.__name__} instead of n_init={self.n_init}.",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
+            return 1
+        return self.n_init
+
+    def _auto_n_init(self) -> int:
+        """The restarts ``n_init="auto"`` stands for, given ``init``."""
+        raise NotImplementedError
+
     def _validate_data(self, X, device, *, reset, keep_half=False):
         """X as a float tensor on ``device``, and how results go back to the caller.
 
@@ -444,11 +486,7 @@ class KMeans(_BaseKMeans):
         -------
         self
         """
-        self._validate_params()
-        self._set_storage_dtype()
-        group = active_group(self.distributed)
-        exchange = None if group is None else Exchange(group)
-        device = _fit_device(self.device, distributed=exchange is not None)
+        device, exchange = self._start_fit()
         if self.verbose:
             print(f"gpukmeans: fitting on {device}")
         n_init = self._resolve_n_init()
@@ -534,10 +572,11 @@ class KMeans(_BaseKMeans):
         else:
             exchange.all_ok(error)
             source = _join_ranks(local, exchange, is_path(X))
-        n_total = getattr(source, "total_samples", source.n_samples)
-        if n_total < self.n_clusters:
+        try:
+            self._check_n_samples(getattr(source, "total_samples", source.n_samples))
+        except ValueError:
             source.close()
-            raise ValueError(f"n_samples={n_total} should be >= n_clusters={self.n_clusters}.")
+            raise
         return source, output, init_centers, moments
 
     def _fit_lloyd(self, source, init_centers, n_init, moments) -> torch.Tensor:
@@ -569,20 +608,12 @@ class KMeans(_BaseKMeans):
         self.n_iter_ = int(result.n_iter[best])
         return labels
 
-    def _resolve_n_init(self, init_centers=None) -> int:
-        """Restarts to run; an explicit init array (``self.init`` or ``init_centers``) runs one."""
-        explicit_init = init_centers is not None or not (isinstance(self.init, str) or callable(self.init))
-        if self.n_init == "auto":
-            return 10 if isinstance(self.init, str) and self.init == "random" else 1
-        if explicit_init and self.n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init in "
-                f"{self.__class__.__name__} instead of n_init={self.n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return self.n_init
+    def _fit_exchange(self):
+        group = active_group(self.distributed)
+        return None if group is None else Exchange(group)
+
+    def _auto_n_init(self) -> int:
+        return 10 if isinstance(self.init, str) and self.init == "random" else 1
 
 
 def _fit_device(device_param, *, distributed: bool) -> torch.device:
@@ -727,8 +758,7 @@ def kmeans_plusplus(
     if n_local_trials is not None and (not isinstance(n_local_trials, Integral) or n_local_trials < 1):
         raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
     data, output = estimator._validate_data(X, resolve_device(device), reset=True)
-    if data.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={data.shape[0]} should be >= n_clusters={n_clusters}.")
+    estimator._check_n_samples(data.shape[0])
     weights = estimator._validate_sample_weight(sample_weight, data.shape[0], data.dtype, data.device)
     source = InMemorySource(data, weights, estimator._resolve_chunk_size(data.shape[1], data.dtype, data.device, 1))
     generator = torch.Generator().manual_seed(new_seed(check_random_state(random_state)))

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval
 
 from . import _arrays
 from ._file_sources import is_path
-from ._kmeans import _absolute_tolerance, _BaseKMeans, _fit_device, _labels_output
+from ._kmeans import _absolute_tolerance, _BaseKMeans, _labels_output
 from ._lloyd import exact_sq_distances, padded_sq_norms
 from ._sources import InMemorySource
 from .kernels import assign_accumulate
@@ -172,9 +172,7 @@ class MiniBatchKMeans(_BaseKMeans):
         -------
         self
         """
-        self._validate_params()
-        self._set_storage_dtype()
-        device = _fit_device(self.device, distributed=False)
+        device, _ = self._start_fit()
         if self.verbose:
             print(f"gpukmeans: fitting on {device}")
         source, output = self._local_fit_source(X, sample_weight, columns, device, 1, None)
@@ -262,9 +260,7 @@ class MiniBatchKMeans(_BaseKMeans):
             raise ValueError("partial_fit takes one mini-batch of rows in memory; to fit a file, use fit(path).")
         has_centers = hasattr(self, "cluster_centers_")
         if not has_centers:
-            self._validate_params()
-            self._set_storage_dtype()
-            device = _fit_device(self.device, distributed=False)
+            device, _ = self._start_fit()
         else:
             device = self._fit_device()
         source, output = self._array_source(X, sample_weight, device, 1, reset=not has_centers)
@@ -301,21 +297,8 @@ class MiniBatchKMeans(_BaseKMeans):
     # ---------------------------------------------------------------- helpers
     def _check_params_vs_input(self, n_samples):
         """The settings that depend on the data's size, as scikit-learn resolves them."""
-        if n_samples < self.n_clusters:
-            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        explicit_init = not (isinstance(self.init, str) or callable(self.init))
-        if self.n_init == "auto":
-            self._n_init = 3 if callable(self.init) or (isinstance(self.init, str) and self.init == "random") else 1
-        else:
-            self._n_init = self.n_init
-        if explicit_init and self._n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init in "
-                f"{self.__class__.__name__} instead of n_init={self._n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._n_init = 1
+        self._check_n_samples(n_samples)
+        self._n_init = self._resolve_n_init(stacklevel=4)
         self._batch_size = min(self.batch_size, n_samples)
         self._init_size = self.init_size
         if self._init_size is None:
@@ -331,6 +314,9 @@ class MiniBatchKMeans(_BaseKMeans):
             )
             self._init_size = 3 * self.n_clusters
         self._init_size = min(self._init_size, n_samples)
+
+    def _auto_n_init(self) -> int:
+        return 3 if callable(self.init) or (isinstance(self.init, str) and self.init == "random") else 1
 
     def _init_on_sample(self, source, init_centers, random_state):
         """Initial centres from ``init_size`` rows drawn with replacement (all rows if fewer)."""
