@@ -299,6 +299,12 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError("Input init contains NaN or infinity.")
         return init
 
+    def _set_fitted_centers(self, output, device) -> None:
+        """Publish ``self._centers`` as ``cluster_centers_``; record how later results go back, and where."""
+        self._output = output
+        self.device_ = str(device)
+        self.cluster_centers_ = _arrays.to_output(self._centers, output)
+
     def _set_storage_dtype(self) -> None:
         """Resolve the validated ``dtype`` parameter for this fit and the calls after it."""
         self._storage_dtype = resolve_storage_dtype(self.dtype)
@@ -502,9 +508,7 @@ class KMeans(_BaseKMeans):
                 self.labels_ = _labels_output(labels, output)
         finally:
             source.close()
-        self._output = output
-        self.device_ = str(device)
-        self.cluster_centers_ = _arrays.to_output(self._centers, output)
+        self._set_fitted_centers(output, device)
         return self
 
     @classmethod
@@ -536,12 +540,10 @@ class KMeans(_BaseKMeans):
         model = cls(**params)
         model._set_storage_dtype()
         model._centers = centers
-        model._output = output
-        model.device_ = str(device)
+        model._set_fitted_centers(output, device)
         model.n_features_in_ = n_features_in
         if feature_names_in is not None:
             model.feature_names_in_ = feature_names_in
-        model.cluster_centers_ = _arrays.to_output(centers, output)
         model.labels_ = _labels_output(labels.to(torch.int32), output)
         model.inertia_ = inertia
         model.n_iter_ = n_iter

@@ -187,9 +187,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 del self.labels_
         finally:
             source.close()
-        self._output = output
-        self.device_ = str(device)
-        self.cluster_centers_ = _arrays.to_output(self._centers, output)
+        self._set_fitted_centers(output, device)
         self.counts_ = self._counts.cpu().numpy()
         return self
 
