@@ -26,13 +26,15 @@ app = typer.Typer(
 )
 
 # ---------------------------------------------------------------- shared options
+# A help text that names its default writes "\\[default: ...]": --help renders help as rich
+# markup, where a bare "[default: ...]" reads as a style tag and vanishes.
 
 DataArg = Annotated[Path, typer.Argument(help="Customer table: CSV (any delimiter) or Parquet.", show_default=False)]
 KOpt = Annotated[Optional[int], typer.Option("--k", help="Number of segments. Without it, a sweep chooses k.")]
 KRangeOpt = Annotated[str, typer.Option("--k-range", help="Range of k to sweep, both ends included, e.g. 2:12.")]
 ColumnsOpt = Annotated[
     Optional[str],
-    typer.Option(help="Comma-separated numeric columns to cluster [default: every numeric column but the ID]."),
+    typer.Option(help="Comma-separated numeric columns to cluster \\[default: every numeric column but the ID]."),
 ]
 IdOpt = Annotated[
     str, typer.Option("--id-column", help="Customer ID column, never clustered; 'auto' detects it, 'none' for none.")
@@ -152,7 +154,7 @@ def segment(
     k_range: KRangeOpt = "2:12",
     preprocessing: Preprocessing = Preprocessing(),
     out: Annotated[
-        Optional[Path], typer.Option(help="Output folder (new or empty) [default: DATA's name + _segments].")
+        Optional[Path], typer.Option(help="Output folder (new or empty) \\[default: DATA's name + _segments].")
     ] = None,
     force: ForceOpt = False,
     engine: Engine = Engine(n_init="10"),
@@ -197,7 +199,7 @@ def sweep(
     k_range: KRangeOpt = "2:15",
     preprocessing: Preprocessing = Preprocessing(),
     out: Annotated[
-        Optional[Path], typer.Option(help="Folder for sweep.csv and the plots [default: DATA's name + _sweep].")
+        Optional[Path], typer.Option(help="Folder for sweep.csv and the plots \\[default: DATA's name + _sweep].")
     ] = None,
     force: ForceOpt = False,
     engine: Engine = Engine(n_init="auto"),
@@ -267,7 +269,7 @@ def rfm(
     quantity_column: Annotated[str, typer.Option(help="Quantity column.")] = "Quantity",
     price_column: Annotated[str, typer.Option(help="Unit price column.")] = "UnitPrice",
     date_format: Annotated[
-        Optional[str], typer.Option(help="strptime format of the dates, e.g. '%d/%m/%Y %H:%M' [default: inferred].")
+        Optional[str], typer.Option(help="strptime format of the dates, e.g. '%d/%m/%Y %H:%M' \\[default: inferred].")
     ] = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,

@@ -42,6 +42,25 @@ def test_help_lists_every_option(command, options):
     assert "-q" in result.stdout
 
 
+# Defaults that a help text describes in words, in the brackets Typer puts its own defaults in.
+DESCRIBED_DEFAULTS = [
+    ("segment", "--columns", "[default: every numeric column but the ID]"),
+    ("segment", "--out", "[default: DATA's name + _segments]"),
+    ("sweep", "--columns", "[default: every numeric column but the ID]"),
+    ("sweep", "--out", "[default: DATA's name + _sweep]"),
+    ("rfm", "--date-format", "[default: inferred]"),
+]
+
+
+@pytest.mark.parametrize("command, option, described", DESCRIBED_DEFAULTS)
+def test_help_shows_defaults_described_in_words(command, option, described):
+    # rich renders help as markup: an unescaped "[default: ...]" would be dropped as a style tag.
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    option_line = next(line for line in result.stdout.splitlines() if re.search(rf"\s{re.escape(option)}\s", line))
+    assert described in option_line and "\\[" not in option_line, option_line
+
+
 @pytest.mark.parametrize("command, options", COMMANDS)
 def test_options_keep_their_order_and_defaults(command, options):
     params = [p for p in get_command(app).commands[command].params if p.opts[0].startswith("--")]
