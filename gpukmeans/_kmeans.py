@@ -359,7 +359,8 @@ class KMeans(_BaseKMeans):
         A callable is called as ``init(X, n_clusters, random_state)`` on numpy data.
     n_init : "auto" or int, default="auto"
         Restarts; the one with the lowest inertia is kept. "auto" is 10 for
-        "random" and 1 otherwise. Restarts share each pass over the data.
+        "random" and a callable, 1 otherwise (as scikit-learn). Restarts share
+        each pass over the data.
     max_iter : int, default=300
         Most Lloyd iterations per restart.
     tol : float, default=1e-4
@@ -615,7 +616,8 @@ class KMeans(_BaseKMeans):
         return None if group is None else Exchange(group)
 
     def _auto_n_init(self) -> int:
-        return 10 if isinstance(self.init, str) and self.init == "random" else 1
+        # as scikit-learn: a random draw or a callable may start anywhere, so ten restarts
+        return 10 if (isinstance(self.init, str) and self.init == "random") or callable(self.init) else 1
 
 
 def _fit_device(device_param, *, distributed: bool) -> torch.device:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.metrics import pairwise_distances
 
 from gpukmeans import KMeans
@@ -121,6 +122,19 @@ def test_n_init_auto_follows_scikit_learn(blobs):
     auto_pp = KMeans(7, random_state=5, device="cpu").fit(X)
     one_pp = KMeans(7, n_init=1, random_state=5, device="cpu").fit(X)
     assert auto_pp.inertia_ == one_pp.inertia_
+
+
+def _first_rows(X, n_clusters, random_state):
+    return X[:n_clusters]
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random", "array", "callable"])
+def test_n_init_auto_counts_the_restarts_scikit_learn_counts(blobs, init):
+    X, _ = blobs
+    init_value = {"array": X[:4], "callable": _first_rows}.get(init, init)
+    ours = KMeans(4, init=init_value, random_state=0, max_iter=2, device="cpu")
+    theirs = SklearnKMeans(4, init=init_value, random_state=0, max_iter=2).fit(X)
+    assert ours._resolve_n_init() == theirs._n_init == (10 if init in ("random", "callable") else 1)
 
 
 def test_refitting_from_fitted_centres_is_a_fixed_point(blobs):
