@@ -221,7 +221,7 @@ def test_a_callable_init_sees_the_stored_rows_in_float32(separated):
     def first_rows_of_each_blob(rows, n_clusters, random_state):
         handed.append(rows)
         return init
-    model = KMeans(N_CLUSTERS, init=first_rows_of_each_blob, device="cpu", dtype="bfloat16").fit(X)
+    model = KMeans(N_CLUSTERS, init=first_rows_of_each_blob, n_init=1, device="cpu", dtype="bfloat16").fit(X)
     (rows,) = handed
     assert rows.dtype == np.float32
     stored = torch.as_tensor(X).to(torch.bfloat16).float().numpy()
