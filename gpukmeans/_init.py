@@ -196,7 +196,7 @@ def _closest_sq_distances(source, points) -> torch.Tensor:
 def _lower_closest(source, closest, points) -> None:
     """Lower ``closest`` in place to each row's squared distance to the nearest of ``points``.
 
-    In place, chunk by chunk: never a second n-long array beside ``closest``.
+    In place, block by block: never a second n-long array beside ``closest``.
     """
     for start, _, _, result in source.assigned_blocks(points[None, :, :]):
         distances = result.min_sq_distances[:, 0]

@@ -37,8 +37,8 @@ import torch
 
 from ._device import ASSIGN_BLOCK_BYTES, row_blocks
 from ._oom import ResilientAssigner
-from .kernels import fused_cpu_kernel_available
 from ._storage import compute_dtype
+from .kernels import fused_cpu_kernel_available
 
 
 class DataSource:
