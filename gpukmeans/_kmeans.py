@@ -374,7 +374,9 @@ class KMeans(_BaseKMeans):
         GPU memory stays in host memory and is streamed to the GPU in chunks.
     chunk_size : "auto" or int, default="auto"
         Rows per pass chunk; "auto" sizes it from free device memory. Results do not
-        depend on it beyond floating-point summation order.
+        depend on it beyond floating-point summation order. On the CPU kernel a Lloyd
+        pass over in-memory rows takes them in one piece (it allocates nothing per row
+        there); the other passes still go by chunks.
     verbose : int, default=0
         At 1 or more, says which device runs and reports progress per iteration.
     distributed : bool, default=True
