@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, markdown_header  # noqa: E402
+from machine import machine_info, markdown_header, reset_peak_rss, rss_bytes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = [(1_000_000, 16, 8), (1_000_000, 32, 32)]
@@ -72,10 +72,10 @@ def _peak_memory_child(n, d, k):
 
     X = np.random.default_rng(0).random((n, d), dtype=np.float32)
     KMeans(k, max_iter=1, device="cpu").fit(X[:1000])  # load libraries before the baseline
-    _reset_peak_rss()
-    before = _rss_bytes("VmRSS")
+    reset_peak_rss()
+    before = rss_bytes("VmRSS")
     KMeans(k, random_state=0, max_iter=20, device="cpu").fit(X)
-    after = _rss_bytes("VmHWM")
+    after = rss_bytes("VmHWM")
     cpu = torch.device("cpu")
     chunk_rows = auto_chunk_size(d, k, torch.float32, cpu)
     print(json.dumps({
@@ -84,19 +84,6 @@ def _peak_memory_child(n, d, k):
         "labels_bytes": n * 1,  # Lloyd's label table: int8 for k < 128
     }))
 
-
-def _reset_peak_rss():
-    # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def _rss_bytes(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def peak_memory(n, d, k):

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, markdown_header  # noqa: E402
+from machine import machine_info, markdown_header, reset_peak_rss, rss_bytes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IN_MEMORY_SHAPES = [(4_000_000, 16, 8), (2_000_000, 32, 8)]
@@ -38,19 +38,6 @@ WORKING_SET_REPEATS = 3
 PER_ROW_STATE_BYTES = 8
 STREAMED_ROWS, STREAMED_FEATURES, ROW_GROUP_ROWS = 100_000_000, 16, 1_000_000
 
-
-def _reset_peak_rss():
-    # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def _rss_bytes(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _estimator(library, k, max_iter, init="k-means++", n_init=1):
@@ -79,13 +66,13 @@ def in_memory_child(library, n, d, k, n_init=1):
     import numpy as np
 
     _estimator(library, k, 2).fit(np.random.default_rng(1).random((2000, d), dtype=np.float32))
-    baseline = _rss_bytes("VmRSS")
+    baseline = rss_bytes("VmRSS")
     X = np.random.default_rng(0).random((n, d), dtype=np.float32)
-    _reset_peak_rss()
+    reset_peak_rss()
     start = time.perf_counter()
     estimator = _estimator(library, k, 20, n_init=n_init).fit(X)
     seconds = time.perf_counter() - start
-    peak = _rss_bytes("VmHWM")
+    peak = rss_bytes("VmHWM")
     print(json.dumps({
         "library": library, "n": n, "d": d, "k": k, "n_init": n_init, "data_bytes": X.nbytes,
         "peak_over_baseline_bytes": peak - baseline, "ratio_to_data": (peak - baseline) / X.nbytes,
@@ -122,12 +109,12 @@ def streamed_child(path, k, max_iter, init):
     from gpukmeans import KMeans
 
     KMeans(k, max_iter=2, device="cpu").fit(np.random.default_rng(1).random((2000, 16), dtype=np.float32))
-    baseline = _rss_bytes("VmRSS")
-    _reset_peak_rss()
+    baseline = rss_bytes("VmRSS")
+    reset_peak_rss()
     start = time.perf_counter()
     km = KMeans(k, init=init, max_iter=max_iter, random_state=0, device="cpu").fit(path)
     seconds = time.perf_counter() - start
-    peak = _rss_bytes("VmHWM")
+    peak = rss_bytes("VmHWM")
     n_rows = pq.ParquetFile(path).metadata.num_rows
     print(json.dumps({
         "n": n_rows, "d": km.n_features_in_, "k": k, "init": init, "max_iter": max_iter,

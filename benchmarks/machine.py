@@ -44,3 +44,18 @@ def markdown_header(info: dict) -> str:
         f"torch {info['torch']}, scikit-learn {info['scikit-learn']}; "
         f"1-minute load average at start {info['load_average_1m']:.2f}."
     )
+
+
+def reset_peak_rss():
+    """Reset this process's peak resident set size (``VmHWM``): Linux, by writing 5 to clear_refs."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def rss_bytes(field):
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak) of this process, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
