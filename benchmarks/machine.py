@@ -10,6 +10,8 @@ def machine_info() -> dict:
     import sklearn
     import torch
 
+    from gpukmeans._benchmark import _cpu_model  # one reading of /proc/cpuinfo for both
+
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -25,16 +27,6 @@ def machine_info() -> dict:
     }
     return info
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown_header(info: dict) -> str:
