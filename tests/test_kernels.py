@@ -287,3 +287,13 @@ def test_lane_count_pads_least():
     assert cpu_kernel.lane_count(16, torch.float32, 32) == 8
     assert cpu_kernel.lane_count(3, torch.float64, 16) == 2
     assert np.all([cpu_kernel.lane_count(k, torch.float32, 64) in (8, 16) for k in range(1, 300)])
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 16), (1, 5, 7), (10, 8), (0, 0)])
+def test_cpu_kernel_per_part_totals_start_on_their_own_cache_lines(shape):
+    parts = cpu_kernel._per_part(shape, np.float64, 4)
+    assert parts.shape == (4, *shape) and not parts.any()
+    assert parts.ctypes.data % 64 == 0  # vectors of sums never straddle two lines
+    assert parts.strides[0] % 64 == 0 and parts.strides[0] >= max(parts[0].nbytes, 1)
+    parts[1] += 1.0  # parts do not overlap
+    assert parts[1].all() and not parts[0].any() and not parts[2:].any()
