@@ -67,6 +67,7 @@ def test_read_only_arrays_are_accepted_without_warnings(blobs, recwarn):
     assert not [w for w in recwarn if "writable" in str(w.message)]
 
 
+@pytest.mark.gpu
 def test_cupy_arrays_round_trip_through_dlpack():
     cupy = pytest.importorskip("cupy")
     if not torch.cuda.is_available():

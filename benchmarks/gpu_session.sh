@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The GPU measurements that issue 3 still owes, as one command for a lent H100/H200:
+# the CUDA tests, then the Lloyd suite on CUDA (benchmarks/bench_lloyd.py), logs and
+# results under $OUT. How to call it, and what comes back: docs/speed.md, "Running the
+# owed GPU measurements".
+#
+#   bash benchmarks/gpu_session.sh [STAGE ...]
+#
+# Stages, run in this order, each under its own time limit (default: tests bench bench-large):
+#   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
+#                installed: Triton compiles about a hundred kernel variants), then
+#                tests/test_gpu.py and tests/test_gpu_scale.py alone (they read free GPU memory
+#                and one fills it on purpose)
+#   bench        the suite at the GPU shapes whose float32 X is under 4 GiB    -> lloyd-cuda.*
+#   bench-large  the suite at the larger ones, (100M, 32, 16): 12.8 GB of X    -> lloyd-cuda-large.*
+#   suite        the rest of the test suite with CUDA visible (not run by default)
+#
+# Environment: OUT (default: a new temporary folder), PYTHON (default python3),
+# GPU_SESSION_BUDGET_S (default 540: no stage starts, or runs, past it),
+# GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
+# a check of this script that costs no device time; tests/test_gpu_session.py runs it).
+# Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
+# nothing could run (no CUDA device, no torch, an unknown stage).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-python3}
+REHEARSE=${GPU_SESSION_REHEARSE:-0}
+BUDGET_S=${GPU_SESSION_BUDGET_S:-540}
+
+declare -A LIMIT_S=([tests]=150 [bench]=160 [bench-large]=200 [suite]=300)
+STAGES=("$@")
+((${#STAGES[@]})) || STAGES=(tests bench bench-large)
+for stage in "${STAGES[@]}"; do
+  if [[ -z ${LIMIT_S[$stage]+set} ]]; then
+    echo "gpu_session: unknown stage '$stage' (known: tests bench bench-large suite)" >&2
+    exit 2
+  fi
+done
+
+# Before anything else, so that a machine without a GPU costs one line and no time.
+if [[ $REHEARSE != 1 ]]; then
+  "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 4)' >/dev/null 2>&1
+  case $? in
+    0) ;;
+    4) echo "gpu_session: no CUDA device visible to PyTorch on this machine; nothing was run" \
+            "(this script is for the lent GPU machine: docs/speed.md)" >&2
+       exit 2 ;;
+    *) echo "gpu_session: '$PY' cannot import torch; nothing was run (set PYTHON to a Python with torch)" >&2
+       exit 2 ;;
+  esac
+fi
+
+OUT=${OUT:-}
+[[ -n $OUT ]] || OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu-session.XXXXXX")
+mkdir -p "$OUT"
+LOG=$OUT/session.log
+: >"$LOG"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-session-work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '%s\n' "$*" | tee -a "$LOG"; }
+
+# Runs a command with its output in the log, stopped after $1 seconds; returns its status
+# (124 when it ran out of time).
+logged() {
+  local seconds=$1
+  shift
+  timeout --kill-after=15 "$seconds" "$@" 2>&1 | tee -a "$LOG"
+  return "${PIPESTATUS[0]}"
+}
+
+# --- environment: the repository, the carried peer wheels, the CLI package ---------------
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+unset TRITON_INTERPRET  # the Triton kernels must run on the GPU, not in the interpreter
+mkdir -p "$WORK/site" "$WORK/path"
+# The CLI lives in cli/ and is installed as gpukmeans_cli; the tests import it by that name.
+ln -s "$REPO/cli" "$WORK/path/gpukmeans_cli"
+export PYTHONPATH="$REPO:$WORK/path:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+
+say "== gpu_session: stages ${STAGES[*]}; results and log in $OUT$([[ $REHEARSE == 1 ]] && echo '; REHEARSAL on the CPU')"
+shopt -s nullglob
+wheels=(.whl/*.whl)
+shopt -u nullglob
+if ((${#wheels[@]})); then
+  say "== installing ${#wheels[@]} carried wheels from .whl/ (benchmarks/fetch_gpu_wheels.sh)"
+  logged 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --disable-pip-version-check --target "$WORK/site" "${wheels[@]}" ||
+    say "   wheel install failed: the peers it carried will be reported as missing"
+else
+  say "== no .whl/ folder carried: the peers that the image lacks will be reported as missing"
+fi
+
+say "== machine"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,pstate,clocks.sm,clocks.max.sm \
+    --format=csv,noheader 2>&1 | tee -a "$LOG"
+else
+  say "nvidia-smi: not on this machine"
+fi
+logged 60 "$PY" - <<'EOF'
+import importlib.metadata as metadata
+import os
+import platform
+
+import torch
+
+print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+      f"{os.cpu_count()} CPUs")
+if torch.cuda.is_available():
+    props = torch.cuda.get_device_properties(0)
+    print(f"torch sees {props.name}: {props.total_memory / 2**30:.1f} GiB, "
+          f"{props.multi_processor_count} SMs, compute capability {props.major}.{props.minor}")
+found = []
+for name in ["triton", "cupy-cuda13x", "cupy-cuda12x", "numba", "numpy", "scikit-learn", "pytest-xdist",
+             "flash-kmeans", "fastkmeans", "fast-pytorch-kmeans", "faiss-gpu", "cuml-cu13", "kneed"]:
+    try:
+        found.append(f"{name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        found.append(f"{name} -")
+print("packages: " + ", ".join(found))
+EOF
+
+# --- the plan: the suite's GPU shapes, split by the size of X ------------------------------
+mapfile -t SHAPES < <("$PY" - <<'EOF'
+from gpukmeans._benchmark import GPU_SHAPES
+
+LARGE = 4 * 2**30  # bytes of float32 X from which a shape is measured in its own stage
+print(" ".join(f"{n},{d},{k}" for n, d, k in GPU_SHAPES if n * d * 4 < LARGE))
+print(" ".join(f"{n},{d},{k}" for n, d, k in GPU_SHAPES if n * d * 4 >= LARGE))
+EOF
+)
+read -r -a SMALL_SHAPES <<<"${SHAPES[0]:-}"
+read -r -a LARGE_SHAPES <<<"${SHAPES[1]:-}"
+say "plan: bench at ${SMALL_SHAPES[*]:-nothing}; bench-large at ${LARGE_SHAPES[*]:-nothing}"
+
+DEVICE=cuda
+# 10 timed iterations, best of 3 (of 2 at the large shape, where fastkmeans streams 12.8 GB
+# from host memory every iteration), to end well inside the stages' limits (LIMIT_S).
+SMALL_TIMING=(--iterations 10 --repeats 3)
+LARGE_TIMING=(--iterations 10 --repeats 2 --skip-restarts)
+LIBRARIES=()
+PYTEST_RUN=(-x)
+XDIST=()
+"$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n 8)
+if [[ $REHEARSE == 1 ]]; then
+  DEVICE=cpu
+  SMALL_SHAPES=(3000,16,8 2000,5,3)
+  LARGE_SHAPES=(4000,32,16)
+  SMALL_TIMING=(--iterations 2 --repeats 1 --skip-restarts)
+  LARGE_TIMING=(--iterations 2 --repeats 1 --skip-restarts)
+  LIBRARIES=(--libraries gpukmeans "plain torch")
+  PYTEST_RUN=(--collect-only)
+fi
+
+# --- the stages ----------------------------------------------------------------------------
+SERIAL_GPU_TESTS=(tests/test_gpu.py tests/test_gpu_scale.py)
+PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 -rfEs)
+
+stage_tests() {
+  local limit=$1 start=$SECONDS ignore=() path
+  for path in "${SERIAL_GPU_TESTS[@]}"; do ignore+=("--ignore=$path"); done
+  logged "$limit" "${PYTEST[@]}" "${PYTEST_RUN[@]}" "${XDIST[@]}" -m gpu "${ignore[@]}" tests || return
+  local rest=$((limit - (SECONDS - start)))
+  ((rest >= 10)) || return 124
+  logged "$rest" "${PYTEST[@]}" "${PYTEST_RUN[@]}" -m gpu "${SERIAL_GPU_TESTS[@]}"
+}
+
+stage_suite() {
+  logged "$1" "${PYTEST[@]}" "${PYTEST_RUN[@]}" "${XDIST[@]}" -m "not gpu" tests
+}
+
+# bench_lloyd.py into a folder of its own; its lloyd-<device>.{json,md,png} come back
+# as $OUT/lloyd-<device><suffix>.*
+run_bench() {
+  local limit=$1 suffix=$2 status ext shape
+  shift 2
+  local timing=("$@")
+  local dir=$WORK/bench$suffix
+  local shapes=("${SMALL_SHAPES[@]}")
+  [[ $suffix == -large ]] && shapes=("${LARGE_SHAPES[@]}")
+  if ((${#shapes[@]} == 0)); then
+    say "   no shape for this stage: see the plan line above"
+    return 1
+  fi
+  local args=(benchmarks/bench_lloyd.py --device "$DEVICE" "${timing[@]}" --out "$dir" "${LIBRARIES[@]}")
+  for shape in "${shapes[@]}"; do args+=(--shape "$shape"); done
+  logged "$limit" "$PY" "${args[@]}"
+  status=$?
+  for ext in json md png; do
+    if [[ -f $dir/lloyd-$DEVICE.$ext ]]; then
+      cp "$dir/lloyd-$DEVICE.$ext" "$OUT/lloyd-$DEVICE$suffix.$ext"
+    else
+      say "   no lloyd-$DEVICE.$ext was written"
+    fi
+  done
+  return "$status"
+}
+stage_bench() { run_bench "$1" "" "${SMALL_TIMING[@]}"; }
+stage_bench-large() { run_bench "$1" -large "${LARGE_TIMING[@]}"; }
+
+SUMMARY=()
+FAILED=0
+for stage in "${STAGES[@]}"; do
+  left=$((BUDGET_S - SECONDS))
+  limit=${LIMIT_S[$stage]}
+  ((limit > left)) && limit=$left
+  if ((limit < 30)); then
+    say "== $stage: skipped, ${left} s of the ${BUDGET_S} s budget left"
+    SUMMARY+=("$(printf '%-12s %-28s %5s s' "$stage" "skipped (no time left)" 0)")
+    FAILED=1
+    continue
+  fi
+  say "== $stage (at most $limit s)"
+  start=$SECONDS
+  "stage_$stage" "$limit"
+  status=$?
+  case $status in
+    0) result=passed ;;
+    124 | 137) result="ran out of time"; FAILED=1 ;;
+    *) result="failed (exit $status)"; FAILED=1 ;;
+  esac
+  SUMMARY+=("$(printf '%-12s %-28s %5d s' "$stage" "$result" $((SECONDS - start)))")
+done
+
+# --- what the reply's output tail should show ------------------------------------------------
+shopt -s nullglob
+for table in "$OUT"/lloyd-*.md; do
+  say ""
+  say "== $(basename "$table")"
+  tee -a "$LOG" <"$table"
+done
+say ""
+say "== summary (${SECONDS} s in all)"
+for line in "${SUMMARY[@]}"; do say "$line"; done
+say "files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+say "commit the results: copy $OUT/lloyd-$DEVICE*.{json,md,png} into benchmarks/results/"
+exit "$FAILED"
