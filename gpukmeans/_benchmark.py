@@ -112,6 +112,21 @@ def bandwidth_floor_ms(X: torch.Tensor, repeats: int = 20) -> tuple[float, float
     return gbps, nbytes / (gbps * 1e9) * 1e3
 
 
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, clock=time.perf_counter) -> float:
+    """The float32 rate of a large square matrix product on ``device`` (the best of
+    ``repeats``): what this machine's arithmetic can do at best, as its BLAS reaches it.
+    Timed with ``clock`` under the caller's thread settings."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, generator=generator, device=device)
+    b = torch.randn(size, size, generator=generator, device=device)
+    best = math.inf
+    for attempt in range(repeats + 2):  # two warm-ups
+        seconds, _ = _timed(lambda _: torch.mm(a, b), None, device, clock)
+        if attempt >= 2:
+            best = min(best, seconds)
+    return 2 * size**3 / best / 1e9
+
+
 def _per_iteration(short, long, short_ran, long_ran, base_iter, n_iter) -> float:
     if short_ran < base_iter or long_ran < base_iter + n_iter:
         ran = short_ran if short_ran < base_iter else long_ran
@@ -441,6 +456,13 @@ def n_init_cost(n_samples=1_000_000, n_features=16, n_clusters=8, n_init=10, *, 
                                          clock=time.process_time if cpu_time else time.perf_counter)
         result[f"ms_per_iter_{groups}"] = seconds * 1e3
     result["ratio"] = result[f"ms_per_iter_{n_init}"] / result["ms_per_iter_1"]
+    # The distances alone: 2 n d k flops per restart, at the machine's best matrix-product
+    # rate. No exact Lloyd pass can take less, however well it shares the read of X.
+    with single_thread() if cpu_time else contextlib.nullcontext():
+        gflops = matmul_gflops(device, clock=time.process_time if cpu_time else time.perf_counter)
+    floor_ms = 2 * n_samples * n_features * n_clusters * n_init / (gflops * 1e9) * 1e3
+    result.update(matmul_gflops=gflops, arithmetic_floor_ms=floor_ms,
+                  arithmetic_floor_ratio=floor_ms / result["ms_per_iter_1"])
     return result
 
 

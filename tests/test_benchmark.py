@@ -124,3 +124,18 @@ def test_bfloat16_speedups_pair_each_row_with_float32_at_its_shape():
     table = bench.speedup_table(speedups)
     assert "| cuda | 1,000 | 16 | 8 | 4.00 | 2.00 | 2.00x |" in table
     assert f"target >= {bench.HALF_STORAGE_TARGET}x" in table
+
+
+def test_restart_cost_reports_the_arithmetic_floor_of_the_distances(monkeypatch):
+    # the engine runs for real; only its timing is fixed, so the arithmetic can be checked
+    seconds = iter([0.002, 0.005])
+    monkeypatch.setattr(bench, "time_per_iteration", lambda *args, **kwargs: next(seconds))
+    result = bench.n_init_cost(4000, 5, 3, n_init=4, n_iter=2, repeats=1, cpu_time=True)
+    assert result["ms_per_iter_1"] == pytest.approx(2.0) and result["ratio"] == pytest.approx(2.5)
+    assert result["n_init"] == 4 and result["shape"] == [4000, 5, 3]
+    assert 0 < result["matmul_gflops"] < 1e6
+    # 2 n d k flops per restart, for every restart, at the measured rate
+    flops = 2 * 4000 * 5 * 3 * 4
+    assert result["arithmetic_floor_ms"] == pytest.approx(flops / (result["matmul_gflops"] * 1e9) * 1e3)
+    assert result["arithmetic_floor_ratio"] == pytest.approx(
+        result["arithmetic_floor_ms"] / result["ms_per_iter_1"])
