@@ -85,7 +85,8 @@ def test_kmeans_parallel_keeps_nothing_per_block(table, monkeypatch):
     # A round of k-means|| visits the rows in blocks of float64 temporaries. Anything
     # it keeps from each block (it once kept a tensor of the block's sampled rows, most
     # of them empty) lands in the C heap between freed temporaries, and glibc's heap
-    # then grew by a block's temporaries per block: 0.9 GB streaming 100,000,000 rows.
+    # then grew by a block's temporaries per block (about 8 bytes a row; the streamed
+    # 100,000,000-row fit had 0.9 GB in the C heap).
     # So the number of allocations alive at once must not grow with the number of
     # blocks. A high oversampling makes most blocks sample rows (an empty tensor owns
     # no storage, so the profiler would not see it); kept per block, the count went
@@ -94,8 +95,8 @@ def test_kmeans_parallel_keeps_nothing_per_block(table, monkeypatch):
 
     def peak_with_blocks_of(block_rows):
         monkeypatch.setattr(_init, "_BLOCK_ROWS", block_rows)
-        run = lambda: _init.kmeans_parallel(source, 8, 7, torch.Generator().manual_seed(1), oversampling=20.0)
-        return _peak_live_allocations(run)
+        generator = torch.Generator().manual_seed(1)
+        return _peak_live_allocations(lambda: _init.kmeans_parallel(source, 8, 7, generator, oversampling=20.0))
 
     few_blocks, many_blocks = peak_with_blocks_of(4_096), peak_with_blocks_of(256)
     assert many_blocks <= few_blocks, f"{many_blocks} allocations alive at once in 79 blocks, {few_blocks} in 5"
