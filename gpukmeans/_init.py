@@ -72,6 +72,11 @@ def _top_keys(n_keep, keys, rows):
     return keys, rows[order]
 
 
+def _rows_as_python_ints(device: torch.device) -> bool:
+    """Whether k-means|| gathers a round's sampled rows as Python ints (see there)."""
+    return device.type == "cpu"
+
+
 def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_rounds=5):
     """k-means|| (Bahmani et al., 2012): a few passes that oversample candidates, then
     weighted k-means++ and Lloyd on the candidates only.
@@ -89,17 +94,23 @@ def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_
         total = _weighted_total(source, closest)
         if total <= 0:
             break
-        # The kept rows as Python ints, not a tensor per block: a tensor (even an empty
-        # one) outliving its block sits in the C heap among the block's freed float64
-        # temporaries, and glibc then grew the heap by about one block's temporaries per
-        # block (about 8 bytes a row, measured streaming 10 and 20 million rows from Parquet).
+        # On the CPU the kept rows go to Python ints, not a tensor per block: a tensor
+        # (even an empty one) outliving its block sits in the C heap among the block's
+        # freed float64 temporaries, and glibc then grew the heap by about one block's
+        # temporaries per block (about 8 bytes a row, measured streaming 10 and 20
+        # million rows from Parquet). On a GPU the blocks' tensors stay there: a
+        # .tolist() per block would wait for the device every block.
+        on_cpu = _rows_as_python_ints(device)
         new_rows = []
         for start, stop, weights in _weight_blocks(source):
             potential = _block_values(source, closest, start, stop, weights)
             keep_probability = (expected_per_round * potential / total).clamp_max_(1.0)
             row_ids = torch.arange(source.row_offset + start, source.row_offset + stop, device=device)
-            new_rows += row_ids[row_uniforms(seed + round_number, row_ids) <= keep_probability].tolist()
-        new_rows = source.concat(torch.tensor(new_rows, dtype=torch.int64, device=device))
+            kept = row_ids[row_uniforms(seed + round_number, row_ids) <= keep_probability]
+            new_rows += kept.tolist() if on_cpu else [kept]
+        new_rows = (torch.tensor(new_rows, dtype=torch.int64, device=device) if on_cpu
+                    else torch.cat(new_rows) if new_rows else torch.empty(0, dtype=torch.int64, device=device))
+        new_rows = source.concat(new_rows)
         if new_rows.numel() == 0:
             continue
         chosen.append(new_rows)

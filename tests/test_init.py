@@ -90,3 +90,20 @@ def test_callable_init_is_called_with_numpy_data(blobs):
     assert calls == [np.ndarray]
     reference = KMeans(5, init=X[:5], device="cpu").fit(X)
     np.testing.assert_array_equal(km.labels_, reference.labels_)
+
+
+def test_kmeans_parallel_gathers_sampled_rows_the_same_way_on_every_device(monkeypatch):
+    # the CPU gathers each round's sampled rows as Python ints, a GPU as one tensor per
+    # block; both must pick the same candidates in the same order
+    from gpukmeans import _init
+    from gpukmeans._sources import InMemorySource
+
+    X = torch.from_numpy(np.random.default_rng(3).standard_normal((5_000, 4)).astype(np.float32))
+    source = InMemorySource(X, None, chunk_size=700)
+
+    def centres(as_ints):
+        monkeypatch.setattr(_init, "_rows_as_python_ints", lambda device: as_ints)
+        monkeypatch.setattr(_init, "_BLOCK_ROWS", 512)
+        return _init.kmeans_parallel(source, 6, 11, torch.Generator().manual_seed(2), oversampling=4.0)
+
+    assert torch.equal(centres(True), centres(False))
