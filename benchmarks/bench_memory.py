@@ -15,6 +15,7 @@ notes its resident set (the baseline), makes the data, resets the peak resident 
     python benchmarks/bench_memory.py                 # both parts
     python benchmarks/bench_memory.py --skip-streamed # in-memory parts only
     python benchmarks/bench_memory.py --only-working-set  # a fit against one chunk's working set
+    python benchmarks/bench_memory.py --only-streamed     # the streamed fit alone (memory_streamed.*)
 """
 
 import argparse
@@ -139,6 +140,8 @@ def main():
     parser.add_argument("--skip-streamed", action="store_true")
     parser.add_argument("--only-working-set", action="store_true",
                         help="only the fit-working-set part (about a minute)")
+    parser.add_argument("--only-streamed", action="store_true",
+                        help="only the streamed fit; writes memory_streamed.{json,md}")
     parser.add_argument("--tmp", default="/tmp/gpukmeans_bench_memory")
     parser.add_argument("--rows", type=int, default=STREAMED_ROWS)
     parser.add_argument("--max-iter", type=int, default=5, help="Lloyd iterations of the streamed fit")
@@ -150,7 +153,7 @@ def main():
     info["uptime_at_start"] = _uptime()
 
     working_set = []
-    for n, d, k, n_init in WORKING_SET_FITS:
+    for n, d, k, n_init in [] if args.only_streamed else WORKING_SET_FITS:
         runs = [_child(f"in_memory_child('gpukmeans', {n}, {d}, {k}, {n_init})") for _ in range(WORKING_SET_REPEATS)]
         row = max(runs, key=lambda r: r["peak_over_baseline_bytes"])
         row["fit_extra_bytes"] = [r["peak_over_baseline_bytes"] - r["data_bytes"] for r in runs]
@@ -166,7 +169,7 @@ def main():
         args.skip_streamed = True
 
     in_memory = []
-    for n, d, k in [] if args.only_working_set else IN_MEMORY_SHAPES:
+    for n, d, k in [] if args.only_working_set or args.only_streamed else IN_MEMORY_SHAPES:
         for library in ("gpukmeans", "sklearn"):
             row = _child(f"in_memory_child({library!r}, {n}, {d}, {k})")
             print(f"in memory {library:9s} {n:,} x {d}: data {row['data_bytes'] / 2**20:.0f} MiB, "
@@ -194,6 +197,8 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     if args.only_working_set:
         name = "memory_working_set"
+    elif args.only_streamed:
+        name = "memory_streamed"
     elif streamed is not None or not (RESULTS / "memory.json").exists():
         name = "memory"
     else:
@@ -203,17 +208,18 @@ def main():
                    indent=2) + "\n"
     )
     lines = ["# Peak memory of k-means fits (CPU, float32)", "", markdown_header(info), "",
-             f"`uptime` at start: `{info['uptime_at_start']}`; at end: `{info['uptime_at_end']}`.", "",
-             "## A fit's own memory against one chunk's working set (target: below it)", "",
-             f"Peak resident set over the baseline, minus the data's bytes, in {WORKING_SET_REPEATS} fresh "
-             "processes each (the C library keeps some freed pages, so runs differ); one chunk's working set "
-             "is the auto chunk's rows times the bytes a row of a chunk may use "
-             "(`gpukmeans._device.chunk_bytes_per_row`). Per-row state is what a fit must keep per row "
-             f"whatever the chunk ({PER_ROW_STATE_BYTES} bytes: `labels_` as int32 and k-means++'s nearest "
-             "distance as float32). k-means++, 20 iterations at most.", "",
-             "| n | d | k | n_init | data MiB | fit's own peak MiB (each run) | one chunk's working set MiB "
-             "| within it alone | per-row state MiB | within both |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"`uptime` at start: `{info['uptime_at_start']}`; at end: `{info['uptime_at_end']}`."]
+    if working_set:
+        lines += ["", "## A fit's own memory against one chunk's working set (target: below it)", "",
+                 f"Peak resident set over the baseline, minus the data's bytes, in {WORKING_SET_REPEATS} fresh "
+                 "processes each (the C library keeps some freed pages, so runs differ); one chunk's working set "
+                 "is the auto chunk's rows times the bytes a row of a chunk may use "
+                 "(`gpukmeans._device.chunk_bytes_per_row`). Per-row state is what a fit must keep per row "
+                 f"whatever the chunk ({PER_ROW_STATE_BYTES} bytes: `labels_` as int32 and k-means++'s nearest "
+                 "distance as float32). k-means++, 20 iterations at most.", "",
+                 "| n | d | k | n_init | data MiB | fit's own peak MiB (each run) | one chunk's working set MiB "
+                 "| within it alone | per-row state MiB | within both |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
     for r in working_set:
         runs = ", ".join(f"{b / 2**20:.1f}" for b in r["fit_extra_bytes"])
         lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {r['n_init']} | {r['data_bytes'] / 2**20:.0f} | {runs} | "
