@@ -115,6 +115,8 @@ def main(argv=None):
             # any known library, on any device (the bfloat16 row on a CPU, for instance)
             libraries = list(args.libraries)
         env = bench.environment([device])
+        if args.single_thread_cpu_time:
+            env["torch_threads"] = 1  # every measurement below runs under bench.single_thread()
         if device == "cpu":
             env["cpu_kernel_first_call"] = bench.cpu_kernel_first_call()
             print(f"CPU kernel, first call in a fresh process: {env['cpu_kernel_first_call']}", flush=True)
