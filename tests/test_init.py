@@ -107,3 +107,23 @@ def test_kmeans_parallel_gathers_sampled_rows_the_same_way_on_every_device(monke
         return _init.kmeans_parallel(source, 6, 11, torch.Generator().manual_seed(2), oversampling=4.0)
 
     assert torch.equal(centres(True), centres(False))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkeypatch, weighted):
+    # the CPU kernel's one-pass potentials against the blockwise assignment path:
+    # the same distances bit for bit, summed in another order, so the same choices
+    from gpukmeans import _init
+    from gpukmeans._sources import InMemorySource
+
+    rng = np.random.default_rng(5)
+    X = torch.from_numpy(rng.standard_normal((6_000, 5)).astype(np.float32))
+    weights = torch.from_numpy(rng.random(6_000).astype(np.float32)) if weighted else None
+    source = InMemorySource(X, weights, chunk_size=1_000)
+
+    def init(fused):
+        monkeypatch.setattr(_init, "_fused_potentials", lambda source: fused)
+        return _init.kmeans_plusplus_tensor(source, 9, torch.Generator().manual_seed(4))
+
+    (fused_centres, fused_rows), (block_centres, block_rows) = init(True), init(False)
+    assert torch.equal(fused_rows, block_rows) and torch.equal(fused_centres, block_centres)

@@ -23,6 +23,7 @@ from gpukmeans import kernels  # noqa: E402
 from gpukmeans.kernels import cpu as cpu_kernel  # noqa: E402
 from gpukmeans.kernels.reference import (  # noqa: E402
     assign_accumulate_reference,
+    candidate_potentials_reference,
     lloyd_step_reference,
 )
 
@@ -297,3 +298,26 @@ def test_cpu_kernel_per_part_totals_start_on_their_own_cache_lines(shape):
     assert parts.strides[0] % 64 == 0 and parts.strides[0] >= max(parts[0].nbytes, 1)
     parts[1] += 1.0  # parts do not overlap
     assert parts[1].all() and not parts[0].any() and not parts[2:].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features", [1, 3, 16, 17, 40])
+@pytest.mark.parametrize("n_candidates", [1, 4, 9, 17])
+def test_cpu_candidate_potentials_match_reference(dtype, n_features, n_candidates):
+    generator = torch.Generator().manual_seed(n_features * 100 + n_candidates)
+    for n_rows in (1, 7, N_ROWS, 5000):  # ragged last tiles; several parts on several threads
+        for weighted in (False, True):
+            X = torch.randn(n_rows, n_features, generator=generator, dtype=torch.float64).to(dtype)
+            candidates = torch.randn(n_candidates, n_features, generator=generator, dtype=torch.float64).to(dtype)
+            norms = (candidates * candidates).sum(dim=1)
+            # some rows nearer to a centre already chosen than to any candidate, some not
+            closest = (torch.rand(n_rows, generator=generator, dtype=torch.float64) * 3 * n_features).to(dtype)
+            weights = torch.rand(n_rows, generator=generator, dtype=torch.float64).to(dtype) if weighted else None
+            got = cpu_kernel.candidate_potentials_cpu(X, candidates, norms, closest, weights)
+            expected = candidate_potentials_reference(X, candidates, norms, closest, weights)
+            assert got.shape == (n_candidates,) and got.dtype == torch.float64
+            # distances round at the scale of ||x||^2 + ||c||^2, not at their own (which can be ~0)
+            w = torch.ones(n_rows, dtype=torch.float64) if weights is None else weights.double()
+            scale = float((w * ((X.double() ** 2).sum(dim=1) + float(norms.double().max()))).sum())
+            eps = torch.finfo(dtype).eps
+            assert torch.all((got - expected).abs() <= 16 * eps * scale + 1e-12), (got, expected)

@@ -28,6 +28,7 @@ from .reference import (
     AssignResult,
     StepResult,
     assign_accumulate_reference,
+    candidate_potentials_reference,
     lloyd_step_reference,
 )
 
@@ -37,6 +38,8 @@ __all__ = [
     "assign_accumulate",
     "assign_accumulate_reference",
     "backend_for",
+    "candidate_potentials_fused",
+    "candidate_potentials_reference",
     "fused_cpu_kernel_available",
     "lloyd_step",
     "lloyd_step_reference",
@@ -137,3 +140,12 @@ def lloyd_step(X, centers, center_sq_norms, weights, labels, label_columns, *, c
     return lloyd_step_reference(
         X, centers, center_sq_norms, weights, labels, label_columns,
         compute_inertia=compute_inertia)
+
+
+def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None):
+    """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` in one pass
+    on the CPU kernel; for float32/float64 CPU rows when
+    :func:`fused_cpu_kernel_available` (callers take the assignment's per-row
+    distances in blocks otherwise). 16-bit rows are widened first, as for the assignment."""
+    X, candidates, candidate_sq_norms, weights = _widened_if_half(X, candidates, candidate_sq_norms, weights)
+    return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights)

@@ -427,6 +427,96 @@ def accumulate_rows(typingctx, X, weights, row0, n_rows, labels, label_columns, 
     return signature, codegen
 
 
+@intrinsic
+def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, closest, sums, part, flags):
+    """Add ``w_i * min(closest_i, ||x_i - c_j||^2)`` for rows ``row0 .. row0 + n_rows - 1``
+    (``n_rows <= ROWS``) to ``sums[part, j]`` (float64), for every centre ``j`` of the one
+    packed group: k-means++'s potential of each candidate, without a distance per row
+    and candidate ever reaching memory. Lanes past the last candidate add junk that the
+    caller drops. The distances are the ones :func:`assign_tile` computes, bit for bit.
+    """
+    signature = types.void(X, weights, row0, n_rows, centers_t, norms, closest, sums, part, flags)
+
+    def codegen(context, builder, sig, args):
+        array = {
+            position: context.make_array(sig.args[position])(context, builder, args[position])
+            for position in (0, 1, 4, 5, 6, 7)
+        }
+        first_row, rows_here, part_id, flag_bits = (
+            context.cast(builder, args[p], sig.args[p], types.intp) for p in (2, 3, 8, 9))
+        element_type = context.get_value_type(sig.args[0].dtype)
+        double = ir.DoubleType()
+        _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
+        _, n_blocks, _, lanes_here = cgutils.unpack_tuple(builder, array[4].shape, 4)
+        weighted = builder.icmp_signed("!=", builder.and_(flag_bits, _I64(_FLAG_WEIGHTED)), _I64(0))
+        part_sums = _part_start(builder, array[7], part_id)
+
+        rows = []  # per row of the tile: (pointer, ||x||^2, closest, weight; 0 past n_rows)
+        for row in range(ROWS):
+            real = builder.icmp_signed("<", _I64(row), rows_here)
+            i = builder.add(first_row, builder.select(real, _I64(row), builder.sub(rows_here, _I64(1))))
+            pointer = builder.gep(array[0].data, [builder.mul(i, n_features)])
+            weight = cgutils.alloca_once_value(builder, ir.Constant(double, 1.0))
+            with builder.if_then(weighted):
+                w = builder.load(builder.gep(array[1].data, [i]))
+                builder.store(w if element_type == double else builder.fpext(w, double), weight)
+            weight = builder.select(real, builder.load(weight), ir.Constant(double, 0.0))
+            rows.append((pointer, _emit_row_sq_norm(builder, element_type, pointer, n_features),
+                         builder.load(builder.gep(array[6].data, [i])), weight))
+
+        done = builder.append_basic_block("potentials.done")
+        for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
+            with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
+                _emit_potentials(builder, element_type, lanes, rows, n_features, array[4].data,
+                                 array[5].data, n_blocks, part_sums)
+                builder.branch(done)
+        builder.branch(done)  # any other width is refused before the kernel runs
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, norms, n_blocks, sums):
+    """The distance loop of :func:`_emit_nearest`, then per lane ``min(d, closest) * w``
+    summed over the tile's rows in float64 and added to ``sums`` once per block."""
+    vector = ir.VectorType(element_type, lanes)
+    wide = ir.VectorType(ir.DoubleType(), lanes)
+    fma = _declare(builder, f"llvm.fma.{_suffix(element_type, lanes)}", vector, [vector] * 3)
+    element_bytes = 4 if element_type == ir.FloatType() else 8
+    zero = ir.Constant(vector, [0.0] * lanes)
+    accumulators = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
+    with cgutils.for_range(builder, n_blocks) as block_loop:
+        block = block_loop.index
+        block_norms = _vector_load(
+            builder, builder.gep(norms, [builder.mul(block, _I64(lanes))]), vector, element_bytes)
+        for row in range(ROWS):
+            builder.store(block_norms, accumulators[row])
+        block_start = builder.mul(builder.mul(block, n_features), _I64(lanes))
+        with cgutils.for_range(builder, n_features) as feature_loop:
+            feature = feature_loop.index
+            column = _vector_load(
+                builder,
+                builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
+                vector, element_bytes)
+            for row, (pointer, _, _, _) in enumerate(rows):
+                value = builder.load(builder.gep(pointer, [feature]))
+                builder.store(builder.call(fma, [_splat(builder, value, vector), column,
+                                                 builder.load(accumulators[row])]), accumulators[row])
+        total = ir.Constant(wide, [0.0] * lanes)
+        for row, (_, sq_norm, closest, weight) in enumerate(rows):
+            distance = builder.fadd(builder.load(accumulators[row]), _splat(builder, sq_norm, vector))
+            # clamped at 0 as in assign_tile; padding lanes (+inf) keep closest
+            distance = builder.select(builder.fcmp_ordered(">", distance, zero), distance, zero)
+            bound = _splat(builder, closest, vector)
+            nearest = builder.select(builder.fcmp_ordered("<", distance, bound), distance, bound)
+            if element_type != ir.DoubleType():
+                nearest = builder.fpext(nearest, wide)
+            total = builder.fadd(total, builder.fmul(nearest, _splat(builder, weight, wide)))
+        target = builder.gep(sums, [builder.mul(block, _I64(lanes))])
+        _vector_store(builder, builder.fadd(_vector_load(builder, target, wide, 8), total), target, 8)
+
+
 # Rows assigned before they are added to the sums: a multiple of ROWS, few enough
 # that they are still in L1/L2 when added (16 to 256 measured alike within noise,
 # 32 a little ahead at (1M, 32, 32))
@@ -452,6 +542,13 @@ def _assign_rows(X, weights, centers_t, norms, n_blocks, labels, label_columns, 
         if flags & _FLAG_ACCUMULATE:
             accumulate_rows(X, weights, block_start, block_stop - block_start, labels,
                             label_columns, sums, weight_sums, part, flags)
+
+
+@numba.njit(cache=True, nogil=True)
+def _potential_rows(X, weights, centers_t, norms, closest, sums, part, first_row, stop_row, flags):
+    for row0 in range(first_row, stop_row, ROWS):
+        potentials_tile(X, weights, row0, min(ROWS, stop_row - row0), centers_t, norms, closest,
+                        sums, part, flags)
 
 
 _pool = None
@@ -596,14 +693,8 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     else:
         row_weights = np.empty(0, dtype=packed.norms.dtype)
 
-    n_threads = _thread_count()
-    n_threads = max(1, min(n_threads, n_rows // _MIN_ROWS_PER_PART))
-    # a few parts per thread, taken from a shared counter: a thread that another
-    # process holds up leaves its remaining parts to the others
-    n_parts = n_threads * _PARTS_PER_THREAD if n_threads > 1 else 1
     sum_shape = (n_groups, padded) if flags & _FLAG_ACCUMULATE else (0, 0)
-    part_bytes = sum_shape[0] * sum_shape[1] * (n_features + 1) * 8
-    n_parts = max(1, min(n_parts, _MAX_PARTIAL_BYTES // max(part_bytes, 1)))
+    n_threads, n_parts = _parts_for(n_rows, sum_shape[0] * sum_shape[1] * (n_features + 1) * 8)
     partials = _Partials(
         sums=_per_part((*sum_shape, n_features if sum_shape[0] else 0), np.float64, n_parts),
         weight_sums=_per_part(sum_shape, np.float64, n_parts),
@@ -612,7 +703,14 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     )
     arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms, packed.blocks_per_group,
                  labels.numpy(), label_columns.numpy(), min_sq.numpy(), *partials)
-    # part boundaries on whole tiles, so that parts never share a tile
+    _run_parts(n_rows, n_threads, n_parts,
+               lambda part, start, stop: _assign_rows(*arguments, part, start, stop, flags))
+    return partials
+
+
+def _run_parts(n_rows, n_threads, n_parts, run_part) -> None:
+    """``run_part(part, first_row, stop_row)`` for ``n_parts`` parts of whole tiles, on
+    ``n_threads`` threads (the calling one included)."""
     tiles = -(-n_rows // ROWS)
     bounds = [min(n_rows, ROWS * (tiles * p // n_parts)) for p in range(n_parts + 1)]
     next_part = itertools.count()  # next() is atomic under the GIL
@@ -621,7 +719,7 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
         for part in iter(lambda: next(next_part), None):
             if part >= n_parts:
                 return
-            _assign_rows(*arguments, part, bounds[part], bounds[part + 1], flags)
+            run_part(part, bounds[part], bounds[part + 1])
 
     # The calling thread works too: one thread fewer to wake.
     n_workers = min(n_threads, n_parts)
@@ -629,7 +727,15 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     work()
     for future in futures:
         future.result()
-    return partials
+
+
+def _parts_for(n_rows, part_bytes):
+    """(threads, parts) for a pass over ``n_rows`` whose parts keep ``part_bytes`` of totals each:
+    a few parts per thread, taken from a shared counter, so that a thread another
+    process holds up leaves its remaining parts to the others."""
+    n_threads = max(1, min(_thread_count(), n_rows // _MIN_ROWS_PER_PART))
+    n_parts = n_threads * _PARTS_PER_THREAD if n_threads > 1 else 1
+    return n_threads, max(1, min(n_parts, _MAX_PARTIAL_BYTES // max(part_bytes, 1)))
 
 
 def assign_accumulate_cpu(
@@ -685,6 +791,33 @@ def lloyd_step_cpu(
         n_changed=torch.from_numpy(partials.changed.sum(axis=0)),
         inertia=torch.from_numpy(partials.inertia.sum(axis=0)) if compute_inertia else None,
     )
+
+
+def candidate_potentials_cpu(
+    X: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_sq_norms: torch.Tensor,
+    closest: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Fast CPU implementation of :func:`~gpukmeans.kernels.candidate_potentials`:
+    one pass over ``X``, nothing written per row."""
+    X = X.detach().contiguous()
+    n_rows = X.shape[0]
+    packed = _pack_centers(candidates.detach().to(X.dtype)[None], candidate_sq_norms.detach().to(X.dtype)[None])
+    padded = packed.norms.shape[1] * packed.norms.shape[2]
+    flags = 0
+    row_weights = np.empty(0, dtype=packed.norms.dtype)
+    if weights is not None:
+        flags |= _FLAG_WEIGHTED
+        row_weights = weights.detach().to(X.dtype).contiguous().numpy()
+    n_threads, n_parts = _parts_for(n_rows, padded * 8)
+    sums = _per_part((padded,), np.float64, n_parts)
+    arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms,
+                 closest.detach().to(X.dtype).contiguous().numpy(), sums)
+    _run_parts(n_rows, n_threads, n_parts,
+               lambda part, start, stop: _potential_rows(*arguments, part, start, stop, flags))
+    return torch.from_numpy(sums.sum(axis=0)[: candidates.shape[0]])
 
 
 def supports(X: torch.Tensor) -> bool:

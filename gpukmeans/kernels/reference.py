@@ -112,3 +112,23 @@ def lloyd_step_reference(
             distances = distances * weights.double()[:, None]
         inertia = distances.sum(dim=0)
     return StepResult(result.sums.double(), result.weight_sums.double(), n_changed, inertia)
+
+
+def candidate_potentials_reference(
+    X: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_sq_norms: torch.Tensor,
+    closest: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """k-means++'s potential of each candidate centre: ``sum_i w_i min(closest_i, ||x_i - c_j||^2)``.
+
+    ``candidates`` is (T, d) with its squared norms (T,); ``closest`` (n,) is each
+    row's squared distance to the nearest centre chosen so far. Returns (T,) float64.
+    The distances are the assignment's (``||x||^2 + ||c||^2 - 2 x.c``, clamped at 0).
+    """
+    result = assign_accumulate_reference(X, candidates[:, None, :], candidate_sq_norms[:, None], accumulate=False)
+    distances = torch.minimum(result.min_sq_distances, closest[:, None].to(result.min_sq_distances.dtype)).double()
+    if weights is not None:
+        distances = distances * weights.double()[:, None]
+    return distances.sum(dim=0)
