@@ -214,6 +214,12 @@ def _lower_closest(source, closest, points) -> None:
 
     In place, block by block: never a second n-long array beside ``closest``.
     """
+    if points.shape[0] == 1 and _fused_potentials(source):
+        norms = (points * points).sum(dim=1)
+        for start, rows, _ in source.chunks():
+            kernels.candidate_potentials_fused(rows, points, norms, closest[start : start + rows.shape[0]],
+                                               lower_closest=True)
+        return
     for start, _, _, result in source.assigned_blocks(points[None, :, :]):
         distances = result.min_sq_distances[:, 0]
         block = closest[start : start + distances.shape[0]]

@@ -321,3 +321,23 @@ def test_cpu_candidate_potentials_match_reference(dtype, n_features, n_candidate
             scale = float((w * ((X.double() ** 2).sum(dim=1) + float(norms.double().max()))).sum())
             eps = torch.finfo(dtype).eps
             assert torch.all((got - expected).abs() <= 16 * eps * scale + 1e-12), (got, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_kernel_lowers_closest_in_place_to_a_chosen_centre(dtype):
+    generator = torch.Generator().manual_seed(9)
+    X = torch.randn(5003, 6, generator=generator, dtype=torch.float64).to(dtype)
+    centre = torch.randn(1, 6, generator=generator, dtype=torch.float64).to(dtype)
+    norms = (centre * centre).sum(dim=1)
+    closest = (torch.rand(5003, generator=generator, dtype=torch.float64) * 18).to(dtype)
+    expected = torch.minimum(closest, assign_accumulate_reference(
+        X, centre[None], norms[None], accumulate=False).min_sq_distances[:, 0])
+    lowered = closest.clone()
+    cpu_kernel.candidate_potentials_cpu(X, centre, norms, lowered, lower_closest=True)
+    eps = torch.finfo(dtype).eps
+    scale = (X.double() ** 2).sum(dim=1) + float(norms)
+    assert torch.all((lowered.double() - expected.double()).abs() <= 16 * eps * scale)
+    assert bool((lowered <= closest).all()) and not torch.equal(lowered, closest)
+    with pytest.raises(ValueError, match="one candidate"):
+        cpu_kernel.candidate_potentials_cpu(X, torch.cat([centre, centre]), norms.repeat(2), lowered,
+                                            lower_closest=True)

@@ -142,10 +142,12 @@ def lloyd_step(X, centers, center_sq_norms, weights, labels, label_columns, *, c
         compute_inertia=compute_inertia)
 
 
-def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None):
+def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False):
     """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` in one pass
     on the CPU kernel; for float32/float64 CPU rows when
     :func:`fused_cpu_kernel_available` (callers take the assignment's per-row
-    distances in blocks otherwise). 16-bit rows are widened first, as for the assignment."""
+    distances in blocks otherwise). 16-bit rows are widened first, as for the assignment.
+    ``lower_closest``: see :func:`gpukmeans.kernels.cpu.candidate_potentials_cpu`."""
     X, candidates, candidate_sq_norms, weights = _widened_if_half(X, candidates, candidate_sq_norms, weights)
-    return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights)
+    return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights,
+                                                 lower_closest=lower_closest)

@@ -231,6 +231,7 @@ _FLAG_WEIGHTED = 2  # rows carry weights (else every weight is 1)
 _FLAG_DISTANCES = 4  # write each row's squared distance
 _FLAG_LLOYD = 8  # count label changes against the labels already there
 _FLAG_INERTIA = 16  # sum w * distance per group
+_FLAG_LOWER = 32  # potentials_tile: also write min(closest, distance) back to closest (one centre)
 
 
 @intrinsic
@@ -434,6 +435,7 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
     packed group: k-means++'s potential of each candidate, without a distance per row
     and candidate ever reaching memory. Lanes past the last candidate add junk that the
     caller drops. The distances are the ones :func:`assign_tile` computes, bit for bit.
+    With ``_FLAG_LOWER`` (one centre), ``closest_i`` is lowered in place to that minimum.
     """
     signature = types.void(X, weights, row0, n_rows, centers_t, norms, closest, sums, part, flags)
 
@@ -449,9 +451,12 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
         _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
         _, n_blocks, _, lanes_here = cgutils.unpack_tuple(builder, array[4].shape, 4)
         weighted = builder.icmp_signed("!=", builder.and_(flag_bits, _I64(_FLAG_WEIGHTED)), _I64(0))
+        lower = builder.icmp_signed("!=", builder.and_(flag_bits, _I64(_FLAG_LOWER)), _I64(0))
         part_sums = _part_start(builder, array[7], part_id)
 
-        rows = []  # per row of the tile: (pointer, ||x||^2, closest, weight; 0 past n_rows)
+        # per row of the tile: (pointer, ||x||^2, closest's slot and value, weight: 0 past
+        # n_rows, where the last row repeats and rewrites its own value)
+        rows = []
         for row in range(ROWS):
             real = builder.icmp_signed("<", _I64(row), rows_here)
             i = builder.add(first_row, builder.select(real, _I64(row), builder.sub(rows_here, _I64(1))))
@@ -461,14 +466,15 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
                 w = builder.load(builder.gep(array[1].data, [i]))
                 builder.store(w if element_type == double else builder.fpext(w, double), weight)
             weight = builder.select(real, builder.load(weight), ir.Constant(double, 0.0))
+            closest_slot = builder.gep(array[6].data, [i])
             rows.append((pointer, _emit_row_sq_norm(builder, element_type, pointer, n_features),
-                         builder.load(builder.gep(array[6].data, [i])), weight))
+                         closest_slot, builder.load(closest_slot), weight))
 
         done = builder.append_basic_block("potentials.done")
         for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
             with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
                 _emit_potentials(builder, element_type, lanes, rows, n_features, array[4].data,
-                                 array[5].data, n_blocks, part_sums)
+                                 array[5].data, n_blocks, part_sums, lower)
                 builder.branch(done)
         builder.branch(done)  # any other width is refused before the kernel runs
         builder.position_at_end(done)
@@ -477,9 +483,10 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
     return signature, codegen
 
 
-def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, norms, n_blocks, sums):
+def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, norms, n_blocks, sums, lower):
     """The distance loop of :func:`_emit_nearest`, then per lane ``min(d, closest) * w``
-    summed over the tile's rows in float64 and added to ``sums`` once per block."""
+    summed over the tile's rows in float64 and added to ``sums`` once per block; when
+    ``lower``, lane 0's minimum is also written back to each row's closest."""
     vector = ir.VectorType(element_type, lanes)
     wide = ir.VectorType(ir.DoubleType(), lanes)
     fma = _declare(builder, f"llvm.fma.{_suffix(element_type, lanes)}", vector, [vector] * 3)
@@ -499,17 +506,19 @@ def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, no
                 builder,
                 builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
                 vector, element_bytes)
-            for row, (pointer, _, _, _) in enumerate(rows):
+            for row, (pointer, _, _, _, _) in enumerate(rows):
                 value = builder.load(builder.gep(pointer, [feature]))
                 builder.store(builder.call(fma, [_splat(builder, value, vector), column,
                                                  builder.load(accumulators[row])]), accumulators[row])
         total = ir.Constant(wide, [0.0] * lanes)
-        for row, (_, sq_norm, closest, weight) in enumerate(rows):
+        for row, (_, sq_norm, closest_slot, closest, weight) in enumerate(rows):
             distance = builder.fadd(builder.load(accumulators[row]), _splat(builder, sq_norm, vector))
             # clamped at 0 as in assign_tile; padding lanes (+inf) keep closest
             distance = builder.select(builder.fcmp_ordered(">", distance, zero), distance, zero)
             bound = _splat(builder, closest, vector)
             nearest = builder.select(builder.fcmp_ordered("<", distance, bound), distance, bound)
+            with builder.if_then(lower):
+                builder.store(builder.extract_element(nearest, _I32(0)), closest_slot)
             if element_type != ir.DoubleType():
                 nearest = builder.fpext(nearest, wide)
             total = builder.fadd(total, builder.fmul(nearest, _splat(builder, weight, wide)))
@@ -799,14 +808,20 @@ def candidate_potentials_cpu(
     candidate_sq_norms: torch.Tensor,
     closest: torch.Tensor,
     weights: Optional[torch.Tensor] = None,
+    *,
+    lower_closest: bool = False,
 ) -> torch.Tensor:
     """Fast CPU implementation of :func:`~gpukmeans.kernels.candidate_potentials`:
-    one pass over ``X``, nothing written per row."""
+    one pass over ``X``, nothing written per row. With ``lower_closest`` (one
+    candidate), ``closest`` (C-contiguous, X's dtype) is also lowered in place to each
+    row's distance to it, as k-means++ does once a centre is chosen."""
     X = X.detach().contiguous()
+    if lower_closest and (candidates.shape[0] != 1 or closest.dtype != X.dtype or not closest.is_contiguous()):
+        raise ValueError("lower_closest needs one candidate and a C-contiguous closest in X's dtype.")
     n_rows = X.shape[0]
     packed = _pack_centers(candidates.detach().to(X.dtype)[None], candidate_sq_norms.detach().to(X.dtype)[None])
     padded = packed.norms.shape[1] * packed.norms.shape[2]
-    flags = 0
+    flags = _FLAG_LOWER if lower_closest else 0
     row_weights = np.empty(0, dtype=packed.norms.dtype)
     if weights is not None:
         flags |= _FLAG_WEIGHTED
@@ -814,7 +829,7 @@ def candidate_potentials_cpu(
     n_threads, n_parts = _parts_for(n_rows, padded * 8)
     sums = _per_part((padded,), np.float64, n_parts)
     arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms,
-                 closest.detach().to(X.dtype).contiguous().numpy(), sums)
+                 closest.detach().to(X.dtype).contiguous().numpy(), sums)  # the same memory when lowering
     _run_parts(n_rows, n_threads, n_parts,
                lambda part, start, stop: _potential_rows(*arguments, part, start, stop, flags))
     return torch.from_numpy(sums.sum(axis=0)[: candidates.shape[0]])
