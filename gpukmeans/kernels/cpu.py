@@ -86,6 +86,28 @@ def _vector_store(builder, value, pointer, align):
     builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=align)
 
 
+def _emit_block_distances(builder, fma, vector, element_bytes, row_pointers, n_features, centers,
+                          norms, block, accumulators):
+    """``accumulators[r] = ||c||^2 - 2 x_r . c`` for the ``L`` centres of one block (``L``
+    lanes of ``vector``): the norms, then one FMA per feature against the broadcast row value."""
+    lanes = vector.count
+    block_norms = _vector_load(
+        builder, builder.gep(norms, [builder.mul(block, _I64(lanes))]), vector, element_bytes)
+    for accumulator in accumulators:
+        builder.store(block_norms, accumulator)
+    block_start = builder.mul(builder.mul(block, n_features), _I64(lanes))
+    with cgutils.for_range(builder, n_features) as feature_loop:
+        feature = feature_loop.index
+        column = _vector_load(
+            builder,
+            builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
+            vector, element_bytes)
+        for pointer, accumulator in zip(row_pointers, accumulators):
+            value = builder.load(builder.gep(pointer, [feature]))
+            builder.store(builder.call(fma, [_splat(builder, value, vector), column,
+                                             builder.load(accumulator)]), accumulator)
+
+
 def _emit_nearest(builder, element_type, lanes, row_pointers, n_features, centers,
                   norms, n_blocks, best_values, best_index):
     """Emit the distance/argmin loop for one lane width; results go to two allocas."""
@@ -105,22 +127,8 @@ def _emit_nearest(builder, element_type, lanes, row_pointers, n_features, center
 
     with cgutils.for_range(builder, n_blocks) as block_loop:
         block = block_loop.index
-        block_norms = _vector_load(
-            builder, builder.gep(norms, [builder.mul(block, _I64(lanes))]), vector, element_bytes)
-        for row in range(ROWS):
-            builder.store(block_norms, accumulators[row])
-        block_start = builder.mul(builder.mul(block, n_features), _I64(lanes))
-        with cgutils.for_range(builder, n_features) as feature_loop:
-            feature = feature_loop.index
-            column = _vector_load(
-                builder,
-                builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
-                vector, element_bytes)
-            for row in range(ROWS):
-                value = builder.load(builder.gep(row_pointers[row], [feature]))
-                updated = builder.call(
-                    fma, [_splat(builder, value, vector), column, builder.load(accumulators[row])])
-                builder.store(updated, accumulators[row])
+        _emit_block_distances(builder, fma, vector, element_bytes, row_pointers, n_features, centers,
+                              norms, block, accumulators)
         centre_ids = builder.add(
             _splat(builder, builder.trunc(builder.mul(block, _I64(lanes)), _I32), index_vector),
             lane_ids)
@@ -217,6 +225,16 @@ def _emit_row_sq_norm(builder, element_type, row, n_features):
     return builder.load(total)
 
 
+def _arguments(context, builder, sig, args, array_positions, int_positions):
+    """An intrinsic's array arguments (position -> numba array struct) and its integer
+    arguments as intp, in the order asked."""
+    arrays = {position: context.make_array(sig.args[position])(context, builder, args[position])
+              for position in array_positions}
+    integers = [context.cast(builder, args[position], sig.args[position], types.intp)
+                for position in int_positions]
+    return arrays, integers
+
+
 def _part_start(builder, array, part_id):
     """Pointer to part ``part_id`` of a per-part array (parts are padded apart, so
     the stride is read from the array: no two parts share a cache line)."""
@@ -249,19 +267,11 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
                            labels, label_columns, min_sq, changed, inertia, part, flags)
 
     def codegen(context, builder, sig, args):
-        array = {
-            position: context.make_array(sig.args[position])(context, builder, args[position])
-            for position in (0, 1, 4, 5, 8, 9, 10, 11, 12)
-        }
-
-        def as_intp(position):
-            return context.cast(builder, args[position], sig.args[position], types.intp)
+        array, (first_row, rows_here, group_id, blocks_here, part_id, flag_bits) = _arguments(
+            context, builder, sig, args, (0, 1, 4, 5, 8, 9, 10, 11, 12), (2, 3, 6, 7, 13, 14))
 
         def has(flag):
             return builder.icmp_signed("!=", builder.and_(flag_bits, _I64(flag)), _I64(0))
-
-        first_row, rows_here, group_id, blocks_here, part_id, flag_bits = (
-            as_intp(p) for p in (2, 3, 6, 7, 13, 14))
         element_type = context.get_value_type(sig.args[0].dtype)
         label_type = context.get_value_type(sig.args[8].dtype)
         double = ir.DoubleType()
@@ -360,12 +370,8 @@ def accumulate_rows(typingctx, X, weights, row0, n_rows, labels, label_columns, 
                            weight_sums, part, flags)
 
     def codegen(context, builder, sig, args):
-        array = {
-            position: context.make_array(sig.args[position])(context, builder, args[position])
-            for position in (0, 1, 4, 5, 6, 7)
-        }
-        first_row, rows_here, part_id, flag_bits = (
-            context.cast(builder, args[p], sig.args[p], types.intp) for p in (2, 3, 8, 9))
+        array, (first_row, rows_here, part_id, flag_bits) = _arguments(
+            context, builder, sig, args, (0, 1, 4, 5, 6, 7), (2, 3, 8, 9))
         element_type = context.get_value_type(sig.args[0].dtype)
         double = ir.DoubleType()
         _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
@@ -440,12 +446,8 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
     signature = types.void(X, weights, row0, n_rows, centers_t, norms, closest, sums, part, flags)
 
     def codegen(context, builder, sig, args):
-        array = {
-            position: context.make_array(sig.args[position])(context, builder, args[position])
-            for position in (0, 1, 4, 5, 6, 7)
-        }
-        first_row, rows_here, part_id, flag_bits = (
-            context.cast(builder, args[p], sig.args[p], types.intp) for p in (2, 3, 8, 9))
+        array, (first_row, rows_here, part_id, flag_bits) = _arguments(
+            context, builder, sig, args, (0, 1, 4, 5, 6, 7), (2, 3, 8, 9))
         element_type = context.get_value_type(sig.args[0].dtype)
         double = ir.DoubleType()
         _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
@@ -495,21 +497,8 @@ def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, no
     accumulators = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
     with cgutils.for_range(builder, n_blocks) as block_loop:
         block = block_loop.index
-        block_norms = _vector_load(
-            builder, builder.gep(norms, [builder.mul(block, _I64(lanes))]), vector, element_bytes)
-        for row in range(ROWS):
-            builder.store(block_norms, accumulators[row])
-        block_start = builder.mul(builder.mul(block, n_features), _I64(lanes))
-        with cgutils.for_range(builder, n_features) as feature_loop:
-            feature = feature_loop.index
-            column = _vector_load(
-                builder,
-                builder.gep(centers, [builder.add(block_start, builder.mul(feature, _I64(lanes)))]),
-                vector, element_bytes)
-            for row, (pointer, _, _, _, _) in enumerate(rows):
-                value = builder.load(builder.gep(pointer, [feature]))
-                builder.store(builder.call(fma, [_splat(builder, value, vector), column,
-                                                 builder.load(accumulators[row])]), accumulators[row])
+        _emit_block_distances(builder, fma, vector, element_bytes, [row[0] for row in rows], n_features,
+                              centers, norms, block, accumulators)
         total = ir.Constant(wide, [0.0] * lanes)
         for row, (_, sq_norm, closest_slot, closest, weight) in enumerate(rows):
             distance = builder.fadd(builder.load(accumulators[row]), _splat(builder, sq_norm, vector))
