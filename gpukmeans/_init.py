@@ -12,6 +12,7 @@ import math
 import torch
 
 from . import kernels
+from .kernels.reference import potentials_from_distances
 from ._lloyd import lloyd
 from ._random import row_uniforms
 from ._sources import InMemorySource
@@ -244,11 +245,8 @@ def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:
                 rows, candidates, norms, closest[start : start + rows.shape[0]], weights)
         return source.reduce_sum(potentials).cpu()
     for start, _, weights, result in source.assigned_blocks(candidates[:, None, :]):
-        distances = result.min_sq_distances
-        distances = torch.minimum(distances, closest[start : start + distances.shape[0], None]).double()
-        if weights is not None:
-            distances = distances * weights.double()[:, None]
-        potentials += distances.sum(dim=0)
+        block_closest = closest[start : start + result.min_sq_distances.shape[0]]
+        potentials += potentials_from_distances(result.min_sq_distances, block_closest, weights)
     return source.reduce_sum(potentials).cpu()
 
 

@@ -128,7 +128,13 @@ def candidate_potentials_reference(
     The distances are the assignment's (``||x||^2 + ||c||^2 - 2 x.c``, clamped at 0).
     """
     result = assign_accumulate_reference(X, candidates[:, None, :], candidate_sq_norms[:, None], accumulate=False)
-    distances = torch.minimum(result.min_sq_distances, closest[:, None].to(result.min_sq_distances.dtype)).double()
+    return potentials_from_distances(result.min_sq_distances, closest, weights)
+
+
+def potentials_from_distances(distances, closest, weights=None) -> torch.Tensor:
+    """``sum_i w_i min(closest_i, distances[i, j])`` for each column ``j``, float64: the
+    potentials of candidates whose per-row distances are at hand."""
+    nearest = torch.minimum(distances, closest[:, None].to(distances.dtype)).double()
     if weights is not None:
-        distances = distances * weights.double()[:, None]
-    return distances.sum(dim=0)
+        nearest = nearest * weights.double()[:, None]
+    return nearest.sum(dim=0)
