@@ -6,7 +6,9 @@
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
-# Stages, run in this order, each under its own time limit (default: tests bench bench-large):
+# Stages, run in this order, each under its own time limit (default: variants tests bench bench-large):
+#   variants     benchmarks/gpu_kernel_variants.py: the Triton step alone under several launch
+#                settings and precisions, timed and checked against float64 -> gpu-kernel-variants.*
 #   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
 #                installed: Triton compiles about a hundred kernel variants), then
 #                tests/test_gpu.py and tests/test_gpu_scale.py alone (they read free GPU memory
@@ -16,7 +18,7 @@
 #   suite        the rest of the test suite with CUDA visible (not run by default)
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
-# GPU_SESSION_BUDGET_S (default 540: no stage starts, or runs, past it),
+# GPU_SESSION_BUDGET_S (default 560: no stage starts, or runs, past it),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
 # a check of this script that costs no device time; tests/test_gpu_session.py runs it).
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
@@ -27,14 +29,14 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PYTHON:-python3}
 REHEARSE=${GPU_SESSION_REHEARSE:-0}
-BUDGET_S=${GPU_SESSION_BUDGET_S:-540}
+BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
-declare -A LIMIT_S=([tests]=150 [bench]=160 [bench-large]=200 [suite]=300)
+declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [suite]=300)
 STAGES=("$@")
-((${#STAGES[@]})) || STAGES=(tests bench bench-large)
+((${#STAGES[@]})) || STAGES=(variants tests bench bench-large)
 for stage in "${STAGES[@]}"; do
   if [[ -z ${LIMIT_S[$stage]+set} ]]; then
-    echo "gpu_session: unknown stage '$stage' (known: tests bench bench-large suite)" >&2
+    echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large suite)" >&2
     exit 2
   fi
 done
@@ -165,6 +167,20 @@ stage_tests() {
   local rest=$((limit - (SECONDS - start)))
   ((rest >= 10)) || return 124
   logged "$rest" "${PYTEST[@]}" "${PYTEST_RUN[@]}" -m gpu "${SERIAL_GPU_TESTS[@]}"
+}
+
+stage_variants() {
+  if [[ $REHEARSE == 1 ]]; then
+    say "   (rehearsal: the variants need CUDA; only checked to import)"
+    logged "$1" "$PY" -c "import benchmarks.gpu_kernel_variants" 2>/dev/null ||
+      logged "$1" "$PY" -c "import runpy; runpy.run_path('benchmarks/gpu_kernel_variants.py', run_name='check')"
+    return
+  fi
+  # only the JSON comes back (the reply carries at most 8 files); the table is in the log
+  logged "$1" "$PY" benchmarks/gpu_kernel_variants.py --out "$WORK/variants"
+  local status=$?
+  cp "$WORK/variants/gpu-kernel-variants.json" "$OUT/" 2>/dev/null || say "   no gpu-kernel-variants.json was written"
+  return "$status"
 }
 
 stage_suite() {

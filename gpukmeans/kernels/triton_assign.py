@@ -26,6 +26,7 @@ Under ``TRITON_INTERPRET=1`` (set before Triton is imported) the same kernel run
 CPU tensors in Triton's interpreter, which is how the tests check it without a GPU.
 """
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -36,6 +37,53 @@ from .reference import AssignResult, StepResult
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _PROGRAMS_PER_SM = 4
+# Launch settings a tuning run (benchmarks/gpu_kernel_variants.py) may override through
+# :func:`tuning`; ``None`` leaves the choice to :func:`_tile_sizes` or Triton's default.
+# The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
+# three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for labels).
+_DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
+                   "distance_precision": None, "sum_precision": None}
+# (distances, sums) precision by the dtype X is stored in, where the tuning names none.
+# "bf16x3" (see _matmul) needs bfloat16 X.
+_PRECISION_BY_DTYPE = {torch.float32: ("tf32x3", "tf32x3"), torch.bfloat16: ("bf16x3", "bf16x3"),
+                       torch.float16: ("ieee", "ieee")}
+_tuning = dict(_DEFAULT_TUNING)
+
+
+@triton.jit
+def _split_bf16(v):
+    """Three bfloat16 tensors whose float32 sum is ``v``: 8 significant bits each, 24 in all."""
+    high = v.to(tl.bfloat16)
+    rest = v - high.to(tl.float32)
+    middle = rest.to(tl.bfloat16)
+    low = (rest - middle.to(tl.float32)).to(tl.bfloat16)
+    return high, middle, low
+
+
+@triton.jit
+def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
+    """``a @ b + acc`` in float32, one operand a tile of X as stored (the left one if
+    ``STORED_LEFT``), the other float32.
+
+    "bf16x3" (X stored as bfloat16): the float32 operand is split in three bfloat16
+    parts, so that the three tensor-core products, each exact, accumulate in float32 to
+    what float32 arithmetic gives. Otherwise both operands are float32 and ``PRECISION``
+    is ``tl.dot``'s input precision.
+    """
+    if PRECISION == "bf16x3":
+        if STORED_LEFT:
+            high, middle, low = _split_bf16(b)
+            acc = tl.dot(a, low, acc)
+            acc = tl.dot(a, middle, acc)
+            acc = tl.dot(a, high, acc)
+        else:
+            high, middle, low = _split_bf16(a)
+            acc = tl.dot(low, b, acc)
+            acc = tl.dot(middle, b, acc)
+            acc = tl.dot(high, b, acc)
+    else:
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PRECISION)
+    return acc
 
 
 @triton.jit
@@ -46,6 +94,7 @@ def _assign_kernel(
     ONE_FEATURE_TILE: tl.constexpr, ONE_CENTER_TILE: tl.constexpr, SUMS_IN_REGISTERS: tl.constexpr,
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
+    DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr,
 ):
     group = tl.program_id(1)
     n_groups = tl.num_programs(1)
@@ -72,8 +121,9 @@ def _assign_kernel(
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
-            x_tile = tl.load(X + rows64[:, None] * stride_x + tile_features[None, :],
-                             mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(tl.float32)
+            x_stored = tl.load(X + rows64[:, None] * stride_x + tile_features[None, :],
+                               mask=row_ok[:, None] & feature_ok[None, :], other=0.0)
+            x_tile = x_stored.to(tl.float32)
             x_sq = tl.sum(x_tile * x_tile, axis=1)
         else:
             x_sq = tl.zeros((BLOCK_M,), tl.float32)
@@ -92,16 +142,16 @@ def _assign_kernel(
             if ONE_FEATURE_TILE:
                 c_t = tl.load(C + (group_base + centers)[None, :] * n_features + tile_features[:, None],
                               mask=center_ok[None, :] & feature_ok[:, None], other=0.0)
-                products = tl.dot(x_tile, c_t, acc=products, input_precision="ieee")
+                products = _matmul(x_stored, c_t, products, DISTANCE_PRECISION, True)
             else:
                 for d0 in range(0, n_features, BLOCK_D):
                     features = d0 + tile_features
                     feature_in = features < n_features
                     x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                                mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                                mask=row_ok[:, None] & feature_in[None, :], other=0.0)
                     c_t = tl.load(C + (group_base + centers)[None, :] * n_features + features[:, None],
                                   mask=center_ok[None, :] & feature_in[:, None], other=0.0)
-                    products = tl.dot(x, c_t, acc=products, input_precision="ieee")
+                    products = _matmul(x, c_t, products, DISTANCE_PRECISION, True)
             # padding centres (past k_max, or +inf norms inside a group) are never nearest
             norms = tl.load(CN + group_base + centers, mask=center_ok, other=float("inf"))
             partial = norms[None, :] - 2.0 * products
@@ -142,7 +192,8 @@ def _assign_kernel(
                 weights_total = updated
                 one_hot_t = tl.trans(one_hot)
                 if SUMS_IN_REGISTERS:
-                    step = tl.dot(one_hot_t, x_tile, input_precision="ieee") - sums_error
+                    step = _matmul(one_hot_t, x_stored, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
+                                   SUM_PRECISION, False) - sums_error
                     updated = sums_total + step
                     sums_error = (updated - sums_total) - step
                     sums_total = updated
@@ -151,9 +202,10 @@ def _assign_kernel(
                         features = d0 + tile_features
                         feature_in = features < n_features
                         x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                                    mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                                    mask=row_ok[:, None] & feature_in[None, :], other=0.0)
                         tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + features[None, :],
-                                      tl.dot(one_hot_t, x, input_precision="ieee"),
+                                      _matmul(one_hot_t, x, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
+                                              SUM_PRECISION, False),
                                       mask=center_in_tile[:, None] & feature_in[None, :])
             else:
                 # many centres: rows spread over many addresses, so direct atomics do not queue
@@ -187,11 +239,27 @@ def _tile_sizes(n_features: int, k_max: int):
     return block_m, block_k, block_d
 
 
+@contextlib.contextmanager
+def tuning(**overrides):
+    """Launch settings (see ``_DEFAULT_TUNING``) for the calls made inside the block."""
+    unknown = set(overrides) - set(_DEFAULT_TUNING)
+    if unknown:
+        raise ValueError(f"unknown tuning settings: {sorted(unknown)}")
+    saved = dict(_tuning)
+    _tuning.update(overrides)
+    try:
+        yield
+    finally:
+        _tuning.clear()
+        _tuning.update(saved)
+
+
 def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
             weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia):
     n_rows, n_features = X.shape
     n_groups, k_max, _ = centers.shape
     block_m, block_k, block_d = _tile_sizes(n_features, k_max)
+    block_m = _tuning["block_m"] or block_m
     device = X.device
     dummy_float = torch.empty(1, dtype=torch.float32, device=device)
     if n_rows == 0:
@@ -200,10 +268,21 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
     if device.type == "cuda":
         # a few programs per SM keep every SM busy; each walks many tiles
         n_sms = torch.cuda.get_device_properties(device).multi_processor_count
-        n_programs = min(n_row_tiles, _PROGRAMS_PER_SM * n_sms)
+        n_programs = min(n_row_tiles, _tuning["programs_per_sm"] * n_sms)
     else:  # Triton's interpreter (tests): few programs, so that each walks several tiles
         n_programs = max(1, min(n_row_tiles // 2, 2))
     grid = (n_programs, n_groups)
+    distance_precision, sum_precision = _PRECISION_BY_DTYPE[X.dtype]
+    distance_precision = _tuning["distance_precision"] or distance_precision
+    sum_precision = _tuning["sum_precision"] or sum_precision
+    if "bf16x3" in (distance_precision, sum_precision) and X.dtype != torch.bfloat16:
+        raise ValueError(f"the bf16x3 precision needs bfloat16 rows, not {X.dtype}")
+    if device.type != "cuda":
+        # Triton's interpreter (the tests without a GPU) computes bfloat16 products wrongly
+        # (seen with triton 3.9): there the float32 arithmetic stands in, with the same result.
+        distance_precision = "ieee" if distance_precision == "bf16x3" else distance_precision
+        sum_precision = "ieee" if sum_precision == "bf16x3" else sum_precision
+    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
     _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
         centers, center_sq_norms,
@@ -219,6 +298,8 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
         SUMS_IN_REGISTERS=n_features <= block_d and k_max <= block_k,
         WEIGHTED=weights is not None, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
         LLOYD=lloyd, WITH_INERTIA=with_inertia,
+        DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
+        **launch_options,
     )
 
 

@@ -1,0 +1,170 @@
+"""Times the Triton Lloyd step alone, under several launch settings, on a CUDA device.
+
+The suite (bench_lloyd.py) times whole fits with the shipped settings; this script
+chooses those settings. For each shape and stored dtype it runs one Lloyd step over
+all of X (one launch, as a chunk of the engine would, but whole) under each variant
+of ``triton_assign.tuning`` and reports:
+
+- ms per step (median of CUDA-event timings over rotating label tables), and the
+  fraction of the bandwidth floor (bytes of X over a large device-to-device copy's rate);
+- labels that differ from float64 arithmetic on a 1M-row sample and are not ties
+  (``non-ties``: must be 0 for a precision to ship), and the largest relative error of
+  the per-centre sums against float64 sums under the variant's own labels.
+
+    python benchmarks/gpu_kernel_variants.py [--shape N,D,K ...] [--out DIR]
+
+Writes gpu-kernel-variants.{json,md} to --out (default: benchmarks/results).
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from gpukmeans._benchmark import environment, make_data  # noqa: E402
+from gpukmeans.kernels import triton_assign  # noqa: E402
+
+SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
+SAMPLE_ROWS = 1_000_000
+# (name, stored dtype, tuning overrides)
+IEEE = {"distance_precision": "ieee", "sum_precision": "ieee"}
+TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
+BF16X3 = {"distance_precision": "bf16x3", "sum_precision": "bf16x3"}
+VARIANTS = [
+    ("float32 ieee", torch.float32, IEEE),
+    ("float32 ieee 8 warps", torch.float32, {**IEEE, "num_warps": 8}),
+    ("float32 ieee block 256", torch.float32, {**IEEE, "block_m": 256, "num_warps": 8}),
+    ("float32 tf32x3", torch.float32, TF32X3),
+    ("float32 tf32x3 8 warps", torch.float32, {**TF32X3, "num_warps": 8}),
+    ("float32 tf32x3 block 256", torch.float32, {**TF32X3, "block_m": 256, "num_warps": 8}),
+    ("float32 tf32x3 block 64", torch.float32, {**TF32X3, "block_m": 64}),
+    ("float32 ieee dist, tf32x3 sums", torch.float32, {**IEEE, "sum_precision": "tf32x3"}),
+    ("bfloat16 ieee", torch.bfloat16, IEEE),
+    ("bfloat16 bf16x3", torch.bfloat16, BF16X3),
+    ("bfloat16 bf16x3 8 warps", torch.bfloat16, {**BF16X3, "num_warps": 8}),
+    ("bfloat16 bf16x3 block 256", torch.bfloat16, {**BF16X3, "block_m": 256, "num_warps": 8}),
+]
+
+
+def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
+    """Bytes read plus written per second by a large device-to-device copy (the best run)."""
+    source = torch.randn(nbytes // 4, device="cuda")
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        target.copy_(source)
+        stop.record()
+        stop.synchronize()
+        best = min(best, start.elapsed_time(stop) / 1e3)
+    del source, target
+    return 2 * nbytes / best / 1e9
+
+
+def float64_check(X, centers, labels, sums, weight_sums):
+    """(labels that differ from float64 arithmetic and are not ties, largest relative sum error)."""
+    Xs = X[:SAMPLE_ROWS].double()
+    c = centers[0].double()
+    distances = (Xs * Xs).sum(1, keepdim=True) - 2 * Xs @ c.T + (c * c).sum(1)[None, :]
+    exact = distances.argmin(1)
+    ours = labels[:SAMPLE_ROWS, 0].long()
+    differ = ours != exact
+    rows = torch.nonzero(differ).flatten()
+    gap = distances[rows, ours[rows]] - distances[rows, exact[rows]]
+    scale = (Xs[rows] ** 2).sum(1) + (c * c).sum(1).max()
+    non_ties = int((gap > 64 * torch.finfo(torch.float32).eps * scale).sum())
+    # sums over all of X under the variant's own labels, in float64
+    expected = torch.zeros_like(c)
+    counts = torch.zeros(c.shape[0], dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], 1 << 24):  # float64 copies of X in blocks
+        block = labels[start:start + (1 << 24), 0].long()
+        expected.index_add_(0, block, X[start:start + (1 << 24)].double())
+        counts += torch.bincount(block, minlength=c.shape[0]).double()
+    error = float(((sums[0] - expected).abs().max() / expected.abs().max().clamp_min(1.0)))
+    count_error = float((weight_sums[0] - counts).abs().max())
+    return non_ties, int(differ.sum()), error, count_error
+
+
+def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
+    columns = torch.zeros(1, dtype=torch.int64, device="cuda")
+    times = []
+    with triton_assign.tuning(**overrides):
+        for attempt in range(repeats + 2):  # the first compiles, the second warms up
+            labels = label_tables[attempt % len(label_tables)]
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            result = triton_assign.lloyd_step_triton(X, centers, norms, None, labels, columns,
+                                                     compute_inertia=True)
+            stop.record()
+            stop.synchronize()
+            if attempt >= 2:
+                times.append(start.elapsed_time(stop))
+    return statistics.median(times), result, label_tables[(repeats + 1) % len(label_tables)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", action="append", help="N,D,K (repeatable; default: %s)" % SHAPES)
+    parser.add_argument("--variant", action="append", help="only the variants named (repeatable)")
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_kernel_variants: no CUDA device", file=sys.stderr)
+        return 2
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
+    variants = [v for v in VARIANTS if not args.variant or v[0] in args.variant]
+    gbps = copy_bandwidth_gbps()
+    print(f"copy bandwidth {gbps:.0f} GB/s (read + write), {torch.cuda.get_device_name()}", flush=True)
+    rows = []
+    for n, d, k in shapes:
+        X32, init, _ = make_data(n, d, k, "cuda")
+        centers = init[None].contiguous()
+        norms = (centers * centers).sum(2)
+        for dtype in (torch.float32, torch.bfloat16):
+            X = X32 if dtype == torch.float32 else X32.to(dtype)
+            floor_ms = X.numel() * X.element_size() / (gbps / 2 * 1e9) * 1e3
+            label_tables = [torch.zeros((n, 1), dtype=torch.int8, device="cuda") for _ in range(2)]
+            for name, variant_dtype, overrides in variants:
+                if variant_dtype != dtype:
+                    continue
+                try:
+                    ms, result, labels = time_variant(X, centers, norms, label_tables, overrides)
+                    checks = float64_check(X, centers, labels, result.sums, result.weight_sums)
+                    record = {"shape": [n, d, k], "variant": name, "ms": ms, "floor_ms": floor_ms,
+                              "x_floor": ms / floor_ms, "non_ties": checks[0], "differ": checks[1],
+                              "sum_rel_error": checks[2], "count_error": checks[3], "status": "ok"}
+                except Exception as error:  # a variant that fails to compile or run is reported
+                    record = {"shape": [n, d, k], "variant": name, "status": f"failed: {type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200] if str(error) else ''}"}
+                rows.append(record)
+                print(json.dumps(record), flush=True)
+            del label_tables
+            if dtype != torch.float32:
+                del X
+        del X32
+        torch.cuda.empty_cache()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"copy_gbps": gbps, "environment": environment(["cuda"])}
+    (out / "gpu-kernel-variants.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# Triton Lloyd step variants ({torch.cuda.get_device_name()}, copy {gbps:.0f} GB/s)", "",
+             "| shape | variant | ms | x floor | non-ties | differ | sum rel err |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["status"] == "ok":
+            lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['ms']:.3f} | {r['x_floor']:.2f} | "
+                         f"{r['non_ties']} | {r['differ']} | {r['sum_rel_error']:.1e} |")
+        else:
+            lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['status']} | | | | |")
+    (out / "gpu-kernel-variants.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
