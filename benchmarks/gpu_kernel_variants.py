@@ -35,20 +35,24 @@ SAMPLE_ROWS = 1_000_000
 IEEE = {"distance_precision": "ieee", "sum_precision": "ieee"}
 TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 BF16X3 = {"distance_precision": "bf16x3", "sum_precision": "bf16x3"}
-VARIANTS = [
-    ("float32 ieee", torch.float32, IEEE),
-    ("float32 ieee 8 warps", torch.float32, {**IEEE, "num_warps": 8}),
-    ("float32 ieee block 256", torch.float32, {**IEEE, "block_m": 256, "num_warps": 8}),
-    ("float32 tf32x3", torch.float32, TF32X3),
-    ("float32 tf32x3 8 warps", torch.float32, {**TF32X3, "num_warps": 8}),
-    ("float32 tf32x3 block 256", torch.float32, {**TF32X3, "block_m": 256, "num_warps": 8}),
-    ("float32 tf32x3 block 64", torch.float32, {**TF32X3, "block_m": 64}),
-    ("float32 ieee dist, tf32x3 sums", torch.float32, {**IEEE, "sum_precision": "tf32x3"}),
-    ("bfloat16 ieee", torch.bfloat16, IEEE),
-    ("bfloat16 bf16x3", torch.bfloat16, BF16X3),
-    ("bfloat16 bf16x3 8 warps", torch.bfloat16, {**BF16X3, "num_warps": 8}),
-    ("bfloat16 bf16x3 block 256", torch.bfloat16, {**BF16X3, "block_m": 256, "num_warps": 8}),
+# The first H200 run (2026-11-26) measured precisions and warps: tf32x3 and bf16x3 won,
+# 8 warps and 256-row tiles lost everywhere. This list varies how the work is laid out.
+BASES = [("float32 tf32x3", torch.float32, TF32X3), ("bfloat16 bf16x3", torch.bfloat16, BF16X3)]
+LAYOUTS = [
+    ("", {}),
+    (", 2 programs/SM", {"programs_per_sm": 2}),
+    (", 8 programs/SM", {"programs_per_sm": 8}),
+    (", 16 programs/SM", {"programs_per_sm": 16}),
+    (", 1 stage", {"num_stages": 1}),
+    (", 2 stages", {"num_stages": 2}),
+    (", hoisted", {"hoist_centers": True}),
+    (", hoisted, 8 programs/SM", {"hoist_centers": True, "programs_per_sm": 8}),
+    (", hoisted, 2 stages", {"hoist_centers": True, "num_stages": 2}),
+    (", block 64, 8 programs/SM", {"block_m": 64, "programs_per_sm": 8}),
 ]
+VARIANTS = [("float32 ieee", torch.float32, IEEE)] + [
+    (base + suffix, dtype, {**precision, **layout})
+    for base, dtype, precision in BASES for suffix, layout in LAYOUTS]
 
 
 def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
@@ -65,6 +69,15 @@ def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
         best = min(best, start.elapsed_time(stop) / 1e3)
     del source, target
     return 2 * nbytes / best / 1e9
+
+
+def compiled_resources():
+    """Registers per thread, spilled registers and shared memory of the last launch."""
+    kernel = triton_assign.last_compiled
+    try:
+        return {"regs": kernel.n_regs, "spills": kernel.n_spills, "shared": kernel.metadata.shared}
+    except AttributeError:
+        return {}
 
 
 def float64_check(X, centers, labels, sums, weight_sums):
@@ -128,7 +141,7 @@ def main(argv=None):
         norms = (centers * centers).sum(2)
         for dtype in (torch.float32, torch.bfloat16):
             X = X32 if dtype == torch.float32 else X32.to(dtype)
-            floor_ms = X.numel() * X.element_size() / (gbps / 2 * 1e9) * 1e3
+            floor_ms = X.numel() * X.element_size() / (gbps * 1e9) * 1e3  # gbps: read + write
             label_tables = [torch.zeros((n, 1), dtype=torch.int8, device="cuda") for _ in range(2)]
             for name, variant_dtype, overrides in variants:
                 if variant_dtype != dtype:
@@ -138,7 +151,8 @@ def main(argv=None):
                     checks = float64_check(X, centers, labels, result.sums, result.weight_sums)
                     record = {"shape": [n, d, k], "variant": name, "ms": ms, "floor_ms": floor_ms,
                               "x_floor": ms / floor_ms, "non_ties": checks[0], "differ": checks[1],
-                              "sum_rel_error": checks[2], "count_error": checks[3], "status": "ok"}
+                              "sum_rel_error": checks[2], "count_error": checks[3], "status": "ok",
+                              **compiled_resources()}
                 except Exception as error:  # a variant that fails to compile or run is reported
                     record = {"shape": [n, d, k], "variant": name, "status": f"failed: {type(error).__name__}: "
                               f"{str(error).splitlines()[0][:200] if str(error) else ''}"}
@@ -154,13 +168,15 @@ def main(argv=None):
     meta = {"copy_gbps": gbps, "environment": environment(["cuda"])}
     (out / "gpu-kernel-variants.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Triton Lloyd step variants ({torch.cuda.get_device_name()}, copy {gbps:.0f} GB/s)", "",
-             "| shape | variant | ms | x floor | non-ties | differ | sum rel err |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| shape | variant | ms | x floor | non-ties | differ | sum rel err | regs | spills | shared |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"] == "ok":
             lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['ms']:.3f} | {r['x_floor']:.2f} | "
-                         f"{r['non_ties']} | {r['differ']} | {r['sum_rel_error']:.1e} |")
+                         f"{r['non_ties']} | {r['differ']} | {r['sum_rel_error']:.1e} | {r.get('regs', '')} | "
+                         f"{r.get('spills', '')} | {r.get('shared', '')} |")
         else:
-            lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['status']} | | | | |")
+            lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['status']} | | | | | | | |")
     (out / "gpu-kernel-variants.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -19,6 +19,7 @@
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
 # GPU_SESSION_BUDGET_S (default 560: no stage starts, or runs, past it),
+# GPU_SESSION_TESTS=serial (the tests stage runs only the serial files),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
 # a check of this script that costs no device time; tests/test_gpu_session.py runs it).
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
@@ -163,7 +164,9 @@ PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 -rfEs
 stage_tests() {
   local limit=$1 start=$SECONDS ignore=() path
   for path in "${SERIAL_GPU_TESTS[@]}"; do ignore+=("--ignore=$path"); done
-  logged "$limit" "${PYTEST[@]}" "${PYTEST_RUN[@]}" "${XDIST[@]}" -m gpu "${ignore[@]}" tests || return
+  if [[ ${GPU_SESSION_TESTS:-all} != serial ]]; then
+    logged "$limit" "${PYTEST[@]}" "${PYTEST_RUN[@]}" "${XDIST[@]}" -m gpu "${ignore[@]}" tests || return
+  fi
   local rest=$((limit - (SECONDS - start)))
   ((rest >= 10)) || return 124
   logged "$rest" "${PYTEST[@]}" "${PYTEST_RUN[@]}" -m gpu "${SERIAL_GPU_TESTS[@]}"

@@ -258,6 +258,10 @@ def _faiss(X, init, init_rows, device):
     return fit
 
 
+_FASTKMEANS_CENTROID_TILE = 128  # its kernel's BLOCK_N for d <= 384
+FASTKMEANS_TORCH_NOTE = "its PyTorch backend: its Triton kernel fails unless k is a multiple of 128"
+
+
 def _fastkmeans(X, init, init_rows, device):
     try:
         import fastkmeans
@@ -277,13 +281,22 @@ def _fastkmeans(X, init, init_rows, device):
         order[theirs], order[here] = mine, other
         position[mine], position[other] = theirs, here
     reordered = np.ascontiguousarray(data[order])
+    options = {}
+    if device.startswith("cuda") and n_clusters % _FASTKMEANS_CENTROID_TILE:
+        # Its Triton kernel gives padding centroid columns norm 0 and no mask, so it
+        # returns labels >= k unless k fills its 128-centroid tiles; on an H200 (2026-11-26)
+        # that was a device-side assert in its index_add_, which ends the process's CUDA
+        # context. Its plain-PyTorch backend is measured instead, and the table says so.
+        options["use_triton"] = False
 
     def fit(iterations):
         model = fastkmeans.FastKMeans(data.shape[1], n_clusters, niter=iterations, tol=-1.0,
                                       gpu=device.startswith("cuda"), seed=seed,
-                                      max_points_per_centroid=None, dtype=torch.float32)
+                                      max_points_per_centroid=None, dtype=torch.float32, **options)
         model.train(reordered)
         return iterations
+    if options:
+        fit.note = FASTKMEANS_TORCH_NOTE
     return fit
 
 
@@ -380,6 +393,16 @@ def _failure(error) -> str:
     return f"failed: {type(error).__name__}: {text}"
 
 
+def _release_cached_memory(device):
+    """Gives cached CUDA blocks back between libraries. After a peer's device-side assert
+    every CUDA call fails: that peer's record says why, and so do the later ones."""
+    if device.startswith("cuda"):
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError:
+            pass
+
+
 def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, floor_ms,
                   base_iter=2, clock=time.perf_counter) -> list[Measurement]:
     """Every library on one data set, the repeats interleaved across libraries (in
@@ -391,6 +414,7 @@ def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, flo
                                                 floor_ms=floor_ms)
         try:
             fit = PEERS[library](X, init, init_rows, device)
+            record.note = getattr(fit, "note", "")
             record.warmup_s, _ = _timed(fit, 1, device)  # imports, JIT, CUDA context, caches
             fits[library] = fit
         except PeerMissing as error:
@@ -412,8 +436,7 @@ def measure_shape(libraries, X, init, init_rows, device, *, n_iter, repeats, flo
                 records[library].status = _failure(error)
                 del fits[library]
             finally:
-                if device.startswith("cuda"):
-                    torch.cuda.empty_cache()
+                _release_cached_memory(device)
     for library in fits:
         record = records[library]
         try:
@@ -571,8 +594,7 @@ def run_comparison(shapes_by_device: dict, *, libraries_by_device: dict, n_iter:
                 records.append(record)
                 progress(record)
             del X, init
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            _release_cached_memory(device)
     return records
 
 
@@ -586,7 +608,7 @@ def markdown_table(records: list[Measurement]) -> str:
         lines.append(
             f"| {r.device} | {r.n_samples:,} | {r.n_features} | {r.n_clusters} | {r.library} | "
             f"{fmt(r.ms_per_iter, '.2f')} | {fmt(r.points_iters_per_s, '.3g')} | {fmt(r.x_floor, '.2f')} | "
-            f"{fmt(r.warmup_s, '.2f')} | {r.status} |")
+            f"{fmt(r.warmup_s, '.2f')} | {r.status}{f' ({r.note})' if r.note else ''} |")
     return "\n".join(lines)
 
 

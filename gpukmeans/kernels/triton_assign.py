@@ -42,12 +42,15 @@ _PROGRAMS_PER_SM = 4
 # The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
 # three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for labels).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
-                   "distance_precision": None, "sum_precision": None}
+                   "distance_precision": None, "sum_precision": None, "hoist_centers": False}
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none.
 # "bf16x3" (see _matmul) needs bfloat16 X.
 _PRECISION_BY_DTYPE = {torch.float32: ("tf32x3", "tf32x3"), torch.bfloat16: ("bf16x3", "bf16x3"),
                        torch.float16: ("ieee", "ieee")}
 _tuning = dict(_DEFAULT_TUNING)
+# The compiled kernel of the last launch: its registers, spills and shared memory, for a
+# tuning run to print (``n_regs``, ``n_spills``, ``metadata.shared``).
+last_compiled = None
 
 
 @triton.jit
@@ -87,6 +90,47 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
 
 
 @triton.jit
+def _nearest_in_tiles(X, C, CN, rows64, row_ok, x_stored, group_base, k_max, n_features, stride_x,
+                      BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                      ONE_FEATURE_TILE: tl.constexpr, DISTANCE_PRECISION: tl.constexpr):
+    """Nearest centre of each row and the partial distance to it (without ||x||^2),
+    over the group's centres ``BLOCK_K`` at a time; ``x_stored`` is the row tile where
+    it is one feature tile (else the rows are read again for each centre tile)."""
+    tile_centers = tl.arange(0, BLOCK_K)
+    tile_features = tl.arange(0, BLOCK_D)
+    feature_ok = tile_features < n_features
+    best = tl.full((BLOCK_M,), float("inf"), tl.float32)
+    best_index = tl.zeros((BLOCK_M,), tl.int32)
+    for k0 in range(0, k_max, BLOCK_K):
+        centers = k0 + tile_centers
+        center_ok = centers < k_max
+        products = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
+        if ONE_FEATURE_TILE:
+            c_t = tl.load(C + (group_base + centers)[None, :] * n_features + tile_features[:, None],
+                          mask=center_ok[None, :] & feature_ok[:, None], other=0.0)
+            products = _matmul(x_stored, c_t, products, DISTANCE_PRECISION, True)
+        else:
+            for d0 in range(0, n_features, BLOCK_D):
+                features = d0 + tile_features
+                feature_in = features < n_features
+                x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                            mask=row_ok[:, None] & feature_in[None, :], other=0.0)
+                c_t = tl.load(C + (group_base + centers)[None, :] * n_features + features[:, None],
+                              mask=center_ok[None, :] & feature_in[:, None], other=0.0)
+                products = _matmul(x, c_t, products, DISTANCE_PRECISION, True)
+        # padding centres (past k_max, or +inf norms inside a group) are never nearest
+        norms = tl.load(CN + group_base + centers, mask=center_ok, other=float("inf"))
+        partial = norms[None, :] - 2.0 * products
+        tile_best = tl.min(partial, axis=1)
+        tile_index = tl.argmin(partial, axis=1, tie_break_left=True).to(tl.int32) + k0
+        # strict '<': a later tile never displaces an equal earlier one (lowest index wins)
+        better = tile_best < best
+        best = tl.where(better, tile_best, best)
+        best_index = tl.where(better, tile_index, best_index)
+    return best, best_index
+
+
+@triton.jit
 def _assign_kernel(
     X, W, C, CN, LABELS, LABEL_COLUMNS, MIN_SQ, SUMS, WEIGHT_SUMS, CHANGED, INERTIA,
     n_rows, n_features, k_max, n_label_columns, stride_x, n_row_tiles,
@@ -94,7 +138,7 @@ def _assign_kernel(
     ONE_FEATURE_TILE: tl.constexpr, ONE_CENTER_TILE: tl.constexpr, SUMS_IN_REGISTERS: tl.constexpr,
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
-    DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr,
+    DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
 ):
     group = tl.program_id(1)
     n_groups = tl.num_programs(1)
@@ -113,6 +157,13 @@ def _assign_kernel(
     weights_error = tl.zeros((BLOCK_K,), tl.float32)
     changed_rows = tl.zeros((BLOCK_M,), tl.int32)
     inertia_rows = tl.zeros((BLOCK_M,), tl.float64)
+    if HOIST_CENTERS:
+        # one tile of centres and of features (the customer-table case): the centres are
+        # read once per program, and the row loop holds no inner loop, so that Triton's
+        # pipeliner can prefetch the next rows while this tile computes
+        hoisted_c_t = tl.load(C + (group_base + tile_centers)[None, :] * n_features + tile_features[:, None],
+                              mask=center_in_tile[None, :] & feature_ok[:, None], other=0.0)
+        hoisted_norms = tl.load(CN + group_base + tile_centers, mask=center_in_tile, other=float("inf"))
 
     for tile in range(tl.program_id(0), n_row_tiles, tl.num_programs(0)):
         rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -132,35 +183,17 @@ def _assign_kernel(
                 x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
                             mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0).to(tl.float32)
                 x_sq += tl.sum(x * x, axis=1)
+            x_stored = x_sq  # unused: the centre tiles read the rows again, feature tile by tile
 
-        best = tl.full((BLOCK_M,), float("inf"), tl.float32)
-        best_index = tl.zeros((BLOCK_M,), tl.int32)
-        for k0 in range(0, k_max, BLOCK_K):
-            centers = k0 + tile_centers
-            center_ok = centers < k_max
-            products = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
-            if ONE_FEATURE_TILE:
-                c_t = tl.load(C + (group_base + centers)[None, :] * n_features + tile_features[:, None],
-                              mask=center_ok[None, :] & feature_ok[:, None], other=0.0)
-                products = _matmul(x_stored, c_t, products, DISTANCE_PRECISION, True)
-            else:
-                for d0 in range(0, n_features, BLOCK_D):
-                    features = d0 + tile_features
-                    feature_in = features < n_features
-                    x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                                mask=row_ok[:, None] & feature_in[None, :], other=0.0)
-                    c_t = tl.load(C + (group_base + centers)[None, :] * n_features + features[:, None],
-                                  mask=center_ok[None, :] & feature_in[:, None], other=0.0)
-                    products = _matmul(x, c_t, products, DISTANCE_PRECISION, True)
-            # padding centres (past k_max, or +inf norms inside a group) are never nearest
-            norms = tl.load(CN + group_base + centers, mask=center_ok, other=float("inf"))
-            partial = norms[None, :] - 2.0 * products
-            tile_best = tl.min(partial, axis=1)
-            tile_index = tl.argmin(partial, axis=1, tie_break_left=True).to(tl.int32) + k0
-            # strict '<': a later tile never displaces an equal earlier one (lowest index wins)
-            better = tile_best < best
-            best = tl.where(better, tile_best, best)
-            best_index = tl.where(better, tile_index, best_index)
+        if HOIST_CENTERS:
+            partial = hoisted_norms[None, :] - 2.0 * _matmul(
+                x_stored, hoisted_c_t, tl.zeros((BLOCK_M, BLOCK_K), tl.float32), DISTANCE_PRECISION, True)
+            best = tl.min(partial, axis=1)
+            best_index = tl.argmin(partial, axis=1, tie_break_left=True).to(tl.int32)
+        else:
+            best, best_index = _nearest_in_tiles(
+                X, C, CN, rows64, row_ok, x_stored, group_base, k_max,
+                n_features, stride_x, BLOCK_M, BLOCK_K, BLOCK_D, ONE_FEATURE_TILE, DISTANCE_PRECISION)
 
         # ||x||^2 + ||c||^2 - 2 x.c can round below zero: distances are clamped at 0
         distance = tl.maximum(best + x_sq, 0.0)
@@ -283,7 +316,8 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
         distance_precision = "ieee" if distance_precision == "bf16x3" else distance_precision
         sum_precision = "ieee" if sum_precision == "bf16x3" else sum_precision
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
-    _assign_kernel[grid](
+    global last_compiled
+    last_compiled = _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
         centers, center_sq_norms,
         labels, label_columns if label_columns is not None else torch.zeros(1, dtype=torch.int64, device=device),
@@ -299,6 +333,7 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
         WEIGHTED=weights is not None, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
         LLOYD=lloyd, WITH_INERTIA=with_inertia,
         DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
+        HOIST_CENTERS=_tuning["hoist_centers"] and n_features <= block_d and k_max <= block_k,
         **launch_options,
     )
 
