@@ -145,6 +145,7 @@ SMALL_TIMING=(--iterations 10 --repeats 3)
 LARGE_TIMING=(--iterations 10 --repeats 2 --skip-restarts)
 LIBRARIES=()
 PYTEST_RUN=(-x)
+PYTEST_SERIAL_RUN=()
 XDIST=()
 "$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n 8)
 if [[ $REHEARSE == 1 ]]; then
@@ -155,6 +156,7 @@ if [[ $REHEARSE == 1 ]]; then
   LARGE_TIMING=(--iterations 2 --repeats 1 --skip-restarts)
   LIBRARIES=(--libraries gpukmeans "plain torch")
   PYTEST_RUN=(--collect-only)
+  PYTEST_SERIAL_RUN=(--collect-only)
 fi
 
 # --- the stages ----------------------------------------------------------------------------
@@ -169,7 +171,8 @@ stage_tests() {
   fi
   local rest=$((limit - (SECONDS - start)))
   ((rest >= 10)) || return 124
-  logged "$rest" "${PYTEST[@]}" "${PYTEST_RUN[@]}" -m gpu "${SERIAL_GPU_TESTS[@]}"
+  # no -x here: each of these tests checks something of its own
+  logged "$rest" "${PYTEST[@]}" "${PYTEST_SERIAL_RUN[@]}" -m gpu "${SERIAL_GPU_TESTS[@]}"
 }
 
 stage_variants() {
