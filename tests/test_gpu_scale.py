@@ -51,11 +51,13 @@ def test_a_pinned_tensor_streams_without_staging(data, monkeypatch):
 
 
 def test_a_real_cuda_oom_halves_the_chunk_and_the_fit_survives(caplog, monkeypatch):
-    # 2M rows x 2000 centres: one chunk of every row needs 16 GB of distances. The Triton
-    # kernel never forms them (on an H200 this fit ran in the ~6 GB left, no OOM), so the
-    # plain-PyTorch kernel, which does, is the one that meets the OOM here.
+    # 2M rows x 2000 centres: one chunk of every row needs 32 GB of float64 distances. The
+    # Triton kernel never forms them (on an H200 this fit ran in the ~6 GB left, no OOM), so
+    # the plain-PyTorch kernel, which does, is the one that meets the OOM here. Float64:
+    # in float32, cuBLAS's products for the two chunk sizes rounded differently and flipped
+    # near-tied labels among 2000 centres in 4 dimensions (H200, 2026-11-26).
     monkeypatch.setenv("GPUKMEANS_KERNEL", "reference")
-    X = torch.randn(2_000_000, 4, device="cuda")
+    X = torch.randn(2_000_000, 4, device="cuda", dtype=torch.float64)
     reference = KMeans(2000, init=X[:2000], max_iter=2, chunk_size=50_000, device="cuda").fit(X)
     free, _ = torch.cuda.mem_get_info()
     ballast = torch.empty(int(free - 6 * 2**30), dtype=torch.uint8, device="cuda")  # leave ~6 GB
