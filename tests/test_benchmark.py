@@ -139,3 +139,31 @@ def test_restart_cost_reports_the_arithmetic_floor_of_the_distances(monkeypatch)
     assert result["arithmetic_floor_ms"] == pytest.approx(flops / (result["matmul_gflops"] * 1e9) * 1e3)
     assert result["arithmetic_floor_ratio"] == pytest.approx(
         result["arithmetic_floor_ms"] / result["ms_per_iter_1"])
+
+
+def test_on_cuda_no_timed_fit_pays_for_a_cold_allocator(monkeypatch):
+    # Two fake peers on a fake clock: 10 units per iteration, and 50 more for a fit that
+    # follows the other peer's fit or a release of the CUDA cache (cudaMalloc again, its
+    # blocks taken by the other). Timed in the short fit alone, those 50 units would make
+    # the per-iteration figure (120 - 70) / 10 = 5.
+    now = [0.0]
+    last = [None]
+
+    def peer(name):
+        def make(X, init, init_rows, device):
+            def fit(iterations):
+                now[0] += 10 * iterations + (50 if last[0] != name else 0)
+                last[0] = name
+                return iterations
+            return fit
+        return make
+
+    monkeypatch.setattr(bench, "_release_cached_memory", lambda device: last.__setitem__(0, None))
+    monkeypatch.setattr(bench, "_synchronize", lambda device: None)
+    monkeypatch.setitem(bench.PEERS, "fake a", peer("a"))
+    monkeypatch.setitem(bench.PEERS, "fake b", peer("b"))
+    X, init, rows = bench.make_data(100, 2, 3, "cpu")
+    records = bench.measure_shape(["fake a", "fake b"], X, init, rows, "cuda", n_iter=10, repeats=3,
+                                  floor_ms=1.0, clock=lambda: now[0])
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert [r.ms_per_iter for r in records] == [pytest.approx(10 * 1e3)] * 2
