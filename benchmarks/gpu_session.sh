@@ -15,6 +15,9 @@
 #                and one fills it on purpose)
 #   bench        the suite at the GPU shapes whose float32 X is under 4 GiB    -> lloyd-cuda.*
 #   bench-large  the suite at the larger ones, (100M, 32, 16): 12.8 GB of X    -> lloyd-cuda-large.*
+#   profile      Nsight Compute (ncu) on one launch of the Triton step, float32 at (10M, 16, 8):
+#                throughput against the chip's limits, occupancy, warp stalls (not by default;
+#                not yet run on a lent machine)
 #   suite        the rest of the test suite with CUDA visible (not run by default)
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
@@ -32,12 +35,12 @@ PY=${PYTHON:-python3}
 REHEARSE=${GPU_SESSION_REHEARSE:-0}
 BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
-declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [suite]=300)
+declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [profile]=120 [suite]=300)
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(variants tests bench bench-large)
 for stage in "${STAGES[@]}"; do
   if [[ -z ${LIMIT_S[$stage]+set} ]]; then
-    echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large suite)" >&2
+    echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large profile suite)" >&2
     exit 2
   fi
 done
@@ -187,6 +190,25 @@ stage_variants() {
   local status=$?
   cp "$WORK/variants/gpu-kernel-variants.json" "$OUT/" 2>/dev/null || say "   no gpu-kernel-variants.json was written"
   return "$status"
+}
+
+stage_profile() {
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  local args=(--clock-control none --kernel-name regex:_assign_kernel --launch-skip 2 --launch-count 1
+              --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
+              --section MemoryWorkloadAnalysis)
+  local program=("$PY" benchmarks/gpu_kernel_variants.py --shape 10000000,16,8 --variant "float32 tf32x3"
+                 --out "$WORK/profile")
+  if [[ $REHEARSE == 1 ]]; then
+    say "   (rehearsal: would run) ${ncu:-ncu} ${args[*]} ${program[*]}"
+    return
+  fi
+  if [[ -z $ncu ]]; then
+    say "   ncu: not found on this machine"
+    return 1
+  fi
+  logged "$1" "$ncu" "${args[@]}" "${program[@]}"
 }
 
 stage_suite() {
