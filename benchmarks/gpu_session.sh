@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU measurements that issue 3 still owes, as one command for a lent H100/H200:
-# the CUDA tests, then the Lloyd suite on CUDA (benchmarks/bench_lloyd.py), logs and
-# results under $OUT. How to call it, and what comes back: docs/speed.md, "Running the
-# owed GPU measurements".
+# The GPU measurements of issue 3 as one command for a lent H100/H200: the Triton kernel's
+# variants, the CUDA tests, then the Lloyd suite on CUDA (benchmarks/bench_lloyd.py), logs
+# and results under $OUT. How to call it, and what comes back: docs/speed.md, "Running the
+# GPU measurements".
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
