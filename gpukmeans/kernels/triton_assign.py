@@ -8,18 +8,19 @@ and adds the rows to the per-centre sums:
 
 - for ``k_max <= BLOCK_K`` (one tile of centres, the customer-table case) as a small
   matrix product ``one_hot(labels)^T @ (w * X)`` per tile, kept in registers across
-  the program's tiles (compensated summation) and flushed with one atomic add per
-  centre and feature at the end: as many atomics per address as programs, where one
-  per row would serialise millions of adds on the same few addresses;
-- for larger ``k`` with one atomic add per row and feature, spread over many centres.
+  the program's tiles (compensated summation). With one tile of features too, each
+  program stores its totals in a slot of its own, which the caller adds up in float64
+  in a fixed order: the sums are the same from run to run. (One atomic add per row
+  would serialise millions of adds on the same few addresses.)
+- for larger ``k`` or ``d`` with float32 atomic adds (per row, or per tile), whose
+  last bits depend on the order programs finish in.
 
 Every ``d`` and ``k`` works: tiles are padded to 16 (``tl.dot``'s minimum) with
-zeros for features and ``+inf`` norms for centres. Products are float32 with IEEE
-precision (no TF32), accumulation is float32; ``X`` may be stored as float16 or
-bfloat16 (half the bytes to read) while centres and sums stay float32.
-
-Float32 atomics make the sums' last bits depend on the order programs finish in;
-labels do not (the running minimum is per row, exact ties go to the lowest index).
+zeros for features and ``+inf`` norms for centres. Products run on the tensor cores at
+float32 accuracy (see :func:`_matmul`), accumulation is float32; ``X`` may be stored
+as float16 or bfloat16 (half the bytes to read) while centres and sums stay float32.
+Labels never depend on the order of programs (the running minimum is per row, exact
+ties go to the lowest index).
 
 Imported only when CUDA and Triton are present (:mod:`gpukmeans.kernels` does it).
 Under ``TRITON_INTERPRET=1`` (set before Triton is imported) the same kernel runs on
@@ -27,7 +28,7 @@ CPU tensors in Triton's interpreter, which is how the tests check it without a G
 """
 
 import contextlib
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import triton
@@ -95,6 +96,13 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
 
 
 @triton.jit
+def _row_tile(X, rows64, row_ok, stride_x, features, n_features):
+    """The rows' values at ``features`` as stored; zero past the last row or feature."""
+    return tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                   mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0)
+
+
+@triton.jit
 def _nearest_in_tiles(X, C, CN, rows64, row_ok, x_stored, group_base, k_max, n_features, stride_x,
                       BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                       ONE_FEATURE_TILE: tl.constexpr, DISTANCE_PRECISION: tl.constexpr):
@@ -118,8 +126,7 @@ def _nearest_in_tiles(X, C, CN, rows64, row_ok, x_stored, group_base, k_max, n_f
             for d0 in range(0, n_features, BLOCK_D):
                 features = d0 + tile_features
                 feature_in = features < n_features
-                x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                            mask=row_ok[:, None] & feature_in[None, :], other=0.0)
+                x = _row_tile(X, rows64, row_ok, stride_x, features, n_features)
                 c_t = tl.load(C + (group_base + centers)[None, :] * n_features + features[:, None],
                               mask=center_ok[None, :] & feature_in[:, None], other=0.0)
                 products = _matmul(x, c_t, products, DISTANCE_PRECISION, True)
@@ -177,16 +184,14 @@ def _assign_kernel(
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
-            x_stored = tl.load(X + rows64[:, None] * stride_x + tile_features[None, :],
-                               mask=row_ok[:, None] & feature_ok[None, :], other=0.0)
+            x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
             x_tile = x_stored.to(tl.float32)
             x_sq = tl.sum(x_tile * x_tile, axis=1)
         else:
             x_sq = tl.zeros((BLOCK_M,), tl.float32)
             for d0 in range(0, n_features, BLOCK_D):
                 features = d0 + tile_features
-                x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                            mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0).to(tl.float32)
+                x = _row_tile(X, rows64, row_ok, stride_x, features, n_features).to(tl.float32)
                 x_sq += tl.sum(x * x, axis=1)
             x_stored = x_sq  # unused: the centre tiles read the rows again, feature tile by tile
 
@@ -239,8 +244,7 @@ def _assign_kernel(
                     for d0 in range(0, n_features, BLOCK_D):
                         features = d0 + tile_features
                         feature_in = features < n_features
-                        x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                                    mask=row_ok[:, None] & feature_in[None, :], other=0.0)
+                        x = _row_tile(X, rows64, row_ok, stride_x, features, n_features)
                         tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + features[None, :],
                                       _matmul(one_hot_t, x, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
                                               SUM_PRECISION, False),
@@ -252,21 +256,24 @@ def _assign_kernel(
                 for d0 in range(0, n_features, BLOCK_D):
                     features = d0 + tile_features
                     feature_in = features < n_features
-                    x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                                mask=row_ok[:, None] & feature_in[None, :], other=0.0).to(tl.float32)
+                    x = _row_tile(X, rows64, row_ok, stride_x, features, n_features).to(tl.float32)
                     tl.atomic_add(SUMS + targets[:, None] * n_features + features[None, :],
                                   x * weight[:, None], mask=row_ok[:, None] & feature_in[None, :])
 
+    # This program's slot of the per-program totals: the caller adds the slots up in a
+    # fixed order, so that the sums do not depend on the order programs finish in.
+    slot = tl.program_id(0).to(tl.int64) * n_groups + group
     if ACCUMULATE:
-        if ONE_CENTER_TILE:
-            tl.atomic_add(WEIGHT_SUMS + group_base + tile_centers, weights_total, mask=center_in_tile)
         if SUMS_IN_REGISTERS:
-            tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + tile_features[None, :],
-                          sums_total, mask=center_in_tile[:, None] & feature_ok[None, :])
+            tl.store(WEIGHT_SUMS + slot * k_max + tile_centers, weights_total, mask=center_in_tile)
+            tl.store(SUMS + (slot * k_max + tile_centers)[:, None] * n_features + tile_features[None, :],
+                     sums_total, mask=center_in_tile[:, None] & feature_ok[None, :])
+        elif ONE_CENTER_TILE:
+            tl.atomic_add(WEIGHT_SUMS + group_base + tile_centers, weights_total, mask=center_in_tile)
     if LLOYD:
-        tl.atomic_add(CHANGED + group, tl.sum(changed_rows, axis=0))
+        tl.atomic_add(CHANGED + group, tl.sum(changed_rows, axis=0))  # integers: exact in any order
     if WITH_INERTIA:
-        tl.atomic_add(INERTIA + group, tl.sum(inertia_rows, axis=0))
+        tl.store(INERTIA + slot, tl.sum(inertia_rows, axis=0))
 
 
 def _tile_sizes(n_features: int, k_max: int):
@@ -292,26 +299,58 @@ def tuning(**overrides):
         _tuning.update(saved)
 
 
-def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
+class _Plan(NamedTuple):
+    block_m: int
+    block_k: int
+    block_d: int
+    n_row_tiles: int
+    n_programs: int
+    per_program_totals: bool  # sums and weight sums in per-program slots (see the kernel)
+
+
+def _plan(X, centers) -> _Plan:
+    n_rows, n_features = X.shape
+    k_max = centers.shape[1]
+    block_m, block_k, block_d = _tile_sizes(n_features, k_max)
+    block_m = _tuning["block_m"] or block_m
+    n_row_tiles = max(1, triton.cdiv(n_rows, block_m))
+    if X.device.type == "cuda":
+        # a few programs per SM keep every SM busy; each walks many tiles
+        n_sms = torch.cuda.get_device_properties(X.device).multi_processor_count
+        n_programs = min(n_row_tiles, _tuning["programs_per_sm"] * n_sms)
+    else:  # Triton's interpreter (tests): few programs, so that each walks several tiles
+        n_programs = max(1, min(n_row_tiles // 2, 2))
+    return _Plan(block_m, block_k, block_d, n_row_tiles, n_programs,
+                 per_program_totals=n_features <= block_d and k_max <= block_k)
+
+
+def _totals(plan, n_groups, k_max, n_features, device):
+    """(sums, weight sums) for the kernel to write: per-program slots (every slot a
+    program owns is written, so none is zeroed first), or zeros it adds into."""
+    if plan.per_program_totals:
+        shape = (plan.n_programs, n_groups, k_max)
+        return (torch.empty(*shape, n_features, dtype=torch.float32, device=device),
+                torch.empty(shape, dtype=torch.float32, device=device))
+    return (torch.zeros(n_groups, k_max, n_features, dtype=torch.float32, device=device),
+            torch.zeros(n_groups, k_max, dtype=torch.float32, device=device))
+
+
+def _added_up(plan, totals):
+    """Float64 totals per group from what the kernel wrote, in a fixed order."""
+    return totals.sum(dim=0, dtype=torch.float64) if plan.per_program_totals else totals.double()
+
+
+def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
             weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia):
     n_rows, n_features = X.shape
     n_groups, k_max, _ = centers.shape
-    block_m, block_k, block_d = _tile_sizes(n_features, k_max)
-    block_m = _tuning["block_m"] or block_m
     device = X.device
     if n_rows == 0:
         return
     # stand-ins for the outputs this launch does not write: its flags keep the kernel from
     # touching them, so they are left uninitialised (a zero-filled one would cost a launch)
     dummy_float = torch.empty(1, dtype=torch.float32, device=device)
-    n_row_tiles = triton.cdiv(n_rows, block_m)
-    if device.type == "cuda":
-        # a few programs per SM keep every SM busy; each walks many tiles
-        n_sms = torch.cuda.get_device_properties(device).multi_processor_count
-        n_programs = min(n_row_tiles, _tuning["programs_per_sm"] * n_sms)
-    else:  # Triton's interpreter (tests): few programs, so that each walks several tiles
-        n_programs = max(1, min(n_row_tiles // 2, 2))
-    grid = (n_programs, n_groups)
+    grid = (plan.n_programs, n_groups)
     distance_precision, sum_precision = _PRECISION_BY_DTYPE[X.dtype]
     distance_precision = _tuning["distance_precision"] or distance_precision
     sum_precision = _tuning["sum_precision"] or sum_precision
@@ -323,6 +362,7 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
         distance_precision = "ieee" if distance_precision == "bf16x3" else distance_precision
         sum_precision = "ieee" if sum_precision == "bf16x3" else sum_precision
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
+    one_tile = n_features <= plan.block_d and k_max <= plan.block_k
     global last_compiled
     last_compiled = _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
@@ -333,14 +373,14 @@ def _launch(X, centers, center_sq_norms, weights, labels, label_columns, min_sq,
         weight_sums if weight_sums is not None else dummy_float,
         changed if changed is not None else torch.empty(1, dtype=torch.int32, device=device),
         inertia if inertia is not None else torch.empty(1, dtype=torch.float64, device=device),
-        n_rows, n_features, k_max, labels.shape[1], X.stride(0), n_row_tiles,
-        BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_D=block_d,
-        ONE_FEATURE_TILE=n_features <= block_d, ONE_CENTER_TILE=k_max <= block_k,
-        SUMS_IN_REGISTERS=n_features <= block_d and k_max <= block_k,
+        n_rows, n_features, k_max, labels.shape[1], X.stride(0), plan.n_row_tiles,
+        BLOCK_M=plan.block_m, BLOCK_K=plan.block_k, BLOCK_D=plan.block_d,
+        ONE_FEATURE_TILE=n_features <= plan.block_d, ONE_CENTER_TILE=k_max <= plan.block_k,
+        SUMS_IN_REGISTERS=one_tile,
         WEIGHTED=weights is not None, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
         LLOYD=lloyd, WITH_INERTIA=with_inertia,
         DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
-        HOIST_CENTERS=_tuning["hoist_centers"] and n_features <= block_d and k_max <= block_k,
+        HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
         **launch_options,
     )
 
@@ -374,15 +414,18 @@ def assign_accumulate_triton(
     out_dtype = X.dtype if X.dtype == torch.float32 else torch.float32
     labels = torch.empty((n_rows, n_groups), dtype=torch.int64, device=X.device)
     min_sq = torch.empty((n_rows, n_groups), dtype=torch.float32, device=X.device)
+    plan = _plan(X, centers)
     sums = weight_sums = None
     if accumulate:
-        sums = torch.zeros((n_groups, k_max, n_features), dtype=torch.float32, device=X.device)
-        weight_sums = torch.zeros((n_groups, k_max), dtype=torch.float32, device=X.device)
-    _launch(X, centers, center_sq_norms, weights, labels, None, min_sq, sums, weight_sums, None, None,
+        sums, weight_sums = _totals(plan, n_groups, k_max, n_features, X.device)
+        if n_rows == 0:  # no program runs, so no slot is written
+            sums, weight_sums = sums.zero_(), weight_sums.zero_()
+    _launch(plan, X, centers, center_sq_norms, weights, labels, None, min_sq, sums, weight_sums, None, None,
             accumulate=accumulate, write_distances=True, lloyd=False, with_inertia=False)
     if not accumulate:
         return AssignResult(labels, min_sq.to(out_dtype), None, None)
-    return AssignResult(labels, min_sq.to(out_dtype), sums.to(out_dtype), weight_sums.to(out_dtype))
+    return AssignResult(labels, min_sq.to(out_dtype), _added_up(plan, sums).to(out_dtype),
+                        _added_up(plan, weight_sums).to(out_dtype))
 
 
 def lloyd_step_triton(
@@ -402,17 +445,19 @@ def lloyd_step_triton(
     X, centers, center_sq_norms, weights = _prepare(X, centers, center_sq_norms, weights)
     n_groups, k_max, n_features = centers.shape
     device = X.device
-    # the float32 totals the kernel adds into, zeroed by one launch: at a million rows a
-    # whole step takes about 0.1 ms on an H200, so each small launch counts
-    totals = torch.zeros(n_groups * (k_max * n_features + k_max + 1), dtype=torch.float32, device=device)
-    sums = totals[: n_groups * k_max * n_features].view(n_groups, k_max, n_features)
-    weight_sums = totals[sums.numel(): sums.numel() + n_groups * k_max].view(n_groups, k_max)
-    changed = totals[-n_groups:].view(torch.int32)  # zero bits are int32 zero too
-    inertia = torch.zeros(n_groups, dtype=torch.float64, device=device) if compute_inertia else None
-    _launch(X, centers, center_sq_norms, weights, labels, label_columns.to(device=device, dtype=torch.int64),
+    plan = _plan(X, centers)
+    sums, weight_sums = _totals(plan, n_groups, k_max, n_features, device)
+    changed = torch.zeros(n_groups, dtype=torch.int32, device=device)
+    inertia = (torch.empty(plan.n_programs, n_groups, dtype=torch.float64, device=device)
+               if compute_inertia else None)
+    if X.shape[0] == 0:  # no program runs, so no slot is written
+        sums.zero_(), weight_sums.zero_()
+        inertia = None if inertia is None else inertia.zero_()
+    _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns.to(device=device, dtype=torch.int64),
             None, sums, weight_sums, changed, inertia, accumulate=True, write_distances=False,
             lloyd=True, with_inertia=compute_inertia)
-    return StepResult(sums.double(), weight_sums.double(), changed.to(torch.int64), inertia)
+    return StepResult(_added_up(plan, sums), _added_up(plan, weight_sums), changed.to(torch.int64),
+                      None if inertia is None else inertia.sum(dim=0))
 
 
 def supports(X: torch.Tensor) -> bool:
