@@ -48,10 +48,12 @@ _PROGRAMS_PER_SM = 8
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
                    "distance_precision": None, "sum_precision": None, "hoist_centers": True}
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none.
-# "bf16x3" (see _matmul) needs bfloat16 X. On an H200 (gpu-kernel-variants-h200-1.md),
-# against "ieee": tf32x3 1.6x faster at (100M, 32, 16), bf16x3 2.7x, both with no label
+# "split_bf16" (see _matmul; named "bf16x3" in the results of 2026-11-26, not Triton's own
+# "bf16x3", which splits both float32 operands) needs bfloat16 X. On an H200
+# (gpu-kernel-variants-h200-1.md), against "ieee": tf32x3 1.6x faster at (100M, 32, 16),
+# split_bf16 2.7x, both with no label
 # that differs from float64 arithmetic except at ties.
-_PRECISION_BY_DTYPE = {torch.float32: ("tf32x3", "tf32x3"), torch.bfloat16: ("bf16x3", "bf16x3"),
+_PRECISION_BY_DTYPE = {torch.float32: ("tf32x3", "tf32x3"), torch.bfloat16: ("split_bf16", "split_bf16"),
                        torch.float16: ("ieee", "ieee")}
 _tuning = dict(_DEFAULT_TUNING)
 # The compiled kernel of the last launch: its registers, spills and shared memory, for a
@@ -74,12 +76,12 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
     """``a @ b + acc`` in float32, one operand a tile of X as stored (the left one if
     ``STORED_LEFT``), the other float32.
 
-    "bf16x3" (X stored as bfloat16): the float32 operand is split in three bfloat16
+    "split_bf16" (X stored as bfloat16): the float32 operand is split in three bfloat16
     parts, so that the three tensor-core products, each exact, accumulate in float32 to
     what float32 arithmetic gives. Otherwise both operands are float32 and ``PRECISION``
     is ``tl.dot``'s input precision.
     """
-    if PRECISION == "bf16x3":
+    if PRECISION == "split_bf16":
         if STORED_LEFT:
             high, middle, low = _split_bf16(b)
             acc = tl.dot(a, low, acc)
@@ -354,13 +356,13 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
     distance_precision, sum_precision = _PRECISION_BY_DTYPE[X.dtype]
     distance_precision = _tuning["distance_precision"] or distance_precision
     sum_precision = _tuning["sum_precision"] or sum_precision
-    if "bf16x3" in (distance_precision, sum_precision) and X.dtype != torch.bfloat16:
-        raise ValueError(f"the bf16x3 precision needs bfloat16 rows, not {X.dtype}")
+    if "split_bf16" in (distance_precision, sum_precision) and X.dtype != torch.bfloat16:
+        raise ValueError(f"the split_bf16 precision needs bfloat16 rows, not {X.dtype}")
     if device.type != "cuda":
         # Triton's interpreter (the tests without a GPU) computes bfloat16 products wrongly
         # (seen with triton 3.9): there the float32 arithmetic stands in, with the same result.
-        distance_precision = "ieee" if distance_precision == "bf16x3" else distance_precision
-        sum_precision = "ieee" if sum_precision == "bf16x3" else sum_precision
+        distance_precision = "ieee" if distance_precision == "split_bf16" else distance_precision
+        sum_precision = "ieee" if sum_precision == "split_bf16" else sum_precision
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
     one_tile = n_features <= plan.block_d and k_max <= plan.block_k
     global last_compiled
