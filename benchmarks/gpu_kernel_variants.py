@@ -37,25 +37,42 @@ TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # H200 runs of 2026-11-26 (results/gpu-kernel-variants-h200-*.md) settled the precisions
 # (tf32x3, and split_bf16, there named "bf16x3") and the layout (centres hoisted, 8
-# programs per SM): now the defaults.
-# What is still open: how much of a single launch's time the engine's way of launching
-# (chunks of ~5M rows, no inertia) saves, and whether fewer warps or the old layout win.
+# programs per SM): now the defaults. They also showed the step's time per row tile is
+# the same in float32 and bfloat16 (about 3.5 us per tile and program), and that
+# bfloat16 is faster by fitting twice the programs on an SM (123 against 204 registers):
+# the step is bound by each program's latency, not by memory. What is tried now: fewer
+# products for the sums (the one-hot is exact, so only the rows need splitting), the next
+# tile's rows read while this one computes, and without the sums at all (what they cost).
 # Keys starting with "_" are this script's, not triton_assign.tuning's.
 BASES = [("float32 tf32x3", torch.float32, TF32X3), ("bfloat16 split_bf16", torch.bfloat16, SPLIT_BF16)]
+ONE_HOT_SUMS = {torch.float32: "split_tf32", torch.bfloat16: "one_hot_bf16"}
 LAYOUTS = [
     ("", {}),
+    (", no sums (labels only)", {"_no_sums": True}),
     (", no inertia", {"_inertia": False}),
     (", chunks of 5M rows, no inertia", {"_inertia": False, "_chunk_rows": 5_000_000}),
-    (", 2 warps", {"num_warps": 2}),
-    (", not hoisted", {"hoist_centers": False}),
+    (", prefetch", {"prefetch_rows": True}),
+    (", one-hot sums", {"_one_hot_sums": True}),
+    (", one-hot sums, prefetch", {"_one_hot_sums": True, "prefetch_rows": True}),
+    (", one-hot sums, prefetch, 1 stage", {"_one_hot_sums": True, "prefetch_rows": True, "num_stages": 1}),
+    (", one-hot sums, prefetch, 2 warps", {"_one_hot_sums": True, "prefetch_rows": True, "num_warps": 2}),
+    (", one-hot sums, prefetch, block 64", {"_one_hot_sums": True, "prefetch_rows": True, "block_m": 64}),
 ]
 # Triton's own splits of float32 operands into bfloat16 parts (triton >= 3.5; a variant the
 # machine's triton lacks is reported as failed): bf16x6 is about as exact as tf32x3.
 TRITON_BF16 = [("float32 " + name, torch.float32, {"distance_precision": name, "sum_precision": name})
-               for name in ("bf16x3", "bf16x6")]
-VARIANTS = [("float32 ieee", torch.float32, IEEE)] + TRITON_BF16 + [
-    (base + suffix, dtype, {**precision, **layout})
-    for base, dtype, precision in BASES for suffix, layout in LAYOUTS]
+               for name in ("bf16x6",)]
+
+
+def _variant(dtype, precision, layout):
+    settings = {**precision, **layout}
+    if settings.pop("_one_hot_sums", False):
+        settings["sum_precision"] = ONE_HOT_SUMS[dtype]
+    return settings
+
+
+VARIANTS = TRITON_BF16 + [(base + suffix, dtype, _variant(dtype, precision, layout))
+                          for base, dtype, precision in BASES for suffix, layout in LAYOUTS]
 
 
 def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
@@ -107,6 +124,16 @@ def float64_check(X, centers, labels, sums, weight_sums):
     return non_ties, int(differ.sum()), error, count_error
 
 
+def labels_only_step(X, centers, norms, weights, labels, columns, *, compute_inertia):
+    """The Lloyd step without the per-centre sums: what the sums cost, by difference."""
+    plan = triton_assign._plan(X, centers)
+    changed = torch.zeros(1, dtype=torch.int32, device=X.device)
+    inertia = torch.empty(plan.n_programs, 1, dtype=torch.float64, device=X.device) if compute_inertia else None
+    triton_assign._launch(plan, X, centers, norms, weights, labels, columns, None, None, None, changed, inertia,
+                          accumulate=False, write_distances=False, lloyd=True, with_inertia=compute_inertia)
+    return triton_assign.StepResult(None, None, changed, inertia)
+
+
 def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
     columns = torch.zeros(1, dtype=torch.int64, device=X.device)
     settings = {key: value for key, value in overrides.items() if not key.startswith("_")}
@@ -118,12 +145,15 @@ def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
             labels = label_tables[attempt % len(label_tables)]
             start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            parts = [triton_assign.lloyd_step_triton(X[first:first + chunk], centers, norms, None,
-                                                     labels[first:first + chunk], columns,
-                                                     compute_inertia=inertia)
+            step = labels_only_step if overrides.get("_no_sums") else triton_assign.lloyd_step_triton
+            parts = [step(X[first:first + chunk], centers, norms, None, labels[first:first + chunk], columns,
+                          compute_inertia=inertia)
                      for first in range(0, X.shape[0], chunk)]
-            result = parts[0]._replace(sums=sum(p.sums for p in parts),
-                                       weight_sums=sum(p.weight_sums for p in parts))
+            if parts[0].sums is not None:
+                result = parts[0]._replace(sums=sum(p.sums for p in parts),
+                                           weight_sums=sum(p.weight_sums for p in parts))
+            else:
+                result = parts[0]
             stop.record()
             stop.synchronize()
             if attempt >= 2:
@@ -158,7 +188,8 @@ def main(argv=None):
                     continue
                 try:
                     ms, result, labels = time_variant(X, centers, norms, label_tables, overrides)
-                    checks = float64_check(X, centers, labels, result.sums, result.weight_sums)
+                    checks = (float64_check(X, centers, labels, result.sums, result.weight_sums)
+                              if result.sums is not None else (None, None, float("nan"), None))
                     record = {"shape": [n, d, k], "variant": name, "ms": ms, "floor_ms": floor_ms,
                               "x_floor": ms / floor_ms, "non_ties": checks[0], "differ": checks[1],
                               "sum_rel_error": checks[2], "count_error": checks[3], "status": "ok",

@@ -15,9 +15,9 @@
 #                and one fills it on purpose)
 #   bench        the suite at the GPU shapes whose float32 X is under 4 GiB    -> lloyd-cuda.*
 #   bench-large  the suite at the larger ones, (100M, 32, 16): 12.8 GB of X    -> lloyd-cuda-large.*
-#   profile      Nsight Compute (ncu) on one launch of the Triton step, float32 at (10M, 16, 8):
-#                throughput against the chip's limits, occupancy, warp stalls (not by default;
-#                not yet run on a lent machine)
+#   profile      Nsight Compute (ncu) on one launch of the Triton step at (10M, 32, 16), float32
+#                and bfloat16: throughput against the chip's limits, occupancy, warp stalls and
+#                where they happen (not by default)
 #   suite        the rest of the test suite with CUDA visible (not run by default)
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
@@ -35,7 +35,7 @@ PY=${PYTHON:-python3}
 REHEARSE=${GPU_SESSION_REHEARSE:-0}
 BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
-declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [profile]=120 [suite]=300)
+declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300)
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(variants tests bench bench-large)
 for stage in "${STAGES[@]}"; do
@@ -164,6 +164,9 @@ fi
 
 # --- the stages ----------------------------------------------------------------------------
 SERIAL_GPU_TESTS=(tests/test_gpu.py tests/test_gpu_scale.py)
+# the customer-table shape of the floor target, at a tenth of its rows
+PROFILE_SHAPE=10000000,32,16
+PROFILED_VARIANTS=("float32 tf32x3" "bfloat16 split_bf16")
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 -rfEs)
 
 stage_tests() {
@@ -193,22 +196,29 @@ stage_variants() {
 }
 
 stage_profile() {
-  local ncu
+  local ncu limit=$1 start=$SECONDS status=0 variant
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
   local args=(--clock-control none --kernel-name regex:_assign_kernel --launch-skip 2 --launch-count 1
               --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
-              --section MemoryWorkloadAnalysis)
-  local program=("$PY" benchmarks/gpu_kernel_variants.py --shape 10000000,16,8 --variant "float32 tf32x3"
-                 --out "$WORK/profile")
-  if [[ $REHEARSE == 1 ]]; then
-    say "   (rehearsal: would run) ${ncu:-ncu} ${args[*]} ${program[*]}"
-    return
-  fi
-  if [[ -z $ncu ]]; then
-    say "   ncu: not found on this machine"
-    return 1
-  fi
-  logged "$1" "$ncu" "${args[@]}" "${program[@]}"
+              --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section InstructionStats
+              --section SchedulerStats --section SourceCounters)
+  for variant in "${PROFILED_VARIANTS[@]}"; do
+    local program=("$PY" benchmarks/gpu_kernel_variants.py --shape "$PROFILE_SHAPE" --variant "$variant"
+                   --out "$WORK/profile")
+    if [[ $REHEARSE == 1 ]]; then
+      say "   (rehearsal: would run) ${ncu:-ncu} ${args[*]} ${program[*]}"
+      continue
+    fi
+    if [[ -z $ncu ]]; then
+      say "   ncu: not found on this machine"
+      return 1
+    fi
+    local rest=$((limit - (SECONDS - start)))
+    ((rest >= 20)) || return 124
+    say "-- ncu: $variant at $PROFILE_SHAPE"
+    logged "$rest" "$ncu" "${args[@]}" "${program[@]}" || status=$?
+  done
+  return "$status"
 }
 
 stage_suite() {

@@ -263,6 +263,48 @@ def test_triton_half_storage_keeps_float32_centres_and_sums(storage):
     assert_close_relative(got.sums, expected_sums(stored.float(), got.labels.cpu(), weights, 1, 8)[0])
 
 
+def _triton_paths():
+    return [p for p in _fast_paths() if p.values[0] != "cpu"]
+
+
+# Launch settings the tuning runs (benchmarks/gpu_kernel_variants.py) try, each of which
+# may become a default: the results must not depend on them.
+TRITON_TUNINGS = [
+    {"prefetch_rows": True},
+    {"sum_precision": "split_tf32"},
+    {"sum_precision": "one_hot_bf16"},
+    {"sum_precision": "split_tf32", "prefetch_rows": True, "hoist_centers": False},
+]
+
+
+@pytest.mark.parametrize("path", _triton_paths())
+@pytest.mark.parametrize("settings", TRITON_TUNINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("n_features, k_max", [(3, 1), (16, 8), (33, 5), (80, 20), (7, 70)])
+def test_triton_tuning_settings_match_reference(path, settings, n_features, k_max):
+    from gpukmeans.kernels import triton_assign
+
+    assign, step, device = _implementation(path)
+    to = (lambda t: None if t is None else t.to(device))
+    for weighted in (False, True):
+        X, centers, norms, weights, valid = make_problem(n_features, k_max, 2, torch.float32, weighted,
+                                                         seed=n_features + k_max, n_rows=700)
+        expected = assign_accumulate_reference(X, centers, norms, weights)
+        with triton_assign.tuning(**settings):
+            got = assign(to(X), to(centers), to(norms), to(weights))
+            labels = torch.zeros(X.shape[0], 2, dtype=torch.int32, device=device)
+            stepped = step(to(X), to(centers), to(norms), to(weights), labels, torch.tensor([1, 0], device=device))
+        assert_labels_match_up_to_ties(got.labels.cpu(), expected.labels, X, centers, valid)
+        sums, weight_sums = expected_sums(X, got.labels.cpu(), weights, 2, k_max)
+        assert_close_relative(got.sums, sums)
+        assert_close_relative(got.weight_sums, weight_sums)
+        step_labels = labels.long().cpu()[:, [1, 0]]
+        assert_labels_match_up_to_ties(step_labels, expected.labels, X, centers, valid)
+        sums, weight_sums = expected_sums(X, step_labels, weights, 2, k_max)
+        assert_close_relative(stepped.sums, sums)
+        assert_close_relative(stepped.weight_sums, weight_sums)
+        assert torch.equal(stepped.n_changed.cpu(), (step_labels != 0).sum(dim=0))
+
+
 @pytest.mark.parametrize("vector_bytes", [16, 32])
 def test_cpu_kernel_on_narrower_vector_widths(monkeypatch, vector_bytes):
     """The packing a CPU without AVX-512 gets (AVX2, SSE/NEON), checked on this one."""

@@ -46,7 +46,10 @@ _PROGRAMS_PER_SM = 8
 # The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
 # three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for labels).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
-                   "distance_precision": None, "sum_precision": None, "hoist_centers": True}
+                   "distance_precision": None, "sum_precision": None, "hoist_centers": True,
+                   "prefetch_rows": False}
+# Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _one_hot_sums.
+_ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none.
 # "split_bf16" (see _matmul; named "bf16x3" in the results of 2026-11-26, not Triton's own
 # "bf16x3", which splits both float32 operands) needs bfloat16 X. On an H200
@@ -94,6 +97,49 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
             acc = tl.dot(high, b, acc)
     else:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _one_hot_sums(one_hot_t, rows, acc, PRECISION: tl.constexpr):
+    """``one_hot_t @ rows + acc`` in float32, where ``one_hot_t`` (centres x rows) holds
+    only 0 and 1, exact in every format, so that only ``rows`` is split.
+
+    "split_tf32" (float32 rows): two TF32 products, of the rows' top 11 significant bits
+    (cut by a mask, so exact in TF32) and of the rest (13 bits, of which TF32 keeps 11):
+    about 2^-22 relative per row, against tf32x3's three products that also split the
+    one-hot. "one_hot_bf16": one exact product for bfloat16 rows, three (split_bf16)
+    for float32 ones (weighted rows).
+    """
+    if PRECISION == "split_tf32":
+        values = rows.to(tl.float32)
+        high = (values.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        acc = tl.dot(one_hot_t, values - high, acc, input_precision="tf32")
+        acc = tl.dot(one_hot_t, high, acc, input_precision="tf32")
+    elif PRECISION == "one_hot_bf16":
+        one_hot_bf16 = one_hot_t.to(tl.bfloat16)
+        if rows.dtype == tl.bfloat16:
+            acc = tl.dot(one_hot_bf16, rows, acc)
+        else:
+            high, middle, low = _split_bf16(rows)
+            acc = tl.dot(one_hot_bf16, low, acc)
+            acc = tl.dot(one_hot_bf16, middle, acc)
+            acc = tl.dot(one_hot_bf16, high, acc)
+    return acc
+
+
+@triton.jit
+def _sums_by_center(left, rows, weight, acc, PRECISION: tl.constexpr, WEIGHT_ROWS: tl.constexpr):
+    """``left @ (rows, times weight where WEIGHT_ROWS) + acc``: a tile's sums per centre,
+    ``left`` the one-hot (centres x rows) of 0/1 or of the weights."""
+    if WEIGHT_ROWS:
+        rows = rows.to(tl.float32) * weight[:, None]
+    if PRECISION == "split_tf32":
+        acc = _one_hot_sums(left, rows, acc, PRECISION)
+    elif PRECISION == "one_hot_bf16":
+        acc = _one_hot_sums(left, rows, acc, PRECISION)
+    else:
+        acc = _matmul(left, rows, acc, PRECISION, False)
     return acc
 
 
@@ -153,6 +199,7 @@ def _assign_kernel(
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
     DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
+    WEIGHT_ROWS: tl.constexpr, PREFETCH_ROWS: tl.constexpr,
 ):
     group = tl.program_id(1)
     n_groups = tl.num_programs(1)
@@ -179,6 +226,12 @@ def _assign_kernel(
                               mask=center_in_tile[None, :] & feature_ok[:, None], other=0.0)
         hoisted_norms = tl.load(CN + group_base + tile_centers, mask=center_in_tile, other=float("inf"))
 
+    if PREFETCH_ROWS:
+        # the next tile's rows are read while this one computes: their latency is hidden
+        # even where Triton's pipeliner does not stage the loads
+        first_rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        x_next = _row_tile(X, first_rows.to(tl.int64), first_rows < n_rows, stride_x, tile_features, n_features)
+
     for tile in range(tl.program_id(0), n_row_tiles, tl.num_programs(0)):
         rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = rows < n_rows
@@ -186,7 +239,13 @@ def _assign_kernel(
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
-            x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
+            if PREFETCH_ROWS:
+                x_stored = x_next
+                next_rows = rows + tl.num_programs(0) * BLOCK_M
+                x_next = _row_tile(X, next_rows.to(tl.int64), next_rows < n_rows, stride_x, tile_features,
+                                   n_features)
+            else:
+                x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
             x_tile = x_stored.to(tl.float32)
             x_sq = tl.sum(x_tile * x_tile, axis=1)
         else:
@@ -236,9 +295,14 @@ def _assign_kernel(
                 weights_error = (updated - weights_total) - step
                 weights_total = updated
                 one_hot_t = tl.trans(one_hot)
+                if WEIGHT_ROWS:
+                    # the weights go into the rows, so that the one-hot holds only 0 and 1
+                    sum_left = tl.trans(tl.where(best_index[:, None] == tile_centers[None, :], row_ok[:, None].to(tl.float32), 0.0))
+                else:
+                    sum_left = one_hot_t
                 if SUMS_IN_REGISTERS:
-                    step = _matmul(one_hot_t, x_stored, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
-                                   SUM_PRECISION, False) - sums_error
+                    step = _sums_by_center(sum_left, x_stored, weight, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
+                                           SUM_PRECISION, WEIGHT_ROWS) - sums_error
                     updated = sums_total + step
                     sums_error = (updated - sums_total) - step
                     sums_total = updated
@@ -248,8 +312,8 @@ def _assign_kernel(
                         feature_in = features < n_features
                         x = _row_tile(X, rows64, row_ok, stride_x, features, n_features)
                         tl.atomic_add(SUMS + (group_base + tile_centers)[:, None] * n_features + features[None, :],
-                                      _matmul(one_hot_t, x, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
-                                              SUM_PRECISION, False),
+                                      _sums_by_center(sum_left, x, weight, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
+                                                      SUM_PRECISION, WEIGHT_ROWS),
                                       mask=center_in_tile[:, None] & feature_in[None, :])
             else:
                 # many centres: rows spread over many addresses, so direct atomics do not queue
@@ -362,7 +426,7 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
         # Triton's interpreter (the tests without a GPU) computes bfloat16 products wrongly
         # (seen with triton 3.9): there the float32 arithmetic stands in, with the same result.
         distance_precision = "ieee" if distance_precision == "split_bf16" else distance_precision
-        sum_precision = "ieee" if sum_precision == "split_bf16" else sum_precision
+        sum_precision = {"split_bf16": "ieee", "one_hot_bf16": "split_tf32"}.get(sum_precision, sum_precision)
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
     one_tile = n_features <= plan.block_d and k_max <= plan.block_k
     global last_compiled
@@ -383,6 +447,9 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
         LLOYD=lloyd, WITH_INERTIA=with_inertia,
         DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
         HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
+        # where the one-hot must hold only 0 and 1, the weights go into the rows
+        WEIGHT_ROWS=weights is not None and sum_precision in _ONE_HOT_SUM_PRECISIONS,
+        PREFETCH_ROWS=_tuning["prefetch_rows"] and n_features <= plan.block_d,
         **launch_options,
     )
 
