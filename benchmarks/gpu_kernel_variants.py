@@ -37,42 +37,38 @@ TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # H200 runs of 2026-11-26 (results/gpu-kernel-variants-h200-*.md) settled the precisions
 # (tf32x3, and split_bf16, there named "bf16x3") and the layout (centres hoisted, 8
-# programs per SM): now the defaults. They also showed the step's time per row tile is
-# the same in float32 and bfloat16 (about 3.5 us per tile and program), and that
-# bfloat16 is faster by fitting twice the programs on an SM (123 against 204 registers):
-# the step is bound by each program's latency, not by memory. What is tried now: fewer
-# products for the sums (the one-hot is exact, so only the rows need splitting), the next
-# tile's rows read while this one computes, and without the sums at all (what they cost).
+# programs per SM). Run 3 of 2026-11-27, with an Nsight Compute profile, showed the step
+# bound by instructions issued (40 warp-instructions per row at (10M, 32, 16) in float32)
+# with 2 programs of 4 warps per SM (registers): not by memory. benchmarks/kernel_sass.py
+# counts the instructions without a GPU; what is timed now are the settings that cut
+# them (split_tf32: operands split by a mask; one-hot sums that split only the rows;
+# counts kept per row slot) or the registers (64-row tiles, a register cap).
 # Keys starting with "_" are this script's, not triton_assign.tuning's.
-BASES = [("float32 tf32x3", torch.float32, TF32X3), ("bfloat16 split_bf16", torch.bfloat16, SPLIT_BF16)]
-ONE_HOT_SUMS = {torch.float32: "split_tf32", torch.bfloat16: "one_hot_bf16"}
-LAYOUTS = [
-    ("", {}),
-    (", no sums (labels only)", {"_no_sums": True}),
-    (", no inertia", {"_inertia": False}),
-    (", chunks of 5M rows, no inertia", {"_inertia": False, "_chunk_rows": 5_000_000}),
-    (", prefetch", {"prefetch_rows": True}),
-    (", one-hot sums", {"_one_hot_sums": True}),
-    (", one-hot sums, prefetch", {"_one_hot_sums": True, "prefetch_rows": True}),
-    (", one-hot sums, prefetch, 1 stage", {"_one_hot_sums": True, "prefetch_rows": True, "num_stages": 1}),
-    (", one-hot sums, prefetch, 2 warps", {"_one_hot_sums": True, "prefetch_rows": True, "num_warps": 2}),
-    (", one-hot sums, prefetch, block 64", {"_one_hot_sums": True, "prefetch_rows": True, "block_m": 64}),
+SPLIT_TF32 = {"distance_precision": "split_tf32", "sum_precision": "split_tf32"}
+ONE_HOT_BF16 = {**SPLIT_BF16, "sum_precision": "one_hot_bf16"}
+FLOAT32_VARIANTS = [
+    ("float32 tf32x3", TF32X3),
+    ("float32 split_tf32", SPLIT_TF32),
+    ("float32 split_tf32, labels only", {**SPLIT_TF32, "_no_sums": True}),
+    ("float32 split_tf32, counts reduced per tile", {**SPLIT_TF32, "slot_counts": False}),
+    ("float32 split_tf32, at most 168 registers", {**SPLIT_TF32, "maxnreg": 168}),
+    ("float32 split_tf32, block 64", {**SPLIT_TF32, "block_m": 64}),
+    ("float32 split_tf32, block 64, at most 128 registers", {**SPLIT_TF32, "block_m": 64, "maxnreg": 128}),
+    ("float32 split_tf32, block 64, at most 128 registers, 16 programs/SM",
+     {**SPLIT_TF32, "block_m": 64, "maxnreg": 128, "programs_per_sm": 16}),
 ]
-# Triton's own splits of float32 operands into bfloat16 parts (triton >= 3.5; a variant the
-# machine's triton lacks is reported as failed): bf16x6 is about as exact as tf32x3.
-TRITON_BF16 = [("float32 " + name, torch.float32, {"distance_precision": name, "sum_precision": name})
-               for name in ("bf16x6",)]
-
-
-def _variant(dtype, precision, layout):
-    settings = {**precision, **layout}
-    if settings.pop("_one_hot_sums", False):
-        settings["sum_precision"] = ONE_HOT_SUMS[dtype]
-    return settings
-
-
-VARIANTS = TRITON_BF16 + [(base + suffix, dtype, _variant(dtype, precision, layout))
-                          for base, dtype, precision in BASES for suffix, layout in LAYOUTS]
+BFLOAT16_VARIANTS = [
+    ("bfloat16 split_bf16", SPLIT_BF16),
+    ("bfloat16 one-hot sums", ONE_HOT_BF16),
+    ("bfloat16 one-hot sums, labels only", {**ONE_HOT_BF16, "_no_sums": True}),
+    ("bfloat16 one-hot sums, counts reduced per tile", {**ONE_HOT_BF16, "slot_counts": False}),
+    ("bfloat16 one-hot sums, at most 128 registers", {**ONE_HOT_BF16, "maxnreg": 128}),
+    ("bfloat16 one-hot sums, at most 168 registers", {**ONE_HOT_BF16, "maxnreg": 168}),
+    ("bfloat16 one-hot sums, block 64", {**ONE_HOT_BF16, "block_m": 64}),
+    ("bfloat16 one-hot sums, block 64, at most 128 registers", {**ONE_HOT_BF16, "block_m": 64, "maxnreg": 128}),
+]
+VARIANTS = ([(name, torch.float32, settings) for name, settings in FLOAT32_VARIANTS]
+            + [(name, torch.bfloat16, settings) for name, settings in BFLOAT16_VARIANTS])
 
 
 def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):

@@ -47,7 +47,7 @@ _PROGRAMS_PER_SM = 8
 # three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for labels).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
                    "distance_precision": None, "sum_precision": None, "hoist_centers": True,
-                   "prefetch_rows": False}
+                   "prefetch_rows": False, "maxnreg": None, "slot_counts": True}
 # Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _one_hot_sums.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none.
@@ -75,6 +75,18 @@ def _split_bf16(v):
 
 
 @triton.jit
+def _split_tf32(v):
+    """``(high, low)``, ``high + low == v`` exactly: ``high`` is ``v`` cut to its top 11
+    significant bits by a mask on the bits (exact in TF32; one instruction, where
+    rounding, as tl.dot's own tf32x3 split does, takes four and more registers), ``low``
+    the rest, under 2^-10 of ``v``, of which a TF32 product keeps 11 bits. A product of
+    two split operands, less its low x low term, errs by about 2^-20 of |a||b|: the size
+    of float32 arithmetic's own error over a few tens of features."""
+    high = (v.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+    return high, v - high
+
+
+@triton.jit
 def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
     """``a @ b + acc`` in float32, one operand a tile of X as stored (the left one if
     ``STORED_LEFT``), the other float32.
@@ -84,7 +96,13 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
     what float32 arithmetic gives. Otherwise both operands are float32 and ``PRECISION``
     is ``tl.dot``'s input precision.
     """
-    if PRECISION == "split_bf16":
+    if PRECISION == "split_tf32":
+        a_high, a_low = _split_tf32(a.to(tl.float32))
+        b_high, b_low = _split_tf32(b.to(tl.float32))
+        acc = tl.dot(a_low, b_high, acc, input_precision="tf32")
+        acc = tl.dot(a_high, b_low, acc, input_precision="tf32")
+        acc = tl.dot(a_high, b_high, acc, input_precision="tf32")
+    elif PRECISION == "split_bf16":
         if STORED_LEFT:
             high, middle, low = _split_bf16(b)
             acc = tl.dot(a, low, acc)
@@ -112,9 +130,8 @@ def _one_hot_sums(one_hot_t, rows, acc, PRECISION: tl.constexpr):
     for float32 ones (weighted rows).
     """
     if PRECISION == "split_tf32":
-        values = rows.to(tl.float32)
-        high = (values.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-        acc = tl.dot(one_hot_t, values - high, acc, input_precision="tf32")
+        high, low = _split_tf32(rows.to(tl.float32))
+        acc = tl.dot(one_hot_t, low, acc, input_precision="tf32")
         acc = tl.dot(one_hot_t, high, acc, input_precision="tf32")
     elif PRECISION == "one_hot_bf16":
         one_hot_bf16 = one_hot_t.to(tl.bfloat16)
@@ -199,7 +216,7 @@ def _assign_kernel(
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
     DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
-    WEIGHT_ROWS: tl.constexpr, PREFETCH_ROWS: tl.constexpr,
+    WEIGHT_ROWS: tl.constexpr, PREFETCH_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr,
 ):
     group = tl.program_id(1)
     n_groups = tl.num_programs(1)
@@ -216,6 +233,9 @@ def _assign_kernel(
     sums_error = tl.zeros((BLOCK_K, BLOCK_D), tl.float32)
     weights_total = tl.zeros((BLOCK_K,), tl.float32)
     weights_error = tl.zeros((BLOCK_K,), tl.float32)
+    # SLOT_COUNTS (unweighted rows): counts per (row slot of the tile, centre), added up
+    # over the slots once at the end: exact (integers), and no reduction across warps per tile
+    counts = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
     changed_rows = tl.zeros((BLOCK_M,), tl.int32)
     inertia_rows = tl.zeros((BLOCK_M,), tl.float64)
     if HOIST_CENTERS:
@@ -232,10 +252,18 @@ def _assign_kernel(
         first_rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         x_next = _row_tile(X, first_rows.to(tl.int64), first_rows < n_rows, stride_x, tile_features, n_features)
 
+    if LLOYD:
+        column = tl.load(LABEL_COLUMNS + group)
+
     for tile in range(tl.program_id(0), n_row_tiles, tl.num_programs(0)):
         rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = rows < n_rows
         rows64 = rows.to(tl.int64)
+        if LLOYD:
+            # read first, so that its latency passes while the tile computes (placed after
+            # the products, the load waited out a whole memory round trip per tile)
+            slots = LABELS + rows64 * n_label_columns + column
+            previous = tl.load(slots, mask=row_ok, other=0).to(tl.int32)
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
@@ -276,9 +304,6 @@ def _assign_kernel(
         if WRITE_DISTANCES:
             tl.store(MIN_SQ + rows64 * n_groups + group, distance, mask=row_ok)
         if LLOYD:
-            column = tl.load(LABEL_COLUMNS + group)
-            slots = LABELS + rows64 * n_label_columns + column
-            previous = tl.load(slots, mask=row_ok, other=0).to(tl.int32)
             changed_rows += (row_ok & (previous != best_index)).to(tl.int32)
             tl.store(slots, best_index.to(LABELS.dtype.element_ty), mask=row_ok)
         else:
@@ -290,10 +315,13 @@ def _assign_kernel(
             if ONE_CENTER_TILE:
                 # the tile's sums per centre as one_hot^T @ (w x): a small matrix product
                 one_hot = tl.where(best_index[:, None] == tile_centers[None, :], weight[:, None], 0.0)
-                step = tl.sum(one_hot, axis=0) - weights_error
-                updated = weights_total + step
-                weights_error = (updated - weights_total) - step
-                weights_total = updated
+                if SLOT_COUNTS:
+                    counts += one_hot
+                else:
+                    step = tl.sum(one_hot, axis=0) - weights_error
+                    updated = weights_total + step
+                    weights_error = (updated - weights_total) - step
+                    weights_total = updated
                 one_hot_t = tl.trans(one_hot)
                 if WEIGHT_ROWS:
                     # the weights go into the rows, so that the one-hot holds only 0 and 1
@@ -329,6 +357,8 @@ def _assign_kernel(
     # This program's slot of the per-program totals: the caller adds the slots up in a
     # fixed order, so that the sums do not depend on the order programs finish in.
     slot = tl.program_id(0).to(tl.int64) * n_groups + group
+    if SLOT_COUNTS:
+        weights_total = tl.sum(counts, axis=0)
     if ACCUMULATE:
         if SUMS_IN_REGISTERS:
             tl.store(WEIGHT_SUMS + slot * k_max + tile_centers, weights_total, mask=center_in_tile)
@@ -406,6 +436,39 @@ def _added_up(plan, totals):
     return totals.sum(dim=0, dtype=torch.float64) if plan.per_program_totals else totals.double()
 
 
+def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted, accumulate, write_distances,
+                      lloyd, with_inertia):
+    """The kernel's compile-time constants and launch options for one launch: what
+    decides the code Triton generates (benchmarks/kernel_sass.py compiles from them)."""
+    distance_precision, sum_precision = _PRECISION_BY_DTYPE[x_dtype]
+    distance_precision = _tuning["distance_precision"] or distance_precision
+    sum_precision = _tuning["sum_precision"] or sum_precision
+    if "split_bf16" in (distance_precision, sum_precision) and x_dtype != torch.bfloat16:
+        raise ValueError(f"the split_bf16 precision needs bfloat16 rows, not {x_dtype}")
+    if device_type != "cuda":
+        # Triton's interpreter (the tests without a GPU) computes bfloat16 products wrongly
+        # (seen with triton 3.9): there the float32 arithmetic stands in, with the same result.
+        distance_precision = "ieee" if distance_precision == "split_bf16" else distance_precision
+        sum_precision = {"split_bf16": "ieee", "one_hot_bf16": "split_tf32"}.get(sum_precision, sum_precision)
+    one_tile = n_features <= plan.block_d and k_max <= plan.block_k
+    constants = dict(
+        BLOCK_M=plan.block_m, BLOCK_K=plan.block_k, BLOCK_D=plan.block_d,
+        ONE_FEATURE_TILE=n_features <= plan.block_d, ONE_CENTER_TILE=k_max <= plan.block_k,
+        SUMS_IN_REGISTERS=one_tile,
+        WEIGHTED=weighted, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
+        LLOYD=lloyd, WITH_INERTIA=with_inertia,
+        DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
+        HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
+        # where the one-hot must hold only 0 and 1, the weights go into the rows
+        WEIGHT_ROWS=weighted and sum_precision in _ONE_HOT_SUM_PRECISIONS,
+        PREFETCH_ROWS=_tuning["prefetch_rows"] and n_features <= plan.block_d,
+        SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
+    )
+    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages", "maxnreg")
+                      if _tuning[name] is not None}
+    return constants, launch_options
+
+
 def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
             weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia):
     n_rows, n_features = X.shape
@@ -413,22 +476,13 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
     device = X.device
     if n_rows == 0:
         return
+    constants, launch_options = _compile_settings(
+        plan, X.dtype, device.type, n_features, k_max, weighted=weights is not None, accumulate=accumulate,
+        write_distances=write_distances, lloyd=lloyd, with_inertia=with_inertia)
     # stand-ins for the outputs this launch does not write: its flags keep the kernel from
     # touching them, so they are left uninitialised (a zero-filled one would cost a launch)
     dummy_float = torch.empty(1, dtype=torch.float32, device=device)
     grid = (plan.n_programs, n_groups)
-    distance_precision, sum_precision = _PRECISION_BY_DTYPE[X.dtype]
-    distance_precision = _tuning["distance_precision"] or distance_precision
-    sum_precision = _tuning["sum_precision"] or sum_precision
-    if "split_bf16" in (distance_precision, sum_precision) and X.dtype != torch.bfloat16:
-        raise ValueError(f"the split_bf16 precision needs bfloat16 rows, not {X.dtype}")
-    if device.type != "cuda":
-        # Triton's interpreter (the tests without a GPU) computes bfloat16 products wrongly
-        # (seen with triton 3.9): there the float32 arithmetic stands in, with the same result.
-        distance_precision = "ieee" if distance_precision == "split_bf16" else distance_precision
-        sum_precision = {"split_bf16": "ieee", "one_hot_bf16": "split_tf32"}.get(sum_precision, sum_precision)
-    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
-    one_tile = n_features <= plan.block_d and k_max <= plan.block_k
     global last_compiled
     last_compiled = _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
@@ -440,17 +494,7 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
         changed if changed is not None else torch.empty(1, dtype=torch.int32, device=device),
         inertia if inertia is not None else torch.empty(1, dtype=torch.float64, device=device),
         n_rows, n_features, k_max, labels.shape[1], X.stride(0), plan.n_row_tiles,
-        BLOCK_M=plan.block_m, BLOCK_K=plan.block_k, BLOCK_D=plan.block_d,
-        ONE_FEATURE_TILE=n_features <= plan.block_d, ONE_CENTER_TILE=k_max <= plan.block_k,
-        SUMS_IN_REGISTERS=one_tile,
-        WEIGHTED=weights is not None, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
-        LLOYD=lloyd, WITH_INERTIA=with_inertia,
-        DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
-        HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
-        # where the one-hot must hold only 0 and 1, the weights go into the rows
-        WEIGHT_ROWS=weights is not None and sum_precision in _ONE_HOT_SUM_PRECISIONS,
-        PREFETCH_ROWS=_tuning["prefetch_rows"] and n_features <= plan.block_d,
-        **launch_options,
+        **constants, **launch_options,
     )
 
 

@@ -1,0 +1,174 @@
+"""Compiles the Triton Lloyd step for a GPU architecture without a GPU, and counts its code.
+
+A lent GPU is rare and its minutes few; the machine code is not. Profiling on an H200
+(docs/speed.md) showed the step bound by instructions issued per row, with few warps
+per SM (registers), not by memory. This script compiles ``_assign_kernel`` with the
+constants a launch at a given shape and tuning would use (``_compile_settings``) for
+sm_90 (H100/H200), with Triton's own ptxas, and reports registers, spills, shared
+memory and the SASS instructions of the row loop, per row, by kind.
+
+    python benchmarks/kernel_sass.py [--shape N,D,K ...] [--dtype float32|bfloat16] [--set key=value ...]
+
+Instruction counts are static (one pass of the loop body), not a timing: they compare
+variants of the kernel, and a variant that cuts them must still be timed on a GPU.
+"""
+
+import argparse
+import collections
+import pathlib
+import re
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from gpukmeans.kernels import triton_assign  # noqa: E402
+
+SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
+TYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# SASS opcodes by the unit or purpose a reader cares about
+KINDS = [
+    ("tensor core", r"^(HMMA|HGMMA|IMMA|WARPGROUP)"),
+    ("global load", r"^LDG"), ("global store", r"^(STG|RED|ATOM)"),
+    ("shared memory", r"^(LDS|STS|LDSM|STSM)"), ("barrier", r"^(BAR|SYNCS|DEPBAR|WARPSYNC)"),
+    ("shuffle", r"^SHFL"), ("float32", r"^(FADD|FMUL|FFMA|FMNMX|FSETP|FSEL|FCHK)"),
+    ("float64", r"^(DADD|DMUL|DFMA|DSETP)"), ("conversion", r"^(F2F|F2I|I2F|F2FP|I2FP|F2IP)"),
+    ("integer/logic", r"^(IADD|IMAD|LOP|SHF|ISETP|SEL|LEA|IABS|IMNMX|PRMT|VIADD|VIMNMX|PLOP|P2R|R2P)"),
+    ("move", r"^(MOV|S2R|S2UR|CS2R|UMOV|ULDC|LDC|R2UR)"), ("branch", r"^(BRA|BSSY|BSYNC|EXIT|CALL|RET)"),
+]
+
+
+def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, arch=90, **tuning):
+    """The compiled kernel of a Lloyd step at this shape (labels as int8, as bench_lloyd)."""
+    X = torch.empty((1 << 20, n_features), dtype=dtype, device="meta")
+    centers = torch.empty((1, k_max, n_features), device="meta")
+    with triton_assign.tuning(**tuning):
+        plan = triton_assign._plan(X, centers)
+        constants, options = triton_assign._compile_settings(
+            plan, dtype, "cuda", n_features, k_max, weighted=weighted, accumulate=accumulate, write_distances=False,
+            lloyd=True, with_inertia=True)
+    pointer_types = ["*" + TYPE_NAMES[dtype], "*fp32", "*fp32", "*fp32", "*i8", "*i64", "*fp32", "*fp32", "*fp32",
+                     "*i32", "*fp64"]
+    names = triton_assign._assign_kernel.arg_names
+    signature = {name: kind for name, kind in zip(names, pointer_types + ["i32"] * 6)}
+    signature.update({name: "constexpr" for name in constants})
+    # as a launch specialises them: 16-byte aligned pointers, and the integers that divide by 16
+    divisible = [i for i in range(len(pointer_types))]
+    divisible += [names.index(n) for n, v in (("n_features", n_features), ("stride_x", n_features)) if v % 16 == 0]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in divisible}
+    source = ASTSource(triton_assign._assign_kernel, signature, constexprs=constants, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options), plan
+
+
+def hot_loop(sass):
+    """The instructions of the backward-branching loop with the most tensor-core
+    instructions in its body (Triton's SASS listing: ``LABEL:`` lines, and instructions
+    after a tab, behind their control codes)."""
+    label_at = {}
+    instructions = []
+    for line in sass.splitlines():
+        label = re.match(r"^(\w+):\s*$", line)
+        if label:
+            label_at[label.group(1)] = len(instructions)
+        elif "\t" in line:
+            instructions.append(line.split("\t", 1)[1].strip())
+    best = []
+    for end, instruction in enumerate(instructions):
+        jump = re.search(r"\bBRA\s+(\w+)", instruction)
+        if not jump or label_at.get(jump.group(1), end + 1) > end:
+            continue  # not a branch, or a forward one
+        body = instructions[label_at[jump.group(1)]:end + 1]
+        if (tensor_core_count(body), len(body)) > (tensor_core_count(best), len(best)):
+            best = body
+    return best
+
+
+def opcode(instruction):
+    """``FFMA`` of ``@!P0 FFMA.FTZ R1, R2, R3, R4;``."""
+    code = re.sub(r"^@!?U?P[T0-9]+\s+", "", instruction.strip())
+    return re.split(r"[\s.;]", code, maxsplit=1)[0]
+
+
+def tensor_core_count(instructions):
+    return sum(bool(re.match(KINDS[0][1], opcode(i))) for i in instructions)
+
+
+def resource_usage(compiled):
+    """(registers, spill bytes) from the cubin, as ``cuobjdump --dump-resource-usage`` reads it
+    (a compiled kernel knows its registers only once loaded on a device)."""
+    import subprocess
+    import tempfile
+
+    from triton.tools.disasm import path_to_cuobjdump
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        report = subprocess.check_output([path_to_cuobjdump(), "--dump-resource-usage", cubin.name], text=True)
+    registers = int(re.search(r"REG:(\d+)", report).group(1))
+    spilled = int(re.search(r"STACK:(\d+)", report).group(1)) + int(re.search(r"LOCAL:(\d+)", report).group(1))
+    return registers, spilled
+
+
+def summary(compiled, plan):
+    sass = compiled.asm["sass"]
+    registers, spilled = resource_usage(compiled)
+    loop = hot_loop(sass)
+    counts = collections.Counter()
+    for line in loop:
+        op = opcode(line)
+        kind = next((name for name, pattern in KINDS if re.match(pattern, op)), "other")
+        counts[kind] += 1
+    warps = compiled.metadata.num_warps
+    per_row = len(loop) * warps / plan.block_m  # warp-instructions per row, one loop pass per tile
+    return {"regs": registers, "local_bytes": spilled, "shared": compiled.metadata.shared,
+            "warps": warps, "block_m": plan.block_m, "loop_instructions": len(loop),
+            "warp_instructions_per_row": per_row, "kinds": dict(counts.most_common())}
+
+
+def parse_value(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", action="append", help="N,D,K (repeatable; default: %s)" % SHAPES)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--weighted", action="store_true")
+    parser.add_argument("--labels-only", action="store_true", help="without the per-centre sums")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a triton_assign.tuning setting (repeatable)")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, 90 for H100/H200")
+    parser.add_argument("--dump", help="write the SASS of the last shape to this file")
+    args = parser.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
+    tuning = dict(item.split("=", 1) for item in args.set)
+    tuning = {key: parse_value(value) for key, value in tuning.items()}
+    dtype = getattr(torch, args.dtype)
+    for n, d, k in shapes:
+        compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only,
+                                      arch=args.arch, **tuning)
+        result = summary(compiled, plan)
+        kinds = ", ".join(f"{name} {count}" for name, count in result["kinds"].items())
+        print(f"({n:,}, {d}, {k}) {args.dtype} {tuning or ''}: {result['regs']} regs, {result['local_bytes']} B local (spills), "
+              f"{result['shared']} B shared; loop {result['loop_instructions']} instructions "
+              f"x {result['warps']} warps / {result['block_m']} rows = "
+              f"{result['warp_instructions_per_row']:.1f} warp-instructions per row")
+        print(f"    {kinds}")
+        if args.dump:
+            pathlib.Path(args.dump).write_text(compiled.asm["sass"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
