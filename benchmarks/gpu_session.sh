@@ -166,7 +166,7 @@ fi
 SERIAL_GPU_TESTS=(tests/test_gpu.py tests/test_gpu_scale.py)
 # the customer-table shape of the floor target, at a tenth of its rows
 PROFILE_SHAPE=10000000,32,16
-PROFILED_VARIANTS=("float32 split_tf32" "float32 split_tf32, block 64, at most 128 registers")
+PROFILED_VARIANTS=("float32 default" "bfloat16 default")
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 -rfEs)
 
 stage_tests() {

@@ -43,15 +43,16 @@ KINDS = [
 ]
 
 
-def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, arch=90, **tuning):
-    """The compiled kernel of a Lloyd step at this shape (labels as int8, as bench_lloyd)."""
+def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, inertia=False, arch=90, **tuning):
+    """The compiled kernel of a Lloyd step at this shape (labels as int8, as bench_lloyd;
+    without the inertia, as the engine's iterations run it)."""
     X = torch.empty((1 << 20, n_features), dtype=dtype, device="meta")
     centers = torch.empty((1, k_max, n_features), device="meta")
     with triton_assign.tuning(**tuning):
         plan = triton_assign._plan(X, centers)
         constants, options = triton_assign._compile_settings(
             plan, dtype, "cuda", n_features, k_max, weighted=weighted, accumulate=accumulate, write_distances=False,
-            lloyd=True, with_inertia=True)
+            lloyd=True, with_inertia=inertia)
     pointer_types = ["*" + TYPE_NAMES[dtype], "*fp32", "*fp32", "*fp32", "*i8", "*i64", "*fp32", "*fp32", "*fp32",
                      "*i32", "*fp64"]
     names = triton_assign._assign_kernel.arg_names
@@ -146,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--weighted", action="store_true")
     parser.add_argument("--labels-only", action="store_true", help="without the per-centre sums")
+    parser.add_argument("--inertia", action="store_true", help="with the inertia (the engine's last pass)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a triton_assign.tuning setting (repeatable)")
     parser.add_argument("--arch", type=int, default=90, help="compute capability, 90 for H100/H200")
@@ -156,7 +158,7 @@ def main(argv=None):
     tuning = {key: parse_value(value) for key, value in tuning.items()}
     dtype = getattr(torch, args.dtype)
     for n, d, k in shapes:
-        compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only,
+        compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only, inertia=args.inertia,
                                       arch=args.arch, **tuning)
         result = summary(compiled, plan)
         kinds = ", ".join(f"{name} {count}" for name, count in result["kinds"].items())

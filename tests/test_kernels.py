@@ -273,7 +273,7 @@ TRITON_TUNINGS = [
     {"prefetch_rows": True},
     {"sum_precision": "split_tf32"},
     {"sum_precision": "one_hot_bf16"},
-    {"distance_precision": "split_tf32", "sum_precision": "split_tf32", "block_m": 64, "maxnreg": 128},
+    {"distance_precision": "tf32x3", "sum_precision": "tf32x3", "block_m": 128, "maxnreg": 0},
     {"slot_counts": False},
     {"sum_precision": "split_tf32", "prefetch_rows": True, "hoist_centers": False},
 ]

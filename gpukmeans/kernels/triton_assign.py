@@ -41,22 +41,32 @@ _SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # SM and centres held in registers across row tiles were the fastest layout at every
 # customer-table shape; 8 warps, 256-row tiles and 1-2 pipeline stages were not.
 _PROGRAMS_PER_SM = 8
+# The step is bound by each program's latency, not by memory (an Nsight Compute profile,
+# docs/speed.md): more programs per SM is what speeds it up. 64-row tiles (against 128)
+# and, at k <= 16, a cap of 128 registers (4 programs of 4 warps per SM) were faster at
+# the three shapes timed (gpu-kernel-variants-h200-4.md): float32 (100M, 32, 16) 8.75 ->
+# 6.99 ms, (10M, 16, 8) 0.96 -> 0.78 ms, (1M, 32, 32) 0.46 -> 0.29 ms (no cap: at k = 32
+# the cap spills).
+_BLOCK_M = 64
+_CAPPED_REGISTERS = 128
 # Launch settings a tuning run (benchmarks/gpu_kernel_variants.py) may override through
-# :func:`tuning`; ``None`` leaves the choice to :func:`_tile_sizes` or Triton's default.
+# :func:`tuning`; ``None`` leaves the choice to :func:`_plan`, :func:`_compile_settings` or
+# Triton's default (``maxnreg=0``: no register cap).
 # The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
-# three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for labels).
+# three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for
+# labels); and this file's "split_tf32", "split_bf16" (see _matmul) and "one_hot_bf16"
+# (sums only, see _one_hot_sums).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
                    "distance_precision": None, "sum_precision": None, "hoist_centers": True,
                    "prefetch_rows": False, "maxnreg": None, "slot_counts": True}
 # Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _one_hot_sums.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
-# (distances, sums) precision by the dtype X is stored in, where the tuning names none.
-# "split_bf16" (see _matmul; named "bf16x3" in the results of 2026-11-26, not Triton's own
-# "bf16x3", which splits both float32 operands) needs bfloat16 X. On an H200
-# (gpu-kernel-variants-h200-1.md), against "ieee": tf32x3 1.6x faster at (100M, 32, 16),
-# split_bf16 2.7x, both with no label
-# that differs from float64 arithmetic except at ties.
-_PRECISION_BY_DTYPE = {torch.float32: ("tf32x3", "tf32x3"), torch.bfloat16: ("split_bf16", "split_bf16"),
+# (distances, sums) precision by the dtype X is stored in, where the tuning names none;
+# "split_bf16" needs bfloat16 X. On an H200, kernel alone at (100M, 32, 16): float32 ieee
+# 19.1 ms, tf32x3 10.6 ms, split_tf32 8.75 ms (one label in 1M differs from float64
+# arithmetic, at a tie); bfloat16 split_bf16 sums 4.87 ms, one_hot_bf16 sums 4.66 ms
+# (gpu-kernel-variants-h200-{1,4}.md).
+_PRECISION_BY_DTYPE = {torch.float32: ("split_tf32", "split_tf32"), torch.bfloat16: ("split_bf16", "one_hot_bf16"),
                        torch.float16: ("ieee", "ieee")}
 _tuning = dict(_DEFAULT_TUNING)
 # The compiled kernel of the last launch: its registers, spills and shared memory, for a
@@ -375,9 +385,7 @@ def _assign_kernel(
 def _tile_sizes(n_features: int, k_max: int):
     block_d = max(16, min(triton.next_power_of_2(n_features), 64))
     block_k = max(16, min(triton.next_power_of_2(k_max), 64))
-    # keep the products tile and the row tile within a comfortable register budget
-    block_m = 128 if block_k * block_d <= 64 * 32 else 64
-    return block_m, block_k, block_d
+    return _BLOCK_M, block_k, block_d
 
 
 @contextlib.contextmanager
@@ -464,8 +472,12 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
         PREFETCH_ROWS=_tuning["prefetch_rows"] and n_features <= plan.block_d,
         SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
     )
-    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages", "maxnreg")
-                      if _tuning[name] is not None}
+    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
+    maxnreg = _tuning["maxnreg"]
+    if maxnreg is None:  # the measured rule (see _CAPPED_REGISTERS)
+        maxnreg = _CAPPED_REGISTERS if one_tile and plan.block_k <= 16 else 0
+    if maxnreg and device_type == "cuda":
+        launch_options["maxnreg"] = maxnreg
     return constants, launch_options
 
 
