@@ -35,10 +35,10 @@ SAMPLE_ROWS = 1_000_000
 IEEE = {"distance_precision": "ieee", "sum_precision": "ieee"}
 TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
-# H200 runs of 2026-11-26 (results/gpu-kernel-variants-h200-*.md) settled the precisions
+# H200 runs 1-4 (results/gpu-kernel-variants-h200-{1,2}.md) settled the precisions
 # (tf32x3, and split_bf16, there named "bf16x3") and the layout (centres hoisted, 8
-# programs per SM). Run 3 of 2026-11-27, with an Nsight Compute profile, showed the step
-# bound by instructions issued (40 warp-instructions per row at (10M, 32, 16) in float32)
+# programs per SM). Run 5 (gpu-session-h200-5.log), with an Nsight Compute profile,
+# showed the step bound by instructions issued (40 warp-instructions per row at (10M, 32, 16) in float32)
 # with 2 programs of 4 warps per SM (registers): not by memory. benchmarks/kernel_sass.py
 # counts the instructions without a GPU; what is timed now are the settings that cut
 # them (split_tf32: operands split by a mask; one-hot sums that split only the rows;
@@ -46,8 +46,9 @@ SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # Keys starting with "_" are this script's, not triton_assign.tuning's.
 SPLIT_TF32 = {"distance_precision": "split_tf32", "sum_precision": "split_tf32"}
 ONE_HOT_BF16 = {**SPLIT_BF16, "sum_precision": "one_hot_bf16"}
-# Run 4 of 2026-11-27 chose the defaults (split_tf32; one-hot bfloat16 sums; 64-row tiles;
-# 128 registers at k <= 16): they are the first row of each dtype, then what they replaced.
+# Run 6 (gpu-kernel-variants-h200-4.md) chose the defaults (split_tf32; one-hot bfloat16
+# sums; 64-row tiles; 128 registers at k <= 16): they are the first row of each dtype,
+# then what they replaced.
 FLOAT32_VARIANTS = [
     ("float32 default", {}),
     ("float32 default, no inertia (as the engine iterates)", {"_inertia": False}),
@@ -159,7 +160,11 @@ def main(argv=None):
     parser.add_argument("--shape", action="append", help="N,D,K (repeatable; default: %s)" % SHAPES)
     parser.add_argument("--variant", action="append", help="only the variants named (repeatable)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--render", metavar="JSON", help="only write the Markdown table of this results file")
     args = parser.parse_args(argv)
+    if args.render:
+        render(args.render, args.out)
+        return 0
     if not torch.cuda.is_available():
         print("gpu_kernel_variants: no CUDA device", file=sys.stderr)
         return 2
@@ -197,11 +202,16 @@ def main(argv=None):
                 del X
         del X32
         torch.cuda.empty_cache()
-    out = pathlib.Path(args.out)
+    write_results(pathlib.Path(args.out), rows, {"copy_gbps": gbps, "environment": environment(["cuda"])})
+    return 0
+
+
+def write_results(out, rows, meta):
+    """gpu-kernel-variants.{json,md} in ``out``; the table is printed too."""
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"copy_gbps": gbps, "environment": environment(["cuda"])}
     (out / "gpu-kernel-variants.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"# Triton Lloyd step variants ({torch.cuda.get_device_name()}, copy {gbps:.0f} GB/s)", "",
+    device = meta.get("environment", {}).get("gpu", "cuda")
+    lines = [f"# Triton Lloyd step variants ({device}, copy {meta['copy_gbps']:.0f} GB/s)", "",
              "| shape | variant | ms | x floor | non-ties | differ | sum rel err | regs | spills | shared |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -213,7 +223,12 @@ def main(argv=None):
             lines.append(f"| {tuple(r['shape'])} | {r['variant']} | {r['status']} | | | | | | | |")
     (out / "gpu-kernel-variants.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+
+
+def render(json_path, out):
+    """The Markdown table of a JSON that came back alone from a device run."""
+    saved = json.loads(pathlib.Path(json_path).read_text())
+    write_results(pathlib.Path(out), saved["rows"], saved["meta"])
 
 
 if __name__ == "__main__":
