@@ -101,6 +101,7 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
     """``a @ b + acc`` in float32, one operand a tile of X as stored (the left one if
     ``STORED_LEFT``), the other float32.
 
+    "split_tf32": both operands split by :func:`_split_tf32`, three TF32 products.
     "split_bf16" (X stored as bfloat16): the float32 operand is split in three bfloat16
     parts, so that the three tensor-core products, each exact, accumulate in float32 to
     what float32 arithmetic gives. Otherwise both operands are float32 and ``PRECISION``

@@ -1,0 +1,50 @@
+"""benchmarks/kernel_sass.py: the Triton step compiled for an H100/H200 without a GPU.
+
+The tool counts the machine instructions of the kernel's row loop; the choice of the
+CUDA defaults (docs/speed.md) leans on those counts between GPU sessions, so it must
+keep working where CI runs: on a CPU, with Triton's own ptxas. It runs in a process
+of its own, since the kernel tests switch this one's Triton to the interpreter.
+"""
+
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+
+
+def _loop_counts(*settings):
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    args = [sys.executable, str(ROOT / "benchmarks" / "kernel_sass.py"), "--shape", "1000000,32,16"]
+    for setting in settings:
+        args += ["--set", setting]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r"(\d+) regs, .* loop (\d+) instructions x (\d+) warps / (\d+) rows = ([\d.]+) "
+                      r"warp-instructions per row", done.stdout)
+    assert found, done.stdout
+    registers, loop, warps, rows, per_row = found.groups()
+    return int(registers), int(loop), float(per_row), done.stdout
+
+
+def test_counts_the_row_loop_of_the_shipped_kernel():
+    registers, loop, per_row, report = _loop_counts()
+    assert 32 <= registers <= 255
+    assert loop > 100  # the whole tile's work: loads, products, argmin, sums
+    assert "tensor core" in report and "global load" in report
+    assert 5 < per_row < 200
+
+
+def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
+    """What made split_tf32 the float32 default (the H200 timed it too: 10.6 -> 8.8 ms)."""
+    _, _, masked, _ = _loop_counts("distance_precision=split_tf32", "sum_precision=split_tf32", "block_m=64")
+    _, _, triton_split, _ = _loop_counts("distance_precision=tf32x3", "sum_precision=tf32x3", "block_m=64")
+    assert masked < 0.9 * triton_split
