@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._device import row_blocks
+from ._device import row_blocks, work_block_bytes
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -98,7 +98,7 @@ def all_finite(X: torch.Tensor) -> bool:
     if X.numel() == 0 or bool(torch.isfinite(X.sum())):
         return True
     rows = X.reshape(X.shape[0], -1) if X.dim() else X.reshape(1)
-    blocks = row_blocks(rows.shape[0], rows.shape[1] * (rows.element_size() + 1))
+    blocks = row_blocks(rows.shape[0], rows.shape[1] * (rows.element_size() + 1), work_block_bytes(rows.device))
     return all(bool(torch.isfinite(rows[start:stop]).all()) for start, stop in blocks)
 
 

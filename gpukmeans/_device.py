@@ -21,6 +21,21 @@ WORK_BLOCK_BYTES = 2**20
 _MIN_BLOCK_ROWS = 256
 # Per-row results of one assignment outside Lloyd's pass (see DataSource.assigned_blocks).
 ASSIGN_BLOCK_BYTES = 4 * 2**20
+# On CUDA a block costs a few kernel launches, microseconds of host time each whatever
+# its size, so there blocks are large: at 1 MiB, a pass over 100M rows of 32 float32
+# features (the moments for ``tol``, the final exact distances) was some 25,000 blocks of
+# about eight launches each, seconds of a fit. 128 MiB is a small part of the chunk budget.
+_CUDA_BLOCK_BYTES = 128 * 2**20
+
+
+def work_block_bytes(device: torch.device) -> int:
+    """Bytes of temporaries per block of the per-row arithmetic beside the kernels."""
+    return _CUDA_BLOCK_BYTES if torch.device(device).type == "cuda" else WORK_BLOCK_BYTES
+
+
+def assign_block_bytes(device: torch.device) -> int:
+    """Bytes of per-row results per block of an assignment outside Lloyd's pass."""
+    return _CUDA_BLOCK_BYTES if torch.device(device).type == "cuda" else ASSIGN_BLOCK_BYTES
 
 
 def resolve_device(device) -> torch.device:

@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _arrays
-from ._device import auto_chunk_size, resolve_device, row_blocks
+from ._device import auto_chunk_size, resolve_device, row_blocks, work_block_bytes
 from ._distributed import DistributedSource, Exchange, active_group, local_cuda_device
 from ._file_sources import FileSource, is_path, open_table, shard_bounds
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
@@ -683,7 +683,7 @@ def _local_moments(source) -> torch.Tensor:
     sum_sq_dev = torch.zeros_like(mean)
     for _, chunk, _ in source.chunks():
         # one float64 copy of a block, worked on in place
-        for start, stop in row_blocks(chunk.shape[0], 8 * chunk.shape[1]):
+        for start, stop in row_blocks(chunk.shape[0], 8 * chunk.shape[1], work_block_bytes(chunk.device)):
             rows = chunk[start:stop].to(torch.float64, copy=True)  # a copy even of float64: X is never written
             m = rows.shape[0]
             block_mean = rows.mean(dim=0)

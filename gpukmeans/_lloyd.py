@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._device import row_blocks
+from ._device import row_blocks, work_block_bytes
 
 
 @dataclass
@@ -275,7 +275,8 @@ def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
     """
     distances = torch.empty(rows.shape[0], centers.shape[0], dtype=torch.float64, device=rows.device)
     # the gathered centres and the differences are copies of a block (see row_blocks)
-    for start, stop in row_blocks(rows.shape[0], 2 * rows.shape[1] * rows.element_size()):
+    bytes_per_row = 2 * rows.shape[1] * rows.element_size()
+    for start, stop in row_blocks(rows.shape[0], bytes_per_row, work_block_bytes(rows.device)):
         block = rows[start:stop]
         for g in range(centers.shape[0]):
             diff = block - centers[g][labels[start:stop, g]]

@@ -35,7 +35,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from ._device import ASSIGN_BLOCK_BYTES, row_blocks
+from ._device import assign_block_bytes, row_blocks
 from ._oom import ResilientAssigner
 from ._storage import compute_dtype
 from .kernels import fused_cpu_kernel_available
@@ -99,7 +99,7 @@ class DataSource:
         For the passes that need each row's nearest centres but not Lloyd's sums (the
         initialisations, the final labels, the farthest points). The kernel's per-row
         results (a label and a distance for each of the G groups) and what the caller
-        derives from them are bounded by a block of about ``ASSIGN_BLOCK_BYTES``, not by
+        derives from them are bounded by a block of about ``assign_block_bytes``, not by
         a chunk: with ten restarts they would otherwise be the largest thing a fit holds.
         ``start`` is the block's local offset; ``center_sq_norms`` None computes them.
         """
@@ -108,7 +108,7 @@ class DataSource:
         # an int64 label, a distance and a float64 copy of it, per group
         bytes_per_row = centers.shape[0] * (16 + centers.element_size())
         for chunk_start, chunk, chunk_weights in self.chunks():
-            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, ASSIGN_BLOCK_BYTES):
+            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, assign_block_bytes(chunk.device)):
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
                 yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms, accumulate=False)

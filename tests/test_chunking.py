@@ -57,3 +57,18 @@ def test_indexing_is_64_bit_beyond_2_to_the_31_distances():
     counts = torch.bincount(labels, minlength=k)
     assert int(counts.sum()) == n and int(counts.max() - counts.min()) <= 1
     assert km.inertia_ == 0.0
+
+
+def test_blocks_beside_the_kernels_are_large_on_cuda_and_cache_sized_on_cpu():
+    """A block on CUDA costs launches (host time), not cache: at 1 MiB blocks a pass over
+    100M rows of 32 float32 features was some 25,000 blocks. The device needs no GPU to be named."""
+    from gpukmeans._device import assign_block_bytes, row_blocks, work_block_bytes
+
+    n_rows, moments_bytes_per_row = 100_000_000, 8 * 32
+    on_cuda = list(row_blocks(n_rows, moments_bytes_per_row, work_block_bytes(torch.device("cuda"))))
+    on_cpu = list(row_blocks(n_rows, moments_bytes_per_row, work_block_bytes(torch.device("cpu"))))
+    assert len(on_cuda) <= 200 < 20_000 <= len(on_cpu)
+    assert on_cuda[0][0] == 0 and on_cuda[-1][1] == n_rows
+    assigned = list(row_blocks(n_rows, 20, assign_block_bytes(torch.device("cuda"))))
+    assert len(assigned) <= 20
+    assert assign_block_bytes(torch.device("cpu")) <= 4 * 2**20  # per-row results of a block stay in cache
