@@ -307,6 +307,21 @@ def test_triton_tuning_settings_match_reference(path, settings, n_features, k_ma
         assert torch.equal(stepped.n_changed.cpu(), (step_labels != 0).sum(dim=0))
 
 
+@pytest.mark.skipif(not _triton_interpreter_available() and not torch.cuda.is_available(),
+                    reason="Triton not installed")
+def test_a_triton_too_old_for_the_kernel_falls_back_with_a_warning(monkeypatch):
+    import triton
+
+    from gpukmeans.kernels import triton_assign
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(triton, "__version__", "2.3.1")
+    with pytest.warns(RuntimeWarning, match="Triton 2.3.1 is older than 3.0"):
+        assert not triton_assign.available()
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    assert triton_assign.available()
+
+
 @pytest.mark.parametrize("vector_bytes", [16, 32])
 def test_cpu_kernel_on_narrower_vector_widths(monkeypatch, vector_bytes):
     """The packing a CPU without AVX-512 gets (AVX2, SSE/NEON), checked on this one."""

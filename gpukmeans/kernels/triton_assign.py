@@ -28,6 +28,8 @@ CPU tensors in Triton's interpreter, which is how the tests check it without a G
 """
 
 import contextlib
+import re
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
@@ -591,6 +593,24 @@ def supports(X: torch.Tensor) -> bool:
     return X.device.type == "cuda" and X.dtype in _SUPPORTED_DTYPES and X.dim() == 2
 
 
+# tl.dot's input_precision and the maxnreg launch option came with Triton 3.0 (PyTorch 2.4);
+# the kernel was tested with 3.6 on an H200 and 3.9 under the interpreter.
+_MIN_TRITON = (3, 0)
+
+
+def _version(text: str) -> tuple:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:2])
+
+
 def available() -> bool:
-    """Triton compiles for CUDA devices only; the reference serves everything else."""
-    return torch.cuda.is_available()
+    """Triton compiles for CUDA devices only; the reference serves everything else, and
+    CUDA with a Triton too old for this kernel (with a warning: it is several times slower)."""
+    if not torch.cuda.is_available():
+        return False
+    if _version(triton.__version__) < _MIN_TRITON:
+        warnings.warn(f"gpukmeans: Triton {triton.__version__} is older than "
+                      f"{'.'.join(map(str, _MIN_TRITON))}, which the CUDA kernel needs (PyTorch >= 2.4 "
+                      "ships it); using the plain-PyTorch reference, which is several times slower.",
+                      RuntimeWarning, stacklevel=2)
+        return False
+    return True
