@@ -27,7 +27,11 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from gpukmeans._benchmark import environment, make_data  # noqa: E402
+from gpukmeans._device import auto_chunk_size  # noqa: E402
+from gpukmeans._lloyd import _accumulate_pass  # noqa: E402
+from gpukmeans._sources import InMemorySource  # noqa: E402
 from gpukmeans.kernels import triton_assign  # noqa: E402
+from gpukmeans.kernels.reference import StepResult  # noqa: E402
 
 SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
 SAMPLE_ROWS = 1_000_000
@@ -52,6 +56,7 @@ ONE_HOT_BF16 = {**SPLIT_BF16, "sum_precision": "one_hot_bf16"}
 FLOAT32_VARIANTS = [
     ("float32 default", {}),
     ("float32 default, no inertia (as the engine iterates)", {"_inertia": False}),
+    ("float32 default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
     ("float32 default, labels only", {"_no_sums": True}),
     ("float32 default, no register cap", {"maxnreg": 0}),
     ("float32 default, prefetch", {"prefetch_rows": True}),
@@ -60,6 +65,7 @@ FLOAT32_VARIANTS = [
 BFLOAT16_VARIANTS = [
     ("bfloat16 default", {}),
     ("bfloat16 default, no inertia (as the engine iterates)", {"_inertia": False}),
+    ("bfloat16 default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
     ("bfloat16 default, labels only", {"_no_sums": True}),
     ("bfloat16 default, no register cap", {"maxnreg": 0}),
     ("bfloat16 default, prefetch", {"prefetch_rows": True}),
@@ -125,7 +131,17 @@ def labels_only_step(X, centers, norms, weights, labels, columns, *, compute_ine
     inertia = torch.empty(plan.n_programs, 1, dtype=torch.float64, device=X.device) if compute_inertia else None
     triton_assign._launch(plan, X, centers, norms, weights, labels, columns, None, None, None, changed, inertia,
                           accumulate=False, write_distances=False, lloyd=True, with_inertia=compute_inertia)
-    return triton_assign.StepResult(None, None, changed, inertia)
+    return StepResult(None, None, changed, inertia)
+
+
+def engine_pass_step(X, centers, norms, weights, labels, columns, *, compute_inertia):
+    """A Lloyd pass as the engine makes it (``_lloyd._accumulate_pass``: the chunks a fit
+    would use, each chunk's totals added up), for the gap between the kernel alone and
+    an iteration of a whole fit."""
+    source = InMemorySource(X, weights, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
+    totals = _accumulate_pass(source, centers, norms, labels, columns, with_potential=compute_inertia)
+    return StepResult(totals.sums, totals.weight_sums, totals.n_changed,
+                      totals.potential if compute_inertia else None)
 
 
 def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
@@ -139,7 +155,8 @@ def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
             labels = label_tables[attempt % len(label_tables)]
             start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            step = labels_only_step if overrides.get("_no_sums") else triton_assign.lloyd_step_triton
+            step = (labels_only_step if overrides.get("_no_sums") else
+                    engine_pass_step if overrides.get("_engine_pass") else triton_assign.lloyd_step_triton)
             parts = [step(X[first:first + chunk], centers, norms, None, labels[first:first + chunk], columns,
                           compute_inertia=inertia)
                      for first in range(0, X.shape[0], chunk)]

@@ -6,7 +6,9 @@
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
-# Stages, run in this order, each under its own time limit (default: variants tests bench bench-large):
+# Stages, run in the order given, each under its own time limit (default: variants bench
+# bench-large tests: the suite before the tests, whose 8 workers left the host at load 14 for
+# the suite in run 7, and the host drives every launch of a million-row iteration):
 #   variants     benchmarks/gpu_kernel_variants.py: the Triton step alone under several launch
 #                settings and precisions, timed and checked against float64 -> gpu-kernel-variants.*
 #   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
@@ -37,7 +39,7 @@ BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
 declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300)
 STAGES=("$@")
-((${#STAGES[@]})) || STAGES=(variants tests bench bench-large)
+((${#STAGES[@]})) || STAGES=(variants bench bench-large tests)
 for stage in "${STAGES[@]}"; do
   if [[ -z ${LIMIT_S[$stage]+set} ]]; then
     echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large profile suite)" >&2

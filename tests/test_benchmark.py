@@ -167,3 +167,29 @@ def test_on_cuda_no_timed_fit_pays_for_a_cold_allocator(monkeypatch):
                                   floor_ms=1.0, clock=lambda: now[0])
     assert [r.status for r in records] == ["ok", "ok"]
     assert [r.ms_per_iter for r in records] == [pytest.approx(10 * 1e3)] * 2
+
+
+def test_the_engine_pass_variant_is_the_engines_lloyd_pass():
+    """gpu_kernel_variants.py's "engine's pass" row times what a fit's iteration does (its
+    chunks, their totals added up): its totals must be the kernel's, on whatever device."""
+    pytest.importorskip("triton")
+    import pathlib
+    import runpy
+
+    from gpukmeans.kernels import lloyd_step_reference
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_kernel_variants.py"
+    variants = runpy.run_path(str(script), run_name="variants")
+    X = torch.randn(5000, 6, generator=torch.Generator().manual_seed(3))
+    centers = X[:4][None].clone()
+    norms = (centers * centers).sum(dim=2)
+    labels = torch.full((5000, 1), -1, dtype=torch.int8)
+    columns = torch.zeros(1, dtype=torch.int64)
+    got = variants["engine_pass_step"](X, centers, norms, None, labels, columns, compute_inertia=True)
+    expected_labels = torch.full((5000, 1), -1, dtype=torch.int8)
+    expected = lloyd_step_reference(X, centers, norms, None, expected_labels, columns, compute_inertia=True)
+    assert torch.equal(labels, expected_labels)
+    assert int(got.n_changed.sum()) == int(expected.n_changed.sum()) == 5000
+    assert torch.allclose(got.sums.double(), expected.sums.double(), rtol=1e-5, atol=1e-4)
+    assert torch.allclose(got.weight_sums.double(), expected.weight_sums.double())
+    assert torch.allclose(got.inertia.double(), expected.inertia.double(), rtol=1e-5)
