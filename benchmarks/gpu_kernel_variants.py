@@ -36,43 +36,34 @@ from gpukmeans.kernels.reference import StepResult  # noqa: E402
 SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
 SAMPLE_ROWS = 1_000_000
 # (name, stored dtype, tuning overrides)
-IEEE = {"distance_precision": "ieee", "sum_precision": "ieee"}
 TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # H200 runs 1-4 (results/gpu-kernel-variants-h200-{1,2}.md) settled the precisions
 # (tf32x3, and split_bf16, there named "bf16x3") and the layout (centres hoisted, 8
 # programs per SM). Run 5 (gpu-session-h200-5.log), with an Nsight Compute profile,
-# showed the step bound by instructions issued (40 warp-instructions per row at (10M, 32, 16) in float32)
-# with 2 programs of 4 warps per SM (registers): not by memory. benchmarks/kernel_sass.py
+# showed the step bound by instructions issued (40 warp-instructions per row at
+# (10M, 32, 16) in float32) with 2 programs of 4 warps per SM (registers): not by memory. benchmarks/kernel_sass.py
 # counts the instructions without a GPU; what is timed now are the settings that cut
 # them (split_tf32: operands split by a mask; one-hot sums that split only the rows;
 # counts kept per row slot) or the registers (64-row tiles, a register cap).
 # Keys starting with "_" are this script's, not triton_assign.tuning's.
-SPLIT_TF32 = {"distance_precision": "split_tf32", "sum_precision": "split_tf32"}
-ONE_HOT_BF16 = {**SPLIT_BF16, "sum_precision": "one_hot_bf16"}
 # Run 6 (gpu-kernel-variants-h200-4.md) chose the defaults (split_tf32; one-hot bfloat16
 # sums; 64-row tiles; 128 registers at k <= 16): they are the first row of each dtype,
 # then what they replaced.
-FLOAT32_VARIANTS = [
-    ("float32 default", {}),
-    ("float32 default, no inertia (as the engine iterates)", {"_inertia": False}),
-    ("float32 default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
-    ("float32 default, labels only", {"_no_sums": True}),
-    ("float32 default, no register cap", {"maxnreg": 0}),
-    ("float32 default, prefetch", {"prefetch_rows": True}),
-    ("float32 before: tf32x3, block 128", {**TF32X3, "block_m": 128, "maxnreg": 0}),
+# Runs 6-7 also timed a prefetch of the next tile into registers: slower at (100M, 32, 16)
+# in both dtypes (gpu-kernel-variants-h200-5.md); the option is gone.
+SHIPPED_VARIANTS = [
+    ("default", {}),
+    ("default, no inertia (as the engine iterates)", {"_inertia": False}),
+    ("default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
+    ("default, labels only", {"_no_sums": True}),
+    ("default, no register cap", {"maxnreg": 0}),
 ]
-BFLOAT16_VARIANTS = [
-    ("bfloat16 default", {}),
-    ("bfloat16 default, no inertia (as the engine iterates)", {"_inertia": False}),
-    ("bfloat16 default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
-    ("bfloat16 default, labels only", {"_no_sums": True}),
-    ("bfloat16 default, no register cap", {"maxnreg": 0}),
-    ("bfloat16 default, prefetch", {"prefetch_rows": True}),
-    ("bfloat16 before: split_bf16 sums, block 128", {**SPLIT_BF16, "block_m": 128, "maxnreg": 0}),
-]
-VARIANTS = ([(name, torch.float32, settings) for name, settings in FLOAT32_VARIANTS]
-            + [(name, torch.bfloat16, settings) for name, settings in BFLOAT16_VARIANTS])
+BEFORE = {torch.float32: ("before: tf32x3, block 128", {**TF32X3, "block_m": 128, "maxnreg": 0}),
+          torch.bfloat16: ("before: split_bf16 sums, block 128", {**SPLIT_BF16, "block_m": 128, "maxnreg": 0})}
+VARIANTS = [(f"{str(dtype).removeprefix('torch.')} {name}", dtype, settings)
+            for dtype in (torch.float32, torch.bfloat16)
+            for name, settings in SHIPPED_VARIANTS + [BEFORE[dtype]]]
 
 
 def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):

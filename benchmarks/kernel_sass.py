@@ -17,7 +17,9 @@ import argparse
 import collections
 import pathlib
 import re
+import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
+from triton.tools.disasm import path_to_cuobjdump  # noqa: E402
 
 from gpukmeans.kernels import triton_assign  # noqa: E402
 
@@ -102,11 +105,6 @@ def tensor_core_count(instructions):
 def resource_usage(compiled):
     """(registers, spill bytes) from the cubin, as ``cuobjdump --dump-resource-usage`` reads it
     (a compiled kernel knows its registers only once loaded on a device)."""
-    import subprocess
-    import tempfile
-
-    from triton.tools.disasm import path_to_cuobjdump
-
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
         cubin.flush()

@@ -270,12 +270,11 @@ def _triton_paths():
 # Launch settings the tuning runs (benchmarks/gpu_kernel_variants.py) try, each of which
 # may become a default: the results must not depend on them.
 TRITON_TUNINGS = [
-    {"prefetch_rows": True},
     {"sum_precision": "split_tf32"},
     {"sum_precision": "one_hot_bf16"},
     {"distance_precision": "tf32x3", "sum_precision": "tf32x3", "block_m": 128, "maxnreg": 0},
     {"slot_counts": False},
-    {"sum_precision": "split_tf32", "prefetch_rows": True, "hoist_centers": False},
+    {"sum_precision": "split_tf32", "hoist_centers": False},
 ]
 
 

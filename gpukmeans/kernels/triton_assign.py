@@ -57,11 +57,11 @@ _CAPPED_REGISTERS = 128
 # The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
 # three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for
 # labels); and this file's "split_tf32", "split_bf16" (see _matmul) and "one_hot_bf16"
-# (sums only, see _one_hot_sums).
+# (sums only, see _sums_by_center).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
                    "distance_precision": None, "sum_precision": None, "hoist_centers": True,
-                   "prefetch_rows": False, "maxnreg": None, "slot_counts": True}
-# Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _one_hot_sums.
+                   "maxnreg": None, "slot_counts": True}
+# Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _sums_by_center.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none;
 # "split_bf16" needs bfloat16 X. On an H200, kernel alone at (100M, 32, 16): float32 ieee
@@ -99,6 +99,23 @@ def _split_tf32(v):
 
 
 @triton.jit
+def _dot_split_bf16(a, b, acc, SPLIT_LEFT: tl.constexpr):
+    """``a @ b + acc`` with the float32 operand (``a`` if ``SPLIT_LEFT``, else ``b``) split
+    in three bfloat16 parts: three tensor-core products, each exact, accumulated in float32."""
+    if SPLIT_LEFT:
+        high, middle, low = _split_bf16(a)
+        acc = tl.dot(low, b, acc)
+        acc = tl.dot(middle, b, acc)
+        acc = tl.dot(high, b, acc)
+    else:
+        high, middle, low = _split_bf16(b)
+        acc = tl.dot(a, low, acc)
+        acc = tl.dot(a, middle, acc)
+        acc = tl.dot(a, high, acc)
+    return acc
+
+
+@triton.jit
 def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
     """``a @ b + acc`` in float32, one operand a tile of X as stored (the left one if
     ``STORED_LEFT``), the other float32.
@@ -116,58 +133,34 @@ def _matmul(a, b, acc, PRECISION: tl.constexpr, STORED_LEFT: tl.constexpr):
         acc = tl.dot(a_high, b_low, acc, input_precision="tf32")
         acc = tl.dot(a_high, b_high, acc, input_precision="tf32")
     elif PRECISION == "split_bf16":
-        if STORED_LEFT:
-            high, middle, low = _split_bf16(b)
-            acc = tl.dot(a, low, acc)
-            acc = tl.dot(a, middle, acc)
-            acc = tl.dot(a, high, acc)
-        else:
-            high, middle, low = _split_bf16(a)
-            acc = tl.dot(low, b, acc)
-            acc = tl.dot(middle, b, acc)
-            acc = tl.dot(high, b, acc)
+        acc = _dot_split_bf16(a, b, acc, not STORED_LEFT)
     else:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
-def _one_hot_sums(one_hot_t, rows, acc, PRECISION: tl.constexpr):
-    """``one_hot_t @ rows + acc`` in float32, where ``one_hot_t`` (centres x rows) holds
-    only 0 and 1, exact in every format, so that only ``rows`` is split.
-
-    "split_tf32" (float32 rows): two TF32 products, of the rows' top 11 significant bits
-    (cut by a mask, so exact in TF32) and of the rest (13 bits, of which TF32 keeps 11):
-    about 2^-22 relative per row, against tf32x3's three products that also split the
-    one-hot. "one_hot_bf16": one exact product for bfloat16 rows, three (split_bf16)
-    for float32 ones (weighted rows).
-    """
-    if PRECISION == "split_tf32":
-        high, low = _split_tf32(rows.to(tl.float32))
-        acc = tl.dot(one_hot_t, low, acc, input_precision="tf32")
-        acc = tl.dot(one_hot_t, high, acc, input_precision="tf32")
-    elif PRECISION == "one_hot_bf16":
-        one_hot_bf16 = one_hot_t.to(tl.bfloat16)
-        if rows.dtype == tl.bfloat16:
-            acc = tl.dot(one_hot_bf16, rows, acc)
-        else:
-            high, middle, low = _split_bf16(rows)
-            acc = tl.dot(one_hot_bf16, low, acc)
-            acc = tl.dot(one_hot_bf16, middle, acc)
-            acc = tl.dot(one_hot_bf16, high, acc)
-    return acc
-
-
-@triton.jit
 def _sums_by_center(left, rows, weight, acc, PRECISION: tl.constexpr, WEIGHT_ROWS: tl.constexpr):
-    """``left @ (rows, times weight where WEIGHT_ROWS) + acc``: a tile's sums per centre,
-    ``left`` the one-hot (centres x rows) of 0/1 or of the weights."""
+    """``left @ (rows, times weight where WEIGHT_ROWS) + acc`` in float32: a tile's sums per
+    centre, ``left`` the one-hot (centres x rows) of the labels, of 0/1 or of the weights.
+
+    With the one-hot precisions ``left`` holds only 0 and 1 (the weights, if any, go into
+    the rows), exact in every format, so only the rows are split. "split_tf32": two TF32
+    products, of the rows' high and low parts (:func:`_split_tf32`), against tf32x3's three
+    that also split the one-hot. "one_hot_bf16": one exact product for bfloat16 rows, three
+    for float32 ones (weighted rows). Otherwise as :func:`_matmul`.
+    """
     if WEIGHT_ROWS:
         rows = rows.to(tl.float32) * weight[:, None]
     if PRECISION == "split_tf32":
-        acc = _one_hot_sums(left, rows, acc, PRECISION)
+        high, low = _split_tf32(rows.to(tl.float32))
+        acc = tl.dot(left, low, acc, input_precision="tf32")
+        acc = tl.dot(left, high, acc, input_precision="tf32")
     elif PRECISION == "one_hot_bf16":
-        acc = _one_hot_sums(left, rows, acc, PRECISION)
+        if rows.dtype == tl.bfloat16:
+            acc = tl.dot(left.to(tl.bfloat16), rows, acc)
+        else:
+            acc = _dot_split_bf16(left.to(tl.bfloat16), rows, acc, False)
     else:
         acc = _matmul(left, rows, acc, PRECISION, False)
     return acc
@@ -229,7 +222,7 @@ def _assign_kernel(
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
     DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
-    WEIGHT_ROWS: tl.constexpr, PREFETCH_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr,
+    WEIGHT_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr,
 ):
     group = tl.program_id(1)
     n_groups = tl.num_programs(1)
@@ -259,12 +252,6 @@ def _assign_kernel(
                               mask=center_in_tile[None, :] & feature_ok[:, None], other=0.0)
         hoisted_norms = tl.load(CN + group_base + tile_centers, mask=center_in_tile, other=float("inf"))
 
-    if PREFETCH_ROWS:
-        # the next tile's rows are read while this one computes: their latency is hidden
-        # even where Triton's pipeliner does not stage the loads
-        first_rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        x_next = _row_tile(X, first_rows.to(tl.int64), first_rows < n_rows, stride_x, tile_features, n_features)
-
     if LLOYD:
         column = tl.load(LABEL_COLUMNS + group)
 
@@ -280,13 +267,7 @@ def _assign_kernel(
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
-            if PREFETCH_ROWS:
-                x_stored = x_next
-                next_rows = rows + tl.num_programs(0) * BLOCK_M
-                x_next = _row_tile(X, next_rows.to(tl.int64), next_rows < n_rows, stride_x, tile_features,
-                                   n_features)
-            else:
-                x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
+            x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
             x_tile = x_stored.to(tl.float32)
             x_sq = tl.sum(x_tile * x_tile, axis=1)
         else:
@@ -472,7 +453,6 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
         HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
         # where the one-hot must hold only 0 and 1, the weights go into the rows
         WEIGHT_ROWS=weighted and sum_precision in _ONE_HOT_SUM_PRECISIONS,
-        PREFETCH_ROWS=_tuning["prefetch_rows"] and n_features <= plan.block_d,
         SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
     )
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
