@@ -17,16 +17,20 @@ Writes gpu-kernel-variants.{json,md} to --out (default: benchmarks/results).
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import statistics
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from gpukmeans import _lloyd  # noqa: E402
 from gpukmeans._benchmark import environment, make_data  # noqa: E402
+from gpukmeans._cuda_graph import RecordedWork  # noqa: E402
 from gpukmeans._device import auto_chunk_size  # noqa: E402
 from gpukmeans._lloyd import _accumulate_pass  # noqa: E402
 from gpukmeans._sources import InMemorySource  # noqa: E402
@@ -52,12 +56,24 @@ SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # then what they replaced.
 # Runs 6-7 also timed a prefetch of the next tile into registers: slower at (100M, 32, 16)
 # in both dtypes (gpu-kernel-variants-h200-5.md); the option is gone.
+# Run 8 adds: the whole iteration as the engine runs it (the pass, then the centres, norms,
+# shift and flags, and the one transfer to the host), launch by launch and replayed from a
+# CUDA graph, timed on the host's clock; the engine's pass in its former memory-bounded
+# chunks beside the whole-table pass it now makes; and register caps that fit 5 or 6
+# programs per SM instead of 4 (kernel_sass.py, float32 (100M, 32, 16): 96 registers spill
+# 64 B and issue 25.6 instructions per row, 80 spill 144 B and issue 27.2, against 24.6).
 SHIPPED_VARIANTS = [
     ("default", {}),
     ("default, no inertia (as the engine iterates)", {"_inertia": False}),
-    ("default, the engine's pass (its chunks, no inertia)", {"_inertia": False, "_engine_pass": True}),
+    ("default, the engine's pass (no inertia)", {"_inertia": False, "_engine_pass": "whole"}),
+    ("default, the engine's pass in chunks (before run 8)", {"_inertia": False, "_engine_pass": "chunks"}),
+    ("default, the engine's iteration, launch by launch (host clock)", {"_iteration": "eager"}),
+    ("default, the engine's iteration, replayed CUDA graph (host clock)", {"_iteration": "recorded"}),
     ("default, labels only", {"_no_sums": True}),
     ("default, no register cap", {"maxnreg": 0}),
+    ("default, 4 programs per SM", {"programs_per_sm": 4}),
+    ("default, 96 registers, 5 programs per SM", {"maxnreg": 96, "programs_per_sm": 5}),
+    ("default, 80 registers, 6 programs per SM", {"maxnreg": 80, "programs_per_sm": 6}),
 ]
 BEFORE = {torch.float32: ("before: tf32x3, block 128", {**TF32X3, "block_m": 128, "maxnreg": 0}),
           torch.bfloat16: ("before: split_bf16 sums, block 128", {**SPLIT_BF16, "block_m": 128, "maxnreg": 0})}
@@ -125,14 +141,46 @@ def labels_only_step(X, centers, norms, weights, labels, columns, *, compute_ine
     return StepResult(None, None, changed, inertia)
 
 
-def engine_pass_step(X, centers, norms, weights, labels, columns, *, compute_inertia):
+class _ChunkedPass(InMemorySource):
+    """A pass in memory-bounded chunks, as the engine made it on a GPU before run 8."""
+
+    def lloyd_pass_chunks(self):
+        return self.chunks()
+
+
+def engine_pass_step(X, centers, norms, weights, labels, columns, *, compute_inertia, chunked=False):
     """A Lloyd pass as the engine makes it (``_lloyd._accumulate_pass``: the chunks a fit
     would use, each chunk's totals added up), for the gap between the kernel alone and
     an iteration of a whole fit."""
-    source = InMemorySource(X, weights, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
+    source = (_ChunkedPass if chunked else InMemorySource)(
+        X, weights, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
     totals = _accumulate_pass(source, centers, norms, labels, columns, with_potential=compute_inertia)
     return StepResult(totals.sums, totals.weight_sums, totals.n_changed,
                       totals.potential if compute_inertia else None)
+
+
+def time_iteration(X, centers, labels, recorded, repeats=15):
+    """ms of one Lloyd iteration as ``_lloyd.lloyd`` runs it (median of the host's clock),
+    from the start of its launches to its progress on the host; and its totals. Launch by
+    launch, or replayed from a CUDA graph recorded first (as the loop does from its second
+    iteration). The centres stay the same, so every repeat does the same work."""
+    source = InMemorySource(X, None, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
+    valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=X.device)
+    norms = _lloyd.padded_sq_norms(centers, valid)
+    columns = torch.zeros(1, dtype=torch.int64, device=X.device)
+    work = functools.partial(_lloyd._iterate, source, centers, norms, valid, labels, columns, False)
+    work()  # compiles the kernels, as the loop's first iteration does
+    run = RecordedWork(work, X.device).replay if recorded else work
+    times = []
+    for _ in range(repeats + 1):
+        if X.is_cuda:  # the CPU runs it in tests
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = run()
+        result.progress.cpu()
+        times.append((time.perf_counter() - start) * 1e3)
+    step = StepResult(result.sums, result.weight_sums, None, None)
+    return statistics.median(times[1:]), step
 
 
 def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
@@ -141,13 +189,19 @@ def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
     inertia = overrides.get("_inertia", True)
     chunk = overrides.get("_chunk_rows", X.shape[0])
     times = []
+    if overrides.get("_iteration"):
+        with triton_assign.tuning(**settings):
+            ms, step = time_iteration(X, centers, label_tables[0], overrides["_iteration"] == "recorded", repeats)
+        return ms, step, label_tables[0]
+    engine_pass = overrides.get("_engine_pass")
     with triton_assign.tuning(**settings):
         for attempt in range(repeats + 2):  # the first compiles, the second warms up
             labels = label_tables[attempt % len(label_tables)]
             start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             step = (labels_only_step if overrides.get("_no_sums") else
-                    engine_pass_step if overrides.get("_engine_pass") else triton_assign.lloyd_step_triton)
+                    functools.partial(engine_pass_step, chunked=engine_pass == "chunks") if engine_pass else
+                    triton_assign.lloyd_step_triton)
             parts = [step(X[first:first + chunk], centers, norms, None, labels[first:first + chunk], columns,
                           compute_inertia=inertia)
                      for first in range(0, X.shape[0], chunk)]

@@ -37,7 +37,7 @@ PY=${PYTHON:-python3}
 REHEARSE=${GPU_SESSION_REHEARSE:-0}
 BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
-declare -A LIMIT_S=([variants]=120 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300)
+declare -A LIMIT_S=([variants]=200 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300)
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(variants bench bench-large tests)
 for stage in "${STAGES[@]}"; do

@@ -188,32 +188,38 @@ def time_per_iteration(fit: Callable[[int], int], device: str, n_iter: int, repe
 
 
 # ------------------------------------------------------------------ the libraries
-def _gpukmeans(X, init, init_rows, device, *, kernel=None, dtype=None):
+def _gpukmeans(X, init, init_rows, device, *, environment=None, dtype=None):
+    """gpukmeans' fit; ``environment``: variables set during each fit (its switches)."""
     from gpukmeans import KMeans
 
     data = X.to(device)
     options = {} if dtype is None else {"dtype": dtype}
+    environment = environment or {}
 
     def fit(iterations):
         model = KMeans(init.shape[0], init=init.cpu().numpy(), n_init=1, max_iter=iterations,
                        tol=0.0, device=device, **options)
-        saved = os.environ.get("GPUKMEANS_KERNEL")
-        if kernel is not None:
-            os.environ["GPUKMEANS_KERNEL"] = kernel
+        saved = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
         try:
             model.fit(data)
         finally:
-            if kernel is not None:
-                if saved is None:
-                    os.environ.pop("GPUKMEANS_KERNEL")
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name)
                 else:
-                    os.environ["GPUKMEANS_KERNEL"] = saved
+                    os.environ[name] = value
         return int(model.n_iter_)
     return fit
 
 
 def _gpukmeans_reference_kernel(X, init, init_rows, device):
-    return _gpukmeans(X, init, init_rows, device, kernel="reference")
+    return _gpukmeans(X, init, init_rows, device, environment={"GPUKMEANS_KERNEL": "reference"})
+
+
+def _gpukmeans_launch_by_launch(X, init, init_rows, device):
+    # Without the CUDA graph of each iteration: what recording it saves, at each shape.
+    return _gpukmeans(X, init, init_rows, device, environment={"GPUKMEANS_CUDA_GRAPHS": "0"})
 
 
 def _gpukmeans_bfloat16(X, init, init_rows, device):
@@ -372,6 +378,7 @@ PEERS = {
     "gpukmeans": _gpukmeans,
     "gpukmeans (plain-PyTorch kernel)": _gpukmeans_reference_kernel,
     "gpukmeans (bfloat16 storage)": _gpukmeans_bfloat16,
+    "gpukmeans (launch by launch)": _gpukmeans_launch_by_launch,
     "scikit-learn (lloyd)": _sklearn("lloyd"),
     "scikit-learn (elkan)": _sklearn("elkan"),
     "faiss": _faiss,
@@ -383,7 +390,8 @@ PEERS = {
 }
 CPU_PEERS = ["gpukmeans", "gpukmeans (plain-PyTorch kernel)", "scikit-learn (lloyd)", "scikit-learn (elkan)", "faiss", "fastkmeans",
              "fast-pytorch-kmeans", "plain torch"]
-GPU_PEERS = ["gpukmeans", "gpukmeans (bfloat16 storage)", "flash-kmeans", "fastkmeans", "fast-pytorch-kmeans", "plain torch",
+GPU_PEERS = ["gpukmeans", "gpukmeans (bfloat16 storage)", "gpukmeans (launch by launch)", "flash-kmeans", "fastkmeans",
+             "fast-pytorch-kmeans", "plain torch",
              "cuML", "faiss"]
 
 

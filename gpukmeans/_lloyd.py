@@ -9,10 +9,14 @@ unchanged) or a centre shift of at most ``tol``, and a final assignment makes th
 labels match the returned centres.
 """
 
+import functools
+import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
+from ._cuda_graph import RecordedWork, cuda_graphs_enabled
 from ._device import row_blocks, work_block_bytes
 
 
@@ -22,6 +26,7 @@ class LloydResult:
     labels: torch.Tensor  # (n, G) integer labels on the source's device
     inertia: torch.Tensor  # (G,) float64 on the CPU: weighted sum of squared distances
     n_iter: list  # per group, Lloyd iterations run
+    n_replayed: int = 0  # iterations replayed from a CUDA graph
 
 
 def stack_groups(centers_list, dtype, device):
@@ -59,6 +64,11 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
 
     norms = padded_sq_norms(centers, valid)
     group_index = None
+    # While every group is active, the iteration's launches are recorded once as a CUDA
+    # graph and replayed (see _cuda_graph): it reads ``centers`` and ``norms`` in place.
+    recorder = _recorder_for(source)
+    recorded = None
+    n_replayed = 0
     for iteration in range(max_iter):
         if not active:
             break
@@ -69,24 +79,37 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
             old_centers, group_valid, old_norms = centers, valid, norms
         else:
             old_centers, group_valid, old_norms = centers[group_index], valid[group_index], norms[group_index]
-        step = _accumulate_pass(source, old_centers, old_norms, labels, group_index, bool(verbose))
+            recorded = None  # its inputs are no longer the pass's; its memory is freed
+        work = functools.partial(_iterate, source, old_centers, old_norms, group_valid, labels, group_index,
+                                 bool(verbose))
+        # The first iteration runs launch by launch: it compiles the kernels, which a
+        # recording must not do.
+        if recorder is not None and everyone and recorded is None and iteration >= _FIRST_RECORDED_ITERATION:
+            recorded = _record(recorder, work, source.device)
+            if recorded is None:
+                recorder = None
+        if recorded is not None:
+            result = recorded.replay()
+            n_replayed += 1
+        else:
+            result = work()
         # One device-to-host transfer per iteration in the common case. On a GPU each
         # transfer waits for the queue to drain, and whatever is launched after it, before
         # the next pass, runs with the GPU idle (on an H200 this took (10M, 16, 8) from 1.48
         # to 1.26 ms per iteration). So the centres, and the norms the next pass needs, are
         # computed before it is known whether a cluster emptied; in the rare iteration where
         # one did, they are relocated and computed again.
-        new_centers = _updated_centers(old_centers, step)
-        new_norms = padded_sq_norms(new_centers, group_valid)
-        emptied = ((step.weight_sums == 0) & group_valid).any(dim=1)
-        shift = _center_shift(new_centers, old_centers)
-        n_changed, shift, emptied = torch.stack([step.n_changed.double(), shift, emptied.double()]).cpu()
+        n_changed, shift, emptied = result.progress.cpu()
+        new_centers, new_norms = result.new_centers, result.new_norms
         if bool(emptied.any()):
-            _relocate_empty_clusters(source, old_centers, group_valid, step)
-            new_centers = _updated_centers(old_centers, step)
+            _relocate_empty_clusters(source, old_centers, group_valid, result)
+            new_centers = _updated_centers(old_centers, result)
             new_norms = padded_sq_norms(new_centers, group_valid)
             shift = _center_shift(new_centers, old_centers).cpu()
-        if everyone:
+        if recorded is not None:  # the recording's inputs, rewritten in place
+            centers.copy_(new_centers)
+            norms.copy_(new_norms)
+        elif everyone:
             centers, norms = new_centers, new_norms
         else:
             centers[group_index] = new_centers
@@ -96,7 +119,7 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
         for position, group in enumerate(active):
             n_iter[group] = iteration + 1
             if verbose:
-                print(f"Iteration {iteration}, group {group}, inertia {float(step.potential[position]):.6g}")
+                print(f"Iteration {iteration}, group {group}, inertia {float(result.potential[position]):.6g}")
             if n_changed[position] == 0:
                 if verbose:
                     print(f"Converged at iteration {iteration}: strict convergence (group {group}).")
@@ -118,7 +141,56 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
         labels=labels,
         inertia=inertia,
         n_iter=n_iter,
+        n_replayed=n_replayed,
     )
+
+
+class _Iteration(NamedTuple):
+    """What one iteration of the active groups computes on the device, before any of it
+    is looked at on the host. Flat, so that a recording's outputs are a tuple of tensors."""
+
+    sums: torch.Tensor  # (A, k_max, d) float64: the pass's weighted sums per centre
+    weight_sums: torch.Tensor  # (A, k_max) float64
+    potential: torch.Tensor  # (A,) float64: inertia against the old centres (zeros unless verbose)
+    new_centers: torch.Tensor  # (A, k_max, d): the means, before any relocation
+    new_norms: torch.Tensor  # (A, k_max): their padded squared norms
+    progress: torch.Tensor  # (3, A) float64: rows whose label changed, centre shift, emptied flag
+
+
+def _iterate(source, old_centers, old_norms, group_valid, labels, group_index, with_potential) -> _Iteration:
+    """One Lloyd iteration of the active groups, launched without waiting on the device."""
+    totals = _accumulate_pass(source, old_centers, old_norms, labels, group_index, with_potential)
+    new_centers = _updated_centers(old_centers, totals)
+    emptied = ((totals.weight_sums == 0) & group_valid).any(dim=1)
+    progress = torch.stack([totals.n_changed.double(), _center_shift(new_centers, old_centers), emptied.double()])
+    return _Iteration(totals.sums, totals.weight_sums, totals.potential, new_centers,
+                      padded_sq_norms(new_centers, group_valid), progress)
+
+
+# Iterations before this one run launch by launch (the first compiles the kernels).
+_FIRST_RECORDED_ITERATION = 1
+
+
+def _recorder_for(source):
+    """How to record an iteration on ``source``'s device, or None where it runs launch by launch.
+
+    Only rows held in one CUDA process qualify: a streamed pass copies from the host,
+    and a sharded one waits on the other processes, inside the iteration.
+    """
+    if source.device.type != "cuda" or source.world_size != 1 or not source.recordable_pass:
+        return None
+    return RecordedWork if cuda_graphs_enabled() else None
+
+
+def _record(recorder, work, device):
+    """``recorder(work, device)``, or None (with a warning) where the recording fails: the
+    iteration then runs launch by launch, with the same result."""
+    try:
+        return recorder(work, device)
+    except Exception as error:  # noqa: BLE001 - any failure leaves the launch-by-launch loop intact
+        warnings.warn(f"gpukmeans: the Lloyd iteration could not be recorded as a CUDA graph ({error}); "
+                      "it runs launch by launch, with the same result.", RuntimeWarning, stacklevel=3)
+        return None
 
 
 @dataclass
@@ -172,14 +244,14 @@ def _center_shift(new_centers, old_centers) -> torch.Tensor:
     return ((new_centers.double() - old_centers.double()) ** 2).sum(dim=(1, 2))
 
 
-def _updated_centers(old_centers, totals: _PassTotals) -> torch.Tensor:
+def _updated_centers(old_centers, totals) -> torch.Tensor:
     """Weighted means; a centre nobody could be moved to keeps its place (never NaN or 0)."""
     weight_sums = totals.weight_sums[..., None]
     means = totals.sums / weight_sums.clamp_min(torch.finfo(torch.float64).tiny)
     return torch.where(weight_sums > 0, means, old_centers.double()).to(old_centers.dtype)
 
 
-def _relocate_empty_clusters(source, centers, valid, totals: _PassTotals) -> None:
+def _relocate_empty_clusters(source, centers, valid, totals) -> None:
     """Move each empty centre onto one of the points farthest from their own centre.
 
     As scikit-learn does, in the sums (before dividing): the point leaves its cluster's

@@ -16,6 +16,8 @@ The seam, for a holder of some of the table's rows:
 - ``chunks()``: ``(start, rows, weights or None)`` over this holder's rows, in order;
   ``start`` is the *local* offset of the chunk (it indexes per-row state such as labels).
   ``lloyd_pass_chunks()``: the same for a Lloyd pass, which may take larger pieces.
+  ``recordable_pass``: whether a Lloyd iteration over these rows may be recorded as a
+  CUDA graph (rows held on the GPU by this process alone).
 - ``sample_weight``: this holder's weights as one tensor on ``device``, or None.
 - ``row_offset``: the global index of this holder's first row. Global indices
   (``row_offset + local``) name rows in every exchange: draws, ``take``, ``weights_of``.
@@ -38,7 +40,7 @@ import torch
 from ._device import assign_block_bytes, row_blocks
 from ._oom import ResilientAssigner
 from ._storage import compute_dtype
-from .kernels import fused_cpu_kernel_available
+from .kernels import backend_for, fused_cpu_kernel_available
 
 
 class DataSource:
@@ -52,6 +54,7 @@ class DataSource:
     rank = 0
     world_size = 1
     sample_weight: Optional[torch.Tensor] = None
+    recordable_pass = False
 
     @property
     def storage_dtype(self) -> torch.dtype:
@@ -196,18 +199,32 @@ class InMemorySource(DataSource):
             yield start, self.X[start:stop], weights
 
     def lloyd_pass_chunks(self):
-        """On the CPU kernel, the whole table as one chunk.
+        """The whole table as one chunk where the pass's kernel allocates nothing per row:
+        the CPU kernel and the Triton kernel write the labels in place and return totals.
 
-        There a Lloyd step writes the labels in place and allocates nothing per row, so
-        a chunk bounds no memory; each chunk only costs a hand-off to the worker
-        threads and a wait for the slowest (measured at 1,000,000 x 16 on 2 cores:
-        7.5 to 8.9 ms per pass in five chunks, 6.1 to 6.3 ms in one).
+        There a chunk bounds no memory and only costs: on the CPU a hand-off to the
+        worker threads and a wait for the slowest (measured at 1,000,000 x 16 on 2
+        cores: 7.5 to 8.9 ms per pass in five chunks, 6.1 to 6.3 ms in one); on a GPU a
+        launch whose last tiles leave most of the chip idle, and its totals added up.
         """
-        if self.device.type == "cpu" and fused_cpu_kernel_available(self.X.dtype):
+        if self.X.device == self.device and _whole_pass_kernel(self.X):
             yield 0, self.X, self.sample_weight
         else:
             yield from self.chunks()
 
+    @property
+    def recordable_pass(self) -> bool:
+        """Whether a Lloyd iteration may be recorded as a CUDA graph (see ``_lloyd``):
+        the rows are already on the GPU, so a pass launches kernels and copies nothing."""
+        return self.X.device.type == "cuda"
+
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
         return self.X[indices.to(self.device)].to(self.dtype)
+
+
+def _whole_pass_kernel(X: torch.Tensor) -> bool:
+    """Whether a Lloyd step over ``X`` runs on a fast path that allocates nothing per row."""
+    if X.device.type == "cpu":
+        return fused_cpu_kernel_available(X.dtype)
+    return backend_for(X) == "triton"

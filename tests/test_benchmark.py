@@ -169,23 +169,29 @@ def test_on_cuda_no_timed_fit_pays_for_a_cold_allocator(monkeypatch):
     assert [r.ms_per_iter for r in records] == [pytest.approx(10 * 1e3)] * 2
 
 
-def test_the_engine_pass_variant_is_the_engines_lloyd_pass():
-    """gpu_kernel_variants.py's "engine's pass" row times what a fit's iteration does (its
-    chunks, their totals added up): its totals must be the kernel's, on whatever device."""
+def _variants_script():
     pytest.importorskip("triton")
     import pathlib
     import runpy
 
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_kernel_variants.py"
+    return runpy.run_path(str(script), run_name="variants")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_engine_pass_variant_is_the_engines_lloyd_pass(chunked):
+    """gpu_kernel_variants.py's "engine's pass" rows time what a fit's iteration does (its
+    chunks, their totals added up): its totals must be the kernel's, on whatever device."""
     from gpukmeans.kernels import lloyd_step_reference
 
-    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_kernel_variants.py"
-    variants = runpy.run_path(str(script), run_name="variants")
+    variants = _variants_script()
     X = torch.randn(5000, 6, generator=torch.Generator().manual_seed(3))
     centers = X[:4][None].clone()
     norms = (centers * centers).sum(dim=2)
     labels = torch.full((5000, 1), -1, dtype=torch.int8)
     columns = torch.zeros(1, dtype=torch.int64)
-    got = variants["engine_pass_step"](X, centers, norms, None, labels, columns, compute_inertia=True)
+    got = variants["engine_pass_step"](X, centers, norms, None, labels, columns, compute_inertia=True,
+                                       chunked=chunked)
     expected_labels = torch.full((5000, 1), -1, dtype=torch.int8)
     expected = lloyd_step_reference(X, centers, norms, None, expected_labels, columns, compute_inertia=True)
     assert torch.equal(labels, expected_labels)
@@ -193,3 +199,20 @@ def test_the_engine_pass_variant_is_the_engines_lloyd_pass():
     assert torch.allclose(got.sums.double(), expected.sums.double(), rtol=1e-5, atol=1e-4)
     assert torch.allclose(got.weight_sums.double(), expected.weight_sums.double())
     assert torch.allclose(got.inertia.double(), expected.inertia.double(), rtol=1e-5)
+
+
+def test_the_iteration_variant_times_the_engines_iteration():
+    """The "engine's iteration" rows time ``_lloyd._iterate`` (on a GPU also replayed from a
+    CUDA graph): on the CPU, launch by launch, its totals must be the reference step's."""
+    from gpukmeans.kernels import lloyd_step_reference
+
+    variants = _variants_script()
+    X = torch.randn(4000, 5, generator=torch.Generator().manual_seed(4))
+    centers = X[:3][None].clone()
+    labels = torch.full((4000, 1), -1, dtype=torch.int8)
+    ms, got = variants["time_iteration"](X, centers, labels, recorded=False, repeats=2)
+    expected = lloyd_step_reference(X, centers, (centers * centers).sum(dim=2), None,
+                                    torch.full((4000, 1), -1, dtype=torch.int8), torch.zeros(1, dtype=torch.int64))
+    assert ms > 0
+    assert torch.allclose(got.sums.double(), expected.sums.double(), rtol=1e-5, atol=1e-4)
+    assert torch.equal(got.weight_sums.double(), expected.weight_sums.double())

@@ -79,3 +79,67 @@ def test_kmeans_parallel_on_cuda(data):
     km = KMeans(8, init="k-means||", random_state=0, device="cuda").fit(data)
     ref = KMeans(8, random_state=0, device="cpu").fit(data)
     assert km.inertia_ <= 1.05 * ref.inertia_
+
+
+def _lloyd_on_cuda(X, starts, monkeypatch, *, graphs, weights=None):
+    from gpukmeans._lloyd import lloyd
+    from gpukmeans._sources import InMemorySource
+
+    monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "1" if graphs else "0")
+    return lloyd(InMemorySource(X, weights, chunk_size=50_000), starts, max_iter=40, tol=0.0)
+
+
+def _assert_same_lloyd(a, b):
+    assert a.n_iter == b.n_iter
+    assert torch.equal(a.labels, b.labels)
+    assert torch.equal(a.inertia, b.inertia)
+    for centers_a, centers_b in zip(a.centers, b.centers):
+        assert torch.equal(centers_a, centers_b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cuda_graph_replays_give_the_launch_by_launch_result(monkeypatch, dtype, weighted):
+    generator = torch.Generator(device="cuda").manual_seed(5)
+    X = torch.randn(300_000, 16, device="cuda", generator=generator).to(dtype)
+    weights = torch.rand(X.shape[0], device="cuda", generator=generator) if weighted else None
+    # restarts of several k, which converge at different iterations
+    starts = [X[:4].float(), X[4:12].float(), X[12:20].float()]
+    plain = _lloyd_on_cuda(X, starts, monkeypatch, graphs=False, weights=weights)
+    replayed = _lloyd_on_cuda(X, starts, monkeypatch, graphs=True, weights=weights)
+    _assert_same_lloyd(plain, replayed)
+    assert plain.n_replayed == 0
+    assert replayed.n_replayed == min(replayed.n_iter) - 1 >= 3
+
+
+def test_cuda_graph_replay_relocates_an_empty_cluster_as_launch_by_launch(monkeypatch):
+    from gpukmeans import _lloyd
+
+    X = torch.randn(100_000, 8, device="cuda", generator=torch.Generator(device="cuda").manual_seed(6))
+    starts = [torch.cat([X[:5], torch.full((1, 8), 1e3, device="cuda")])]
+    _lloyd_on_cuda(X, starts, monkeypatch, graphs=False)  # compiles the kernels before any recording
+    monkeypatch.setattr(_lloyd, "_FIRST_RECORDED_ITERATION", 0)  # the emptying iteration is a replay
+    plain = _lloyd_on_cuda(X, starts, monkeypatch, graphs=False)
+    replayed = _lloyd_on_cuda(X, starts, monkeypatch, graphs=True)
+    _assert_same_lloyd(plain, replayed)
+    assert replayed.n_replayed == replayed.n_iter[0]
+    assert torch.all(replayed.centers[0].abs() < 1e2)
+
+
+def test_cuda_fit_is_the_same_with_and_without_graphs(monkeypatch, data):
+    X = torch.as_tensor(data, dtype=torch.float32, device="cuda")
+    monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "0")
+    plain = KMeans(8, random_state=3, n_init=4, device="cuda").fit(X)
+    monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "1")
+    replayed = KMeans(8, random_state=3, n_init=4, device="cuda").fit(X)
+    assert torch.equal(plain.labels_, replayed.labels_)
+    assert torch.equal(plain.cluster_centers_, replayed.cluster_centers_)
+    assert plain.inertia_ == replayed.inertia_ and plain.n_iter_ == replayed.n_iter_
+
+
+def test_a_cuda_lloyd_pass_is_one_launch_over_the_whole_table(data):
+    from gpukmeans._sources import InMemorySource
+
+    X = torch.as_tensor(data, dtype=torch.float32, device="cuda")
+    chunks = list(InMemorySource(X, None, chunk_size=1000).lloyd_pass_chunks())
+    assert len(chunks) == 1 and chunks[0][1].shape == X.shape
