@@ -18,6 +18,9 @@ import torch
 
 from ._cuda_graph import RecordedWork, cuda_graphs_enabled
 from ._device import row_blocks, work_block_bytes
+from .kernels import padded_sq_norms, update_centers
+
+__all__ = ["LloydResult", "exact_sq_distances", "lloyd", "padded_sq_norms", "stack_groups"]
 
 
 @dataclass
@@ -39,12 +42,6 @@ def stack_groups(centers_list, dtype, device):
         centers[g, : group.shape[0]] = group.to(device=device, dtype=dtype)
         valid[g, : group.shape[0]] = True
     return centers, valid
-
-
-def padded_sq_norms(centers: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``||c||^2`` per centre, ``+inf`` at padding so that padding is never nearest."""
-    norms = (centers * centers).sum(dim=2)
-    return norms.masked_fill(~valid, float("inf"))
 
 
 def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> LloydResult:
@@ -103,9 +100,8 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
         new_centers, new_norms = result.new_centers, result.new_norms
         if bool(emptied.any()):
             _relocate_empty_clusters(source, old_centers, group_valid, result)
-            new_centers = _updated_centers(old_centers, result)
-            new_norms = padded_sq_norms(new_centers, group_valid)
-            shift = _center_shift(new_centers, old_centers).cpu()
+            update = update_centers(result.sums, result.weight_sums, result.progress[0], old_centers, group_valid)
+            new_centers, new_norms, shift = update.new_centers, update.new_norms, update.progress[1].cpu()
         if recorded is not None:  # the recording's inputs, rewritten in place
             centers.copy_(new_centers)
             norms.copy_(new_norms)
@@ -160,11 +156,8 @@ class _Iteration(NamedTuple):
 def _iterate(source, old_centers, old_norms, group_valid, labels, group_index, with_potential) -> _Iteration:
     """One Lloyd iteration of the active groups, launched without waiting on the device."""
     totals = _accumulate_pass(source, old_centers, old_norms, labels, group_index, with_potential)
-    new_centers = _updated_centers(old_centers, totals)
-    emptied = ((totals.weight_sums == 0) & group_valid).any(dim=1)
-    progress = torch.stack([totals.n_changed.double(), _center_shift(new_centers, old_centers), emptied.double()])
-    return _Iteration(totals.sums, totals.weight_sums, totals.potential, new_centers,
-                      padded_sq_norms(new_centers, group_valid), progress)
+    update = update_centers(totals.sums, totals.weight_sums, totals.n_changed, old_centers, group_valid)
+    return _Iteration(totals.sums, totals.weight_sums, totals.potential, *update)
 
 
 # Iterations before this one run launch by launch (the first compiles the kernels).
@@ -237,18 +230,6 @@ def _accumulate_pass(source, centers, norms, labels, group_index, with_potential
         totals.n_changed = n_changed.round().to(torch.int64)  # exact: counts far below 2**53
         totals.potential = potential
     return totals
-
-
-def _center_shift(new_centers, old_centers) -> torch.Tensor:
-    """(A,) float64: squared distance the centres of each group moved, summed over centres."""
-    return ((new_centers.double() - old_centers.double()) ** 2).sum(dim=(1, 2))
-
-
-def _updated_centers(old_centers, totals) -> torch.Tensor:
-    """Weighted means; a centre nobody could be moved to keeps its place (never NaN or 0)."""
-    weight_sums = totals.weight_sums[..., None]
-    means = totals.sums / weight_sums.clamp_min(torch.finfo(torch.float64).tiny)
-    return torch.where(weight_sums > 0, means, old_centers.double()).to(old_centers.dtype)
 
 
 def _relocate_empty_clusters(source, centers, valid, totals) -> None:

@@ -48,3 +48,33 @@ def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
     _, _, masked, _ = _loop_counts("distance_precision=split_tf32", "sum_precision=split_tf32", "block_m=64")
     _, _, triton_split, _ = _loop_counts("distance_precision=tf32x3", "sum_precision=tf32x3", "block_m=64")
     assert masked < 0.9 * triton_split
+
+
+_COMPILE_CENTER_UPDATE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from gpukmeans.kernels import triton_update
+
+kernel = triton_update._update_kernel
+for center_type in ("fp32", "fp64"):
+    for block_k, block_d in ((1, 1), (32, 64)):
+        pointers = ["*fp64", "*fp64", "*i64", "*" + center_type, "*i1", "*" + center_type, "*" + center_type, "*fp64"]
+        signature = dict(zip(kernel.arg_names, pointers + ["i32"] * 3))
+        signature.update(BLOCK_K="constexpr", BLOCK_D="constexpr")
+        source = ASTSource(kernel, signature, constexprs={"BLOCK_K": block_k, "BLOCK_D": block_d})
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+        print(center_type, block_k, block_d, "regs", compiled.n_regs if hasattr(compiled, "n_regs") else "?")
+"""
+
+
+def test_the_center_update_kernel_compiles_for_the_gpu():
+    """The interpreter is lenient about types that the compiler rejects: the update
+    kernel (tested against the reference under the interpreter) must also compile."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", _COMPILE_CENTER_UPDATE], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("regs") == 4

@@ -399,3 +399,43 @@ def test_cpu_kernel_lowers_closest_in_place_to_a_chosen_centre(dtype):
     with pytest.raises(ValueError, match="one candidate"):
         cpu_kernel.candidate_potentials_cpu(X, torch.cat([centre, centre]), norms.repeat(2), lowered,
                                             lower_closest=True)
+
+
+def _center_update_paths():
+    return [pytest.param("cuda", id="triton-cuda", marks=pytest.mark.gpu),
+            pytest.param("cpu", id="triton-interpreter", marks=pytest.mark.skipif(
+                not _triton_interpreter_available(),
+                reason="Triton not installed, or already imported without the interpreter"))]
+
+
+@pytest.mark.parametrize("device", _center_update_paths())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features,k_max", [(1, 1), (3, 2), (16, 8), (70, 33)])
+def test_triton_center_update_matches_reference(device, dtype, n_features, k_max):
+    """One launch for Lloyd's update: the same means bit for bit, the norms and shift
+    as the same sums in another order, the same flags."""
+    from gpukmeans.kernels import triton_update
+    from gpukmeans.kernels.reference import update_centers_reference
+
+    generator = torch.Generator().manual_seed(n_features * 100 + k_max)
+    n_groups = 3
+    old = torch.randn(n_groups, k_max, n_features, generator=generator, dtype=torch.float64).to(dtype) * 3
+    weight_sums = torch.rand(n_groups, k_max, generator=generator, dtype=torch.float64) * 100
+    sums = torch.randn(n_groups, k_max, n_features, generator=generator, dtype=torch.float64) * weight_sums[..., None]
+    valid = torch.ones(n_groups, k_max, dtype=torch.bool)
+    weight_sums[0, 0] = 0.0  # a valid centre that emptied: it keeps its place, and is flagged
+    sums[0, 0] = 0.0
+    valid[2, -1] = False  # padding (group 2 has k_max - 1 centres): never flagged
+    weight_sums[2, -1] = 0.0
+    sums[2, -1] = 0.0
+    n_changed = torch.tensor([5, 0, 7])
+    expected = update_centers_reference(sums, weight_sums, n_changed, old, valid)
+    got = triton_update.update_centers_triton(*(t.to(device) for t in (sums, weight_sums, n_changed, old, valid)))
+    got = [t.cpu() for t in got]
+    assert torch.equal(got[0], expected.new_centers)
+    assert torch.equal(got[0][0, 0], old[0, 0])
+    torch.testing.assert_close(got[1], expected.new_norms, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
+    assert torch.isinf(got[1][2, -1]) and torch.isfinite(got[1][:2]).all()
+    assert got[2][0].tolist() == [5.0, 0.0, 7.0]
+    torch.testing.assert_close(got[2][1], expected.progress[1], rtol=1e-12, atol=0)
+    assert got[2][2].tolist() == expected.progress[2].tolist() == [1.0, 0.0, 0.0]

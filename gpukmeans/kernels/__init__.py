@@ -26,14 +26,18 @@ import warnings
 
 from .reference import (
     AssignResult,
+    CenterUpdate,
     StepResult,
     assign_accumulate_reference,
     candidate_potentials_reference,
     lloyd_step_reference,
+    padded_sq_norms,
+    update_centers_reference,
 )
 
 __all__ = [
     "AssignResult",
+    "CenterUpdate",
     "StepResult",
     "assign_accumulate",
     "assign_accumulate_reference",
@@ -43,6 +47,9 @@ __all__ = [
     "fused_cpu_kernel_available",
     "lloyd_step",
     "lloyd_step_reference",
+    "padded_sq_norms",
+    "update_centers",
+    "update_centers_reference",
 ]
 
 
@@ -52,6 +59,8 @@ def _load(name):
     try:
         if name == "cpu":
             from . import cpu as module
+        elif name == "triton_update":
+            from . import triton_update as module
         else:
             from . import triton_assign as module
     except ImportError as error:  # numba / triton not installed: the reference serves
@@ -140,6 +149,17 @@ def lloyd_step(X, centers, center_sq_norms, weights, labels, label_columns, *, c
     return lloyd_step_reference(
         X, centers, center_sq_norms, weights, labels, label_columns,
         compute_inertia=compute_inertia)
+
+
+def update_centers(sums, weight_sums, n_changed, old_centers, valid) -> CenterUpdate:
+    """Lloyd's centre update on the fastest implementation for the centres' device: one
+    Triton launch on CUDA, PyTorch elsewhere. Same contract as
+    :func:`gpukmeans.kernels.reference.update_centers_reference`."""
+    if os.environ.get("GPUKMEANS_KERNEL", "").lower() != "reference" and old_centers.device.type == "cuda":
+        module = _load("triton_update")
+        if module is not None and module.supports(old_centers):
+            return module.update_centers_triton(sums, weight_sums, n_changed, old_centers, valid)
+    return update_centers_reference(sums, weight_sums, n_changed, old_centers, valid)
 
 
 def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False):

@@ -1,4 +1,5 @@
-"""Plain-PyTorch reference of the fused assign-and-accumulate step.
+"""Plain-PyTorch reference of the fused assign-and-accumulate step, and of Lloyd's
+centre update after it.
 
 It is the definition every fast path is tested against, and the fallback on any
 device. It holds one chunk's ``m x (G * k_max)`` distances, never ``m x k x d``.
@@ -138,3 +139,40 @@ def potentials_from_distances(distances, closest, weights=None) -> torch.Tensor:
     if weights is not None:
         nearest = nearest * weights.double()[:, None]
     return nearest.sum(dim=0)
+
+
+def padded_sq_norms(centers: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``||c||^2`` per centre, ``+inf`` at padding so that padding is never nearest."""
+    norms = (centers * centers).sum(dim=2)
+    return norms.masked_fill(~valid, float("inf"))
+
+
+class CenterUpdate(NamedTuple):
+    new_centers: torch.Tensor  # (A, k_max, d), the old centres' dtype: the weighted means
+    new_norms: torch.Tensor  # (A, k_max): their padded squared norms (see padded_sq_norms)
+    progress: torch.Tensor  # (3, A) float64: label changes, centre shift, whether a centre emptied
+
+
+def update_centers_reference(sums, weight_sums, n_changed, old_centers, valid) -> CenterUpdate:
+    """Lloyd's update of A groups of centres from one pass's totals.
+
+    Parameters
+    ----------
+    sums : (A, k_max, d) float64, the weighted sums of the rows assigned to each centre.
+    weight_sums : (A, k_max) float64, their weights.
+    n_changed : (A,) rows whose label changed, any numeric dtype.
+    old_centers : (A, k_max, d), the centres the pass assigned to (their dtype is kept).
+    valid : (A, k_max) bool, False at padding.
+
+    A centre nobody was assigned to keeps its place (never NaN, never 0). ``progress``
+    holds, per group, ``n_changed``, the squared distance the centres moved (summed
+    over centres, in float64) and 1.0 where a valid centre got no weight, else 0.0:
+    everything the host needs to look at, in one tensor (one transfer).
+    """
+    has_weight = weight_sums[..., None] > 0
+    means = sums / torch.where(has_weight, weight_sums[..., None], 1.0)
+    new_centers = torch.where(has_weight, means, old_centers.double()).to(old_centers.dtype)
+    shift = ((new_centers.double() - old_centers.double()) ** 2).sum(dim=(1, 2))
+    emptied = ((weight_sums == 0) & valid).any(dim=1)
+    progress = torch.stack([n_changed.double(), shift, emptied.double()])
+    return CenterUpdate(new_centers, padded_sq_norms(new_centers, valid), progress)
