@@ -224,8 +224,13 @@ def _assign_kernel(
     DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
     WEIGHT_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr,
 ):
-    group = tl.program_id(1)
-    n_groups = tl.num_programs(1)
+    # The group is the grid's fastest axis: the G programs that walk the same row tiles
+    # (one per group: restarts, or the k's of a sweep) are scheduled side by side, so
+    # that a tile one of them reads from memory the others find in L2.
+    group = tl.program_id(0)
+    n_groups = tl.num_programs(0)
+    program = tl.program_id(1)
+    n_programs = tl.num_programs(1)
     tile_centers = tl.arange(0, BLOCK_K)
     tile_features = tl.arange(0, BLOCK_D)
     feature_ok = tile_features < n_features
@@ -255,7 +260,7 @@ def _assign_kernel(
     if LLOYD:
         column = tl.load(LABEL_COLUMNS + group)
 
-    for tile in range(tl.program_id(0), n_row_tiles, tl.num_programs(0)):
+    for tile in range(program, n_row_tiles, n_programs):
         rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = rows < n_rows
         rows64 = rows.to(tl.int64)
@@ -350,7 +355,7 @@ def _assign_kernel(
 
     # This program's slot of the per-program totals: the caller adds the slots up in a
     # fixed order, so that the sums do not depend on the order programs finish in.
-    slot = tl.program_id(0).to(tl.int64) * n_groups + group
+    slot = program.to(tl.int64) * n_groups + group
     if SLOT_COUNTS:
         weights_total = tl.sum(counts, axis=0)
     if ACCUMULATE:
@@ -477,7 +482,7 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
     # stand-ins for the outputs this launch does not write: its flags keep the kernel from
     # touching them, so they are left uninitialised (a zero-filled one would cost a launch)
     dummy_float = torch.empty(1, dtype=torch.float32, device=device)
-    grid = (plan.n_programs, n_groups)
+    grid = (n_groups, plan.n_programs)
     global last_compiled
     last_compiled = _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
