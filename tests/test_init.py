@@ -127,3 +127,29 @@ def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkey
 
     (fused_centres, fused_rows), (block_centres, block_rows) = init(True), init(False)
     assert torch.equal(fused_rows, block_rows) and torch.equal(fused_centres, block_centres)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_draw_block_totals_do_not_depend_on_how_many_blocks_are_summed_at_once(monkeypatch, weighted):
+    # The draws' block totals are summed many blocks at a time (one transfer from a GPU
+    # instead of one per block); how many must not change them, or the draws.
+    from gpukmeans import _init
+    from gpukmeans._sources import InMemorySource
+
+    rng = np.random.default_rng(8)
+    X = torch.from_numpy(rng.standard_normal((3 * 512 + 100, 2)))
+    weights = torch.from_numpy(rng.random(X.shape[0])) if weighted else None
+    source = InMemorySource(X, weights, chunk_size=300)
+    values = torch.from_numpy(rng.random(X.shape[0]))
+    monkeypatch.setattr(_init, "_BLOCK_ROWS", 512)
+    totals, draws = [], []
+    for blocks_at_once in (1, 2, 10):
+        monkeypatch.setattr(_init, "work_block_bytes", lambda device, n=blocks_at_once: 8 * 512 * n)
+        totals.append(_init._block_totals(source, values))
+        draws.append(_init._draw_proportional(source, values, 5, torch.Generator().manual_seed(4)))
+    per_block = torch.stack([_init._block_values(source, values, start, stop, w).sum()
+                             for start, stop, w in _init._weight_blocks(source)])
+    assert totals[0].shape == (4,)
+    torch.testing.assert_close(totals[0], per_block, rtol=1e-12, atol=0)
+    assert all(torch.equal(t, totals[0]) for t in totals[1:])
+    assert all(torch.equal(d, draws[0]) for d in draws[1:])
