@@ -21,6 +21,9 @@
 #                and bfloat16: throughput against the chip's limits, occupancy, warp stalls and
 #                where they happen (not by default)
 #   suite        the rest of the test suite with CUDA visible (not run by default)
+#   restarts     only the n_init=10 cost at (1M, 16, 8) (bench includes it)     -> restarts-cuda.*
+#   whole-fit    benchmarks/gpu_whole_fit.py: a default fit at (100M, 32, 16) by phase
+#                (k-means++, the iterations, the rest) (not by default)          -> gpu-whole-fit.*
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
 # GPU_SESSION_BUDGET_S (default 560: no stage starts, or runs, past it),
@@ -37,12 +40,14 @@ PY=${PYTHON:-python3}
 REHEARSE=${GPU_SESSION_REHEARSE:-0}
 BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 
-declare -A LIMIT_S=([variants]=200 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300)
+declare -A LIMIT_S=([variants]=200 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300
+                    [restarts]=60 [whole-fit]=120)
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(variants bench bench-large tests)
 for stage in "${STAGES[@]}"; do
   if [[ -z ${LIMIT_S[$stage]+set} ]]; then
-    echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large profile suite)" >&2
+    echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large profile suite" \
+         "restarts whole-fit)" >&2
     exit 2
   fi
 done
@@ -254,6 +259,30 @@ run_bench() {
   return "$status"
 }
 stage_bench() { run_bench "$1" "" "${SMALL_TIMING[@]}"; }
+
+stage_restarts() {
+  if [[ $REHEARSE == 1 ]]; then  # its shape is fixed, (1M, 16, 8): minutes on a small CPU
+    say "   (rehearsal: the restarts stage runs bench_lloyd.py --restarts-only, as bench does)"
+    return
+  fi
+  logged "$1" "$PY" benchmarks/bench_lloyd.py --device "$DEVICE" --restarts-only --iterations 10 --repeats 3 \
+    --out "$WORK/restarts"
+  local status=$?
+  cp "$WORK/restarts/restarts-$DEVICE".* "$OUT/" 2>/dev/null || say "   no restarts-$DEVICE.* was written"
+  return "$status"
+}
+
+stage_whole-fit() {
+  if [[ $REHEARSE == 1 ]]; then
+    say "   (rehearsal: the whole fit needs CUDA; only checked to import)"
+    logged "$1" "$PY" -c "import runpy; runpy.run_path('benchmarks/gpu_whole_fit.py', run_name='check')"
+    return
+  fi
+  logged "$1" "$PY" benchmarks/gpu_whole_fit.py --out "$WORK/whole-fit"
+  local status=$?
+  cp "$WORK/whole-fit/gpu-whole-fit".* "$OUT/" 2>/dev/null || say "   no gpu-whole-fit.* was written"
+  return "$status"
+}
 stage_bench-large() { run_bench "$1" -large "${LARGE_TIMING[@]}"; }
 
 SUMMARY=()
@@ -282,7 +311,7 @@ done
 
 # --- what the reply's output tail should show ------------------------------------------------
 shopt -s nullglob
-for table in "$OUT"/lloyd-*.md; do
+for table in "$OUT"/lloyd-*.md "$OUT"/restarts-*.md "$OUT"/gpu-whole-fit*.md; do
   say ""
   say "== $(basename "$table")"
   tee -a "$LOG" <"$table"

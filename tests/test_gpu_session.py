@@ -62,7 +62,8 @@ def test_a_python_without_torch_is_one_line():
 def test_an_unknown_stage_is_refused_before_anything_runs():
     done = _session("tests", "benchmark")
     assert done.returncode == 2
-    assert _lines(done) == ["gpu_session: unknown stage 'benchmark' (known: variants tests bench bench-large profile suite)"]
+    assert _lines(done) == ["gpu_session: unknown stage 'benchmark' (known: variants tests bench bench-large profile suite "
+                            "restarts whole-fit)"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,105 @@
+"""A whole CUDA fit as a user runs it, by phase, at one large shape.
+
+The suite (bench_lloyd.py) times Lloyd iterations only: the same initial centres for
+every library, and the fit's other costs cancelled out. A user's fit also draws its
+initial centres (greedy k-means++), checks convergence against ``tol`` and assigns
+every row once more at the end. This script times, on one CUDA device:
+
+- the draws' block totals the way k-means++ sums them now (many blocks, one transfer)
+  and as before (a transfer per 65,536-row block), over the same values;
+- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``), best of 2;
+- the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
+  iterations), with its iteration count, so that the seconds outside the iterations show.
+
+    python benchmarks/gpu_whole_fit.py [--shape N,D,K] [--out DIR] [--device cpu (a check of the script)]
+
+Prints one JSON line per measurement and writes gpu-whole-fit.{json,md} to --out.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from gpukmeans import KMeans, _init  # noqa: E402
+from gpukmeans._benchmark import environment, make_data  # noqa: E402
+from gpukmeans._sources import InMemorySource  # noqa: E402
+
+
+def per_block_totals(source, values):
+    """The draws' block totals as k-means++ summed them before: a transfer per block."""
+    return torch.tensor([float(_init._block_values(source, values, start, stop, weights).sum())
+                         for start, stop, weights in _init._weight_blocks(source)], dtype=torch.float64)
+
+
+def seconds(work, device, repeats=1):
+    """Best wall-clock seconds of ``work()`` over ``repeats``, the device drained before and after."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = work()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="100000000,32,16", help="N,D,K")
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    args = parser.parse_args(argv)
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("gpu_whole_fit: no CUDA device", file=sys.stderr)
+        return 2
+    n, d, k = (int(v) for v in args.shape.split(","))
+    X, _, _ = make_data(n, d, k, device)
+    source = InMemorySource(X, None, chunk_size=n)
+    records = []
+
+    def record(name, value, **extra):
+        records.append({"measure": name, "value": value, **extra})
+        print(json.dumps(records[-1]), flush=True)
+
+    values = torch.rand(n, dtype=torch.float64, device=device, generator=torch.Generator(device=device).manual_seed(0))
+    now, new_totals = seconds(lambda: _init._block_totals(source, values), device, repeats=3)
+    before, old_totals = seconds(lambda: per_block_totals(source, values), device, repeats=2)
+    record("draw block totals, many blocks per transfer (s)", now)
+    record("draw block totals, a transfer per block, as before (s)", before,
+           same=bool(torch.allclose(new_totals, old_totals, rtol=1e-12, atol=0)))
+    del values
+
+    # best of 2: the first compiles the kernels
+    init_s, _ = seconds(lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device,
+                        repeats=2)
+    record("k-means++ alone (s)", init_s)
+    fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
+    record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
+    write_results(pathlib.Path(args.out), records, (n, d, k), environment([device]))
+    return 0
+
+
+def write_results(out, records, shape, env):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu-whole-fit.json").write_text(json.dumps({"shape": shape, "environment": env,
+                                                         "records": records}, indent=1))
+    lines = [f"# A whole CUDA fit by phase at {shape} ({env.get('gpu', 'cuda')})", "",
+             "| measure | value | notes |", "|---|---:|---|"]
+    for r in records:
+        notes = ", ".join(f"{key} {value}" for key, value in r.items() if key not in ("measure", "value"))
+        lines.append(f"| {r['measure']} | {r['value']:.3f} | {notes} |")
+    (out / "gpu-whole-fit.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
