@@ -7,6 +7,7 @@ from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
 from gpukmeans._device import auto_chunk_size
+from test_lloyd_recording import assert_same_lloyd_result
 
 pytestmark = pytest.mark.gpu
 
@@ -89,14 +90,6 @@ def _lloyd_on_cuda(X, starts, monkeypatch, *, graphs, weights=None):
     return lloyd(InMemorySource(X, weights, chunk_size=50_000), starts, max_iter=40, tol=0.0)
 
 
-def _assert_same_lloyd(a, b):
-    assert a.n_iter == b.n_iter
-    assert torch.equal(a.labels, b.labels)
-    assert torch.equal(a.inertia, b.inertia)
-    for centers_a, centers_b in zip(a.centers, b.centers):
-        assert torch.equal(centers_a, centers_b)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_cuda_graph_replays_give_the_launch_by_launch_result(monkeypatch, dtype, weighted):
@@ -107,7 +100,7 @@ def test_cuda_graph_replays_give_the_launch_by_launch_result(monkeypatch, dtype,
     starts = [X[:4].float(), X[4:12].float(), X[12:20].float()]
     plain = _lloyd_on_cuda(X, starts, monkeypatch, graphs=False, weights=weights)
     replayed = _lloyd_on_cuda(X, starts, monkeypatch, graphs=True, weights=weights)
-    _assert_same_lloyd(plain, replayed)
+    assert_same_lloyd_result(plain, replayed)
     assert plain.n_replayed == 0
     assert replayed.n_replayed == min(replayed.n_iter) - 1 >= 3
 
@@ -121,7 +114,7 @@ def test_cuda_graph_replay_relocates_an_empty_cluster_as_launch_by_launch(monkey
     monkeypatch.setattr(_lloyd, "_FIRST_RECORDED_ITERATION", 0)  # the emptying iteration is a replay
     plain = _lloyd_on_cuda(X, starts, monkeypatch, graphs=False)
     replayed = _lloyd_on_cuda(X, starts, monkeypatch, graphs=True)
-    _assert_same_lloyd(plain, replayed)
+    assert_same_lloyd_result(plain, replayed)
     assert replayed.n_replayed == replayed.n_iter[0]
     assert torch.all(replayed.centers[0].abs() < 1e2)
 

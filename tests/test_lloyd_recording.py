@@ -45,7 +45,8 @@ def _fit(X, initial_centers, *, weights=None, recorded, max_iter=50, tol=0.0, mo
     return _lloyd.lloyd(source, initial_centers, max_iter=max_iter, tol=tol)
 
 
-def _assert_same(a, b):
+def assert_same_lloyd_result(a, b):
+    """The same fit, bit for bit (shared with tests/test_gpu.py)."""
     assert a.n_iter == b.n_iter
     assert torch.equal(a.labels, b.labels)
     assert torch.equal(a.inertia, b.inertia)
@@ -68,7 +69,7 @@ def test_replayed_iterations_give_the_launch_by_launch_result(monkeypatch, weigh
     starts = [X[0:36:6].clone()]
     plain = _fit(X, starts, weights=weights, recorded=False, monkeypatch=monkeypatch)
     replayed = _fit(X, starts, weights=weights, recorded=True, monkeypatch=monkeypatch)
-    _assert_same(plain, replayed)
+    assert_same_lloyd_result(plain, replayed)
     assert plain.n_replayed == 0
     # every iteration after the first (which compiles the kernels on a GPU) is a replay
     assert replayed.n_replayed == replayed.n_iter[0] - 1 >= 3
@@ -81,7 +82,7 @@ def test_groups_that_converge_at_different_iterations_drop_the_recording(monkeyp
     plain = _fit(X, starts, recorded=False, monkeypatch=monkeypatch)
     replayed = _fit(X, starts, recorded=True, monkeypatch=monkeypatch)
     assert len(set(plain.n_iter)) > 1
-    _assert_same(plain, replayed)
+    assert_same_lloyd_result(plain, replayed)
     assert replayed.n_replayed == min(replayed.n_iter) - 1
 
 
@@ -92,7 +93,7 @@ def test_relocation_after_a_replay_gives_the_launch_by_launch_result(monkeypatch
     monkeypatch.setattr(_lloyd, "_FIRST_RECORDED_ITERATION", 0)
     plain = _fit(X, starts, recorded=False, monkeypatch=monkeypatch)
     replayed = _fit(X, starts, recorded=True, monkeypatch=monkeypatch)
-    _assert_same(plain, replayed)
+    assert_same_lloyd_result(plain, replayed)
     assert replayed.n_replayed == replayed.n_iter[0]
     assert torch.all(replayed.centers[0].abs() < 1e2)  # the far centre was moved onto the rows
 
@@ -107,7 +108,7 @@ def test_a_failed_recording_warns_and_the_fit_runs_launch_by_launch(monkeypatch)
     monkeypatch.setattr(_lloyd, "_recorder_for", lambda source: fails)
     with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph.*not permitted"):
         fallen_back = _lloyd.lloyd(InMemorySource(X, None, chunk_size=700), starts, max_iter=50, tol=0.0)
-    _assert_same(plain, fallen_back)
+    assert_same_lloyd_result(plain, fallen_back)
     assert fallen_back.n_replayed == 0
 
 
