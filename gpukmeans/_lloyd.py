@@ -167,12 +167,11 @@ _FIRST_RECORDED_ITERATION = 1
 def _recorder_for(source):
     """How to record an iteration on ``source``'s device, or None where it runs launch by launch.
 
-    Only rows held in one CUDA process qualify: a streamed pass copies from the host,
-    and a sharded one waits on the other processes, inside the iteration.
+    Only rows held on the GPU by one process qualify (``source.recordable_pass``): a
+    streamed pass copies from the host, and a sharded one waits on the other processes,
+    inside the iteration.
     """
-    if source.device.type != "cuda" or source.world_size != 1 or not source.recordable_pass:
-        return None
-    return RecordedWork if cuda_graphs_enabled() else None
+    return RecordedWork if source.recordable_pass and cuda_graphs_enabled() else None
 
 
 def _record(recorder, work, device):
