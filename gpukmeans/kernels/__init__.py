@@ -6,8 +6,10 @@ returns each row's nearest centre within every group, the squared distance to it
 and (optionally) the per-centre weighted sums and weights that Lloyd's update needs.
 :func:`lloyd_step` is the same step as a Lloyd pass uses it: it writes the labels in
 place and returns only per-group totals (sums, label changes, inertia), so that a
-pass over X writes nothing per row but the labels. Fast paths (a CPU kernel, a
-Triton kernel) must agree with :mod:`.reference`.
+pass over X writes nothing per row but the labels. :func:`update_centers` is what Lloyd
+does with those totals (the means, their norms, the shift and empty flags): one Triton
+launch on CUDA, PyTorch elsewhere. Fast paths (a CPU kernel, Triton kernels) must agree
+with :mod:`.reference`.
 
 Rows may be stored as float16 or bfloat16 (with float32 centres): the Triton kernel
 reads them as they are and computes in float32; every other path gets the chunk
