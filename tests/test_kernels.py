@@ -7,6 +7,7 @@ is imported). Labels must be identical except at exact ties (where both candidat
 are equally near, checked in float64); sums within 1e-5 relative.
 """
 
+import functools
 import importlib.util
 import os
 import sys
@@ -30,6 +31,7 @@ from gpukmeans.kernels.reference import (  # noqa: E402
 FEATURES = [1, 2, 3, 7, 16, 33, 64]
 CENTERS = [1, 2, 8, 33, 256]
 N_ROWS = 203  # not a multiple of any tile height, so every kernel has a ragged last tile
+CPU_PATHS = {"cpu-rows-in-lanes": "rows", "cpu-centres-in-lanes": "centres"}
 
 
 def _triton_interpreter_available():
@@ -37,7 +39,8 @@ def _triton_interpreter_available():
 
 
 def _fast_paths():
-    paths = [pytest.param("cpu", id="cpu")]
+    # the CPU kernel in each of its layouts (rows or centres in the vectors' lanes)
+    paths = [pytest.param(name, id=name) for name in CPU_PATHS]
     paths.append(pytest.param("triton-cuda", id="triton-cuda", marks=pytest.mark.gpu))
     paths.append(pytest.param(
         "triton-interpreter", id="triton-interpreter",
@@ -48,8 +51,10 @@ def _fast_paths():
 
 def _implementation(name):
     """(assign_accumulate, lloyd_step, device) of one fast path."""
-    if name == "cpu":
-        return cpu_kernel.assign_accumulate_cpu, cpu_kernel.lloyd_step_cpu, "cpu"
+    if name in CPU_PATHS:
+        layout = CPU_PATHS[name]
+        return (functools.partial(cpu_kernel.assign_accumulate_cpu, layout=layout),
+                functools.partial(cpu_kernel.lloyd_step_cpu, layout=layout), "cpu")
     from gpukmeans.kernels import triton_assign
 
     device = "cuda" if name == "triton-cuda" else "cpu"
@@ -58,7 +63,7 @@ def _implementation(name):
 
 def _dtypes(name):
     # The Triton path computes in float32: float64 input goes to the reference on CUDA.
-    return [torch.float32, torch.float64] if name == "cpu" else [torch.float32]
+    return [torch.float32, torch.float64] if name in CPU_PATHS else [torch.float32]
 
 
 def make_problem(n_features, k_max, n_groups, dtype, weighted, *, seed=0, n_rows=N_ROWS):
@@ -156,7 +161,7 @@ def test_fast_assign_accumulate_matches_reference(path, n_features, k_max):
                 if torch.equal(labels, expected.labels):
                     assert_close_relative(got.sums, expected.sums)
                     assert_close_relative(got.weight_sums, expected.weight_sums)
-                assert got.sums.dtype == (dtype if path == "cpu" else torch.float32)
+                assert got.sums.dtype == (dtype if path in CPU_PATHS else torch.float32)
 
 
 @pytest.mark.parametrize("path", _fast_paths())
@@ -215,6 +220,22 @@ def test_fast_lloyd_step_matches_reference(path, label_dtype, with_inertia):
         assert got.inertia is None and expected.inertia is None
 
 
+@pytest.mark.parametrize("layout", CPU_PATHS.values())
+@pytest.mark.parametrize("label_dtype", [torch.int16, torch.int32, torch.int64])
+def test_cpu_lloyd_step_on_a_one_column_label_table(layout, label_dtype):
+    """One group, its labels a table of one column: the rows-in-lanes layout reads and
+    writes a whole tile's labels as one vector there."""
+    X, centers, norms, _, _ = make_problem(6, 9, 1, torch.float32, False, n_rows=1000)
+    stored = torch.randint(0, 9, (X.shape[0], 1), generator=torch.Generator().manual_seed(3)).to(label_dtype)
+    expected_labels = stored.clone()
+    expected = lloyd_step_reference(X, centers, norms, None, expected_labels, torch.tensor([0]))
+    labels = stored.clone()
+    got = cpu_kernel.lloyd_step_cpu(X, centers, norms, None, labels, torch.tensor([0]), layout=layout)
+    assert torch.equal(labels, expected_labels)
+    assert int(got.n_changed) == int(expected.n_changed) > 0
+    assert_close_relative(got.sums, expected.sums)
+
+
 def test_cpu_kernel_reads_strided_rows_and_any_thread_count(monkeypatch):
     X, centers, norms, weights, valid = make_problem(9, 8, 1, torch.float32, True, n_rows=20000)
     strided = torch.stack([X, X], dim=2)[:, :, 0]  # a non-contiguous view of the same values
@@ -264,7 +285,7 @@ def test_triton_half_storage_keeps_float32_centres_and_sums(storage):
 
 
 def _triton_paths():
-    return [p for p in _fast_paths() if p.values[0] != "cpu"]
+    return [p for p in _fast_paths() if p.values[0] not in CPU_PATHS]
 
 
 # Launch settings the tuning runs (benchmarks/gpu_kernel_variants.py) try, each of which
@@ -326,14 +347,52 @@ def test_cpu_kernel_on_narrower_vector_widths(monkeypatch, vector_bytes):
     """The packing a CPU without AVX-512 gets (AVX2, SSE/NEON), checked on this one."""
     monkeypatch.setattr(cpu_kernel, "HOST_VECTOR_BYTES", vector_bytes)
     for dtype in (torch.float32, torch.float64):
+        assert cpu_kernel.row_lanes(dtype) * torch.empty((), dtype=dtype).element_size() == vector_bytes
         for k_max in (3, 20):
             X, centers, norms, weights, valid = make_problem(5, k_max, 3, dtype, True, seed=vector_bytes + k_max)
             packed = cpu_kernel._pack_centers(centers, norms)
             assert packed.norms.shape[2] * X.element_size() <= vector_bytes
             expected = assign_accumulate_reference(X, centers, norms, weights)
-            got = cpu_kernel.assign_accumulate_cpu(X, centers, norms, weights)
-            assert_labels_match_up_to_ties(got.labels, expected.labels, X, centers, valid)
-            assert_close_relative(got.sums, expected_sums(X, got.labels, weights, 3, k_max)[0])
+            for layout in CPU_PATHS.values():
+                got = cpu_kernel.assign_accumulate_cpu(X, centers, norms, weights, layout=layout)
+                assert_labels_match_up_to_ties(got.labels, expected.labels, X, centers, valid)
+                assert_close_relative(got.sums, expected_sums(X, got.labels, weights, 3, k_max)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features", [1, 5, 16, 17, 40])
+@pytest.mark.parametrize("k_max", [1, 7, 8, 9, 33])
+def test_cpu_layouts_give_the_same_bits(dtype, n_features, k_max):
+    """Rows or centres in the lanes: each distance is the same sequence of operations,
+    so labels, distances, sums and change counts agree bit for bit. The inertia is
+    summed per tile, and the layouts' tiles differ in height: it agrees up to rounding."""
+    X, centers, norms, weights, _ = make_problem(n_features, k_max, 3, dtype, True, seed=n_features + k_max,
+                                                 n_rows=1001)
+    rows, centres = (cpu_kernel.assign_accumulate_cpu(X, centers, norms, weights, layout=layout)
+                     for layout in ("rows", "centres"))
+    for got, expected in zip(rows, centres):
+        assert torch.equal(got, expected)
+    stored = torch.randint(0, k_max, (X.shape[0], 3), generator=torch.Generator().manual_seed(2))
+    steps = []
+    for layout in ("rows", "centres"):
+        labels = stored.clone()
+        steps.append((labels, cpu_kernel.lloyd_step_cpu(X, centers, norms, weights, labels, torch.arange(3),
+                                                        layout=layout)))
+    (rows_labels, rows_step), (centres_labels, centres_step) = steps
+    assert torch.equal(rows_labels, centres_labels) and torch.equal(rows_labels, rows.labels)
+    for name in ("sums", "weight_sums", "n_changed"):
+        assert torch.equal(getattr(rows_step, name), getattr(centres_step, name))
+    assert torch.allclose(rows_step.inertia, centres_step.inertia, rtol=1e-12, atol=0)
+
+
+def test_cpu_layout_rule_and_its_override(monkeypatch):
+    monkeypatch.delenv("GPUKMEANS_CPU_LAYOUT", raising=False)
+    limit = cpu_kernel.ROWS_IN_LANES_MAX_FEATURES
+    assert [cpu_kernel.layout_for(d, 8) for d in (1, limit, limit + 1)] == ["rows", "rows", "centres"]
+    monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "centres")
+    assert cpu_kernel.layout_for(2, 8) == "centres"
+    monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "columns")  # not a layout: the rule decides
+    assert cpu_kernel.layout_for(2, 8) == "rows"
 
 
 def test_lane_count_pads_least():
