@@ -96,6 +96,26 @@ def test_malformed_lines_can_be_skipped_and_are_reported():
         read_table(DATA / "OnlineRetail_sample.csv")
 
 
+@pytest.mark.parametrize("name, bad_lines", [("Mall_Customers.csv", "error"), ("OnlineRetail_sample.csv", "skip")])
+def test_no_python_row_handler_reaches_arrow_threads(monkeypatch, name, bad_lines):
+    # A Python invalid_row_handler given to the threaded reader can be released by an
+    # Arrow worker while the interpreter finalizes, which aborts the process (exit 134).
+    import pyarrow.csv as pacsv
+
+    real_read_csv = pacsv.read_csv
+    calls = []
+
+    def spy(source, read_options=None, parse_options=None, convert_options=None, **kwargs):
+        calls.append((read_options.use_threads, parse_options.invalid_row_handler is not None))
+        return real_read_csv(source, read_options=read_options, parse_options=parse_options,
+                             convert_options=convert_options, **kwargs)
+
+    monkeypatch.setattr(pacsv, "read_csv", spy)
+    read_table(DATA / name, bad_lines=bad_lines)
+    assert calls, "pyarrow.csv.read_csv was not used"
+    assert not any(use_threads and has_handler for use_threads, has_handler in calls), calls
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old")

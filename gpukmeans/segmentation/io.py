@@ -228,18 +228,29 @@ def _read_csv(
     _check_columns(path, layout.columns, columns)
     skipped: list[str] = []
 
-    def on_bad_row(row) -> str:
+    def skip_bad_row(row) -> str:
         skipped.append(row.text)
-        return "skip" if bad_lines == "skip" else "error"
+        return "skip"
+
+    # A Python invalid_row_handler is owned by Arrow's reader, and with threads the last
+    # reference to the reader (hence to the handler) can be dropped by a pool worker after
+    # read_csv has returned. That worker then has to take the GIL; if the interpreter is
+    # already finalizing (a CLI that stops right after reading, e.g. "no numeric
+    # columns"), CPython ends the worker with pthread_exit, whose unwinding through the
+    # destructor calls std::terminate: "terminate called without an active exception",
+    # exit code 134. So: no Python handler when bad rows are errors (Arrow raises on them
+    # itself), and when they are skipped, the handler is used on this thread only.
+    skipping = bad_lines == "skip"
 
     def attempt(encoding: str, newlines_in_values: bool):
         read = pacsv.ReadOptions(
-            encoding=encoding, column_names=layout.columns, skip_rows=_header_rows(path, encoding)
+            encoding=encoding, column_names=layout.columns, skip_rows=_header_rows(path, encoding),
+            use_threads=not skipping,
         )
         parse = pacsv.ParseOptions(
             delimiter=layout.delimiter,
             newlines_in_values=newlines_in_values,
-            invalid_row_handler=on_bad_row,
+            invalid_row_handler=skip_bad_row if skipping else None,
         )
         convert = pacsv.ConvertOptions(
             include_columns=list(columns) if columns is not None else None,
