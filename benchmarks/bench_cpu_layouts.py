@@ -96,7 +96,7 @@ def main() -> None:
         + f"One Lloyd pass over {args.rows:,} rows, one thread, process CPU time, best of "
         + f"{args.repeats} passes per layout (alternated). Each cell is rows-in-lanes time over "
         + "centres-in-lanes time (below 1: rows in lanes is faster); bold where "
-        + f"`layout_for` picks rows in lanes (d <= {cpu.ROWS_IN_LANES_MAX_FEATURES}).\n\n"
+        + f"`layout_for` picks rows in lanes.\n\n"
         + header + "\n".join(lines) + "\n")
     print(f"wrote {args.out / 'cpu_layouts.md'}")
 

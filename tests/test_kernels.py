@@ -388,7 +388,11 @@ def test_cpu_layouts_give_the_same_bits(dtype, n_features, k_max):
 def test_cpu_layout_rule_and_its_override(monkeypatch):
     monkeypatch.delenv("GPUKMEANS_CPU_LAYOUT", raising=False)
     limit = cpu_kernel.ROWS_IN_LANES_MAX_FEATURES
-    assert [cpu_kernel.layout_for(d, 8) for d in (1, limit, limit + 1)] == ["rows", "rows", "centres"]
+    assert [cpu_kernel.layout_for(limit, k) for k in (1, 256)] == ["rows", "rows"]
+    max_features, max_centres = cpu_kernel.ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES
+    assert cpu_kernel.layout_for(max_features, max_centres) == "rows"
+    assert cpu_kernel.layout_for(max_features, max_centres + 1) == "centres"
+    assert cpu_kernel.layout_for(max_features + 1, 2) == "centres"
     monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "centres")
     assert cpu_kernel.layout_for(2, 8) == "centres"
     monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "columns")  # not a layout: the rule decides

@@ -613,9 +613,9 @@ def accumulate_rows(typingctx, X, weights, row0, n_rows, labels, label_columns, 
             context, builder, sig, args, (0, 1, 4, 5, 6, 7), (2, 3, 8, 9))
         element_type = context.get_value_type(sig.args[0].dtype)
         double = ir.DoubleType()
-        n_total, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
+        _, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
         _, n_label_columns = cgutils.unpack_tuple(builder, array[4].shape, 2)
-        _, n_groups, padded_k, sum_stride = cgutils.unpack_tuple(builder, array[6].shape, 4)
+        _, n_groups, padded_k, _ = cgutils.unpack_tuple(builder, array[6].shape, 4)
         part_sums = _part_start(builder, array[6], part_id)
         part_weight_sums = _part_start(builder, array[7], part_id)
         has_weights = builder.icmp_signed(
@@ -624,55 +624,41 @@ def accumulate_rows(typingctx, X, weights, row0, n_rows, labels, label_columns, 
         source_vector = ir.VectorType(element_type, lanes)
         target_vector = ir.VectorType(double, lanes)
         full = builder.mul(builder.sdiv(n_features, _I64(lanes)), _I64(lanes))
-        table_end = builder.mul(n_total, n_features)
-
-        def add_vectors(row_pointer, destination, stop, weights):
-            with cgutils.for_range_slice(builder, _I64(0), stop, _I64(lanes)) as (feature, _):
-                x = _vector_load(builder, builder.gep(row_pointer, [feature]), source_vector, 1)
-                if element_type != double:
-                    x = builder.fpext(x, target_vector)
-                if weights is not None:
-                    x = builder.fmul(x, weights)
-                target = builder.gep(destination, [feature])
-                old = _vector_load(builder, target, target_vector, 1)
-                _vector_store(builder, builder.fadd(old, x), target, 1)
 
         def add_rows(weighted):
             with cgutils.for_range(builder, rows_here) as row_loop:
                 i = builder.add(first_row, row_loop.index)
-                row_start = builder.mul(i, n_features)
-                row_pointer = builder.gep(array[0].data, [row_start])
+                row_pointer = builder.gep(array[0].data, [builder.mul(i, n_features)])
                 label_row = builder.gep(array[4].data, [builder.mul(i, n_label_columns)])
                 if weighted:
                     w = builder.load(builder.gep(array[1].data, [i]))
                     w = w if element_type == double else builder.fpext(w, double)
                 else:
                     w = ir.Constant(double, 1.0)
-                weights = _splat(builder, w, target_vector) if weighted else None
-                # Whole vectors up to the sums' padded width read past the row's end
-                # into the next row, whose values land in padding columns nobody reads;
-                # only the table's last rows, where that would leave the table, add
-                # their features one by one past the last whole vector.
-                whole_vectors = builder.icmp_signed("<=", builder.add(row_start, sum_stride), table_end)
+                weights = _splat(builder, w, target_vector)
                 with cgutils.for_range(builder, n_groups) as group_loop:
                     group = group_loop.index
                     column = builder.load(builder.gep(array[5].data, [group]))
                     label = builder.sext(builder.load(builder.gep(label_row, [column])), _I64)
                     slot = builder.add(builder.mul(group, padded_k), label)
-                    destination = builder.gep(part_sums, [builder.mul(slot, sum_stride)])
-                    with builder.if_else(whole_vectors) as (padded, exact):
-                        with padded:
-                            add_vectors(row_pointer, destination, sum_stride, weights)
-                        with exact:
-                            add_vectors(row_pointer, destination, full, weights)
-                            with cgutils.for_range(builder, n_features, start=full) as tail:
-                                x = builder.load(builder.gep(row_pointer, [tail.index]))
-                                if element_type != double:
-                                    x = builder.fpext(x, double)
-                                if weighted:
-                                    x = builder.fmul(x, w)
-                                target = builder.gep(destination, [tail.index])
-                                builder.store(builder.fadd(builder.load(target), x), target)
+                    destination = builder.gep(part_sums, [builder.mul(slot, n_features)])
+                    with cgutils.for_range_slice(builder, _I64(0), full, _I64(lanes)) as (feature, _):
+                        x = _vector_load(builder, builder.gep(row_pointer, [feature]), source_vector, 1)
+                        if element_type != double:
+                            x = builder.fpext(x, target_vector)
+                        if weighted:
+                            x = builder.fmul(x, weights)
+                        target = builder.gep(destination, [feature])
+                        old = _vector_load(builder, target, target_vector, 1)
+                        _vector_store(builder, builder.fadd(old, x), target, 1)
+                    with cgutils.for_range(builder, n_features, start=full) as tail:
+                        x = builder.load(builder.gep(row_pointer, [tail.index]))
+                        if element_type != double:
+                            x = builder.fpext(x, double)
+                        if weighted:
+                            x = builder.fmul(x, w)
+                        target = builder.gep(destination, [tail.index])
+                        builder.store(builder.fadd(builder.load(target), x), target)
                     target = builder.gep(part_weight_sums, [slot])
                     builder.store(builder.fadd(builder.load(target), w), target)
 
@@ -970,11 +956,9 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
         row_weights = np.empty(0, dtype=packed.norms.dtype)
 
     sum_shape = (n_groups, padded) if flags & _FLAG_ACCUMULATE else (0, 0)
-    # each centre's sums padded to whole vectors (see accumulate_rows); sliced off below
-    sum_width = -(-n_features // _sum_lanes(X.dtype)) * _sum_lanes(X.dtype) if sum_shape[0] else 0
-    n_threads, n_parts = _parts_for(n_rows, sum_shape[0] * sum_shape[1] * (sum_width + 1) * 8)
+    n_threads, n_parts = _parts_for(n_rows, sum_shape[0] * sum_shape[1] * (n_features + 1) * 8)
     partials = _Partials(
-        sums=_per_part((*sum_shape, sum_width), np.float64, n_parts),
+        sums=_per_part((*sum_shape, n_features if sum_shape[0] else 0), np.float64, n_parts),
         weight_sums=_per_part(sum_shape, np.float64, n_parts),
         changed=_per_part((n_groups,), np.int64, n_parts),
         inertia=_per_part((n_groups,), np.float64, n_parts),
@@ -991,11 +975,6 @@ def _run(X, centers, center_sq_norms, weights, labels, label_columns, min_sq, fl
     return partials
 
 
-def _sum_lanes(dtype: torch.dtype) -> int:
-    """Elements of ``X`` per vector in :func:`accumulate_rows`."""
-    return VECTOR_BYTES // torch.empty((), dtype=dtype).element_size()
-
-
 def row_lanes(dtype: torch.dtype, vector_bytes: Optional[int] = None) -> int:
     """Rows per transposed tile in the rows-in-lanes layout: the lanes of the host's widest vector."""
     choices = _LANE_CHOICES[torch.empty((), dtype=dtype).element_size()]
@@ -1003,22 +982,27 @@ def row_lanes(dtype: torch.dtype, vector_bytes: Optional[int] = None) -> int:
                    choices[-1]), choices[0])
 
 
-# Up to this many features, rows in lanes (the section "rows in lanes" above) is the faster layout
-ROWS_IN_LANES_MAX_FEATURES = 24
+# Where rows in lanes (the section of that name above) is the faster layout: up to 16
+# features whatever k, up to 24 for at most 16 centres (benchmarks/bench_cpu_layouts.py)
+ROWS_IN_LANES_MAX_FEATURES = 16
+ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES = (24, 16)
 
 
 def layout_for(n_features: int, k_max: int) -> str:
     """Which layout the kernel uses: "rows" or "centres" in the vectors' lanes.
 
-    Rows in lanes up to :data:`ROWS_IN_LANES_MAX_FEATURES` features, whatever ``k_max``:
-    there it saves the cross-lane reduction and the per-row work that dominate few
-    centres; past it, transposing the tile costs more than it saves.
+    Rows in lanes for few features (see :data:`ROWS_IN_LANES_MAX_FEATURES`): there it
+    saves the cross-lane reduction and the per-row work that dominate a pass; with more
+    features, transposing each tile costs more than it saves (measured on AMD Zen 4,
+    one thread: 0.65-0.94 of the other layout's time up to 16 features, 1.0-1.7 from 32).
     ``GPUKMEANS_CPU_LAYOUT`` ("rows" or "centres") overrides it, to compare the two.
     """
     override = os.environ.get("GPUKMEANS_CPU_LAYOUT")
     if override in ("rows", "centres"):
         return override
-    return "rows" if n_features <= ROWS_IN_LANES_MAX_FEATURES else "centres"
+    max_features, max_centres = ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES
+    few = n_features <= ROWS_IN_LANES_MAX_FEATURES or (n_features <= max_features and k_max <= max_centres)
+    return "rows" if few else "centres"
 
 
 def _run_parts(n_rows, n_threads, n_parts, run_part) -> None:
@@ -1077,7 +1061,7 @@ def assign_accumulate_cpu(
                     torch.arange(n_groups), min_sq, flags, layout)
     if not accumulate:
         return AssignResult(labels, min_sq, None, None)
-    sums = torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max, :X.shape[1]]).to(X.dtype)
+    sums = torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max]).to(X.dtype)
     weight_sums = torch.from_numpy(partials.weight_sums.sum(axis=0)[:, :k_max]).to(X.dtype)
     return AssignResult(labels, min_sq, sums, weight_sums)
 
@@ -1104,7 +1088,7 @@ def lloyd_step_cpu(
                     label_columns.to(torch.int64).contiguous(), torch.empty((0, 0), dtype=X.dtype),
                     _FLAG_ACCUMULATE | _FLAG_LLOYD | (_FLAG_INERTIA if compute_inertia else 0), layout)
     return StepResult(
-        sums=torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max, :X.shape[1]]),
+        sums=torch.from_numpy(partials.sums.sum(axis=0)[:, :k_max]),
         weight_sums=torch.from_numpy(partials.weight_sums.sum(axis=0)[:, :k_max]),
         n_changed=torch.from_numpy(partials.changed.sum(axis=0)),
         inertia=torch.from_numpy(partials.inertia.sum(axis=0)) if compute_inertia else None,
