@@ -7,7 +7,9 @@ every row once more at the end. This script times, on one CUDA device:
 
 - the draws' block totals the way k-means++ sums them now (many blocks, one transfer)
   and as before (a transfer per 65,536-row block), over the same values;
-- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``), best of 2;
+- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``), best of 2, with the candidates'
+  potentials in one Triton pass (the default) and through the assignment kernel's blocks
+  (``GPUKMEANS_FUSED_POTENTIALS=0``, as before), and whether both chose the same rows;
 - the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
   iterations), with its iteration count, so that the seconds outside the iterations show.
 
@@ -18,6 +20,7 @@ Prints one JSON line per measurement and writes gpu-whole-fit.{json,md} to --out
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -79,9 +82,14 @@ def main(argv=None):
     del values
 
     # best of 2: the first compiles the kernels
-    init_s, _ = seconds(lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device,
-                        repeats=2)
-    record("k-means++ alone (s)", init_s)
+    chosen = {}
+    for fused, name in (("1", "k-means++ alone, potentials in one pass (s)"),
+                        ("0", "k-means++ alone, potentials through the assignment's blocks, as before (s)")):
+        os.environ["GPUKMEANS_FUSED_POTENTIALS"] = fused
+        init_s, (_, chosen[fused]) = seconds(
+            lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device, repeats=2)
+        record(name, init_s, **({"same_rows": bool(torch.equal(chosen["1"], chosen["0"]))} if fused == "0" else {}))
+    del os.environ["GPUKMEANS_FUSED_POTENTIALS"]
     fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
     record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
     write_results(pathlib.Path(args.out), records, (n, d, k), environment([device]))

@@ -247,8 +247,9 @@ def _lower_closest(source, closest, points) -> None:
 
 
 def _fused_potentials(source) -> bool:
-    """Whether k-means++'s candidate potentials take the CPU kernel's one-pass path."""
-    return source.device.type == "cpu" and kernels.fused_cpu_kernel_available(source.dtype)
+    """Whether k-means++'s candidate potentials take a kernel's one-pass path (the CPU
+    kernel, or the Triton one on CUDA)."""
+    return kernels.fused_potentials_available(source.device, source.dtype)
 
 
 def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:

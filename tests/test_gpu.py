@@ -136,3 +136,22 @@ def test_a_cuda_lloyd_pass_is_one_launch_over_the_whole_table(data):
     X = torch.as_tensor(data, dtype=torch.float32, device="cuda")
     chunks = list(InMemorySource(X, None, chunk_size=1000).lloyd_pass_chunks())
     assert len(chunks) == 1 and chunks[0][1].shape == X.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kmeans_plusplus_on_cuda_picks_the_same_centres_with_the_fused_potentials(monkeypatch, data, dtype):
+    """k-means++ on CUDA takes the candidates' potentials in one Triton pass; the
+    assignment kernel's blocks it replaced pick the same centres (same distances, the
+    potentials summed in another order)."""
+    from gpukmeans import kernels
+    from gpukmeans._init import kmeans_plusplus_tensor
+    from gpukmeans._sources import InMemorySource
+
+    X = torch.as_tensor(data, dtype=torch.float32, device="cuda").to(dtype)
+    chosen = {}
+    for fused in ("1", "0"):
+        monkeypatch.setenv("GPUKMEANS_FUSED_POTENTIALS", fused)
+        assert kernels.fused_potentials_available(X.device, torch.float32) == (fused == "1")
+        source = InMemorySource(X, None, auto_chunk_size(12, 8, X.dtype, X.device))
+        chosen[fused] = kmeans_plusplus_tensor(source, 8, torch.Generator().manual_seed(3))[1]
+    assert torch.equal(chosen["1"], chosen["0"])

@@ -78,3 +78,35 @@ def test_the_center_update_kernel_compiles_for_the_gpu():
                           env=env, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("regs") == 4
+
+
+_COMPILE_POTENTIALS = """
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from gpukmeans.kernels import triton_potentials
+
+kernel = triton_potentials._potentials_kernel
+for x_type, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for n_features, lower in ((16, False), (16, True), (70, False)):
+        constants = triton_potentials.compile_settings(dtype, "cuda", n_features, 4, weighted=True, lower=lower)
+        pointers = ["*" + x_type, "*fp32", "*fp32", "*fp32", "*fp32", "*fp64"]
+        signature = dict(zip(kernel.arg_names, pointers + ["i32"] * 5))
+        signature.update({name: "constexpr" for name in constants})
+        source = ASTSource(kernel, signature, constexprs=constants)
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+        print(x_type, n_features, lower, "regs", compiled.n_regs if hasattr(compiled, "n_regs") else "?")
+"""
+
+
+def test_the_candidate_potentials_kernel_compiles_for_the_gpu():
+    """The k-means++ kernel is tested against the reference under the interpreter only
+    (no GPU here): it must also compile for an H100/H200, float32 and bfloat16 rows."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", _COMPILE_POTENTIALS], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("regs") == 6

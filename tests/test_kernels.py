@@ -464,6 +464,60 @@ def test_cpu_kernel_lowers_closest_in_place_to_a_chosen_centre(dtype):
                                             lower_closest=True)
 
 
+def _triton_potentials_paths():
+    return [pytest.param("cuda", id="triton-cuda", marks=pytest.mark.gpu),
+            pytest.param("cpu", id="triton-interpreter", marks=pytest.mark.skipif(
+                not _triton_interpreter_available(),
+                reason="Triton not installed, or already imported without the interpreter"))]
+
+
+@pytest.mark.parametrize("device", _triton_potentials_paths())
+@pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_features", [1, 3, 16, 17, 70])
+@pytest.mark.parametrize("n_candidates", [1, 4, 17])
+def test_triton_candidate_potentials_match_reference(device, storage, n_features, n_candidates):
+    """k-means++'s potentials in one Triton pass: the reference's on the rows as stored
+    (bfloat16 rows are read as such; centres, closest and weights are float32)."""
+    from gpukmeans.kernels import triton_potentials
+
+    generator = torch.Generator().manual_seed(n_features * 100 + n_candidates)
+    X = torch.randn(N_ROWS, n_features, generator=generator).to(storage)
+    candidates = X[torch.randperm(N_ROWS, generator=generator)[:n_candidates]].float() + 0.1
+    norms = (candidates * candidates).sum(dim=1)
+    closest = torch.rand(N_ROWS, generator=generator) * 2 * n_features
+    weights = torch.rand(N_ROWS, generator=generator) * 2
+    for w in (None, weights):
+        expected = candidate_potentials_reference(X.float(), candidates, norms, closest, w)
+        got = triton_potentials.candidate_potentials_triton(
+            X.to(device), candidates.to(device), norms.to(device), closest.to(device),
+            None if w is None else w.to(device))
+        assert got.dtype == torch.float64 and got.shape == (n_candidates,)
+        assert_close_relative(got, expected)
+
+
+@pytest.mark.parametrize("device", _triton_potentials_paths())
+def test_triton_potentials_lower_closest_in_place(device):
+    from gpukmeans.kernels import triton_potentials
+
+    generator = torch.Generator().manual_seed(5)
+    X = torch.randn(N_ROWS, 7, generator=generator)
+    centre = X[:1] * 0.5
+    norms = (centre * centre).sum(dim=1)
+    closest = torch.rand(N_ROWS, generator=generator) * 10
+    lowered = closest.clone().to(device)
+    potential = triton_potentials.candidate_potentials_triton(X.to(device), centre.to(device), norms.to(device),
+                                                              lowered, lower_closest=True)
+    distance = ((X.double() - centre.double()) ** 2).sum(dim=1)
+    expected = torch.minimum(closest.double(), distance)
+    scale = (X.double() ** 2).sum(dim=1) + float(norms)
+    assert torch.all((lowered.cpu().double() - expected).abs() <= 64 * torch.finfo(torch.float32).eps * scale)
+    assert bool((lowered.cpu() < closest).any()) and bool((lowered.cpu() <= closest).all())
+    assert_close_relative(potential, lowered.double().sum().reshape(1))
+    with pytest.raises(ValueError, match="one candidate"):
+        triton_potentials.candidate_potentials_triton(X.to(device), torch.cat([centre, centre]).to(device),
+                                                      norms.repeat(2).to(device), lowered, lower_closest=True)
+
+
 def _center_update_paths():
     return [pytest.param("cuda", id="triton-cuda", marks=pytest.mark.gpu),
             pytest.param("cpu", id="triton-interpreter", marks=pytest.mark.skipif(

@@ -8,8 +8,10 @@ and (optionally) the per-centre weighted sums and weights that Lloyd's update ne
 place and returns only per-group totals (sums, label changes, inertia), so that a
 pass over X writes nothing per row but the labels. :func:`update_centers` is what Lloyd
 does with those totals (the means, their norms, the shift and empty flags): one Triton
-launch on CUDA, PyTorch elsewhere. Fast paths (a CPU kernel, Triton kernels) must agree
-with :mod:`.reference`.
+launch on CUDA, PyTorch elsewhere. :func:`candidate_potentials_fused` is k-means++'s step
+(each candidate's potential, and the lowering of every row's nearest distance) in one pass
+of the CPU kernel or, on CUDA, of a Triton kernel. Fast paths (a CPU kernel, Triton
+kernels) must agree with :mod:`.reference`.
 
 Rows may be stored as float16 or bfloat16 (with float32 centres): the Triton kernel
 reads them as they are and computes in float32; every other path gets the chunk
@@ -47,6 +49,7 @@ __all__ = [
     "candidate_potentials_fused",
     "candidate_potentials_reference",
     "fused_cpu_kernel_available",
+    "fused_potentials_available",
     "lloyd_step",
     "lloyd_step_reference",
     "padded_sq_norms",
@@ -63,6 +66,8 @@ def _load(name):
             from . import cpu as module
         elif name == "triton_update":
             from . import triton_update as module
+        elif name == "triton_potentials":
+            from . import triton_potentials as module
         else:
             from . import triton_assign as module
     except ImportError as error:  # numba / triton not installed: the reference serves
@@ -164,12 +169,31 @@ def update_centers(sums, weight_sums, n_changed, old_centers, valid) -> CenterUp
     return update_centers_reference(sums, weight_sums, n_changed, old_centers, valid)
 
 
+def fused_potentials_available(device, dtype) -> bool:
+    """Whether k-means++'s candidate potentials of rows on ``device`` in ``dtype`` take
+    one pass of a kernel (:func:`candidate_potentials_fused`): the CPU kernel's, or on
+    CUDA the Triton one. ``GPUKMEANS_FUSED_POTENTIALS=0`` turns the CUDA one off, to time
+    it against the assignment kernel's blocks it replaces (GPU timings are owed)."""
+    import torch
+
+    if device.type == "cpu":
+        return fused_cpu_kernel_available(dtype)
+    if (device.type != "cuda" or os.environ.get("GPUKMEANS_KERNEL", "").lower() == "reference"
+            or os.environ.get("GPUKMEANS_FUSED_POTENTIALS") == "0"):
+        return False
+    module = _load("triton_potentials")
+    return module is not None and module.supports(torch.empty((0, 1), dtype=dtype, device=device))
+
+
 def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False):
-    """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` in one pass
-    on the CPU kernel; for float32/float64 CPU rows when
-    :func:`fused_cpu_kernel_available` (callers take the assignment's per-row
-    distances in blocks otherwise). 16-bit rows are widened first, as for the assignment.
+    """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` in one pass,
+    where :func:`fused_potentials_available` (callers take the assignment's per-row
+    distances in blocks otherwise): on CUDA the Triton kernel (16-bit rows as stored),
+    on the CPU the numba kernel (16-bit rows widened first, as for the assignment).
     ``lower_closest``: see :func:`gpukmeans.kernels.cpu.candidate_potentials_cpu`."""
+    if X.device.type == "cuda":
+        return _load("triton_potentials").candidate_potentials_triton(
+            X, candidates, candidate_sq_norms, closest, weights, lower_closest=lower_closest)
     X, candidates, candidate_sq_norms, weights = _widened_if_half(X, candidates, candidate_sq_norms, weights)
     return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights,
                                                  lower_closest=lower_closest)
