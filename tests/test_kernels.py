@@ -556,3 +556,31 @@ def test_triton_center_update_matches_reference(device, dtype, n_features, k_max
     assert got[2][0].tolist() == [5.0, 0.0, 7.0]
     torch.testing.assert_close(got[2][1], expected.progress[1], rtol=1e-12, atol=0)
     assert got[2][2].tolist() == expected.progress[2].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_warning(monkeypatch):
+    """The Triton k-means++ kernel was written without a GPU: if it fails where it runs,
+    the fit goes on with the assignment's distances, and the kernel is not tried again.
+    (The CUDA branch's fallback, called here with CPU tensors.)"""
+    import types
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("PTX assembly failed\nmore detail")
+    stub, load = types.SimpleNamespace(candidate_potentials_triton=broken), kernels._load
+    monkeypatch.setattr(kernels, "_load", lambda name: stub if name == "triton_potentials" else load(name))
+    monkeypatch.setattr(kernels, "_triton_potentials_failed", False)
+    generator = torch.Generator().manual_seed(8)
+    X = torch.randn(N_ROWS, 5, generator=generator)
+    candidates = X[:3] + 0.1
+    norms = (candidates * candidates).sum(dim=1)
+    closest = torch.rand(N_ROWS, generator=generator) * 5
+    with pytest.warns(RuntimeWarning, match=r"RuntimeError: PTX assembly failed\); using the assignment"):
+        got = kernels._potentials_on_cuda(X, candidates, norms, closest, None, False)
+    assert_close_relative(got, candidate_potentials_reference(X, candidates, norms, closest))
+    assert kernels._triton_potentials_failed
+    assert not kernels.fused_potentials_available(torch.device("cuda"), torch.float32)
+    lowered = closest.clone()
+    kernels._potentials_from_assignment(X, candidates[:1], norms[:1], lowered, None, True)
+    expected = closest.clone()
+    cpu_kernel.candidate_potentials_cpu(X, candidates[:1], norms[:1], expected, lower_closest=True)
+    assert torch.equal(lowered, expected) and bool((lowered < closest).any())

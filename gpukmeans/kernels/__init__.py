@@ -36,6 +36,7 @@ from .reference import (
     candidate_potentials_reference,
     lloyd_step_reference,
     padded_sq_norms,
+    potentials_from_distances,
     update_centers_reference,
 )
 
@@ -179,7 +180,7 @@ def fused_potentials_available(device, dtype) -> bool:
     if device.type == "cpu":
         return fused_cpu_kernel_available(dtype)
     if (device.type != "cuda" or os.environ.get("GPUKMEANS_KERNEL", "").lower() == "reference"
-            or os.environ.get("GPUKMEANS_FUSED_POTENTIALS") == "0"):
+            or os.environ.get("GPUKMEANS_FUSED_POTENTIALS") == "0" or _triton_potentials_failed):
         return False
     module = _load("triton_potentials")
     return module is not None and module.supports(torch.empty((0, 1), dtype=dtype, device=device))
@@ -192,8 +193,39 @@ def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weigh
     on the CPU the numba kernel (16-bit rows widened first, as for the assignment).
     ``lower_closest``: see :func:`gpukmeans.kernels.cpu.candidate_potentials_cpu`."""
     if X.device.type == "cuda":
-        return _load("triton_potentials").candidate_potentials_triton(
-            X, candidates, candidate_sq_norms, closest, weights, lower_closest=lower_closest)
+        return _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, lower_closest)
     X, candidates, candidate_sq_norms, weights = _widened_if_half(X, candidates, candidate_sq_norms, weights)
     return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights,
                                                  lower_closest=lower_closest)
+
+
+_triton_potentials_failed = False
+
+
+def _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, lower_closest):
+    """The Triton potentials kernel; if it fails (it was written without a GPU to run it
+    on, so a Triton that will not compile it must not end the fit), a warning, and the
+    assignment kernel's distances from then on, as before it existed."""
+    global _triton_potentials_failed
+    try:
+        return _load("triton_potentials").candidate_potentials_triton(
+            X, candidates, candidate_sq_norms, closest, weights, lower_closest=lower_closest)
+    except Exception as error:  # noqa: BLE001 - any failure of this kernel has the same remedy
+        _triton_potentials_failed = True
+        warnings.warn(f"gpukmeans: the CUDA k-means++ kernel failed ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); using the assignment "
+                      "kernel's distances instead.", RuntimeWarning, stacklevel=3)
+        return _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, lower_closest)
+
+
+def _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, lower_closest):
+    """:func:`candidate_potentials_fused` from the assignment's per-row distances (the
+    candidates as groups of one centre): what k-means++ did before the fused kernels."""
+    distances = assign_accumulate(X, candidates[:, None, :], candidate_sq_norms[:, None],
+                                  accumulate=False).min_sq_distances
+    potentials = potentials_from_distances(distances, closest, weights)
+    if lower_closest:
+        import torch
+
+        torch.minimum(closest, distances[:, 0].to(closest.dtype), out=closest)
+    return potentials
