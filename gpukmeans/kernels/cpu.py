@@ -994,7 +994,7 @@ def layout_for(n_features: int, k_max: int) -> str:
     Rows in lanes for few features (see :data:`ROWS_IN_LANES_MAX_FEATURES`): there it
     saves the cross-lane reduction and the per-row work that dominate a pass; with more
     features, transposing each tile costs more than it saves (measured on AMD Zen 4,
-    one thread: 0.65-0.94 of the other layout's time up to 16 features, 1.0-1.7 from 32).
+    one thread: 0.68-0.97 of the other layout's time up to 16 features, 1.0-1.8 from 32).
     ``GPUKMEANS_CPU_LAYOUT`` ("rows" or "centres") overrides it, to compare the two.
     """
     override = os.environ.get("GPUKMEANS_CPU_LAYOUT")
