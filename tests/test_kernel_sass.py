@@ -50,6 +50,18 @@ def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
     assert masked < 0.9 * triton_split
 
 
+
+def _compile_in_a_process(script):
+    """Run ``script`` (which compiles kernels for sm_90) in a fresh process, outside the
+    interpreter; its standard output."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
 _COMPILE_CENTER_UPDATE = """
 import triton
 from triton.backends.compiler import GPUTarget
@@ -71,13 +83,7 @@ for center_type in ("fp32", "fp64"):
 def test_the_center_update_kernel_compiles_for_the_gpu():
     """The interpreter is lenient about types that the compiler rejects: the update
     kernel (tested against the reference under the interpreter) must also compile."""
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", _COMPILE_CENTER_UPDATE], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("regs") == 4
+    assert _compile_in_a_process(_COMPILE_CENTER_UPDATE).count("regs") == 4
 
 
 _COMPILE_POTENTIALS = """
@@ -103,10 +109,4 @@ for x_type, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
 def test_the_candidate_potentials_kernel_compiles_for_the_gpu():
     """The k-means++ kernel is tested against the reference under the interpreter only
     (no GPU here): it must also compile for an H100/H200, float32 and bfloat16 rows."""
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", _COMPILE_POTENTIALS], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("regs") == 6
+    assert _compile_in_a_process(_COMPILE_POTENTIALS).count("regs") == 6

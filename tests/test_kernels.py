@@ -464,14 +464,15 @@ def test_cpu_kernel_lowers_closest_in_place_to_a_chosen_centre(dtype):
                                             lower_closest=True)
 
 
-def _triton_potentials_paths():
+def _triton_devices():
+    """Where the Triton kernels other than the assignment run: CUDA, or the interpreter on the CPU."""
     return [pytest.param("cuda", id="triton-cuda", marks=pytest.mark.gpu),
             pytest.param("cpu", id="triton-interpreter", marks=pytest.mark.skipif(
                 not _triton_interpreter_available(),
                 reason="Triton not installed, or already imported without the interpreter"))]
 
 
-@pytest.mark.parametrize("device", _triton_potentials_paths())
+@pytest.mark.parametrize("device", _triton_devices())
 @pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_features", [1, 3, 16, 17, 70])
 @pytest.mark.parametrize("n_candidates", [1, 4, 17])
@@ -495,7 +496,7 @@ def test_triton_candidate_potentials_match_reference(device, storage, n_features
         assert_close_relative(got, expected)
 
 
-@pytest.mark.parametrize("device", _triton_potentials_paths())
+@pytest.mark.parametrize("device", _triton_devices())
 def test_triton_potentials_lower_closest_in_place(device):
     from gpukmeans.kernels import triton_potentials
 
@@ -518,14 +519,7 @@ def test_triton_potentials_lower_closest_in_place(device):
                                                       norms.repeat(2).to(device), lowered, lower_closest=True)
 
 
-def _center_update_paths():
-    return [pytest.param("cuda", id="triton-cuda", marks=pytest.mark.gpu),
-            pytest.param("cpu", id="triton-interpreter", marks=pytest.mark.skipif(
-                not _triton_interpreter_available(),
-                reason="Triton not installed, or already imported without the interpreter"))]
-
-
-@pytest.mark.parametrize("device", _center_update_paths())
+@pytest.mark.parametrize("device", _triton_devices())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_features,k_max", [(1, 1), (3, 2), (16, 8), (70, 33)])
 def test_triton_center_update_matches_reference(device, dtype, n_features, k_max):

@@ -230,6 +230,30 @@ def _emit_row_sq_norm(builder, element_type, row, n_features):
     return builder.load(total)
 
 
+def _for_the_lane_width(builder, element_type, lanes_here, name, emit):
+    """Emit ``emit(lanes)`` for every width the packing may choose (``_LANE_CHOICES``) and
+    run the one equal to ``lanes_here``: one compiled binary serves every host width.
+    Any other width is refused before the kernel runs."""
+    done = builder.append_basic_block(f"{name}.done")
+    for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
+        with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
+            emit(lanes)
+            builder.branch(done)
+    builder.branch(done)
+    builder.position_at_end(done)
+
+
+def _clamped_row_pointers(builder, data, first_row, rows_here, n_features, count):
+    """Pointers to ``count`` rows from ``first_row``; those past ``rows_here`` repeat the
+    last real row (their results are computed and dropped)."""
+    pointers = []
+    for row in range(count):
+        clamped = builder.select(builder.icmp_signed("<", _I64(row), rows_here),
+                                 _I64(row), builder.sub(rows_here, _I64(1)))
+        pointers.append(builder.gep(data, [builder.mul(builder.add(first_row, clamped), n_features)]))
+    return pointers
+
+
 def _arguments(context, builder, sig, args, array_positions, int_positions):
     """An intrinsic's array arguments (position -> numba array struct) and its integer
     arguments as intp, in the order asked."""
@@ -284,29 +308,16 @@ def assign_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, group, n_
         n_groups, max_blocks, _, lanes_here = cgutils.unpack_tuple(builder, array[4].shape, 4)
         padded_k = builder.mul(max_blocks, lanes_here)
 
-        # Rows past n_rows repeat the last real row: their results are computed and dropped.
-        row_pointers = []
-        for row in range(ROWS):
-            clamped = builder.select(builder.icmp_signed("<", _I64(row), rows_here),
-                                     _I64(row), builder.sub(rows_here, _I64(1)))
-            row_pointers.append(
-                builder.gep(data, [builder.mul(builder.add(first_row, clamped), n_features)]))
+        row_pointers = _clamped_row_pointers(builder, data, first_row, rows_here, n_features, ROWS)
 
         group_centers = builder.gep(
             array[4].data, [builder.mul(builder.mul(group_id, padded_k), n_features)])
         group_norms = builder.gep(array[5].data, [builder.mul(group_id, padded_k)])
         best_values = cgutils.alloca_once(builder, element_type, size=ROWS)
         best_index = cgutils.alloca_once(builder, _I32, size=ROWS)
-        lane_choices = _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]
-        done = builder.append_basic_block("nearest.done")
-        for lanes in lane_choices:
-            this_width = builder.icmp_signed("==", lanes_here, _I64(lanes))
-            with builder.if_then(this_width):
-                _emit_nearest(builder, element_type, lanes, row_pointers, n_features,
-                              group_centers, group_norms, blocks_here, best_values, best_index)
-                builder.branch(done)
-        builder.branch(done)  # any other width is refused before the kernel runs
-        builder.position_at_end(done)
+        _for_the_lane_width(builder, element_type, lanes_here, "nearest", lambda lanes: _emit_nearest(
+            builder, element_type, lanes, row_pointers, n_features, group_centers, group_norms, blocks_here,
+            best_values, best_index))
 
         _emit_tile_results(builder, has, element_type, label_type, array[0], array[1], array[8], array[9],
                            array[10], array[11], array[12], first_row, rows_here, group_id, part_id,
@@ -411,11 +422,7 @@ def _emit_transpose(builder, element_type, lanes, data, first_row, rows_here, n_
     """``tile[f * lanes + r] = X[first_row + r, f]``; rows past ``rows_here`` repeat the last."""
     vector = ir.VectorType(element_type, lanes)
     element_bytes = 4 if element_type == ir.FloatType() else 8
-    row_pointers = []
-    for row in range(lanes):
-        clamped = builder.select(builder.icmp_signed("<", _I64(row), rows_here),
-                                 _I64(row), builder.sub(rows_here, _I64(1)))
-        row_pointers.append(builder.gep(data, [builder.mul(builder.add(first_row, clamped), n_features)]))
+    row_pointers = _clamped_row_pointers(builder, data, first_row, rows_here, n_features, lanes)
     n_blocks = builder.sdiv(builder.add(n_features, _I64(lanes - 1)), _I64(lanes))
     # Whole-vector loads read up to a vector past a row's last feature: the next row's
     # values, transposed into tile rows nobody reads. Only the table's last rows would
@@ -452,14 +459,9 @@ def transpose_tile(typingctx, X, row0, n_rows, tile):
         element_type = context.get_value_type(sig.args[0].dtype)
         n_total, n_features = cgutils.unpack_tuple(builder, array[0].shape, 2)
         _, lanes_here = cgutils.unpack_tuple(builder, array[3].shape, 2)
-        done = builder.append_basic_block("transpose.done")
-        for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
-            with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
-                _emit_transpose(builder, element_type, lanes, array[0].data, first_row, rows_here,
-                                n_features, n_total, array[3].data)
-                builder.branch(done)
-        builder.branch(done)  # any other width is refused before the kernel runs
-        builder.position_at_end(done)
+        _for_the_lane_width(builder, element_type, lanes_here, "transpose", lambda lanes: _emit_transpose(
+            builder, element_type, lanes, array[0].data, first_row, rows_here, n_features, n_total,
+            array[3].data))
         return context.get_dummy_value()
 
     return signature, codegen
@@ -564,28 +566,25 @@ def assign_tile_in_row_lanes(typingctx, X, weights, row0, n_rows, tile, centers_
         widest = _LANE_CHOICES[4 if element_type == ir.FloatType() else 8][0]
         best_values = cgutils.alloca_once(builder, element_type, size=widest)
         best_index = cgutils.alloca_once(builder, _I32, size=widest)
-        done = builder.append_basic_block("nearest.done")
-        for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
-            with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
-                values, index = _emit_nearest_in_row_lanes(builder, element_type, lanes, array[4].data, n_features,
-                                                           group_centers, group_norms, chunks_here)
-                # The Lloyd pass's common case (a whole tile, only labels and change
-                # counts asked for) stays in registers; the rest goes row by row.
-                simple = builder.and_(builder.icmp_signed("==", rows_here, _I64(lanes)),
-                                      builder.not_(builder.or_(has(_FLAG_DISTANCES), has(_FLAG_INERTIA))))
-                with builder.if_else(simple) as (whole_tile, row_by_row):
-                    with whole_tile:
-                        _emit_tile_labels(builder, has, label_type, array[9], array[10], array[12], first_row,
-                                          group_id, part_id, index)
-                    with row_by_row:
-                        _vector_store(builder, values, best_values, 1)
-                        _vector_store(builder, index, best_index, 1)
-                        _emit_tile_results(builder, has, element_type, label_type, array[0], array[1], array[9],
-                                           array[10], array[11], array[12], array[13], first_row, rows_here,
-                                           group_id, part_id, n_groups, best_values, best_index)
-                builder.branch(done)
-        builder.branch(done)  # any other width is refused before the kernel runs
-        builder.position_at_end(done)
+
+        def assign(lanes):
+            values, index = _emit_nearest_in_row_lanes(builder, element_type, lanes, array[4].data, n_features,
+                                                       group_centers, group_norms, chunks_here)
+            # The Lloyd pass's common case (a whole tile, only labels and change
+            # counts asked for) stays in registers; the rest goes row by row.
+            simple = builder.and_(builder.icmp_signed("==", rows_here, _I64(lanes)),
+                                  builder.not_(builder.or_(has(_FLAG_DISTANCES), has(_FLAG_INERTIA))))
+            with builder.if_else(simple) as (whole_tile, row_by_row):
+                with whole_tile:
+                    _emit_tile_labels(builder, has, label_type, array[9], array[10], array[12], first_row,
+                                      group_id, part_id, index)
+                with row_by_row:
+                    _vector_store(builder, values, best_values, 1)
+                    _vector_store(builder, index, best_index, 1)
+                    _emit_tile_results(builder, has, element_type, label_type, array[0], array[1], array[9],
+                                       array[10], array[11], array[12], array[13], first_row, rows_here,
+                                       group_id, part_id, n_groups, best_values, best_index)
+        _for_the_lane_width(builder, element_type, lanes_here, "nearest", assign)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -711,14 +710,9 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
             rows.append((pointer, _emit_row_sq_norm(builder, element_type, pointer, n_features),
                          closest_slot, builder.load(closest_slot), weight))
 
-        done = builder.append_basic_block("potentials.done")
-        for lanes in _LANE_CHOICES[4 if element_type == ir.FloatType() else 8]:
-            with builder.if_then(builder.icmp_signed("==", lanes_here, _I64(lanes))):
-                _emit_potentials(builder, element_type, lanes, rows, n_features, array[4].data,
-                                 array[5].data, n_blocks, part_sums, lower)
-                builder.branch(done)
-        builder.branch(done)  # any other width is refused before the kernel runs
-        builder.position_at_end(done)
+        _for_the_lane_width(builder, element_type, lanes_here, "potentials", lambda lanes: _emit_potentials(
+            builder, element_type, lanes, rows, n_features, array[4].data, array[5].data, n_blocks, part_sums,
+            lower))
         return context.get_dummy_value()
 
     return signature, codegen
