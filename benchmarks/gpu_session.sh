@@ -28,6 +28,8 @@
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
 # GPU_SESSION_BUDGET_S (default 560: no stage starts, or runs, past it),
 # GPU_SESSION_TESTS=serial (the tests stage runs only the serial files),
+# GPU_SESSION_LARGE_WITHOUT=NAME (bench-large leaves out that peer: fastkmeans, which streams
+# X from host memory, takes most of that stage's 180 s),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
 # a check of this script that costs no device time; tests/test_gpu_session.py runs it).
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
@@ -245,7 +247,16 @@ run_bench() {
     say "   no shape for this stage: see the plan line above"
     return 1
   fi
-  local args=(benchmarks/bench_lloyd.py --device "$DEVICE" "${timing[@]}" --out "$dir" "${LIBRARIES[@]}")
+  local libraries=("${LIBRARIES[@]}")
+  if [[ $suffix == -large && -n ${GPU_SESSION_LARGE_WITHOUT:-} && ${#libraries[@]} -eq 0 ]]; then
+    mapfile -t libraries < <(LEAVE_OUT=$GPU_SESSION_LARGE_WITHOUT "$PY" -c '
+import os
+from gpukmeans._benchmark import GPU_PEERS
+print("--libraries")
+print("\n".join(name for name in GPU_PEERS if name != os.environ["LEAVE_OUT"]))')
+    say "   leaving out $GPU_SESSION_LARGE_WITHOUT (GPU_SESSION_LARGE_WITHOUT)"
+  fi
+  local args=(benchmarks/bench_lloyd.py --device "$DEVICE" "${timing[@]}" --out "$dir" "${libraries[@]}")
   for shape in "${shapes[@]}"; do args+=(--shape "$shape"); done
   logged "$limit" "$PY" "${args[@]}"
   status=$?

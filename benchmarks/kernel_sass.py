@@ -37,7 +37,7 @@ TYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp1
 # SASS opcodes by the unit or purpose a reader cares about
 KINDS = [
     ("tensor core", r"^(HMMA|HGMMA|IMMA|WARPGROUP)"),
-    ("global load", r"^LDG"), ("global store", r"^(STG|RED|ATOM)"),
+    ("async copy", r"^LDGSTS"), ("global load", r"^LDG"), ("global store", r"^(STG|RED|ATOM)"),
     ("shared memory", r"^(LDS|STS|LDSM|STSM)"), ("barrier", r"^(BAR|SYNCS|DEPBAR|WARPSYNC)"),
     ("shuffle", r"^SHFL"), ("float32", r"^(FADD|FMUL|FFMA|FMNMX|FSETP|FSEL|FCHK)"),
     ("float64", r"^(DADD|DMUL|DFMA|DSETP)"), ("conversion", r"^(F2F|F2I|I2F|F2FP|I2FP|F2IP)"),

@@ -60,7 +60,7 @@ _CAPPED_REGISTERS = 128
 # (sums only, see _sums_by_center).
 _DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
                    "distance_precision": None, "sum_precision": None, "hoist_centers": True,
-                   "maxnreg": None, "slot_counts": True}
+                   "maxnreg": None, "slot_counts": True, "reload_for_sums": None}
 # Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _sums_by_center.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none;
@@ -167,10 +167,15 @@ def _sums_by_center(left, rows, weight, acc, PRECISION: tl.constexpr, WEIGHT_ROW
 
 
 @triton.jit
-def _row_tile(X, rows64, row_ok, stride_x, features, n_features):
+def _row_tile_cached(X, rows64, row_ok, stride_x, features, n_features, CACHE: tl.constexpr):
     """The rows' values at ``features`` as stored; zero past the last row or feature."""
     return tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                   mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0)
+                   mask=row_ok[:, None] & (features < n_features)[None, :], other=0.0, cache_modifier=CACHE)
+
+
+@triton.jit
+def _row_tile(X, rows64, row_ok, stride_x, features, n_features):
+    return _row_tile_cached(X, rows64, row_ok, stride_x, features, n_features, "")
 
 
 @triton.jit
@@ -222,7 +227,7 @@ def _assign_kernel(
     WEIGHTED: tl.constexpr, ACCUMULATE: tl.constexpr, WRITE_DISTANCES: tl.constexpr,
     LLOYD: tl.constexpr, WITH_INERTIA: tl.constexpr,
     DISTANCE_PRECISION: tl.constexpr, SUM_PRECISION: tl.constexpr, HOIST_CENTERS: tl.constexpr,
-    WEIGHT_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr,
+    WEIGHT_ROWS: tl.constexpr, SLOT_COUNTS: tl.constexpr, RELOAD_FOR_SUMS: tl.constexpr,
 ):
     # The group is the grid's fastest axis: the G programs that walk the same row tiles
     # (one per group: restarts, or the k's of a sweep) are scheduled side by side, so
@@ -328,7 +333,13 @@ def _assign_kernel(
                 else:
                     sum_left = one_hot_t
                 if SUMS_IN_REGISTERS:
-                    step = _sums_by_center(sum_left, x_stored, weight, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
+                    x_sums = x_stored
+                    if RELOAD_FOR_SUMS:
+                        # the same rows, read again (from L2) by a load of their own: see
+                        # _reads_rows_twice. A different cache hint keeps the compiler from
+                        # merging it into the first.
+                        x_sums = _row_tile_cached(X, rows64, row_ok, stride_x, tile_features, n_features, ".cg")
+                    step = _sums_by_center(sum_left, x_sums, weight, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
                                            SUM_PRECISION, WEIGHT_ROWS) - sums_error
                     updated = sums_total + step
                     sums_error = (updated - sums_total) - step
@@ -433,6 +444,25 @@ def _added_up(plan, totals):
     return totals.sum(dim=0, dtype=torch.float64) if plan.per_program_totals else totals.double()
 
 
+def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile):
+    """Whether the sums read the row tile with a load of their own.
+
+    Triton's software pipeliner (cp.async copies of the next tiles into shared memory while
+    this one computes) skips a load that feeds two tensor-core products wanting different
+    shared layouts: float32 rows are the distances' left operand (features contiguous)
+    and the sums' right one (rows contiguous), and TF32 products cannot transpose in
+    shared memory. Unpipelined, every tile waited out a whole memory round trip (SASS:
+    no LDGSTS in the row loop; Triton 3.6 and 3.9 alike). With a second load, each is
+    pipelined, the second served from L2. bfloat16 rows are pipelined as they are, and
+    float32 products on the CUDA cores ("ieee") need no shared layout.
+    """
+    override = _tuning["reload_for_sums"]
+    if override is not None:
+        return bool(override) and one_tile
+    return (one_tile and x_dtype == torch.float32
+            and distance_precision != "ieee" and sum_precision not in ("ieee", "one_hot_bf16"))
+
+
 def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted, accumulate, write_distances,
                       lloyd, with_inertia):
     """The kernel's compile-time constants and launch options for one launch: what
@@ -459,6 +489,7 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
         # where the one-hot must hold only 0 and 1, the weights go into the rows
         WEIGHT_ROWS=weighted and sum_precision in _ONE_HOT_SUM_PRECISIONS,
         SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
+        RELOAD_FOR_SUMS=_reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile),
     )
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
     maxnreg = _tuning["maxnreg"]
