@@ -269,15 +269,20 @@ def _assign_kernel(
         rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = rows < n_rows
         rows64 = rows.to(tl.int64)
+        # the tile's first row as a 64-bit pointer, once per tile; within the tile, 32-bit
+        # offsets (a 64-bit multiply-add per element was a quarter of the loop's integer work)
+        tile_start = tl.cast(tile, tl.int64) * BLOCK_M  # tile: a plain int in the interpreter
+        x_tile_base = X + tile_start * stride_x
+        tile_rows = tl.arange(0, BLOCK_M)
         if LLOYD:
             # read first, so that its latency passes while the tile computes (placed after
             # the products, the load waited out a whole memory round trip per tile)
-            slots = LABELS + rows64 * n_label_columns + column
+            slots = LABELS + tile_start * n_label_columns + column + tile_rows * n_label_columns
             previous = tl.load(slots, mask=row_ok, other=0).to(tl.int32)
 
         # ||x||^2 only shifts every distance of a row: it is added after the argmin.
         if ONE_FEATURE_TILE:
-            x_stored = _row_tile(X, rows64, row_ok, stride_x, tile_features, n_features)
+            x_stored = _row_tile(x_tile_base, tile_rows, row_ok, stride_x, tile_features, n_features)
             x_tile = x_stored.to(tl.float32)
             x_sq = tl.sum(x_tile * x_tile, axis=1)
         else:
@@ -338,7 +343,7 @@ def _assign_kernel(
                         # the same rows, read again (from L2) by a load of their own: see
                         # _reads_rows_twice. A different cache hint keeps the compiler from
                         # merging it into the first.
-                        x_sums = _row_tile_cached(X, rows64, row_ok, stride_x, tile_features, n_features, ".cg")
+                        x_sums = _row_tile_cached(x_tile_base, tile_rows, row_ok, stride_x, tile_features, n_features, ".cg")
                     step = _sums_by_center(sum_left, x_sums, weight, tl.zeros((BLOCK_K, BLOCK_D), tl.float32),
                                            SUM_PRECISION, WEIGHT_ROWS) - sums_error
                     updated = sums_total + step
