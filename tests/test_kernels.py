@@ -296,6 +296,8 @@ TRITON_TUNINGS = [
     {"distance_precision": "tf32x3", "sum_precision": "tf32x3", "block_m": 128, "maxnreg": 0},
     {"slot_counts": False},
     {"sum_precision": "split_tf32", "hoist_centers": False},
+    {"reload_for_sums": True},  # the rows read twice, with the inertia too
+    {"reload_for_sums": False},  # the rows read once, in every pass
 ]
 
 
@@ -553,8 +555,8 @@ def test_triton_center_update_matches_reference(device, dtype, n_features, k_max
 
 
 def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_warning(monkeypatch):
-    """The Triton k-means++ kernel was written without a GPU: if it fails where it runs,
-    the fit goes on with the assignment's distances, and the kernel is not tried again.
+    """If the Triton k-means++ kernel fails where it runs (a Triton that will not compile
+    it), the fit goes on with the assignment's distances, and the kernel is not tried again.
     (The CUDA branch's fallback, called here with CPU tensors.)"""
     import types
 

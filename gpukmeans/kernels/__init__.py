@@ -203,9 +203,9 @@ _triton_potentials_failed = False
 
 
 def _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, lower_closest):
-    """The Triton potentials kernel; if it fails (it was written without a GPU to run it
-    on, so a Triton that will not compile it must not end the fit), a warning, and the
-    assignment kernel's distances from then on, as before it existed."""
+    """The Triton potentials kernel; if it fails (a Triton that will not compile it must
+    not end the fit), a warning, and the assignment kernel's distances from then on, as
+    before it existed."""
     global _triton_potentials_failed
     try:
         return _load("triton_potentials").candidate_potentials_triton(

@@ -270,7 +270,8 @@ def _assign_kernel(
         row_ok = rows < n_rows
         rows64 = rows.to(tl.int64)
         # the tile's first row as a 64-bit pointer, once per tile; within the tile, 32-bit
-        # offsets (a 64-bit multiply-add per element was a quarter of the loop's integer work)
+        # offsets, not a 64-bit multiply-add per element (kernel_sass.py, Triton 3.6, at
+        # (100M, 32, 16): 25.4 -> 24.3 instructions a row)
         tile_start = tl.cast(tile, tl.int64) * BLOCK_M  # tile: a plain int in the interpreter
         x_tile_base = X + tile_start * stride_x
         tile_rows = tl.arange(0, BLOCK_M)
@@ -449,7 +450,7 @@ def _added_up(plan, totals):
     return totals.sum(dim=0, dtype=torch.float64) if plan.per_program_totals else totals.double()
 
 
-def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile):
+def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia):
     """Whether the sums read the row tile with a load of their own.
 
     Triton's software pipeliner (cp.async copies of the next tiles into shared memory while
@@ -460,11 +461,14 @@ def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile):
     no LDGSTS in the row loop; Triton 3.6 and 3.9 alike). With a second load, each is
     pipelined, the second served from L2. bfloat16 rows are pipelined as they are, and
     float32 products on the CUDA cores ("ieee") need no shared layout.
+
+    Not with the inertia (a fit's last pass): there the two loads were slower at
+    (100M, 32, 16) on an H200, 9.3-9.7 ms against 7.3-7.4 read once (docs/speed.md).
     """
     override = _tuning["reload_for_sums"]
     if override is not None:
         return bool(override) and one_tile
-    return (one_tile and x_dtype == torch.float32
+    return (one_tile and not with_inertia and x_dtype == torch.float32
             and distance_precision != "ieee" and sum_precision not in ("ieee", "one_hot_bf16"))
 
 
@@ -494,7 +498,7 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
         # where the one-hot must hold only 0 and 1, the weights go into the rows
         WEIGHT_ROWS=weighted and sum_precision in _ONE_HOT_SUM_PRECISIONS,
         SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
-        RELOAD_FOR_SUMS=_reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile),
+        RELOAD_FOR_SUMS=_reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia),
     )
     launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
     maxnreg = _tuning["maxnreg"]

@@ -13,8 +13,8 @@ stored in a slot of its own and added up by the caller in a fixed order, so the
 potentials do not depend on the order programs finish in.
 
 The distances are computed as the assignment kernel computes them (``||c||^2 - 2 x.c``
-from the same product, plus ``||x||^2``, clamped at 0); GPU timings are owed (this was
-written and tested under Triton's interpreter, without a GPU).
+from the same product, plus ``||x||^2``, clamped at 0). On an H200 it took k-means++ at
+(100M, 32, 16) from 0.73-0.78 s to 0.36-0.37 s, picking the same rows (docs/speed.md).
 """
 
 import torch
