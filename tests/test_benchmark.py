@@ -216,3 +216,36 @@ def test_the_iteration_variant_times_the_engines_iteration():
     assert ms > 0
     assert torch.allclose(got.sums.double(), expected.sums.double(), rtol=1e-5, atol=1e-4)
     assert torch.equal(got.weight_sums.double(), expected.weight_sums.double())
+
+
+def _clock_of(durations):
+    """A clock under which consecutive timed fits take ``durations`` seconds."""
+    readings, now = [], 0.0
+    for seconds in durations:
+        readings += [now, now + seconds]
+        now += seconds + 1.0
+    return iter(readings).__next__
+
+
+def _one_peer(monkeypatch):
+    def steady(X, init, init_rows, device):
+        return lambda iterations: iterations
+    monkeypatch.setitem(bench.PEERS, "steady", steady)
+    X, init, rows = bench.make_data(500, 3, 4, "cpu")
+    return X, init, rows
+
+
+@pytest.mark.parametrize("short_times, long_times, noisy", [
+    ((1.00, 1.01, 1.005), (1.20, 1.21, 1.205), False),
+    ((1.00, 1.50, 1.30), (1.20, 1.21, 1.205), True),   # one short fit took 0.5 s longer
+])
+def test_a_figure_whose_repeats_spread_more_than_it_measures_is_flagged(monkeypatch, short_times, long_times,
+                                                                         noisy):
+    X, init, rows = _one_peer(monkeypatch)
+    durations = [t for pair in zip(short_times, long_times) for t in pair]  # short, long, short, long...
+    [record] = bench.measure_shape(["steady"], X, init, rows, "cpu", n_iter=10, repeats=3, floor_ms=1.0,
+                                   clock=_clock_of(durations))
+    assert record.ms_per_iter == pytest.approx(20.0)  # (1.20 - 1.00) s over 10 iterations
+    assert record.status.startswith("ok")
+    assert ("noisy: the repeats of one fit spread over 500.00 ms" in record.status) == noisy
+    assert ("noisy" in record.status) == noisy
