@@ -32,6 +32,8 @@
 # X from host memory, takes most of that stage's 180 s),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
 # a check of this script that costs no device time; tests/test_gpu_session.py runs it).
+# Past 8 files in $OUT (what a reply carries), all but the log are packed into
+# gpu-session-results.tar.gz.
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
 # nothing could run (no CUDA device, no torch, an unknown stage).
 set -uo pipefail
@@ -330,6 +332,20 @@ done
 say ""
 say "== summary (${SECONDS} s in all)"
 for line in "${SUMMARY[@]}"; do say "$line"; done
+# The device tool brings back at most 8 files from $OUT (GPU_SESSION_MAX_FILES for a test):
+# past that, everything but the log goes into one archive, so that nothing is left behind.
+max_files=${GPU_SESSION_MAX_FILES:-8}
+mapfile -t written < <(cd "$OUT" && ls)
+if ((${#written[@]} > max_files)); then
+  bundle=gpu-session-results.tar.gz
+  mapfile -t packed < <(printf '%s\n' "${written[@]}" | grep -vx 'session.log')
+  if (cd "$OUT" && tar -czf "$bundle" "${packed[@]}" && rm -f "${packed[@]}"); then
+    say "${#written[@]} files are more than the $max_files a reply carries: all but the log are in $bundle" \
+        "(tar -xzf $bundle)"
+  else
+    say "   could not pack the results into $bundle: some of them will not come back"
+  fi
+fi
 say "files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 say "commit the results: copy $OUT/lloyd-$DEVICE*.{json,md,png} into benchmarks/results/"
 exit "$FAILED"

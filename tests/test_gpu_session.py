@@ -93,3 +93,19 @@ def test_a_rehearsal_runs_the_stages_command_lines_on_the_cpu(tmp_path):
     measured = {(r["library"], r["n_samples"], r["n_features"], r["n_clusters"]) for r in payload["results"]}
     assert measured == {("gpukmeans", 4000, 32, 16), ("plain torch", 4000, 32, 16)}
     assert "== summary" in log and re.search(r"^bench-large\s+passed", log, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_results_past_what_a_reply_carries_come_back_as_one_archive(tmp_path):
+    """Run 12 wrote 10 files and lost its log and a chart: a reply carries 8."""
+    import tarfile
+
+    out = tmp_path / "out"
+    done = _session("bench-large", timeout=600, OUT=str(out), GPU_SESSION_REHEARSE="1", GPU_SESSION_MAX_FILES="2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(path.name for path in out.iterdir()) == ["gpu-session-results.tar.gz", "session.log"]
+    with tarfile.open(out / "gpu-session-results.tar.gz") as archive:
+        assert sorted(archive.getnames()) == ["lloyd-cpu-large.json", "lloyd-cpu-large.md", "lloyd-cpu-large.png"]
+        payload = json.load(archive.extractfile("lloyd-cpu-large.json"))
+    assert {r["library"] for r in payload["results"]} == {"gpukmeans", "plain torch"}
+    assert "all but the log are in gpu-session-results.tar.gz" in (out / "session.log").read_text()
