@@ -32,8 +32,8 @@
 # X from host memory, takes most of that stage's 180 s),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
 # a check of this script that costs no device time; tests/test_gpu_session.py runs it).
-# Past 8 files in $OUT (what a reply carries), all but the log are packed into
-# gpu-session-results.tar.gz.
+# Past GPU_SESSION_MAX_FILES files in $OUT (default 8: what a reply carries), all but the log
+# are packed into gpu-session-results.tar.gz.
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
 # nothing could run (no CUDA device, no torch, an unknown stage).
 set -uo pipefail
