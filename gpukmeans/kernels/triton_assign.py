@@ -257,7 +257,8 @@ def _assign_kernel(
     if HOIST_CENTERS:
         # one tile of centres and of features (the customer-table case): the centres are
         # read once per program, and the row loop holds no inner loop, so that Triton's
-        # pipeliner can prefetch the next rows while this tile computes
+        # pipeliner can prefetch the next rows while this tile computes (float32 rows only
+        # with the sums' own load: see _reads_rows_twice)
         hoisted_c_t = tl.load(C + (group_base + tile_centers)[None, :] * n_features + tile_features[:, None],
                               mask=center_in_tile[None, :] & feature_ok[:, None], other=0.0)
         hoisted_norms = tl.load(CN + group_base + tile_centers, mask=center_in_tile, other=float("inf"))
