@@ -68,14 +68,11 @@ SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
 # (triton_assign._reads_rows_twice): (100M, 32, 16) 6.41 -> 5.06 ms a step without the
 # inertia. bfloat16 rows were pipelined already. 2 and 4 pipeline stages lost to 3 at every
 # shape but one tie; 96 and 80 registers (5 and 6 programs per SM) lost again: dropped here.
-# Run 13 times the rows' addresses as 32-bit offsets from each tile's first row (4 % fewer
-# instructions a row), and launch shapes again now that the loads are pipelined, all without
-# the inertia, as the engine iterates (with it, the reloaded rows were slower at (100M, 32, 16):
-# 9.3 ms against 7.3 read once, in runs 11-12).
-# Run 13 (gpu-kernel-variants-h200-9.md): the 32-bit offsets were within the noise (kept: fewer
-# instructions); no launch shape beat the default at (100M, 32, 16); the reloaded rows were
-# slower with the inertia again (9.7 against 7.4 ms), so the pass with the inertia reads the
-# rows once since (its "default" row is what "rows read once (with the inertia)" was).
+# Run 13 (gpu-kernel-variants-h200-9.md) timed the rows' addresses as 32-bit offsets from each
+# tile's first row (4 % fewer instructions a row: within the noise, kept) and the launch shapes
+# below again, without the inertia as the engine iterates: none beat the default at
+# (100M, 32, 16). With the inertia the reloaded rows were slower in runs 11-13 (9.3-9.7 against
+# 7.3-7.4 ms read once), so that pass reads the rows once since: its "default" row is that.
 SHIPPED_VARIANTS = [
     ("default", {}),
     ("default, no inertia (as the engine iterates)", {"_inertia": False}),
