@@ -7,9 +7,10 @@ every row once more at the end. This script times, on one CUDA device:
 
 - the draws' block totals the way k-means++ sums them now (many blocks, one transfer)
   and as before (a transfer per 65,536-row block), over the same values;
-- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``), best of 2, with the candidates'
-  potentials in one Triton pass (the default) and through the assignment kernel's blocks
-  (``GPUKMEANS_FUSED_POTENTIALS=0``, as before), and whether both chose the same rows;
+- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``: one pass over X per centre),
+  best of 2, with the Triton potentials kernel (the default) and with the assignment
+  kernel's distances instead (``GPUKMEANS_FUSED_POTENTIALS=0``), and whether both chose
+  the same rows;
 - the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
   iterations), with its iteration count, so that the seconds outside the iterations show.
 
@@ -83,8 +84,8 @@ def main(argv=None):
 
     # best of 2: the first compiles the kernels
     chosen = {}
-    for fused, name in (("1", "k-means++ alone, potentials in one pass (s)"),
-                        ("0", "k-means++ alone, potentials through the assignment's blocks, as before (s)")):
+    for fused, name in (("1", "k-means++ alone, Triton potentials kernel (s)"),
+                        ("0", "k-means++ alone, the assignment kernel's distances (s)")):
         os.environ["GPUKMEANS_FUSED_POTENTIALS"] = fused
         init_s, (_, chosen[fused]) = seconds(
             lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device, repeats=2)

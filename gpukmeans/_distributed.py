@@ -145,6 +145,9 @@ class DistributedSource(DataSource):
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         return self.local.take_local(indices)
 
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.local.stored_rows(start, stop)
+
     def _owned(self, indices: torch.Tensor):
         indices = indices.to(self.device)
         mine = (indices >= self.row_offset) & (indices < self.row_offset + self.n_samples)

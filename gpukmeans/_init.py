@@ -7,13 +7,13 @@ chosen rows), and never holds more than one chunk's distances. Draws and keys de
 on the rows' weights and distances only, never on how the rows are chunked or split.
 """
 
+import functools
 import math
 
 import torch
 
 from . import kernels
-from .kernels.reference import potentials_from_distances
-from ._device import work_block_bytes
+from ._device import assign_block_bytes, row_blocks, work_block_bytes
 from ._lloyd import lloyd
 from ._random import row_uniforms
 from ._sources import InMemorySource
@@ -23,6 +23,12 @@ from ._sources import InMemorySource
 # only per-row state (weights, distances), never the rows themselves.
 _BLOCK_ROWS = 1 << 16
 
+# Rows per block of k-means++'s draws. Each greedy step's pass returns its candidates'
+# potentials per block, so a draw needs no pass of its own; but the rows of a drawn block
+# are read again (see kmeans_plusplus_tensor), so these blocks are small. A multiple of
+# the Triton kernel's 64-row tiles.
+_PLUSPLUS_BLOCK_ROWS = 1024
+
 
 def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
     """Greedy k-means++ (as scikit-learn): ``2 + int(log k)`` candidates per step, keep the best.
@@ -31,22 +37,77 @@ def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
     zero-weight row is never a centre. Besides one chunk, it holds one value per row
     (the distance to the nearest centre so far). Returns ``(centers (k, d), indices (k,))``
     with global row indices.
+
+    One pass over the rows per centre. A step's candidates are drawn before the pass
+    that would lower every row's distance to the centre the step before chose; so
+    each pass does both: it lowers the distances to the last chosen centre first, then
+    weighs the new candidates against them, per block of rows. The chosen candidate's
+    block totals are then the next draw's, and a draw reads again only the rows of the
+    blocks it falls in, lowering them as the next pass will (with the same kernel, so to
+    the same values). Lowering twice to the same centre changes nothing.
     """
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     indices = torch.empty(n_clusters, dtype=torch.int64)
     indices[0] = _draw_proportional(source, None, 1, generator)[0]
-    centers = [source.take(indices[:1])[0]]
-    closest = _closest_sq_distances(source, centers[0][None, :])
+    chosen = source.take(indices[:1])
+    centers = [chosen[0]]
+    if n_clusters == 1:
+        return torch.stack(centers), indices
+    closest = torch.full((source.n_samples,), math.inf, dtype=source.dtype, device=source.device)
+    block_potentials = _lower_and_weigh(source, closest, chosen)[:, 0]
     for c in range(1, n_clusters):
-        candidate_ids = _draw_proportional(source, closest, n_local_trials, generator)
+        candidate_ids = _draw_by_block_totals(
+            source, block_potentials, _PLUSPLUS_BLOCK_ROWS, n_local_trials, generator,
+            functools.partial(_lowered_block_values, source, closest, chosen))
         candidates = source.take(candidate_ids)
-        candidate_potentials = _potentials_with_candidate(source, closest, candidates)
-        best = int(torch.argmin(candidate_potentials))
+        block_totals = _lower_and_weigh(source, closest, torch.cat([chosen, candidates]))[:, 1:]
+        potentials = source.reduce_sum(block_totals.sum(dim=0).to(source.device)).cpu()
+        best = int(torch.argmin(potentials))
         indices[c] = candidate_ids[best]
-        centers.append(candidates[best])
-        _lower_closest(source, closest, candidates[best][None, :])
+        chosen = candidates[best : best + 1]
+        centers.append(chosen[0])
+        block_potentials = block_totals[:, best]
     return torch.stack(centers), indices
+
+
+def _lower_and_weigh(source, closest, points) -> torch.Tensor:
+    """One pass of k-means++: ``closest`` lowered in place to each row's distance to
+    ``points[0]``, then every point's potential against it, per block of
+    ``_PLUSPLUS_BLOCK_ROWS`` rows: (this holder's blocks, points) float64 on the CPU."""
+    norms = (points * points).sum(dim=1)
+    n_blocks = -(-source.n_samples // _PLUSPLUS_BLOCK_ROWS)
+    totals = torch.zeros((n_blocks, points.shape[0]), dtype=torch.float64, device=source.device)
+    for start, rows, weights in _potential_pieces(source, points.shape[0]):
+        part = kernels.candidate_potentials(rows, points, norms, closest[start : start + rows.shape[0]], weights,
+                                            lower_closest=True, block_rows=_PLUSPLUS_BLOCK_ROWS,
+                                            block_offset=start % _PLUSPLUS_BLOCK_ROWS)
+        first = start // _PLUSPLUS_BLOCK_ROWS
+        # a block split between two pieces gets two partial totals; any other, its own
+        totals[first : first + part.shape[0]] += part
+    return totals.cpu()
+
+
+def _potential_pieces(source, n_points):
+    """``source.chunks()``, cut into blocks of bounded memory where the potentials come
+    from the assignment's per-row results (a label and a distance per row and point)."""
+    fused = _fused_potentials(source)
+    for start, chunk, weights in source.chunks():
+        if fused:
+            yield start, chunk, weights
+            continue
+        bytes_per_row = n_points * (16 + chunk.element_size())
+        for lo, hi in row_blocks(chunk.shape[0], bytes_per_row, assign_block_bytes(chunk.device)):
+            yield start + lo, chunk[lo:hi], None if weights is None else weights[lo:hi]
+
+
+def _lowered_block_values(source, closest, chosen, start, stop, weights) -> torch.Tensor:
+    """``weight * closest`` for rows ``start:stop``, ``closest`` first lowered there to
+    ``chosen`` (one point) with the kernel of the passes, on the rows as stored."""
+    rows = source.stored_rows(start, stop)
+    kernels.candidate_potentials(rows, chosen, (chosen * chosen).sum(dim=1), closest[start:stop], weights,
+                                 lower_closest=True)
+    return _block_values(source, closest, start, stop, weights)
 
 
 def random_rows_init(source, n_clusters, seed):
@@ -178,17 +239,26 @@ def _draw_proportional(source, values, n_draws, generator) -> torch.Tensor:
     """Global row indices drawn with probability proportional to ``weight * value``.
 
     ``values`` None means the weights alone. When every ``weight * value`` is zero (all
-    rows already coincide with a centre), it falls back to the weights. The uniforms
-    come from ``generator`` (the same on every holder); each draw falls to the holder,
-    then the block, then the row whose cumulative total passes it. Only one block's
-    cumulative sum is ever formed; holders exchange their totals and the drawn indices.
+    rows already coincide with a centre), it falls back to the weights.
     """
-    blocks = list(_weight_blocks(source))
-    block_totals = _block_totals(source, values)
+    return _draw_by_block_totals(source, _block_totals(source, values), _BLOCK_ROWS, n_draws, generator,
+                                 functools.partial(_block_values, source, values), weights_only=values is None)
+
+
+def _draw_by_block_totals(source, block_totals, block_rows, n_draws, generator, values_of_block, *,
+                          weights_only=False) -> torch.Tensor:
+    """Global row indices drawn with probability proportional to per-row values, from
+    their totals per block of ``block_rows`` rows (this holder's, on the CPU) and
+    ``values_of_block(start, stop, weights)``, the values of one block's rows.
+
+    The uniforms come from ``generator`` (the same on every holder); each draw falls to
+    the holder, then the block, then the row whose cumulative total passes it. Only the
+    drawn blocks' values are formed; holders exchange their totals and the drawn indices.
+    """
     holder_totals = source.all_gather(block_totals.sum().reshape(1).to(source.device)).flatten().cpu()
     holder_ends = torch.cumsum(holder_totals, dim=0)
     if float(holder_ends[-1]) <= 0:
-        if values is None:
+        if weights_only:
             raise ValueError("sample_weight must have at least one positive weight.")
         return _draw_proportional(source, None, n_draws, generator)
     # Uniforms in (0, 1]: a target of exactly 0 could land on a zero-valued leading row.
@@ -199,10 +269,11 @@ def _draw_proportional(source, values, n_draws, generator) -> torch.Tensor:
     if mine.numel():
         local_targets = targets[mine] - (holder_ends[source.rank] - holder_totals[source.rank])
         block_ends = torch.cumsum(block_totals, dim=0)
-        block_of_target = torch.searchsorted(block_ends, local_targets).clamp_max_(len(blocks) - 1)
+        block_of_target = torch.searchsorted(block_ends, local_targets).clamp_max_(len(block_totals) - 1)
         for position in sorted(set(block_of_target.tolist())):
-            start, stop, weights = blocks[position]
-            part = _block_values(source, values, start, stop, weights)
+            start, stop = position * block_rows, min((position + 1) * block_rows, source.n_samples)
+            weights = None if source.sample_weight is None else source.sample_weight[start:stop]
+            part = values_of_block(start, stop, weights)
             cumulative = torch.cumsum(part, dim=0).cpu()
             block_start = block_ends[position] - block_totals[position]
             for draw in torch.nonzero(block_of_target == position).flatten().tolist():
@@ -237,8 +308,8 @@ def _lower_closest(source, closest, points) -> None:
     if points.shape[0] == 1 and _fused_potentials(source):
         norms = (points * points).sum(dim=1)
         for start, rows, _ in source.chunks():
-            kernels.candidate_potentials_fused(rows, points, norms, closest[start : start + rows.shape[0]],
-                                               lower_closest=True)
+            kernels.candidate_potentials(rows, points, norms, closest[start : start + rows.shape[0]],
+                                         lower_closest=True)
         return
     for start, _, _, result in source.assigned_blocks(points[None, :, :]):
         distances = result.min_sq_distances[:, 0]
@@ -250,24 +321,6 @@ def _fused_potentials(source) -> bool:
     """Whether k-means++'s candidate potentials take a kernel's one-pass path (the CPU
     kernel, or the Triton one on CUDA)."""
     return kernels.fused_potentials_available(source.device, source.dtype)
-
-
-def _potentials_with_candidate(source, closest, candidates) -> torch.Tensor:
-    """For each candidate, the weighted potential (over every holder) if it were added as a centre."""
-    potentials = torch.zeros(candidates.shape[0], dtype=torch.float64, device=source.device)
-    if _fused_potentials(source):
-        # One pass per chunk, nothing per row: the blocks below spend a kernel pass per
-        # candidate, each using one lane of a vector of centres (measured at 1M x 16,
-        # k=8: about 50 ms a k-means++ step, most of a whole fit's time).
-        norms = (candidates * candidates).sum(dim=1)
-        for start, rows, weights in source.chunks():
-            potentials += kernels.candidate_potentials_fused(
-                rows, candidates, norms, closest[start : start + rows.shape[0]], weights)
-        return source.reduce_sum(potentials).cpu()
-    for start, _, weights, result in source.assigned_blocks(candidates[:, None, :]):
-        block_closest = closest[start : start + result.min_sq_distances.shape[0]]
-        potentials += potentials_from_distances(result.min_sq_distances, block_closest, weights)
-    return source.reduce_sum(potentials).cpu()
 
 
 def _weight_nearest_to_each(source, points) -> torch.Tensor:

@@ -24,6 +24,8 @@ The seam, for a holder of some of the table's rows:
 - ``take(indices)``, ``weights_of(indices)``: rows and weights at *global* indices,
   the same answer on every holder (a small set: centres, candidates), in ``dtype``
   (stored rows widened exactly: they become centres).
+  ``stored_rows(start, stop)``: this holder's rows ``start:stop`` as stored, on
+  ``device`` (a few blocks that k-means++'s draws read again).
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
 - ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
@@ -65,6 +67,11 @@ class DataSource:
     def take(self, indices: torch.Tensor) -> torch.Tensor:
         """The rows at global ``indices``, on ``device``."""
         return self.take_local(indices)
+
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        """This holder's rows ``start:stop`` (local) in ``storage_dtype``, on ``device``."""
+        # widened exactly by take_local, so narrowing them back is exact too
+        return self.take_local(torch.arange(start, stop)).to(self.storage_dtype)
 
     def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
         """The sample weights of the rows at global ``indices``."""
@@ -221,6 +228,9 @@ class InMemorySource(DataSource):
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
         return self.X[indices.to(self.device)].to(self.dtype)
+
+    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.X[start:stop].to(self.device)
 
 
 def _whole_pass_kernel(X: torch.Tensor) -> bool:

@@ -113,7 +113,7 @@ def test_kmeans_parallel_gathers_sampled_rows_the_same_way_on_every_device(monke
 def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkeypatch, weighted):
     # the CPU kernel's one-pass potentials against the blockwise assignment path:
     # the same distances bit for bit, summed in another order, so the same choices
-    from gpukmeans import _init
+    from gpukmeans import _init, kernels
     from gpukmeans._sources import InMemorySource
 
     rng = np.random.default_rng(5)
@@ -122,7 +122,7 @@ def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkey
     source = InMemorySource(X, weights, chunk_size=1_000)
 
     def init(fused):
-        monkeypatch.setattr(_init, "_fused_potentials", lambda source: fused)
+        monkeypatch.setattr(kernels, "fused_potentials_available", lambda device, dtype: fused)
         return _init.kmeans_plusplus_tensor(source, 9, torch.Generator().manual_seed(4))
 
     (fused_centres, fused_rows), (block_centres, block_rows) = init(True), init(False)
@@ -153,3 +153,55 @@ def test_draw_block_totals_do_not_depend_on_how_many_blocks_are_summed_at_once(m
     torch.testing.assert_close(totals[0], per_block, rtol=1e-12, atol=0)
     assert all(torch.equal(t, totals[0]) for t in totals[1:])
     assert all(torch.equal(d, draws[0]) for d in draws[1:])
+
+
+class _CountingSource:
+    """An in-memory source that counts the passes over its rows and the rows read again."""
+
+    def __new__(cls, X, weights, chunk_size):
+        from gpukmeans._sources import InMemorySource
+
+        class Counting(InMemorySource):
+            passes = 0
+            rows_read_again = 0
+
+            def chunks(self):
+                type(self).passes += 1
+                return super().chunks()
+
+            def stored_rows(self, start, stop):
+                type(self).rows_read_again += stop - start
+                return super().stored_rows(start, stop)
+
+        return Counting(X, weights, chunk_size)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_kmeans_plusplus_reads_the_rows_once_per_centre(monkeypatch, fused):
+    # each greedy step's one pass lowers the distances to the last centre chosen and
+    # weighs the new candidates; a draw reads again only the blocks it falls in
+    from gpukmeans import _init, kernels
+
+    monkeypatch.setattr(kernels, "fused_potentials_available", lambda device, dtype: fused)
+    X = torch.from_numpy(np.random.default_rng(2).standard_normal((20_000, 3)).astype(np.float32))
+    source = _CountingSource(X, None, chunk_size=3_000)
+    centres, rows = _init.kmeans_plusplus_tensor(source, 10, torch.Generator().manual_seed(1), n_local_trials=3)
+    assert len(set(rows.tolist())) == 10
+    assert type(source).passes == 10
+    assert 0 < type(source).rows_read_again <= 9 * 3 * _init._PLUSPLUS_BLOCK_ROWS
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_picks_the_same_rows_whatever_the_chunk_size(weighted):
+    # chunks that start inside a draw block leave it two partial totals; every other
+    # block's totals, the lowered distances and the draws do not depend on the chunks
+    from gpukmeans import _init
+    from gpukmeans._sources import InMemorySource
+
+    rng = np.random.default_rng(6)
+    X = torch.from_numpy(rng.standard_normal((9_000, 4)).astype(np.float32))
+    weights = torch.from_numpy(rng.random(9_000).astype(np.float32)) if weighted else None
+    picks = [_init.kmeans_plusplus_tensor(InMemorySource(X, weights, chunk_size=chunk), 12,
+                                          torch.Generator().manual_seed(3))[1]
+             for chunk in (9_000, 4_096, 1_000, 333)]
+    assert all(torch.equal(p, picks[0]) for p in picks[1:])

@@ -461,9 +461,70 @@ def test_cpu_kernel_lowers_closest_in_place_to_a_chosen_centre(dtype):
     scale = (X.double() ** 2).sum(dim=1) + float(norms)
     assert torch.all((lowered.double() - expected.double()).abs() <= 16 * eps * scale)
     assert bool((lowered <= closest).all()) and not torch.equal(lowered, closest)
-    with pytest.raises(ValueError, match="one candidate"):
-        cpu_kernel.candidate_potentials_cpu(X, torch.cat([centre, centre]), norms.repeat(2), lowered,
-                                            lower_closest=True)
+    # with candidates after it, the first centre lowers closest to the same bits (k-means++
+    # lowers a drawn block with it alone, then the whole table with the next candidates),
+    # and the candidates are weighed against the lowered values
+    others = torch.randn(16, 6, generator=generator, dtype=torch.float64).to(dtype)
+    points = torch.cat([centre, others])
+    lowered_with_others = closest.clone()
+    potentials = cpu_kernel.candidate_potentials_cpu(X, points, (points * points).sum(dim=1), lowered_with_others,
+                                                     lower_closest=True)
+    assert torch.equal(lowered_with_others, lowered)
+    assert_close_relative(potentials[0], lowered.double().sum(), rtol=1e-10)
+    expected = candidate_potentials_reference(X, others, (others * others).sum(dim=1), lowered)
+    assert_close_relative(potentials[1:], expected, rtol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def _split_at(call, n_rows, block_rows, split):
+    """Block totals of ``call(start, stop, block_offset)`` over rows ``0:split`` and
+    ``split:n_rows`` (as two chunks of a pass), added as k-means++ adds them."""
+    head = call(0, split, 0)
+    tail = call(split, n_rows, split % block_rows)
+    totals = torch.zeros(-(-n_rows // block_rows), head.shape[1], dtype=torch.float64)
+    totals[: head.shape[0]] += head.cpu()
+    totals[split // block_rows:] += tail.cpu()
+    return totals
+
+
+def _check_block_totals(potentials, X, candidates, closest, weights, block_rows, split, rtol):
+    """``potentials(X, candidates, norms, closest, weights, **options)`` per block: the
+    reference's, and bit for bit the same for every block that a split leaves whole."""
+    norms = (candidates * candidates).sum(dim=1)
+    n_rows = X.shape[0]
+    whole_closest, split_closest, expected_closest = closest.clone(), closest.clone(), closest.clone()
+    whole = potentials(X, candidates, norms, whole_closest, weights, lower_closest=True, block_rows=block_rows).cpu()
+    expected = candidate_potentials_reference(X.cpu().to(candidates.dtype), candidates.cpu(), norms.cpu(),
+                                              expected_closest.cpu(), None if weights is None else weights.cpu(),
+                                              lower_closest=True, block_rows=block_rows)
+    assert whole.shape == expected.shape == (-(-n_rows // block_rows), candidates.shape[0])
+    assert_close_relative(whole, expected, rtol=rtol)
+    assert torch.equal(whole.sum(dim=0), potentials(X, candidates, norms, closest.clone(), weights,
+                                                    lower_closest=True, block_rows=block_rows).cpu().sum(dim=0))
+
+    def call(start, stop, offset):
+        return potentials(X[start:stop], candidates, norms, split_closest[start:stop],
+                          None if weights is None else weights[start:stop], lower_closest=True,
+                          block_rows=block_rows, block_offset=offset)
+
+    parted = _split_at(call, n_rows, block_rows, split)
+    straddled = split // block_rows
+    kept = [b for b in range(whole.shape[0]) if b != straddled]
+    assert torch.equal(parted[kept], whole[kept])
+    assert_close_relative(parted[straddled], whole[straddled], rtol=1e-12)
+    assert torch.equal(split_closest, whole_closest)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cpu_potentials_per_block_of_rows(dtype, weighted):
+    generator = torch.Generator().manual_seed(11)
+    X = torch.randn(5_000, 7, generator=generator, dtype=torch.float64).to(dtype)
+    candidates = torch.randn(5, 7, generator=generator, dtype=torch.float64).to(dtype)
+    closest = (torch.rand(5_000, generator=generator, dtype=torch.float64) * 20).to(dtype)
+    weights = torch.rand(5_000, generator=generator, dtype=torch.float64).to(dtype) if weighted else None
+    for block_rows, split in ((1024, 1500), (256, 2051), (8, 13)):
+        _check_block_totals(cpu_kernel.candidate_potentials_cpu, X, candidates, closest, weights, block_rows, split,
+                            rtol=1e-5 if dtype == torch.float32 else 1e-12)
 
 
 def _triton_devices():
@@ -516,9 +577,31 @@ def test_triton_potentials_lower_closest_in_place(device):
     assert torch.all((lowered.cpu().double() - expected).abs() <= 64 * torch.finfo(torch.float32).eps * scale)
     assert bool((lowered.cpu() < closest).any()) and bool((lowered.cpu() <= closest).all())
     assert_close_relative(potential, lowered.double().sum().reshape(1))
-    with pytest.raises(ValueError, match="one candidate"):
-        triton_potentials.candidate_potentials_triton(X.to(device), torch.cat([centre, centre]).to(device),
-                                                      norms.repeat(2).to(device), lowered, lower_closest=True)
+    # with candidates after it: the same lowering, and the candidates weighed against it
+    others = torch.randn(20, 7, generator=generator)  # two tiles of candidates: only the first pass lowers
+    points = torch.cat([centre, others])
+    lowered_with_others = closest.clone().to(device)
+    potentials = triton_potentials.candidate_potentials_triton(
+        X.to(device), points.to(device), (points * points).sum(dim=1).to(device), lowered_with_others,
+        lower_closest=True)
+    assert torch.equal(lowered_with_others, lowered)
+    assert_close_relative(potentials[1:], candidate_potentials_reference(
+        X, others, (others * others).sum(dim=1), lowered.cpu()))
+
+
+@pytest.mark.parametrize("device", _triton_devices())
+@pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16])
+def test_triton_potentials_per_block_of_rows(device, storage):
+    from gpukmeans.kernels import triton_potentials
+
+    generator = torch.Generator().manual_seed(12)
+    X = torch.randn(2_600, 7, generator=generator).to(storage).to(device)
+    candidates = torch.randn(5, 7, generator=generator).to(device)
+    closest = (torch.rand(2_600, generator=generator) * 20).to(device)
+    weights = torch.rand(2_600, generator=generator).to(device)
+    for block_rows, split in ((1024, 1500), (128, 1001)):
+        _check_block_totals(triton_potentials.candidate_potentials_triton, X, candidates, closest, weights,
+                            block_rows, split, rtol=1e-5)
 
 
 @pytest.mark.parametrize("device", _triton_devices())
@@ -571,12 +654,12 @@ def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_wa
     norms = (candidates * candidates).sum(dim=1)
     closest = torch.rand(N_ROWS, generator=generator) * 5
     with pytest.warns(RuntimeWarning, match=r"RuntimeError: PTX assembly failed\); using the assignment"):
-        got = kernels._potentials_on_cuda(X, candidates, norms, closest, None, False)
+        got = kernels._potentials_on_cuda(X, candidates, norms, closest, None)
     assert_close_relative(got, candidate_potentials_reference(X, candidates, norms, closest))
     assert kernels._triton_potentials_failed
     assert not kernels.fused_potentials_available(torch.device("cuda"), torch.float32)
     lowered = closest.clone()
-    kernels._potentials_from_assignment(X, candidates[:1], norms[:1], lowered, None, True)
+    kernels._potentials_from_assignment(X, candidates[:1], norms[:1], lowered, None, lower_closest=True)
     expected = closest.clone()
     cpu_kernel.candidate_potentials_cpu(X, candidates[:1], norms[:1], expected, lower_closest=True)
     assert torch.equal(lowered, expected) and bool((lowered < closest).any())

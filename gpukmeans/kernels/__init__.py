@@ -8,9 +8,9 @@ and (optionally) the per-centre weighted sums and weights that Lloyd's update ne
 place and returns only per-group totals (sums, label changes, inertia), so that a
 pass over X writes nothing per row but the labels. :func:`update_centers` is what Lloyd
 does with those totals (the means, their norms, the shift and empty flags): one Triton
-launch on CUDA, PyTorch elsewhere. :func:`candidate_potentials_fused` is k-means++'s step
-(each candidate's potential, and the lowering of every row's nearest distance) in one pass
-of the CPU kernel or, on CUDA, of a Triton kernel. Fast paths (a CPU kernel, Triton
+launch on CUDA, PyTorch elsewhere. :func:`candidate_potentials` is k-means++'s step
+(the lowering of every row's nearest distance to the centre chosen last, and each new
+candidate's potential) in one pass of the CPU kernel or, on CUDA, of a Triton kernel. Fast paths (a CPU kernel, Triton
 kernels) must agree with :mod:`.reference`.
 
 Rows may be stored as float16 or bfloat16 (with float32 centres): the Triton kernel
@@ -47,7 +47,7 @@ __all__ = [
     "assign_accumulate",
     "assign_accumulate_reference",
     "backend_for",
-    "candidate_potentials_fused",
+    "candidate_potentials",
     "candidate_potentials_reference",
     "fused_cpu_kernel_available",
     "fused_potentials_available",
@@ -172,7 +172,7 @@ def update_centers(sums, weight_sums, n_changed, old_centers, valid) -> CenterUp
 
 def fused_potentials_available(device, dtype) -> bool:
     """Whether k-means++'s candidate potentials of rows on ``device`` in ``dtype`` take
-    one pass of a kernel (:func:`candidate_potentials_fused`): the CPU kernel's, or on
+    one pass of a kernel (:func:`candidate_potentials`): the CPU kernel's, or on
     CUDA the Triton one. ``GPUKMEANS_FUSED_POTENTIALS=0`` turns the CUDA one off, to time
     it against the assignment kernel's blocks it replaces (GPU timings are owed)."""
     import torch
@@ -186,46 +186,48 @@ def fused_potentials_available(device, dtype) -> bool:
     return module is not None and module.supports(torch.empty((0, 1), dtype=dtype, device=device))
 
 
-def candidate_potentials_fused(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False):
-    """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` in one pass,
-    where :func:`fused_potentials_available` (callers take the assignment's per-row
-    distances in blocks otherwise): on CUDA the Triton kernel (16-bit rows as stored),
-    on the CPU the numba kernel (16-bit rows widened first, as for the assignment).
-    ``lower_closest``: see :func:`gpukmeans.kernels.cpu.candidate_potentials_cpu`."""
+def candidate_potentials(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False,
+                         block_rows=None, block_offset=0):
+    """:func:`~gpukmeans.kernels.reference.candidate_potentials_reference` (its
+    ``lower_closest`` and ``block_rows`` included) in one pass, where
+    :func:`fused_potentials_available`: on CUDA the Triton kernel (16-bit rows as
+    stored), on the CPU the numba kernel (16-bit rows widened first, as for the
+    assignment). Elsewhere, from the assignment's per-row distances."""
+    import torch
+
+    options = dict(lower_closest=lower_closest, block_rows=block_rows, block_offset=block_offset)
+    computed_in = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
+    if not fused_potentials_available(X.device, computed_in):
+        return _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, **options)
     if X.device.type == "cuda":
-        return _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, lower_closest)
+        return _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, **options)
     X, candidates, candidate_sq_norms, weights = _widened_if_half(X, candidates, candidate_sq_norms, weights)
-    return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights,
-                                                 lower_closest=lower_closest)
+    return _load("cpu").candidate_potentials_cpu(X, candidates, candidate_sq_norms, closest, weights, **options)
 
 
 _triton_potentials_failed = False
 
 
-def _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, lower_closest):
+def _potentials_on_cuda(X, candidates, candidate_sq_norms, closest, weights, **options):
     """The Triton potentials kernel; if it fails (a Triton that will not compile it must
     not end the fit), a warning, and the assignment kernel's distances from then on, as
     before it existed."""
     global _triton_potentials_failed
     try:
         return _load("triton_potentials").candidate_potentials_triton(
-            X, candidates, candidate_sq_norms, closest, weights, lower_closest=lower_closest)
+            X, candidates, candidate_sq_norms, closest, weights, **options)
     except Exception as error:  # noqa: BLE001 - any failure of this kernel has the same remedy
         _triton_potentials_failed = True
         warnings.warn(f"gpukmeans: the CUDA k-means++ kernel failed ({type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''}); using the assignment "
                       "kernel's distances instead.", RuntimeWarning, stacklevel=3)
-        return _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, lower_closest)
+        return _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, **options)
 
 
-def _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, lower_closest):
-    """:func:`candidate_potentials_fused` from the assignment's per-row distances (the
-    candidates as groups of one centre): what k-means++ did before the fused kernels."""
+def _potentials_from_assignment(X, candidates, candidate_sq_norms, closest, weights, **options):
+    """:func:`candidate_potentials` from the assignment's per-row distances (the
+    candidates as groups of one centre): what k-means++ did before the fused kernels,
+    and what it does where they do not run."""
     distances = assign_accumulate(X, candidates[:, None, :], candidate_sq_norms[:, None],
                                   accumulate=False).min_sq_distances
-    potentials = potentials_from_distances(distances, closest, weights)
-    if lower_closest:
-        import torch
-
-        torch.minimum(closest, distances[:, 0].to(closest.dtype), out=closest)
-    return potentials
+    return potentials_from_distances(distances, closest, weights, **options)

@@ -278,7 +278,7 @@ _FLAG_WEIGHTED = 2  # rows carry weights (else every weight is 1)
 _FLAG_DISTANCES = 4  # write each row's squared distance
 _FLAG_LLOYD = 8  # count label changes against the labels already there
 _FLAG_INERTIA = 16  # sum w * distance per group
-_FLAG_LOWER = 32  # potentials_tile: also write min(closest, distance) back to closest (one centre)
+_FLAG_LOWER = 32  # potentials_tile: the first centre lowers closest in place, before the others see it
 
 
 @intrinsic
@@ -679,7 +679,8 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
     packed group: k-means++'s potential of each candidate, without a distance per row
     and candidate ever reaching memory. Lanes past the last candidate add junk that the
     caller drops. The distances are the ones :func:`assign_tile` computes, bit for bit.
-    With ``_FLAG_LOWER`` (one centre), ``closest_i`` is lowered in place to that minimum.
+    With ``_FLAG_LOWER``, ``closest_i`` is first lowered in place to its distance to the
+    first centre, and every centre's minimum is taken against the lowered value.
     """
     signature = types.void(X, weights, row0, n_rows, centers_t, norms, closest, sums, part, flags)
 
@@ -694,8 +695,8 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
         lower = builder.icmp_signed("!=", builder.and_(flag_bits, _I64(_FLAG_LOWER)), _I64(0))
         part_sums = _part_start(builder, array[7], part_id)
 
-        # per row of the tile: (pointer, ||x||^2, closest's slot and value, weight: 0 past
-        # n_rows, where the last row repeats and rewrites its own value)
+        # per row of the tile: (pointer, ||x||^2, closest's slot, weight: 0 past n_rows,
+        # where the last row repeats and rewrites its own value)
         rows = []
         for row in range(ROWS):
             real = builder.icmp_signed("<", _I64(row), rows_here)
@@ -708,7 +709,7 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
             weight = builder.select(real, builder.load(weight), ir.Constant(double, 0.0))
             closest_slot = builder.gep(array[6].data, [i])
             rows.append((pointer, _emit_row_sq_norm(builder, element_type, pointer, n_features),
-                         closest_slot, builder.load(closest_slot), weight))
+                         closest_slot, weight))
 
         _for_the_lane_width(builder, element_type, lanes_here, "potentials", lambda lanes: _emit_potentials(
             builder, element_type, lanes, rows, n_features, array[4].data, array[5].data, n_blocks, part_sums,
@@ -721,7 +722,8 @@ def potentials_tile(typingctx, X, weights, row0, n_rows, centers_t, norms, close
 def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, norms, n_blocks, sums, lower):
     """The distance loop of :func:`_emit_nearest`, then per lane ``min(d, closest) * w``
     summed over the tile's rows in float64 and added to ``sums`` once per block; when
-    ``lower``, lane 0's minimum is also written back to each row's closest."""
+    ``lower``, lane 0 of the first block (the first centre) lowers each row's closest,
+    in memory and for every lane, before the minima are taken."""
     vector = ir.VectorType(element_type, lanes)
     wide = ir.VectorType(ir.DoubleType(), lanes)
     fma = _declare(builder, f"llvm.fma.{_suffix(element_type, lanes)}", vector, [vector] * 3)
@@ -732,15 +734,22 @@ def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, no
         block = block_loop.index
         _emit_block_distances(builder, fma, vector, element_bytes, [row[0] for row in rows], n_features,
                               centers, norms, block, accumulators)
+        lowers_here = builder.and_(lower, builder.icmp_signed("==", block, _I64(0)))
         total = ir.Constant(wide, [0.0] * lanes)
-        for row, (_, sq_norm, closest_slot, closest, weight) in enumerate(rows):
+        for row, (_, sq_norm, closest_slot, weight) in enumerate(rows):
             distance = builder.fadd(builder.load(accumulators[row]), _splat(builder, sq_norm, vector))
             # clamped at 0 as in assign_tile; padding lanes (+inf) keep closest
             distance = builder.select(builder.fcmp_ordered(">", distance, zero), distance, zero)
+            # read here, not once per tile: the first block may have lowered it (and a
+            # repeated last row of a ragged tile reads what its original wrote)
+            closest = builder.load(closest_slot)
+            first = builder.extract_element(distance, _I32(0))
+            lowered = builder.select(builder.fcmp_ordered("<", first, closest), first, closest)
+            closest = builder.select(lowers_here, lowered, closest)
+            with builder.if_then(lowers_here):
+                builder.store(closest, closest_slot)
             bound = _splat(builder, closest, vector)
             nearest = builder.select(builder.fcmp_ordered("<", distance, bound), distance, bound)
-            with builder.if_then(lower):
-                builder.store(builder.extract_element(nearest, _I32(0)), closest_slot)
             if element_type != ir.DoubleType():
                 nearest = builder.fpext(nearest, wide)
             total = builder.fadd(total, builder.fmul(nearest, _splat(builder, weight, wide)))
@@ -800,6 +809,17 @@ def _potential_rows(X, weights, centers_t, norms, closest, sums, part, first_row
     for row0 in range(first_row, stop_row, ROWS):
         potentials_tile(X, weights, row0, min(ROWS, stop_row - row0), centers_t, norms, closest,
                         sums, part, flags)
+
+
+@numba.njit(cache=True, nogil=True)
+def _potential_blocks(X, weights, centers_t, norms, closest, sums, first_block, stop_block, block_rows,
+                      block_offset, flags):
+    # block b's totals go to part b; its tiles start at its first row, so a block's
+    # total is the same whichever call and thread it falls to
+    for block in range(first_block, stop_block):
+        first_row = max(0, block * block_rows - block_offset)
+        stop_row = min(X.shape[0], (block + 1) * block_rows - block_offset)
+        _potential_rows(X, weights, centers_t, norms, closest, sums, block, first_row, stop_row, flags)
 
 
 _pool = None
@@ -999,11 +1019,11 @@ def layout_for(n_features: int, k_max: int) -> str:
     return "rows" if few else "centres"
 
 
-def _run_parts(n_rows, n_threads, n_parts, run_part) -> None:
-    """``run_part(part, first_row, stop_row)`` for ``n_parts`` parts of whole tiles, on
-    ``n_threads`` threads (the calling one included)."""
-    tiles = -(-n_rows // ROWS)
-    bounds = [min(n_rows, ROWS * (tiles * p // n_parts)) for p in range(n_parts + 1)]
+def _run_parts(n_rows, n_threads, n_parts, run_part, unit=ROWS) -> None:
+    """``run_part(part, first_row, stop_row)`` for ``n_parts`` parts of whole tiles (or of
+    whole ``unit``s), on ``n_threads`` threads (the calling one included)."""
+    units = -(-n_rows // unit)
+    bounds = [min(n_rows, unit * (units * p // n_parts)) for p in range(n_parts + 1)]
     next_part = itertools.count()  # next() is atomic under the GIL
 
     def work():
@@ -1097,14 +1117,15 @@ def candidate_potentials_cpu(
     weights: Optional[torch.Tensor] = None,
     *,
     lower_closest: bool = False,
+    block_rows: Optional[int] = None,
+    block_offset: int = 0,
 ) -> torch.Tensor:
-    """Fast CPU implementation of :func:`~gpukmeans.kernels.candidate_potentials`:
-    one pass over ``X``, nothing written per row. With ``lower_closest`` (one
-    candidate), ``closest`` (C-contiguous, X's dtype) is also lowered in place to each
-    row's distance to it, as k-means++ does once a centre is chosen."""
+    """Fast CPU implementation of :func:`~gpukmeans.kernels.candidate_potentials_reference`
+    (its ``lower_closest`` and ``block_rows`` included): one pass over ``X``, nothing
+    written per row but the lowered ``closest`` (then C-contiguous, in X's dtype)."""
     X = X.detach().contiguous()
-    if lower_closest and (candidates.shape[0] != 1 or closest.dtype != X.dtype or not closest.is_contiguous()):
-        raise ValueError("lower_closest needs one candidate and a C-contiguous closest in X's dtype.")
+    if lower_closest and (closest.dtype != X.dtype or not closest.is_contiguous()):
+        raise ValueError("lower_closest needs a C-contiguous closest in X's dtype.")
     n_rows = X.shape[0]
     packed = _pack_centers(candidates.detach().to(X.dtype)[None], candidate_sq_norms.detach().to(X.dtype)[None])
     padded = packed.norms.shape[1] * packed.norms.shape[2]
@@ -1114,12 +1135,20 @@ def candidate_potentials_cpu(
         flags |= _FLAG_WEIGHTED
         row_weights = weights.detach().to(X.dtype).contiguous().numpy()
     n_threads, n_parts = _parts_for(n_rows, padded * 8)
-    sums = _per_part((padded,), np.float64, n_parts)
     arguments = (X.numpy(), row_weights, packed.centers_t, packed.norms,
-                 closest.detach().to(X.dtype).contiguous().numpy(), sums)  # the same memory when lowering
-    _run_parts(n_rows, n_threads, n_parts,
-               lambda part, start, stop: _potential_rows(*arguments, part, start, stop, flags))
-    return torch.from_numpy(sums.sum(axis=0)[: candidates.shape[0]])
+                 closest.detach().to(X.dtype).contiguous().numpy())  # the same memory when lowering
+    if block_rows is None:
+        sums = _per_part((padded,), np.float64, n_parts)
+        _run_parts(n_rows, n_threads, n_parts,
+                   lambda part, start, stop: _potential_rows(*arguments, sums, part, start, stop, flags))
+        return torch.from_numpy(sums.sum(axis=0)[: candidates.shape[0]])
+    n_blocks = -(-(block_offset + n_rows) // block_rows)
+    sums = _per_part((padded,), np.float64, n_blocks)
+    if n_blocks == 0:
+        return torch.zeros((0, candidates.shape[0]), dtype=torch.float64)
+    _run_parts(n_blocks, n_threads, min(n_parts, n_blocks), lambda part, first, stop: _potential_blocks(
+        *arguments, sums, first, stop, block_rows, block_offset, flags), unit=1)
+    return torch.from_numpy(np.ascontiguousarray(sums[:, : candidates.shape[0]]))
 
 
 def supports(X: torch.Tensor) -> bool:

@@ -121,24 +121,54 @@ def candidate_potentials_reference(
     candidate_sq_norms: torch.Tensor,
     closest: torch.Tensor,
     weights: Optional[torch.Tensor] = None,
+    *,
+    lower_closest: bool = False,
+    block_rows: Optional[int] = None,
+    block_offset: int = 0,
 ) -> torch.Tensor:
     """k-means++'s potential of each candidate centre: ``sum_i w_i min(closest_i, ||x_i - c_j||^2)``.
 
     ``candidates`` is (T, d) with its squared norms (T,); ``closest`` (n,) is each
     row's squared distance to the nearest centre chosen so far. Returns (T,) float64.
     The distances are the assignment's (``||x||^2 + ||c||^2 - 2 x.c``, clamped at 0).
+
+    ``lower_closest``: the first candidate is a centre already chosen; ``closest`` is
+    first lowered in place to each row's distance to it, and every potential is taken
+    against the lowered values (the first one's is then their weighted total). So one
+    pass both applies a greedy step's choice and weighs the next step's candidates.
+
+    ``block_rows``: the potentials per block of rows, (blocks, T), instead of their
+    total, for draws in proportion to the lowered distances. Block ``b`` holds the rows
+    ``i`` with ``(block_offset + i) // block_rows == b``: a caller passing a chunk
+    that starts inside a block says how far inside.
     """
     result = assign_accumulate_reference(X, candidates[:, None, :], candidate_sq_norms[:, None], accumulate=False)
-    return potentials_from_distances(result.min_sq_distances, closest, weights)
+    return potentials_from_distances(result.min_sq_distances, closest, weights, lower_closest=lower_closest,
+                                     block_rows=block_rows, block_offset=block_offset)
 
 
-def potentials_from_distances(distances, closest, weights=None) -> torch.Tensor:
-    """``sum_i w_i min(closest_i, distances[i, j])`` for each column ``j``, float64: the
-    potentials of candidates whose per-row distances are at hand."""
+def potentials_from_distances(distances, closest, weights=None, *, lower_closest=False, block_rows=None,
+                              block_offset=0) -> torch.Tensor:
+    """:func:`candidate_potentials_reference` of candidates whose per-row distances
+    ``(n, T)`` are at hand."""
+    if lower_closest:
+        torch.minimum(closest, distances[:, 0].to(closest.dtype), out=closest)
     nearest = torch.minimum(distances, closest[:, None].to(distances.dtype)).double()
     if weights is not None:
         nearest = nearest * weights.double()[:, None]
-    return nearest.sum(dim=0)
+    if block_rows is None:
+        return nearest.sum(dim=0)
+    return _block_sums(nearest, block_rows, block_offset)
+
+
+def _block_sums(values: torch.Tensor, block_rows: int, block_offset: int) -> torch.Tensor:
+    """``values`` (n, T) summed per block of rows (see :func:`candidate_potentials_reference`),
+    each block's rows added one after another, so that a block's total does not depend
+    on the blocks around it."""
+    n_blocks = -(-(block_offset + values.shape[0]) // block_rows)
+    padded = values.new_zeros((n_blocks * block_rows, values.shape[1]))
+    padded[block_offset:block_offset + values.shape[0]] = values
+    return padded.view(n_blocks, block_rows, -1).cumsum(dim=1)[:, -1]
 
 
 def padded_sq_norms(centers: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
