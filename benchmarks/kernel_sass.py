@@ -1,4 +1,5 @@
-"""Compiles the Triton Lloyd step for a GPU architecture without a GPU, and counts its code.
+"""Compiles the Triton Lloyd step (or k-means++'s pass) for a GPU architecture without a GPU,
+and counts its code.
 
 A lent GPU is rare and its minutes few; the machine code is not. Profiling on an H200
 (docs/speed.md) showed the step bound by instructions issued per row, with few warps
@@ -8,6 +9,11 @@ sm_90 (H100/H200), with Triton's own ptxas, and reports registers, spills, share
 memory and the SASS instructions of the row loop, per row, by kind.
 
     python benchmarks/kernel_sass.py [--shape N,D,K ...] [--dtype float32|bfloat16] [--set key=value ...]
+    python benchmarks/kernel_sass.py --potentials [--shape N,D,T ...] [--dtype ...]   # k-means++,
+        T points a pass: the centre chosen last and the candidates (2 + int(log k) of them)
+
+Instructions behind a forward branch in the loop (code that most passes skip, such as
+k-means++'s once-a-block totals) are counted apart: "per row" counts the loop without them.
 
 Instruction counts are static (one pass of the loop body), not a timing: they compare
 variants of the kernel, and a variant that cuts them must still be timed on a GPU.
@@ -20,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import types
 
 import torch
 
@@ -30,7 +37,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.tools.disasm import path_to_cuobjdump  # noqa: E402
 
-from gpukmeans.kernels import triton_assign  # noqa: E402
+from gpukmeans.kernels import triton_assign, triton_potentials  # noqa: E402
 
 SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
 TYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -69,6 +76,24 @@ def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, i
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options), plan
 
 
+def compile_potentials(n_features, n_points, dtype, *, weighted=False, arch=90):
+    """The compiled k-means++ pass (``triton_potentials``): ``n_points`` points, the first
+    lowering ``closest``, per block of rows, as ``_init.kmeans_plusplus_tensor`` launches it."""
+    constants = triton_potentials.compile_settings(dtype, "cuda", n_features, n_points, weighted=weighted,
+                                                   lower=True)
+    kernel = triton_potentials._potentials_kernel
+    names = kernel.arg_names
+    pointer_types = ["*" + TYPE_NAMES[dtype], "*fp32", "*fp32", "*fp32", "*fp32", "*fp64"]
+    signature = {name: kind for name, kind in zip(names, pointer_types + ["i32"] * 7)}
+    signature.update({name: "constexpr" for name in constants})
+    divisible = list(range(len(pointer_types)))
+    divisible += [names.index(n) for n in ("n_features", "stride_x") if n_features % 16 == 0]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in divisible}
+    source = ASTSource(kernel, signature, constexprs=constants, attrs=attrs)
+    rows_per_tile = types.SimpleNamespace(block_m=constants["BLOCK_M"])  # what summary() reads of a plan
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32)), rows_per_tile
+
+
 def hot_loop(sass):
     """The instructions of the backward-branching loop with the most tensor-core
     instructions in its body (Triton's SASS listing: ``LABEL:`` lines, and instructions
@@ -90,6 +115,26 @@ def hot_loop(sass):
         if (tensor_core_count(body), len(body)) > (tensor_core_count(best), len(best)):
             best = body
     return best
+
+
+def behind_forward_branches(sass, loop):
+    """How many of ``loop``'s instructions sit behind forward branches inside it (skipped
+    by the passes that take the branch)."""
+    labels, instructions = {}, []
+    for line in sass.splitlines():
+        label = re.match(r"^(\w+):\s*$", line)
+        if label:
+            labels[label.group(1)] = len(instructions)
+        elif "\t" in line:
+            instructions.append(line.split("\t", 1)[1].strip())
+    start = next(i for i in range(len(instructions)) if instructions[i:i + len(loop)] == loop)
+    skipped = set()
+    for offset, instruction in enumerate(loop):
+        jump = re.search(r"\bBRA\s+(\w+)", instruction)
+        target = labels.get(jump.group(1), -1) - start if jump else -1
+        if offset < target <= len(loop):
+            skipped.update(range(offset + 1, target))
+    return len(skipped)
 
 
 def opcode(instruction):
@@ -118,16 +163,19 @@ def summary(compiled, plan):
     sass = compiled.asm["sass"]
     registers, spilled = resource_usage(compiled)
     loop = hot_loop(sass)
+    skipped = behind_forward_branches(sass, loop)
     counts = collections.Counter()
     for line in loop:
         op = opcode(line)
         kind = next((name for name, pattern in KINDS if re.match(pattern, op)), "other")
         counts[kind] += 1
     warps = compiled.metadata.num_warps
-    per_row = len(loop) * warps / plan.block_m  # warp-instructions per row, one loop pass per tile
+    # warp-instructions per row, one loop pass per tile, without what forward branches skip
+    per_row = (len(loop) - skipped) * warps / plan.block_m
     return {"regs": registers, "local_bytes": spilled, "shared": compiled.metadata.shared,
             "warps": warps, "block_m": plan.block_m, "loop_instructions": len(loop),
-            "warp_instructions_per_row": per_row, "kinds": dict(counts.most_common())}
+            "behind_forward_branches": skipped, "warp_instructions_per_row": per_row,
+            "kinds": dict(counts.most_common())}
 
 
 def parse_value(text):
@@ -150,18 +198,24 @@ def main(argv=None):
                         help="a triton_assign.tuning setting (repeatable)")
     parser.add_argument("--arch", type=int, default=90, help="compute capability, 90 for H100/H200")
     parser.add_argument("--dump", help="write the SASS of the last shape to this file")
+    parser.add_argument("--potentials", action="store_true",
+                        help="k-means++'s pass instead; the shape's third number is its points")
     args = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
     tuning = dict(item.split("=", 1) for item in args.set)
     tuning = {key: parse_value(value) for key, value in tuning.items()}
     dtype = getattr(torch, args.dtype)
     for n, d, k in shapes:
-        compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only, inertia=args.inertia,
-                                      arch=args.arch, **tuning)
+        if args.potentials:
+            compiled, plan = compile_potentials(d, k, dtype, weighted=args.weighted, arch=args.arch)
+        else:
+            compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only,
+                                          inertia=args.inertia, arch=args.arch, **tuning)
         result = summary(compiled, plan)
         kinds = ", ".join(f"{name} {count}" for name, count in result["kinds"].items())
         print(f"({n:,}, {d}, {k}) {args.dtype} {tuning or ''}: {result['regs']} regs, {result['local_bytes']} B local (spills), "
               f"{result['shared']} B shared; loop {result['loop_instructions']} instructions "
+              f"({result['behind_forward_branches']} behind forward branches) "
               f"x {result['warps']} warps / {result['block_m']} rows = "
               f"{result['warp_instructions_per_row']:.1f} warp-instructions per row")
         print(f"    {kinds}")

@@ -20,18 +20,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
 
 
-def _loop_counts(*settings, dtype="float32"):
+def _loop_counts(*settings, dtype="float32", shape="1000000,32,16", potentials=False):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    args = [sys.executable, str(ROOT / "benchmarks" / "kernel_sass.py"), "--shape", "1000000,32,16", "--dtype", dtype]
+    args = [sys.executable, str(ROOT / "benchmarks" / "kernel_sass.py"), "--shape", shape, "--dtype", dtype]
     for setting in settings:
         args += ["--set", setting]
+    if potentials:
+        args.append("--potentials")
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r"(\d+) regs, .* loop (\d+) instructions x (\d+) warps / (\d+) rows = ([\d.]+) "
-                      r"warp-instructions per row", done.stdout)
+    found = re.search(r"(\d+) regs, .* loop (\d+) instructions \((\d+) behind forward branches\) x (\d+) warps / "
+                      r"(\d+) rows = ([\d.]+) warp-instructions per row", done.stdout)
     assert found, done.stdout
-    registers, loop, warps, rows, per_row = found.groups()
+    registers, loop, skipped, warps, rows, per_row = found.groups()
+    assert abs(float(per_row) - (int(loop) - int(skipped)) * int(warps) / int(rows)) <= 0.05  # printed to 0.1
     return int(registers), int(loop), float(per_row), done.stdout
 
 
@@ -57,6 +60,18 @@ def test_the_row_loop_copies_the_next_tiles_ahead(dtype):
     lost it when one load fed both tensor-core products (triton_assign._reads_rows_twice)."""
     _, _, _, report = _loop_counts(dtype=dtype)
     assert re.search(r"async copy [1-9]", report), report
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_kmeans_plusplus_pass_copies_rows_ahead_and_totals_once_a_block(dtype):
+    """k-means++'s pass (the last centre and 4 candidates): rows copied ahead as in the
+    Lloyd step, and each block's totals (a reduction over the rows, then a store) behind a
+    branch that most tiles skip, not in every tile's path."""
+    _, loop, per_row, report = _loop_counts(dtype=dtype, shape="100000000,32,5", potentials=True)
+    assert re.search(r"async copy [1-9]", report), report
+    skipped = int(re.search(r"\((\d+) behind forward branches\)", report).group(1))
+    assert skipped >= 20 and "shuffle" in report and "float64" in report, report
+    assert 5 < per_row < 60
 
 
 def _compile_in_a_process(script):
@@ -106,7 +121,7 @@ for x_type, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
     for n_features, lower in ((16, False), (16, True), (70, False)):
         constants = triton_potentials.compile_settings(dtype, "cuda", n_features, 4, weighted=True, lower=lower)
         pointers = ["*" + x_type, "*fp32", "*fp32", "*fp32", "*fp32", "*fp64"]
-        signature = dict(zip(kernel.arg_names, pointers + ["i32"] * 5))
+        signature = dict(zip(kernel.arg_names, pointers + ["i32"] * 7))
         signature.update({name: "constexpr" for name in constants})
         source = ASTSource(kernel, signature, constexprs=constants)
         compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
