@@ -5,7 +5,9 @@ library fits the suite's data (`gpukmeans._benchmark.make_data`: 8 planted blobs
 with its defaults (k-means++, tol=1e-4), ``n_init=1`` and ``n_init=10``, the same
 seed; the runs are interleaved (gpukmeans, scikit-learn, gpukmeans, ...) so that a
 busy spell of the shared machine hits both alike. Reported: every run's seconds,
-the best, and the ratios.
+the best, and the ratios. Then greedy k-means++ alone, each library's public
+``kmeans_plusplus`` (the same default of ``2 + int(log k)`` candidates a step), at k
+and at 4k, interleaved the same way.
 
     python benchmarks/bench_fit.py             # writes benchmarks/results/fit-cpu.{json,md}
 """
@@ -49,6 +51,23 @@ def fit_seconds(X, n_clusters, n_init, repeats, seed=0) -> dict:
     return {"runs": runs, "inertia": inertia}
 
 
+def kmeans_plusplus_seconds(X, n_clusters, repeats, seed=0) -> dict:
+    """Seconds of each library's ``kmeans_plusplus`` on ``X``, interleaved runs."""
+    from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
+
+    from gpukmeans import kmeans_plusplus
+
+    seeders = {"gpukmeans": lambda: kmeans_plusplus(X, n_clusters, random_state=seed, device="cpu"),
+               "scikit-learn": lambda: sklearn_kmeans_plusplus(X, n_clusters, random_state=seed)}
+    runs = {name: [] for name in seeders}
+    for repeat in range(repeats):
+        for name in (list(seeders) if repeat % 2 == 0 else list(reversed(seeders))):
+            start = time.perf_counter()
+            seeders[name]()
+            runs[name].append(time.perf_counter() - start)
+    return runs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -80,10 +99,19 @@ def main(argv=None):
     print(f"n_init=10 against n_init=1: gpukmeans {summary['restarts_cost_gpukmeans']:.2f}x, "
           f"scikit-learn {summary['restarts_cost_sklearn']:.2f}x")
 
+    seeding = []
+    for n_clusters in (args.clusters, 4 * args.clusters):
+        runs = kmeans_plusplus_seconds(X, n_clusters, args.repeats)
+        seeding.append({"n_clusters": n_clusters, "runs": runs,
+                        "best": {name: min(seconds) for name, seconds in runs.items()}})
+        print(f"k-means++ alone, k={n_clusters}: " + ", ".join(
+            f"{name} {[round(s, 3) for s in seconds]} s" for name, seconds in runs.items()), flush=True)
+
     args.out.mkdir(parents=True, exist_ok=True)
     shape = [args.rows, args.features, args.clusters]
     (args.out / "fit-cpu.json").write_text(json.dumps(
-        {"machine": info, "shape": shape, "results": results, "summary": summary}, indent=2) + "\n")
+        {"machine": info, "shape": shape, "results": results, "summary": summary, "kmeans_plusplus": seeding},
+        indent=2) + "\n")
     lines = ["# Whole fits on the CPU: gpukmeans against scikit-learn", "", markdown_header(info), "",
              f"{args.rows:,} x {args.features} float32 (8 planted blobs, `make_data`), k={args.clusters}, "
              f"k-means++, each library's defaults otherwise; {args.repeats} interleaved runs each; "
@@ -96,7 +124,15 @@ def main(argv=None):
             lines.append(f"| {r['n_init']} | {name} | {', '.join(f'{s:.2f}' for s in seconds)} | "
                          f"**{r['best'][name]:.2f}** | {ratio:.2f} | {r['inertia'][name]:.6g} |")
     lines += ["", f"Ten restarts against one, best runs: gpukmeans {summary['restarts_cost_gpukmeans']:.2f}x, "
-              f"scikit-learn {summary['restarts_cost_sklearn']:.2f}x."]
+              f"scikit-learn {summary['restarts_cost_sklearn']:.2f}x.", "",
+              "Greedy k-means++ alone on the same rows (`kmeans_plusplus` of each library, "
+              f"{args.repeats} interleaved runs):", "",
+              "| k | library | runs (s) | best (s) | best against scikit-learn |", "|---:|---|---|---:|---:|"]
+    for r in seeding:
+        for name, seconds in r["runs"].items():
+            ratio = r["best"][name] / r["best"]["scikit-learn"]
+            lines.append(f"| {r['n_clusters']} | {name} | {', '.join(f'{s:.3f}' for s in seconds)} | "
+                         f"**{r['best'][name]:.3f}** | {ratio:.2f} |")
     (args.out / "fit-cpu.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out / 'fit-cpu.md'}")
 
