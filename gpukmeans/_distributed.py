@@ -145,8 +145,8 @@ class DistributedSource(DataSource):
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         return self.local.take_local(indices)
 
-    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
-        return self.local.stored_rows(start, stop)
+    def stored_rows(self, bounds) -> torch.Tensor:
+        return self.local.stored_rows(bounds)
 
     def _owned(self, indices: torch.Tensor):
         indices = indices.to(self.device)

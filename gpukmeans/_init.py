@@ -101,13 +101,17 @@ def _potential_pieces(source, n_points):
             yield start + lo, chunk[lo:hi], None if weights is None else weights[lo:hi]
 
 
-def _lowered_block_values(source, closest, chosen, start, stop, weights) -> torch.Tensor:
-    """``weight * closest`` for rows ``start:stop``, ``closest`` first lowered there to
-    ``chosen`` (one point) with the kernel of the passes, on the rows as stored."""
-    rows = source.stored_rows(start, stop)
-    kernels.candidate_potentials(rows, chosen, (chosen * chosen).sum(dim=1), closest[start:stop], weights,
-                                 lower_closest=True)
-    return _block_values(source, closest, start, stop, weights)
+def _lowered_block_values(source, closest, chosen, bounds) -> list:
+    """``weight * closest`` for each block of rows ``(start, stop)`` in ``bounds``, ``closest``
+    first lowered there to ``chosen`` (one point) with the kernel of the passes, on the rows
+    as stored. All blocks are read at once: from a CSV file that is one partial scan."""
+    rows = source.stored_rows(bounds)
+    index = torch.cat([torch.arange(start, stop) for start, stop in bounds]).to(closest.device)
+    # a copy for the kernel to lower in place (lowering ignores weights), put back after
+    lowered = closest[index]
+    kernels.candidate_potentials(rows, chosen, (chosen * chosen).sum(dim=1), lowered, lower_closest=True)
+    closest[index] = lowered
+    return [_block_values(source, closest, start, stop, _weights_of(source, start, stop)) for start, stop in bounds]
 
 
 def random_rows_init(source, n_clusters, seed):
@@ -195,7 +199,12 @@ def _weight_blocks(source):
     """``(start, stop, weights or None)`` over this holder's rows, without reading them."""
     for start in range(0, source.n_samples, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, source.n_samples)
-        yield start, stop, None if source.sample_weight is None else source.sample_weight[start:stop]
+        yield start, stop, _weights_of(source, start, stop)
+
+
+def _weights_of(source, start, stop):
+    """This holder's weights of rows ``start:stop``, or None for unit weights."""
+    return None if source.sample_weight is None else source.sample_weight[start:stop]
 
 
 def _block_values(source, values, start, stop, weights) -> torch.Tensor:
@@ -241,15 +250,18 @@ def _draw_proportional(source, values, n_draws, generator) -> torch.Tensor:
     ``values`` None means the weights alone. When every ``weight * value`` is zero (all
     rows already coincide with a centre), it falls back to the weights.
     """
+    def values_of_blocks(bounds):
+        return [_block_values(source, values, start, stop, _weights_of(source, start, stop)) for start, stop in bounds]
+
     return _draw_by_block_totals(source, _block_totals(source, values), _BLOCK_ROWS, n_draws, generator,
-                                 functools.partial(_block_values, source, values), weights_only=values is None)
+                                 values_of_blocks, weights_only=values is None)
 
 
-def _draw_by_block_totals(source, block_totals, block_rows, n_draws, generator, values_of_block, *,
+def _draw_by_block_totals(source, block_totals, block_rows, n_draws, generator, values_of_blocks, *,
                           weights_only=False) -> torch.Tensor:
     """Global row indices drawn with probability proportional to per-row values, from
     their totals per block of ``block_rows`` rows (this holder's, on the CPU) and
-    ``values_of_block(start, stop, weights)``, the values of one block's rows.
+    ``values_of_blocks([(start, stop), ...])``, the values of some blocks' rows.
 
     The uniforms come from ``generator`` (the same on every holder); each draw falls to
     the holder, then the block, then the row whose cumulative total passes it. Only the
@@ -270,10 +282,9 @@ def _draw_by_block_totals(source, block_totals, block_rows, n_draws, generator, 
         local_targets = targets[mine] - (holder_ends[source.rank] - holder_totals[source.rank])
         block_ends = torch.cumsum(block_totals, dim=0)
         block_of_target = torch.searchsorted(block_ends, local_targets).clamp_max_(len(block_totals) - 1)
-        for position in sorted(set(block_of_target.tolist())):
-            start, stop = position * block_rows, min((position + 1) * block_rows, source.n_samples)
-            weights = None if source.sample_weight is None else source.sample_weight[start:stop]
-            part = values_of_block(start, stop, weights)
+        positions = sorted(set(block_of_target.tolist()))
+        bounds = [(p * block_rows, min((p + 1) * block_rows, source.n_samples)) for p in positions]
+        for position, (start, _), part in zip(positions, bounds, values_of_blocks(bounds)):
             cumulative = torch.cumsum(part, dim=0).cpu()
             block_start = block_ends[position] - block_totals[position]
             for draw in torch.nonzero(block_of_target == position).flatten().tolist():

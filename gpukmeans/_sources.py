@@ -24,8 +24,8 @@ The seam, for a holder of some of the table's rows:
 - ``take(indices)``, ``weights_of(indices)``: rows and weights at *global* indices,
   the same answer on every holder (a small set: centres, candidates), in ``dtype``
   (stored rows widened exactly: they become centres).
-  ``stored_rows(start, stop)``: this holder's rows ``start:stop`` as stored, on
-  ``device`` (a few blocks that k-means++'s draws read again).
+  ``stored_rows(bounds)``: this holder's rows in the ranges ``[(start, stop), ...]``,
+  one after another, as stored, on ``device`` (the few blocks k-means++'s draws read again).
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
 - ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
@@ -68,10 +68,12 @@ class DataSource:
         """The rows at global ``indices``, on ``device``."""
         return self.take_local(indices)
 
-    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
-        """This holder's rows ``start:stop`` (local) in ``storage_dtype``, on ``device``."""
+    def stored_rows(self, bounds) -> torch.Tensor:
+        """This holder's rows in the (local) ranges ``[(start, stop), ...]``, one after
+        another, in ``storage_dtype``, on ``device``: one ``take_local``."""
+        indices = torch.cat([torch.arange(start, stop) for start, stop in bounds])
         # widened exactly by take_local, so narrowing them back is exact too
-        return self.take_local(torch.arange(start, stop)).to(self.storage_dtype)
+        return self.take_local(indices).to(self.storage_dtype)
 
     def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
         """The sample weights of the rows at global ``indices``."""
@@ -229,8 +231,8 @@ class InMemorySource(DataSource):
         """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
         return self.X[indices.to(self.device)].to(self.dtype)
 
-    def stored_rows(self, start: int, stop: int) -> torch.Tensor:
-        return self.X[start:stop].to(self.device)
+    def stored_rows(self, bounds) -> torch.Tensor:
+        return torch.cat([self.X[start:stop] for start, stop in bounds]).to(self.device)
 
 
 def _whole_pass_kernel(X: torch.Tensor) -> bool:

@@ -169,9 +169,9 @@ class _CountingSource:
                 type(self).passes += 1
                 return super().chunks()
 
-            def stored_rows(self, start, stop):
-                type(self).rows_read_again += stop - start
-                return super().stored_rows(start, stop)
+            def stored_rows(self, bounds):
+                type(self).rows_read_again += sum(stop - start for start, stop in bounds)
+                return super().stored_rows(bounds)
 
         return Counting(X, weights, chunk_size)
 
