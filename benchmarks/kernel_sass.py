@@ -94,18 +94,23 @@ def compile_potentials(n_features, n_points, dtype, *, weighted=False, arch=90):
     return triton.compile(source, target=GPUTarget("cuda", arch, 32)), rows_per_tile
 
 
-def hot_loop(sass):
-    """The instructions of the backward-branching loop with the most tensor-core
-    instructions in its body (Triton's SASS listing: ``LABEL:`` lines, and instructions
-    after a tab, behind their control codes)."""
-    label_at = {}
-    instructions = []
+def listing(sass):
+    """``(instructions, label -> index of the instruction after it)`` of Triton's SASS
+    listing: ``LABEL:`` lines, and instructions after a tab, behind their control codes."""
+    label_at, instructions = {}, []
     for line in sass.splitlines():
         label = re.match(r"^(\w+):\s*$", line)
         if label:
             label_at[label.group(1)] = len(instructions)
         elif "\t" in line:
             instructions.append(line.split("\t", 1)[1].strip())
+    return instructions, label_at
+
+
+def hot_loop(sass):
+    """The instructions of the backward-branching loop with the most tensor-core
+    instructions in its body."""
+    instructions, label_at = listing(sass)
     best = []
     for end, instruction in enumerate(instructions):
         jump = re.search(r"\bBRA\s+(\w+)", instruction)
@@ -120,13 +125,7 @@ def hot_loop(sass):
 def behind_forward_branches(sass, loop):
     """How many of ``loop``'s instructions sit behind forward branches inside it (skipped
     by the passes that take the branch)."""
-    labels, instructions = {}, []
-    for line in sass.splitlines():
-        label = re.match(r"^(\w+):\s*$", line)
-        if label:
-            labels[label.group(1)] = len(instructions)
-        elif "\t" in line:
-            instructions.append(line.split("\t", 1)[1].strip())
+    instructions, labels = listing(sass)
     start = next(i for i in range(len(instructions)) if instructions[i:i + len(loop)] == loop)
     skipped = set()
     for offset, instruction in enumerate(loop):

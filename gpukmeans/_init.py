@@ -4,7 +4,9 @@ Every initialiser works against a data source (see ``_sources``) in chunks, so i
 runs on any device, on rows streamed from files, and across torch.distributed ranks
 (rows are named by global index; holders exchange only totals, drawn indices and the
 chosen rows), and never holds more than one chunk's distances. Draws and keys depend
-on the rows' weights and distances only, never on how the rows are chunked or split.
+on the rows' weights and distances only, never on how the rows are chunked or split
+(but for the last bits of a k-means++ block total that a chunk boundary splits in two,
+which moves a draw only if it lands within that rounding of a row's bound).
 """
 
 import functools
