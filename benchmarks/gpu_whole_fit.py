@@ -10,7 +10,8 @@ every row once more at the end. This script times, on one CUDA device:
 - greedy k-means++ alone (``_init.kmeans_plusplus_tensor``: one pass over X per centre),
   best of 2, with the Triton potentials kernel (the default) and with the assignment
   kernel's distances instead (``GPUKMEANS_FUSED_POTENTIALS=0``), and whether both chose
-  the same rows;
+  the same rows; then once more split into its passes and its draws (each timed to the
+  device's end), to show where a greedy step's time goes;
 - the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
   iterations), with its iteration count, so that the seconds outside the iterations show.
 
@@ -39,6 +40,29 @@ def per_block_totals(source, values):
     """The draws' block totals as k-means++ summed them before: a transfer per block."""
     return torch.tensor([float(_init._block_values(source, values, start, stop, weights).sum())
                          for start, stop, weights in _init._weight_blocks(source)], dtype=torch.float64)
+
+
+def kmeans_plusplus_by_part(source, k, device):
+    """Seconds of one k-means++ in its passes over X and in its draws, and the passes."""
+    spent = {"passes": 0.0, "draws": 0.0}
+    counts = {"passes": 0}
+    originals = {"passes": _init._lower_and_weigh, "draws": _init._draw_by_block_totals}
+
+    def timed(part, work):
+        def run(*args, **kwargs):
+            took, result = seconds(lambda: work(*args, **kwargs), device)
+            spent[part] += took
+            counts["passes"] += part == "passes"
+            return result
+        return run
+
+    _init._lower_and_weigh = timed("passes", originals["passes"])
+    _init._draw_by_block_totals = timed("draws", originals["draws"])
+    try:
+        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+    finally:
+        _init._lower_and_weigh, _init._draw_by_block_totals = originals["passes"], originals["draws"]
+    return spent["passes"], spent["draws"], counts["passes"]
 
 
 def seconds(work, device, repeats=1):
@@ -91,6 +115,10 @@ def main(argv=None):
             lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device, repeats=2)
         record(name, init_s, **({"same_rows": bool(torch.equal(chosen["1"], chosen["0"]))} if fused == "0" else {}))
     del os.environ["GPUKMEANS_FUSED_POTENTIALS"]
+    passes_s, draws_s, n_passes = kmeans_plusplus_by_part(source, k, device)
+    record("k-means++ passes over X, all (s)", passes_s, passes=n_passes,
+           ms_per_pass=round(1e3 * passes_s / n_passes, 2))
+    record("k-means++ draws, all (s)", draws_s)
     fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
     record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
     write_results(pathlib.Path(args.out), records, (n, d, k), environment([device]))
