@@ -663,3 +663,34 @@ def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_wa
     expected = closest.clone()
     cpu_kernel.candidate_potentials_cpu(X, candidates[:1], norms[:1], expected, lower_closest=True)
     assert torch.equal(lowered, expected) and bool((lowered < closest).any())
+
+
+@pytest.mark.skipif(not _triton_interpreter_available(), reason="Triton not installed, or not in its interpreter")
+@pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16])
+def test_kmeans_plusplus_through_the_triton_pass_picks_the_rows_the_cpu_kernel_picks(monkeypatch, storage):
+    """k-means++ as it runs on CUDA (every pass and every drawn block through the Triton
+    kernel, rows as stored, chunks that start inside blocks), here under the interpreter:
+    the same rows as through the CPU kernel."""
+    from gpukmeans import _init
+    from gpukmeans._sources import InMemorySource
+    from gpukmeans.kernels import triton_potentials
+
+    rng = np.random.default_rng(4)
+    X = torch.from_numpy(rng.standard_normal((2_100, 3)).astype(np.float32) * 3).to(storage)
+    weights = torch.from_numpy(rng.random(2_100).astype(np.float32))
+
+    def picks(chunk_size):
+        source = InMemorySource(X, weights, chunk_size=chunk_size)
+        return _init.kmeans_plusplus_tensor(source, 4, torch.Generator().manual_seed(6))[1]
+
+    through_cpu_kernel = picks(2_100)
+    calls = []
+
+    def through_triton(*args, **kwargs):
+        calls.append(kwargs.get("block_offset", 0))
+        return triton_potentials.candidate_potentials_triton(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "candidate_potentials", through_triton)
+    assert torch.equal(picks(2_100), through_cpu_kernel)
+    assert torch.equal(picks(700), through_cpu_kernel)
+    assert 700 in calls and 376 in calls  # chunks that start inside the first and second blocks
