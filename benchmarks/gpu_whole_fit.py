@@ -13,7 +13,9 @@ every row once more at the end. This script times, on one CUDA device:
   the same rows; then once more split into its passes and its draws (each timed to the
   device's end), to show where a greedy step's time goes;
 - the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
-  iterations), with its iteration count, so that the seconds outside the iterations show.
+  iterations), with its iteration count, so that the seconds outside the iterations show;
+  then once more by phase: the input's checks, the rows' moments (for ``tol``), k-means++,
+  the Lloyd iterations, the final assignment, and what is left.
 
     python benchmarks/gpu_whole_fit.py [--shape N,D,K] [--out DIR] [--device cpu (a check of the script)]
 
@@ -21,6 +23,7 @@ Prints one JSON line per measurement and writes gpu-whole-fit.{json,md} to --out
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -31,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from gpukmeans import KMeans, _init  # noqa: E402
+from gpukmeans import KMeans, _init, _kmeans, _lloyd  # noqa: E402
 from gpukmeans._benchmark import environment, make_data  # noqa: E402
 from gpukmeans._sources import InMemorySource  # noqa: E402
 
@@ -42,27 +45,28 @@ def per_block_totals(source, values):
                          for start, stop, weights in _init._weight_blocks(source)], dtype=torch.float64)
 
 
-def kmeans_plusplus_by_part(source, k, device):
-    """Seconds of one k-means++ in its passes over X and in its draws, and the passes."""
-    spent = {"passes": 0.0, "draws": 0.0}
-    counts = {"passes": 0}
-    originals = {"passes": _init._lower_and_weigh, "draws": _init._draw_by_block_totals}
+@contextlib.contextmanager
+def timed_calls(device, parts):
+    """Within the block, each ``parts[name] = (owner, attribute)`` function is timed to the
+    device's end on every call; yields ``{name: [seconds, calls]}``."""
+    spent = {name: [0.0, 0] for name in parts}
+    originals = {name: getattr(owner, attribute) for name, (owner, attribute) in parts.items()}
 
-    def timed(part, work):
+    def timed(name, work):
         def run(*args, **kwargs):
             took, result = seconds(lambda: work(*args, **kwargs), device)
-            spent[part] += took
-            counts["passes"] += part == "passes"
+            spent[name][0] += took
+            spent[name][1] += 1
             return result
         return run
 
-    _init._lower_and_weigh = timed("passes", originals["passes"])
-    _init._draw_by_block_totals = timed("draws", originals["draws"])
+    for name, (owner, attribute) in parts.items():
+        setattr(owner, attribute, timed(name, originals[name]))
     try:
-        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+        yield spent
     finally:
-        _init._lower_and_weigh, _init._draw_by_block_totals = originals["passes"], originals["draws"]
-    return spent["passes"], spent["draws"], counts["passes"]
+        for name, (owner, attribute) in parts.items():
+            setattr(owner, attribute, originals[name])
 
 
 def seconds(work, device, repeats=1):
@@ -115,12 +119,23 @@ def main(argv=None):
             lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device, repeats=2)
         record(name, init_s, **({"same_rows": bool(torch.equal(chosen["1"], chosen["0"]))} if fused == "0" else {}))
     del os.environ["GPUKMEANS_FUSED_POTENTIALS"]
-    passes_s, draws_s, n_passes = kmeans_plusplus_by_part(source, k, device)
+    with timed_calls(device, {"passes": (_init, "_lower_and_weigh"), "draws": (_init, "_draw_by_block_totals")}) as spent:
+        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+    (passes_s, n_passes), (draws_s, _) = spent["passes"], spent["draws"]
     record("k-means++ passes over X, all (s)", passes_s, passes=n_passes,
            ms_per_pass=round(1e3 * passes_s / n_passes, 2))
     record("k-means++ draws, all (s)", draws_s)
     fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
     record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
+    phases = {"input checks": (_kmeans._BaseKMeans, "_validate_data"), "moments": (_kmeans, "_local_moments"),
+              "k-means++": (_kmeans, "kmeans_plusplus_tensor"), "lloyd": (_kmeans, "lloyd"),
+              "final assignment": (_lloyd, "_final_assignment")}
+    with timed_calls(device, phases) as spent:
+        fit_s, _ = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device)
+    spent["lloyd"][0] -= spent["final assignment"][0]  # the final assignment runs inside lloyd
+    for name, (took, calls) in spent.items():
+        record(f"default fit by phase: {name} (s)", took, calls=calls)
+    record("default fit by phase: the rest (s)", fit_s - sum(took for took, _ in spent.values()))
     write_results(pathlib.Path(args.out), records, (n, d, k), environment([device]))
     return 0
 
