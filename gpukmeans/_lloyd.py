@@ -18,6 +18,7 @@ import torch
 
 from ._cuda_graph import RecordedWork, cuda_graphs_enabled
 from ._device import row_blocks, work_block_bytes
+from . import kernels
 from .kernels import padded_sq_norms, update_centers
 
 __all__ = ["LloydResult", "exact_sq_distances", "lloyd", "padded_sq_norms", "stack_groups"]
@@ -323,8 +324,12 @@ def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
 def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
     """(m, G) weighted squared distances from each row to its centre, by direct difference.
 
-    Exact where the matrix-product form loses digits (data far from the origin).
+    Exact where the matrix-product form loses digits (data far from the origin). On the
+    CPU kernel's dtypes, one pass of it; elsewhere PyTorch, a block at a time.
     """
+    if rows.device.type == "cpu" and kernels.fused_cpu_kernel_available(rows.dtype):
+        distances = kernels.exact_sq_distances_cpu(rows, centers, labels)
+        return distances if weights is None else distances * weights.double()[:, None]
     distances = torch.empty(rows.shape[0], centers.shape[0], dtype=torch.float64, device=rows.device)
     # the gathered centres and the differences are copies of a block (see row_blocks)
     bytes_per_row = 2 * rows.shape[1] * rows.element_size()

@@ -694,3 +694,24 @@ def test_kmeans_plusplus_through_the_triton_pass_picks_the_rows_the_cpu_kernel_p
     assert torch.equal(picks(2_100), through_cpu_kernel)
     assert torch.equal(picks(700), through_cpu_kernel)
     assert 700 in calls and 376 in calls  # chunks that start inside the first and second blocks
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_rows,n_features,n_groups", [(0, 3, 2), (1, 1, 1), (N_ROWS, 16, 3), (9_001, 70, 2)])
+def test_cpu_exact_distances_match_the_pytorch_form(monkeypatch, dtype, n_rows, n_features, n_groups):
+    """The final inertia's exact distances (direct differences, squares in X's dtype, sums
+    in float64): the CPU kernel's one pass against the PyTorch blocks, far from the origin
+    too, where the matrix-product form would lose digits."""
+    from gpukmeans import _lloyd
+
+    generator = torch.Generator().manual_seed(n_rows + n_features)
+    X = (torch.randn(n_rows, n_features, generator=generator, dtype=torch.float64) + 1e3).to(dtype)
+    centers = (torch.randn(n_groups, 6, n_features, generator=generator, dtype=torch.float64) + 1e3).to(dtype)
+    labels = torch.randint(0, 6, (n_rows, n_groups), generator=generator)
+    weights = torch.rand(n_rows, generator=generator, dtype=torch.float64).to(dtype)
+    got = [_lloyd.exact_sq_distances(X, centers, labels, w) for w in (None, weights)]
+    monkeypatch.setattr(kernels, "fused_cpu_kernel_available", lambda dtype: False)
+    expected = [_lloyd.exact_sq_distances(X, centers, labels, w) for w in (None, weights)]
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape == (n_rows, n_groups) and a.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)

@@ -48,6 +48,7 @@ __all__ = [
     "assign_accumulate_reference",
     "backend_for",
     "candidate_potentials",
+    "exact_sq_distances_cpu",
     "candidate_potentials_reference",
     "fused_cpu_kernel_available",
     "fused_potentials_available",
@@ -184,6 +185,12 @@ def fused_potentials_available(device, dtype) -> bool:
         return False
     module = _load("triton_potentials")
     return module is not None and module.supports(torch.empty((0, 1), dtype=dtype, device=device))
+
+
+def exact_sq_distances_cpu(X, centers, labels):
+    """The CPU kernel's :func:`~gpukmeans.kernels.cpu.exact_sq_distances_cpu` (where
+    :func:`fused_cpu_kernel_available`)."""
+    return _load("cpu").exact_sq_distances_cpu(X, centers, labels)
 
 
 def candidate_potentials(X, candidates, candidate_sq_norms, closest, weights=None, *, lower_closest=False,

@@ -822,6 +822,20 @@ def _potential_blocks(X, weights, centers_t, norms, closest, sums, first_block, 
         _potential_rows(X, weights, centers_t, norms, closest, sums, block, first_row, stop_row, flags)
 
 
+@numba.njit(cache=True, nogil=True)
+def _exact_sq_distance_rows(X, centers, labels, out, first_row, stop_row):
+    # as the PyTorch form: each difference and its square in X's dtype, summed in float64
+    n_groups, n_features = centers.shape[0], X.shape[1]
+    for i in range(first_row, stop_row):
+        for group in range(n_groups):
+            centre = labels[i, group]
+            total = 0.0
+            for feature in range(n_features):
+                difference = X[i, feature] - centers[group, centre, feature]
+                total += difference * difference
+            out[i, group] = total
+
+
 _pool = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -1149,6 +1163,22 @@ def candidate_potentials_cpu(
     _run_parts(n_blocks, n_threads, min(n_parts, n_blocks), lambda part, first, stop: _potential_blocks(
         *arguments, sums, first, stop, block_rows, block_offset, flags), unit=1)
     return torch.from_numpy(np.ascontiguousarray(sums[:, : candidates.shape[0]]))
+
+
+def exact_sq_distances_cpu(X: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(m, G) float64 squared distance from each row to its centre in each group, by direct
+    difference (``centers`` (G, k, d), ``labels`` (m, G)): one pass on the thread pool
+    instead of a gather, a difference, a square and a sum per group over the whole chunk
+    (at 2,000,000 x 8 and 14 groups, 0.14 s on one thread against 0.61 s on two)."""
+    X = X.detach().contiguous()
+    n_rows, n_groups = X.shape[0], centers.shape[0]
+    out = np.empty((n_rows, n_groups), dtype=np.float64)
+    arguments = (X.numpy(), centers.detach().to(X.dtype).contiguous().numpy(),
+                 labels.detach().to(torch.int64).contiguous().numpy(), out)
+    n_threads, n_parts = _parts_for(n_rows, 0)
+    _run_parts(n_rows, n_threads, n_parts,
+               lambda part, start, stop: _exact_sq_distance_rows(*arguments, start, stop))
+    return torch.from_numpy(out)
 
 
 def supports(X: torch.Tensor) -> bool:
