@@ -318,11 +318,8 @@ def _lower_closest(source, closest, points) -> None:
 
     In place, block by block: never a second n-long array beside ``closest``.
     """
-    if points.shape[0] == 1 and _fused_potentials(source):
-        norms = (points * points).sum(dim=1)
-        for start, rows, _ in source.chunks():
-            kernels.candidate_potentials(rows, points, norms, closest[start : start + rows.shape[0]],
-                                         lower_closest=True)
+    if points.shape[0] == 1:
+        _lower_and_weigh(source, closest, points)  # k-means++'s pass; its totals are not needed
         return
     for start, _, _, result in source.assigned_blocks(points[None, :, :]):
         distances = result.min_sq_distances[:, 0]
@@ -331,8 +328,8 @@ def _lower_closest(source, closest, points) -> None:
 
 
 def _fused_potentials(source) -> bool:
-    """Whether k-means++'s candidate potentials take a kernel's one-pass path (the CPU
-    kernel, or the Triton one on CUDA)."""
+    """Whether k-means++'s passes run on a kernel that holds nothing per row (the CPU
+    kernel, or the Triton one on CUDA), so that chunks need no cutting."""
     return kernels.fused_potentials_available(source.device, source.dtype)
 
 
