@@ -7,8 +7,8 @@
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
 # Stages, run in the order given, each under its own time limit (default: variants bench
-# bench-large tests: the suite before the tests, whose 8 workers left the host at load 14 for
-# the suite in run 7, and the host drives every launch of a million-row iteration):
+# bench-large whole-fit tests: the suite before the tests, whose 8 workers left the host at
+# load 14 for the suite in run 7, and the host drives every launch of a million-row iteration):
 #   variants     benchmarks/gpu_kernel_variants.py: the Triton step alone under several launch
 #                settings and precisions, timed and checked against float64 -> gpu-kernel-variants.*
 #   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
@@ -23,7 +23,7 @@
 #   suite        the rest of the test suite with CUDA visible (not run by default)
 #   restarts     only the n_init=10 cost at (1M, 16, 8) (bench includes it)     -> restarts-cuda.*
 #   whole-fit    benchmarks/gpu_whole_fit.py: a default fit at (100M, 32, 16) by phase
-#                (k-means++, the iterations, the rest) (not by default)          -> gpu-whole-fit.*
+#                (k-means++, its passes and draws, the iterations, the rest)     -> gpu-whole-fit.*
 #
 # Environment: OUT (default: a new temporary folder), PYTHON (default python3),
 # GPU_SESSION_BUDGET_S (default 560: no stage starts, or runs, past it),
@@ -47,7 +47,7 @@ BUDGET_S=${GPU_SESSION_BUDGET_S:-560}
 declare -A LIMIT_S=([variants]=200 [tests]=150 [bench]=160 [bench-large]=200 [profile]=150 [suite]=300
                     [restarts]=60 [whole-fit]=120)
 STAGES=("$@")
-((${#STAGES[@]})) || STAGES=(variants bench bench-large tests)
+((${#STAGES[@]})) || STAGES=(variants bench bench-large whole-fit tests)
 for stage in "${STAGES[@]}"; do
   if [[ -z ${LIMIT_S[$stage]+set} ]]; then
     echo "gpu_session: unknown stage '$stage' (known: variants tests bench bench-large profile suite" \
