@@ -578,7 +578,7 @@ def test_triton_potentials_lower_closest_in_place(device):
     assert bool((lowered.cpu() < closest).any()) and bool((lowered.cpu() <= closest).all())
     assert_close_relative(potential, lowered.double().sum().reshape(1))
     # with candidates after it: the same lowering, and the candidates weighed against it
-    others = torch.randn(20, 7, generator=generator)  # two tiles of candidates: only the first pass lowers
+    others = torch.randn(70, 7, generator=generator)  # two tiles of 64 candidates: only the first lowers
     points = torch.cat([centre, others])
     lowered_with_others = closest.clone().to(device)
     potentials = triton_potentials.candidate_potentials_triton(
