@@ -18,8 +18,8 @@
 #   bench        the suite at the GPU shapes whose float32 X is under 4 GiB    -> lloyd-cuda.*
 #   bench-large  the suite at the larger ones, (100M, 32, 16): 12.8 GB of X    -> lloyd-cuda-large.*
 #   profile      Nsight Compute (ncu) on one launch of the Triton step at (10M, 32, 16), float32
-#                and bfloat16: throughput against the chip's limits, occupancy, warp stalls and
-#                where they happen (not by default)
+#                and bfloat16, and on k-means++'s first pass there: throughput against the chip's
+#                limits, occupancy, warp stalls and where they happen (not by default)
 #   suite        the rest of the test suite with CUDA visible (not run by default)
 #   restarts     only the n_init=10 cost at (1M, 16, 8) (bench includes it)     -> restarts-cuda.*
 #   whole-fit    benchmarks/gpu_whole_fit.py: a default fit at (100M, 32, 16) by phase
@@ -209,10 +209,11 @@ stage_variants() {
 stage_profile() {
   local ncu limit=$1 start=$SECONDS status=0 variant
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  local sections=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
+                  --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section InstructionStats
+                  --section SchedulerStats --section SourceCounters)
   local args=(--clock-control none --kernel-name regex:_assign_kernel --launch-skip 2 --launch-count 1
-              --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
-              --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section InstructionStats
-              --section SchedulerStats --section SourceCounters)
+              "${sections[@]}")
   for variant in "${PROFILED_VARIANTS[@]}"; do
     local program=("$PY" benchmarks/gpu_kernel_variants.py --shape "$PROFILE_SHAPE" --variant "$variant"
                    --out "$WORK/profile")
@@ -229,6 +230,19 @@ stage_profile() {
     say "-- ncu: $variant at $PROFILE_SHAPE"
     logged "$rest" "$ncu" "${args[@]}" "${program[@]}" || status=$?
   done
+  # k-means++'s pass: its first launch is a whole pass over X (the later small ones lower
+  # only the blocks a draw lands in)
+  local program=("$PY" benchmarks/gpu_whole_fit.py --shape "$PROFILE_SHAPE" --kmeans-plusplus-only)
+  local pass_args=(--clock-control none --kernel-name regex:_potentials_kernel --launch-skip 0 --launch-count 1
+                   "${sections[@]}")
+  if [[ $REHEARSE == 1 ]]; then
+    say "   (rehearsal: would run) ${ncu:-ncu} ${pass_args[*]} ${program[*]}"
+    return "$status"
+  fi
+  local rest=$((limit - (SECONDS - start)))
+  ((rest >= 20)) || return 124
+  say "-- ncu: k-means++'s pass at $PROFILE_SHAPE"
+  logged "$rest" "$ncu" "${pass_args[@]}" "${program[@]}" || status=$?
   return "$status"
 }
 

@@ -18,6 +18,7 @@ every row once more at the end. This script times, on one CUDA device:
   the Lloyd iterations, the final assignment, and what is left.
 
     python benchmarks/gpu_whole_fit.py [--shape N,D,K] [--out DIR] [--device cpu (a check of the script)]
+    python benchmarks/gpu_whole_fit.py --kmeans-plusplus-only [--shape N,D,K]   # under a profiler
 
 Prints one JSON line per measurement and writes gpu-whole-fit.{json,md} to --out.
 """
@@ -88,6 +89,8 @@ def main(argv=None):
     parser.add_argument("--shape", default="100000000,32,16", help="N,D,K")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--kmeans-plusplus-only", action="store_true",
+                        help="one k-means++ and nothing else (what gpu_session.sh's profile stage profiles)")
     args = parser.parse_args(argv)
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -96,6 +99,9 @@ def main(argv=None):
     n, d, k = (int(v) for v in args.shape.split(","))
     X, _, _ = make_data(n, d, k, device)
     source = InMemorySource(X, None, chunk_size=n)
+    if args.kmeans_plusplus_only:
+        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+        return 0
     records = []
 
     def record(name, value, **extra):
