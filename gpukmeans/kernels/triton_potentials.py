@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from . import triton_assign
-from .triton_assign import _PRECISION_BY_DTYPE, _matmul, _row_tile, _tile_sizes
+from .triton_assign import _PRECISION_BY_DTYPE, _matmul, _prepare, _row_tile, _tile_sizes
 
 supports = triton_assign.supports  # the rows it reads are the assignment's
 
@@ -133,12 +133,7 @@ def candidate_potentials_triton(X, candidates, candidate_sq_norms, closest, weig
                                            lower_closest=lower_closest, block_rows=_DEFAULT_BLOCK_ROWS).sum(dim=0)
     if not 0 <= block_offset < block_rows:
         raise ValueError(f"block_offset must be in [0, block_rows), not {block_offset}.")
-    if X.stride(1) != 1:
-        X = X.contiguous()
-    candidates = candidates.detach().to(torch.float32).contiguous()
-    candidate_sq_norms = candidate_sq_norms.detach().to(torch.float32).contiguous()
-    if weights is not None:
-        weights = weights.detach().to(torch.float32).contiguous()
+    X, candidates, candidate_sq_norms, weights = _prepare(X, candidates, candidate_sq_norms, weights)
     target = closest if lower_closest else closest.detach().contiguous()
     constants = compile_settings(X.dtype, X.device.type, n_features, n_candidates,
                                  weighted=weights is not None, lower=lower_closest, block_rows=block_rows)
@@ -162,7 +157,7 @@ def candidate_potentials_triton(X, candidates, candidate_sq_norms, closest, weig
     blocks_per_program = -(-n_blocks // n_programs)
     n_programs = -(-n_blocks // blocks_per_program)
     _potentials_kernel[(n_programs,)](
-        X.detach(), weights if weights is not None else candidate_sq_norms, candidates, candidate_sq_norms,
+        X, weights if weights is not None else candidate_sq_norms, candidates, candidate_sq_norms,
         target, totals, n_rows, n_features, n_candidates, X.stride(0), block_offset, n_blocks,
         blocks_per_program, **constants)
     return totals
