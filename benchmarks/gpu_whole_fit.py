@@ -133,7 +133,8 @@ def main(argv=None):
     record("k-means++ draws, all (s)", draws_s)
     fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
     record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
-    phases = {"input checks": (_kmeans._BaseKMeans, "_validate_data"), "moments": (_kmeans, "_local_moments"),
+    phases = {"input checks": (_kmeans._BaseKMeans, "_validate_data"), "moments": (_kmeans, "local_moments"),
+              "conditioning the rows": (InMemorySource, "conditioned"),
               "k-means++": (_kmeans, "kmeans_plusplus_tensor"), "lloyd": (_kmeans, "lloyd"),
               "final assignment": (_lloyd, "_final_assignment")}
     with timed_calls(device, phases) as spent:

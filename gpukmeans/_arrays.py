@@ -80,6 +80,8 @@ def check_tensor_2d(
         raise ValueError(
             f"{name} has {n_cols} features, but the model is expecting {n_features} features as input."
         )
+    if X.dtype.is_complex:
+        raise ValueError(f"Complex data not supported: {name} is a {str(X.dtype).removeprefix('torch.')} tensor.")
     if X.dtype not in _FLOAT_DTYPES and not (keep_half and X.dtype in (torch.float16, torch.bfloat16)):
         X = X.to(float_dtype_for(X.dtype))
     if not all_finite(X):
@@ -119,6 +121,22 @@ def to_output(tensor: torch.Tensor, output: OutputKind):
 
         return cupy.from_dlpack(moved)
     return moved
+
+
+def is_private_copy(tensor: torch.Tensor, original) -> bool:
+    """Whether ``tensor`` is certainly a copy made from ``original`` (so that the engine may
+    write to it), never memory the caller can see. Unsure means no."""
+    if is_tensor_like(original):
+        source, _ = tensor_from_tensor_like(original)
+        if source.device != tensor.device:
+            return True
+        return source.untyped_storage().data_ptr() != tensor.untyped_storage().data_ptr()
+    if tensor.device.type != "cpu":
+        return True  # host data uploaded
+    try:
+        return not np.may_share_memory(tensor.numpy(), np.asarray(original))
+    except Exception:  # noqa: BLE001 - anything that cannot be compared is treated as shared
+        return False
 
 
 def numpy_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -8,6 +8,7 @@ sends rows beyond the few that become centres or candidates. Collectives run on 
 backend's device: CUDA for NCCL, the CPU for gloo.
 """
 
+import copy
 import os
 from typing import Optional
 
@@ -136,6 +137,10 @@ class DistributedSource(DataSource):
     def sample_weight(self):
         return self.local.sample_weight
 
+    @property
+    def conditioning(self):
+        return self.local.conditioning
+
     def chunks(self):
         return self.local.chunks()
 
@@ -179,6 +184,14 @@ class DistributedSource(DataSource):
 
     def broadcast(self, tensor):
         return self.exchange.broadcast(tensor)
+
+    def conditioned(self, conditioning, storage_dtype=None) -> "DistributedSource":
+        local = self.local.conditioned(conditioning, storage_dtype)
+        if local is self.local:
+            return self
+        joined = copy.copy(self)
+        joined.local = local
+        return joined
 
     def close(self) -> None:
         self.local.close()

@@ -317,12 +317,16 @@ class FileSource(DataSource):
     storage_dtype : torch dtype of the rows handed to the kernels, or None for the
         table's (float32 when every column is float32, else float64). Rows are
         converted on the host, so 16-bit storage also halves the bytes uploaded.
+    conditioning : :class:`~gpukmeans._conditioning.Conditioning` applied to every batch
+        as it is read, before the conversion; None for the rows as they are.
     """
 
     def __init__(self, table: Table, bounds, chunk_size: int, device: torch.device, sample_weight=None,
-                 storage_dtype: Optional[torch.dtype] = None):
+                 storage_dtype: Optional[torch.dtype] = None, conditioning=None):
         self.table = table
         self._storage_dtype = storage_dtype
+        if conditioning is not None:
+            self.conditioning = conditioning
         self.start, self.stop = bounds
         self.row_offset = self.start
         self.chunk_size = max(1, int(chunk_size))
@@ -356,8 +360,7 @@ class FileSource(DataSource):
         position = 0
         for batch in prefetched(self.table.batches(self.start, self.stop)):
             for lo in range(0, batch.shape[0], self.chunk_size):
-                rows = torch.from_numpy(batch[lo : lo + self.chunk_size])
-                rows = to_storage(rows, self.storage_dtype, str(self.table.path))
+                rows = self._stored(torch.from_numpy(batch[lo : lo + self.chunk_size]))
                 yield position, rows
                 position += rows.shape[0]
 
@@ -378,9 +381,19 @@ class FileSource(DataSource):
         order = np.argsort(indices, kind="stable")
         rows = np.empty((len(indices), self.n_features), dtype=self.table.dtype)
         rows[order] = self.table.rows_at(indices[order] + self.start)
-        # Rounded as the chunks are, so that a centre taken from a row is that row.
-        rows = to_storage(torch.from_numpy(rows), self.storage_dtype, str(self.table.path))
-        return rows.to(device=self._device, dtype=self.dtype)
+        # Conditioned and rounded as the chunks are, so that a centre taken from a row is that row.
+        return self._stored(torch.from_numpy(rows)).to(device=self._device, dtype=self.dtype)
+
+    def _stored(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows as read, conditioned and converted to the storage dtype (on the host)."""
+        if not self.conditioning.is_identity:
+            return self.conditioning.rows(rows, self.storage_dtype)
+        return to_storage(rows, self.storage_dtype, str(self.table.path))
+
+    def conditioned(self, conditioning, storage_dtype=None) -> "FileSource":
+        """The same rows of the same file, conditioned as they are read."""
+        return FileSource(self.table, (self.start, self.stop), self.chunk_size, self._device, self.sample_weight,
+                          storage_dtype=storage_dtype or self._storage_dtype, conditioning=conditioning)
 
     def minibatches(self, batch_size: int, random_state: np.random.RandomState):
         """Endless mini-batches streamed from the file: each epoch visits every row once.

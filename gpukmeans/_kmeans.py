@@ -8,6 +8,7 @@ sources. :class:`_BaseKMeans` holds what :class:`KMeans` and
 validation, and the inference methods.
 """
 
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -16,18 +17,19 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions, make_constraint
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _arrays
-from ._device import auto_chunk_size, resolve_device, row_blocks, work_block_bytes
+from ._conditioning import Conditioning, check_squares_in_range, fit_conditioning, local_moments
+from ._device import auto_chunk_size, resolve_device
 from ._distributed import DistributedSource, Exchange, active_group, local_cuda_device
 from ._file_sources import FileSource, is_path, open_table, shard_bounds
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
-from ._lloyd import exact_sq_distances, lloyd, padded_sq_norms
+from ._lloyd import lloyd, padded_sq_norms, weighted_sum
 from ._random import new_seed
 from ._sources import InMemorySource
-from ._storage import DTYPE_CONSTRAINTS, compute_dtype, resolve_storage_dtype, to_storage
+from ._storage import DTYPE_CONSTRAINTS, compute_dtype, resolve_storage_dtype
 from ._streaming import HostStreamSource, fits_on_device
 
 # Storage dtypes as numbers, so that ranks can compare theirs in one all-gather.
@@ -52,6 +54,19 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "dtype": DTYPE_CONSTRAINTS,
     }
 
+    def _validate_params(self):
+        """scikit-learn's parameter validation, and a clear error for a bool where a number
+        is expected (``True`` is an int to Python, and would reach the engine as 1)."""
+        params = self.get_params(deep=False)
+        for name, constraints in self._parameter_constraints.items():
+            numeric = [c for c in constraints if isinstance(c, Interval)]
+            if numeric and isinstance(params.get(name), (bool, np.bool_)):
+                allowed = " or ".join(str(make_constraint(c)) for c in constraints if c is not None)
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be {allowed}. Got {params[name]!r} instead."
+                )
+        super()._validate_params()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
@@ -70,39 +85,47 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Euclidean distances from each row of X to every centre, shape (n, k)."""
         source, output = self._inference_source(X)
-        # float64 keeps distances of rows near a centre exact even far from the origin.
+        # By direct difference in float64, on the conditioned rows: exact for rows near a
+        # centre, wherever the table lies.
         centers64 = self._centers.to(source.device).double()
         try:
             parts = [
-                torch.cdist(rows.double(), centers64, compute_mode="donot_use_mm_for_euclid_dist").to(source.dtype)
+                torch.cdist(rows.double(), centers64, compute_mode="donot_use_mm_for_euclid_dist")
                 for _, rows, _ in source.chunks()
             ]
         finally:
             source.close()
-        return _arrays.to_output(torch.cat(parts), output)
+        distances = source.conditioning.distances_out(torch.cat(parts)).to(self._centers.dtype)
+        return _arrays.to_output(distances, output)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the weighted inertia of X against the fitted centres."""
         source, _ = self._inference_source(X, sample_weight)
-        centers, norms = self._centers_for(source)
+        centers, _ = self._centers_for(source)
         total = 0.0
         try:
-            for _, rows, weights, result in source.assigned_blocks(centers, norms):
-                total += float(exact_sq_distances(rows, centers, result.labels, weights).sum())
+            for _, _, weights, result in source.exactly_assigned_blocks(centers):
+                total += float(weighted_sum(result.min_sq_distances, weights).sum())
         finally:
             source.close()
-        return -total
+        return -source.conditioning.sq_distances_out(total)
 
     def _labels_of(self, source) -> torch.Tensor:
-        centers, norms = self._centers_for(source)
-        parts = [result.labels[:, 0] for _, _, _, result in source.assigned_blocks(centers, norms)]
+        """Each row's nearest centre in float64 arithmetic, as the fit's final labels."""
+        centers, _ = self._centers_for(source)
+        parts = [result.labels[:, 0] for _, _, _, result in source.exactly_assigned_blocks(centers)]
         return torch.cat(parts)
 
     def _centers_for(self, source):
-        """The fitted centres as one group in the source's (compute) dtype and device, and their norms."""
+        """The fitted centres (conditioned as the source's rows are) as one group in the
+        source's (compute) dtype and device, and their norms."""
         centers = self._centers[None].to(device=source.device, dtype=source.dtype)
         valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=source.device)
         return centers, padded_sq_norms(centers, valid)
+
+    def _fitted_conditioning(self) -> Conditioning:
+        """How the fit's rows were conditioned; every later input is conditioned the same way."""
+        return getattr(self, "_conditioning", Conditioning())
 
     def _fit_device(self) -> torch.device:
         return torch.device(self.device_)
@@ -121,9 +144,11 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             storage = self._fitted_storage_dtype() or _torch_dtype(table.dtype)
             weights = self._validate_sample_weight(sample_weight, table.n_rows, compute_dtype(storage), device)
             chunk_size = self._resolve_chunk_size(len(table.columns), compute_dtype(storage), device, 1)
-            source = FileSource(table, (0, table.n_rows), chunk_size, device, weights, storage_dtype=storage)
+            source = FileSource(table, (0, table.n_rows), chunk_size, device, weights, storage_dtype=storage,
+                                conditioning=self._fitted_conditioning())
             return source, _arrays.NUMPY_OUTPUT
-        return self._array_source(X, sample_weight, device, 1, reset=False)
+        source, output = self._array_source(X, sample_weight, device, 1, reset=False)
+        return source.conditioned(self._fitted_conditioning(), self._fitted_storage_dtype()), output
 
     # ------------------------------------------------------------ data sources
     def _local_fit_source(self, X, sample_weight, columns, device, n_groups, exchange):
@@ -141,29 +166,32 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return self._array_source(X, sample_weight, device, n_groups, reset=True, require_positive=exchange is None)
 
     def _array_source(self, X, sample_weight, device, n_groups, *, reset, require_positive=True):
-        """An in-memory source, or a host-streamed one when X is too large for the GPU.
+        """The rows of X as given (not yet conditioned: see ``DataSource.conditioned``), in
+        memory on ``device``, or in host memory streamed to the GPU when X is too large for it.
 
-        The rows are stored in the fit's storage dtype (converted on the host before
-        an upload, so that 16-bit storage also halves the bytes sent to the GPU).
+        Rows are held in the input's precision; ``conditioned`` stores them in the fit's
+        storage dtype. ``owns_rows`` tells whether they are a copy made here (an upload, a
+        conversion), which conditioning may then overwrite instead of copying again.
         """
         storage = self._fitted_storage_dtype()
         on_host = device.type == "cuda" and _is_host_input(X)
         data, output = self._validate_data(
             X, torch.device("cpu") if on_host else device, reset=reset, keep_half=storage is None
         )
-        data = to_storage(data, storage)
+        owns_rows = _arrays.is_private_copy(data, X)
         streamed = on_host and not fits_on_device(data.numel() * data.element_size(), device)
         if on_host and not streamed:
-            data = data.to(device)
+            data, owns_rows = data.to(device), True
+        dtype = compute_dtype(storage or data.dtype)
         weights = self._validate_sample_weight(
-            sample_weight, data.shape[0], compute_dtype(data.dtype), device, require_positive=require_positive
+            sample_weight, data.shape[0], dtype, device, require_positive=require_positive
         )
-        chunk_size = self._resolve_chunk_size(data.shape[1], compute_dtype(data.dtype), device, n_groups)
+        chunk_size = self._resolve_chunk_size(data.shape[1], dtype, device, n_groups)
         if streamed:
             if self.verbose:
                 print("gpukmeans: the data does not fit on the GPU; streaming it from host memory")
             return HostStreamSource(data, weights, chunk_size, device), output
-        return InMemorySource(data, weights, chunk_size), output
+        return InMemorySource(data, weights, chunk_size, owns_rows=owns_rows), output
 
     def _path_source(self, path, sample_weight, columns, device, n_groups, exchange):
         """This rank's share of the rows of a Parquet or CSV table (all of them alone)."""
@@ -182,7 +210,8 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if weights is not None:
             weights = weights[start:stop]
         chunk_size = self._resolve_chunk_size(len(table.columns), dtype, device, n_groups)
-        return FileSource(table, (start, stop), chunk_size, device, weights, storage_dtype=storage)
+        # the rows as read: ``conditioned`` sets the storage dtype
+        return FileSource(table, (start, stop), chunk_size, device, weights)
 
     # ---------------------------------------------------------- fit validation
     def _start_fit(self):
@@ -299,11 +328,30 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError("Input init contains NaN or infinity.")
         return init
 
+    def _set_fit_result(self, conditioning, centers, inertia: float) -> None:
+        """Keep the fitted centres as the conditioned rows see them, and the inertia in the
+        table's own units.
+
+        The conditioned centres are what every later call computes with, on rows
+        conditioned the same way, so that ``labels_`` equals ``predict(X)`` bit for bit;
+        ``cluster_centers_`` (in the input's units and dtype) is derived from them.
+        """
+        self._conditioning = conditioning
+        self._centers = centers
+        self.inertia_ = conditioning.sq_distances_out(inertia)
+        if not math.isfinite(self.inertia_):
+            raise ValueError(
+                "The inertia of this fit exceeds float64's range; divide X by a constant first "
+                "(k-means is unchanged by scaling)."
+            )
+
     def _set_fitted_centers(self, output, device) -> None:
-        """Publish ``self._centers`` as ``cluster_centers_``; record how later results go back, and where."""
+        """Publish the fitted centres as ``cluster_centers_`` in the table's units; record how
+        later results go back, and where."""
         self._output = output
         self.device_ = str(device)
-        self.cluster_centers_ = _arrays.to_output(self._centers, output)
+        centers = self._fitted_conditioning().centers_out(self._centers).to(self._centers.dtype)
+        self.cluster_centers_ = _arrays.to_output(centers, output)
 
     def _set_storage_dtype(self) -> None:
         """Resolve the validated ``dtype`` parameter for this fit and the calls after it."""
@@ -325,14 +373,20 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         seed = int(source.broadcast(torch.tensor([new_seed(random_state)], dtype=torch.int64))[0])
         generator = torch.Generator().manual_seed(seed)
         if callable(self.init):
-            numpy_X = _rows_in_memory(source).to(source.dtype).cpu().numpy()
+            # The callable sees the rows, and returns centres, in the table's own units.
+            rows = _rows_in_memory(source)
+            if not source.conditioning.is_identity:
+                rows = source.conditioning.centers_out(rows)
+            numpy_X = rows.to(source.dtype).cpu().numpy()
             centers = np.asarray(self.init(numpy_X, self.n_clusters, random_state), dtype=numpy_X.dtype)
             if centers.shape != (self.n_clusters, source.n_features):
                 raise ValueError(
                     f"The init callable returned centres of shape {centers.shape}; expected "
                     f"{(self.n_clusters, source.n_features)}."
                 )
-            centers = torch.from_numpy(centers).to(source.device)
+            if not np.isfinite(centers).all():
+                raise ValueError("The init callable returned centres holding NaN or infinity.")
+            centers = source.conditioning.centers_in(torch.from_numpy(centers).to(source.device), source.dtype)
         elif self.init == "k-means++":
             centers = kmeans_plusplus_tensor(source, self.n_clusters, generator)[0]
         elif self.init == "random":
@@ -516,7 +570,8 @@ class KMeans(_BaseKMeans):
 
     @classmethod
     def _fitted_from(
-        cls, params, *, centers, labels, inertia, n_iter, output, device, n_features_in, feature_names_in=None
+        cls, params, *, centers, labels, inertia, n_iter, output, device, n_features_in, feature_names_in=None,
+        conditioning=None,
     ):
         """A fitted estimator from a fit run elsewhere, in the state ``fit`` leaves.
 
@@ -529,9 +584,10 @@ class KMeans(_BaseKMeans):
         params : dict
             Constructor parameters, as from ``get_params()``.
         centers : torch.Tensor of shape (n_clusters, n_features)
-            On the fit device, in the fit dtype.
+            On the fit device, in the fit dtype, conditioned as the rows were.
         labels : torch.Tensor of shape (n_samples,), integer
         inertia : float
+            In the conditioned units.
         n_iter : int
         output : OutputKind
             How results go back to the caller (numpy, torch or CuPy).
@@ -539,33 +595,34 @@ class KMeans(_BaseKMeans):
             Where the fit ran.
         n_features_in : int
         feature_names_in : array of str, optional
+        conditioning : Conditioning, optional
+            How the rows were conditioned (None: not at all).
         """
+        conditioning = conditioning or Conditioning()
         model = cls(**params)
         model._set_storage_dtype()
-        model._centers = centers
+        model._set_fit_result(conditioning, centers, inertia)
         model._set_fitted_centers(output, device)
         model.n_features_in_ = n_features_in
         if feature_names_in is not None:
             model.feature_names_in_ = feature_names_in
         model.labels_ = _labels_output(labels.to(torch.int32), output)
-        model.inertia_ = inertia
         model.n_iter_ = n_iter
         return model
 
     def _checked_source(self, X, sample_weight, columns, device, n_init, exchange):
-        """The fit's data source, the validated init array, and the rows' moments (or None).
+        """The fit's data source (conditioned, see ``_conditioning``), the validated init
+        array (conditioned too), and the table's moments.
 
         Under torch.distributed, every rank validates its own input first and then
-        learns whether all ranks did: they all go on, or they all raise.
+        learns whether all ranks did: they all go on, or they all raise. The moments pass
+        is part of that validation: it reads every row of a file, which checks them.
         """
         error, local, output, init_centers, moments = None, None, None, None, None
         try:
             local, output = self._local_fit_source(X, sample_weight, columns, device, n_init, exchange)
             init_centers = self._validate_init(local)
-            if isinstance(local, FileSource) or self.tol > 0:
-                # One pass that checks every row of a file (before any rank waits on
-                # another) and gives the tolerance.
-                moments = _local_moments(local)
+            moments = local_moments(local)
         except ValueError as caught:
             if local is not None:
                 local.close()
@@ -576,13 +633,17 @@ class KMeans(_BaseKMeans):
             source = local
         else:
             exchange.all_ok(error)
-            source = _join_ranks(local, exchange, is_path(X))
+            source = _join_ranks(local, exchange, is_path(X), self._fitted_storage_dtype() or local.storage_dtype)
         try:
             self._check_n_samples(getattr(source, "total_samples", source.n_samples))
+            storage = self._fitted_storage_dtype() or source.storage_dtype
+            conditioning, moments = fit_conditioning(source, storage, moments)
+            check_squares_in_range(moments)
         except ValueError:
             source.close()
             raise
-        return source, output, init_centers, moments
+        source = source.conditioned(conditioning, self._fitted_storage_dtype())
+        return source, output, _conditioned_init(source, init_centers), moments
 
     def _fit_lloyd(self, source, init_centers, n_init, moments) -> torch.Tensor:
         """Initialise and run Lloyd; sets the fitted state and returns this holder's labels."""
@@ -594,7 +655,7 @@ class KMeans(_BaseKMeans):
             source,
             starts,
             max_iter=self.max_iter,
-            tol=_absolute_tolerance(source, self.tol, moments),
+            tol=source.conditioning.tolerance(moments, self.tol),
             verbose=self.verbose,
         )
         best = int(torch.argmin(result.inertia))
@@ -608,8 +669,7 @@ class KMeans(_BaseKMeans):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._centers = result.centers[best]
-        self.inertia_ = float(result.inertia[best])
+        self._set_fit_result(source.conditioning, result.centers[best], float(result.inertia[best]))
         self.n_iter_ = int(result.n_iter[best])
         return labels
 
@@ -633,10 +693,11 @@ def _fit_device(device_param, *, distributed: bool) -> torch.device:
     return device
 
 
-def _join_ranks(local, exchange, path_input):
-    """Wrap this rank's source after checking that every rank holds the same kind of rows."""
+def _join_ranks(local, exchange, path_input, storage_dtype):
+    """Wrap this rank's source after checking that every rank holds the same kind of rows
+    (features, and the dtype they will be stored in)."""
     has_weights = local.sample_weight is not None
-    facts = torch.tensor([local.n_features, _DTYPE_CODES[local.storage_dtype], has_weights], dtype=torch.int64)
+    facts = torch.tensor([local.n_features, _DTYPE_CODES[storage_dtype], has_weights], dtype=torch.int64)
     every_rank = exchange.all_gather(facts)
     if len(set(every_rank[:, 0].tolist())) > 1 or len(set(every_rank[:, 1].tolist())) > 1:
         local.close()
@@ -673,54 +734,11 @@ def _torch_dtype(numpy_dtype) -> torch.dtype:
     return torch.float32 if np.dtype(numpy_dtype) == np.float32 else torch.float64
 
 
-def _local_moments(source) -> torch.Tensor:
-    """``[count, mean (d), sum of squared deviations (d)]`` of this holder's rows, float64.
-
-    Chan et al.'s pairwise merge keeps it exact in one pass of chunks.
-    """
-    count = 0
-    mean = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
-    sum_sq_dev = torch.zeros_like(mean)
-    for _, chunk, _ in source.chunks():
-        # one float64 copy of a block, worked on in place
-        for start, stop in row_blocks(chunk.shape[0], 8 * chunk.shape[1], work_block_bytes(chunk.device)):
-            rows = chunk[start:stop].to(torch.float64, copy=True)  # a copy even of float64: X is never written
-            m = rows.shape[0]
-            block_mean = rows.mean(dim=0)
-            block_sq_dev = rows.sub_(block_mean).square_().sum(dim=0)
-            delta = block_mean - mean
-            total = count + m
-            mean += delta * (m / total)
-            sum_sq_dev += block_sq_dev + delta**2 * (count * m / total)
-            count = total
-    return torch.cat([torch.tensor([float(count)], dtype=torch.float64, device=mean.device), mean, sum_sq_dev])
-
-
-def _absolute_tolerance(source, tol, moments=None) -> float:
-    """scikit-learn's tolerance: ``tol`` times the mean per-feature variance of X (unweighted).
-
-    ``moments`` are this holder's (see :func:`_local_moments`), computed here when
-    None; every holder's merge in rank order.
-    """
-    if tol == 0:
-        return 0.0
-    if moments is None:
-        moments = _local_moments(source)
-    n_features = source.n_features
-    count, mean, sum_sq_dev = 0.0, None, None
-    for part in source.all_gather(moments):
-        m, part_mean, part_sq_dev = float(part[0]), part[1 : 1 + n_features], part[1 + n_features :]
-        if m == 0:
-            continue
-        if mean is None:
-            count, mean, sum_sq_dev = m, part_mean, part_sq_dev
-            continue
-        delta = part_mean - mean
-        total = count + m
-        mean = mean + delta * (m / total)
-        sum_sq_dev = sum_sq_dev + part_sq_dev + delta**2 * (count * m / total)
-        count = total
-    return float((sum_sq_dev / count).mean()) * tol
+def _conditioned_init(source, init_centers):
+    """An explicit init array (in the table's units) as the source's conditioned rows see it."""
+    if init_centers is None:
+        return None
+    return source.conditioning.centers_in(init_centers, source.dtype)
 
 
 def _labels_output(labels: torch.Tensor, output: _arrays.OutputKind):
@@ -767,8 +785,10 @@ def kmeans_plusplus(
     estimator._check_n_samples(data.shape[0])
     weights = estimator._validate_sample_weight(sample_weight, data.shape[0], data.dtype, data.device)
     source = InMemorySource(data, weights, estimator._resolve_chunk_size(data.shape[1], data.dtype, data.device, 1))
+    conditioning, _ = fit_conditioning(source, data.dtype)
     generator = torch.Generator().manual_seed(new_seed(check_random_state(random_state)))
-    centers, indices = kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials)
+    _, indices = kmeans_plusplus_tensor(source.conditioned(conditioning), n_clusters, generator, n_local_trials)
+    centers = data[indices.to(data.device)]  # the rows themselves, as scikit-learn returns them
     if output.kind == "numpy":
         return _arrays.to_output(centers, output), indices.numpy()
     return _arrays.to_output(centers, output), _arrays.to_output(indices, output)

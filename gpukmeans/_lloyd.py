@@ -21,7 +21,7 @@ from ._device import row_blocks, work_block_bytes
 from . import kernels
 from .kernels import padded_sq_norms, update_centers
 
-__all__ = ["LloydResult", "exact_sq_distances", "lloyd", "padded_sq_norms", "stack_groups"]
+__all__ = ["LloydResult", "exact_sq_distances", "lloyd", "padded_sq_norms", "stack_groups", "weighted_sum"]
 
 
 @dataclass
@@ -311,14 +311,21 @@ def _keep_largest(n_keep, distances, indices, owners):
 
 
 def _final_assignment(source, centers, valid, labels) -> torch.Tensor:
-    """Assign every row to the final centres and return the exact weighted inertia per group."""
-    norms = padded_sq_norms(centers, valid)
-    n_groups = centers.shape[0]
-    inertia = torch.zeros(n_groups, dtype=torch.float64, device=source.device)
-    for start, rows, weights, result in source.assigned_blocks(centers, norms):
+    """Assign every row to the final centres by direct difference in float64 (each label
+    is the nearest centre in float64 arithmetic) and return the exact weighted inertia
+    per group."""
+    inertia = torch.zeros(centers.shape[0], dtype=torch.float64, device=source.device)
+    for start, rows, weights, result in source.exactly_assigned_blocks(centers, valid):
         labels[start : start + rows.shape[0]] = result.labels.to(labels.dtype)
-        inertia += exact_sq_distances(rows, centers, result.labels, weights).sum(dim=0)
+        inertia += weighted_sum(result.min_sq_distances, weights)
     return source.reduce_sum(inertia).cpu()
+
+
+def weighted_sum(distances: torch.Tensor, weights=None) -> torch.Tensor:
+    """(G,) float64: per group, the sum of (m, G) float64 distances weighted by the rows' weights."""
+    if weights is None:
+        return distances.sum(dim=0)
+    return (distances * weights.to(device=distances.device, dtype=torch.float64)[:, None]).sum(dim=0)
 
 
 def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:

@@ -20,9 +20,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from . import _arrays
+from ._conditioning import check_squares_in_range, fit_conditioning
 from ._file_sources import is_path
-from ._kmeans import _absolute_tolerance, _BaseKMeans, _labels_output
-from ._lloyd import exact_sq_distances, padded_sq_norms
+from ._kmeans import _BaseKMeans, _conditioned_init, _labels_output
+from ._lloyd import exact_sq_distances, padded_sq_norms, weighted_sum
 from ._sources import InMemorySource
 from .kernels import assign_accumulate
 
@@ -179,7 +180,8 @@ class MiniBatchKMeans(_BaseKMeans):
         try:
             init_centers = self._validate_init(source)
             self._check_params_vs_input(source.n_samples)
-            self._fit_steps(source, init_centers)
+            source, moments = self._conditioned(source)
+            self._fit_steps(source, _conditioned_init(source, init_centers), moments)
             if self.compute_labels:
                 labels, self.inertia_ = self._labels_inertia(source)
                 self.labels_ = labels.cpu().numpy() if is_path(X) else _labels_output(labels, output)
@@ -191,9 +193,16 @@ class MiniBatchKMeans(_BaseKMeans):
         self.counts_ = self._counts.cpu().numpy()
         return self
 
-    def _fit_steps(self, source, init_centers):
+    def _conditioned(self, source):
+        """The source conditioned for this fit (see ``_conditioning``), and the table's moments."""
+        conditioning, moments = fit_conditioning(source, self._fitted_storage_dtype() or source.storage_dtype)
+        check_squares_in_range(moments)
+        self._conditioning = conditioning
+        return source.conditioned(conditioning, self._fitted_storage_dtype()), moments
+
+    def _fit_steps(self, source, init_centers, moments):
         n_samples = source.n_samples
-        tol = _absolute_tolerance(source, self.tol)
+        tol = source.conditioning.tolerance(moments, self.tol)
         random_state = check_random_state(self.random_state)
         # The same calls on random_state, in the same order, as scikit-learn's fit.
         validation_indices = torch.from_numpy(random_state.randint(0, n_samples, self._init_size))
@@ -239,7 +248,7 @@ class MiniBatchKMeans(_BaseKMeans):
         if not self.compute_labels:
             total_weight = n_samples if source.sample_weight is None else float(source.sample_weight.double().sum())
             ewa = self._ewa_inertia if self._ewa_inertia is not None else batch_inertia / self._batch_size
-            self.inertia_ = ewa * total_weight
+            self.inertia_ = source.conditioning.sq_distances_out(ewa * total_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one mini-batch X (rows in memory).
@@ -267,11 +276,15 @@ class MiniBatchKMeans(_BaseKMeans):
         if not has_centers:
             self._check_params_vs_input(source.n_samples)
             init_centers = self._validate_init(source)
-            self._centers = self._init_on_sample(source, init_centers, self._random_state)
+            # The first batch's moments condition every later one (and every prediction).
+            source, _ = self._conditioned(source)
+            self._centers = self._init_on_sample(source, _conditioned_init(source, init_centers), self._random_state)
             self._counts = torch.zeros(self.n_clusters, dtype=source.dtype, device=source.device)
             self._n_since_last_reassign = 0
             self._output = output
             self.device_ = str(device)
+        else:
+            source = source.conditioned(self._fitted_conditioning(), self._fitted_storage_dtype())
         rows = source.X.to(self._centers.dtype)
         weights = None if source.sample_weight is None else source.sample_weight.to(self._centers.dtype)
         self._centers, _ = _minibatch_step(
@@ -288,7 +301,7 @@ class MiniBatchKMeans(_BaseKMeans):
             labels, self.inertia_ = self._labels_inertia(source)
             self.labels_ = _labels_output(labels, output)
         self.n_steps_ += 1
-        self.cluster_centers_ = _arrays.to_output(self._centers, self._output)
+        self._set_fitted_centers(self._output, device)
         self.counts_ = self._counts.cpu().numpy()
         return self
 
@@ -370,13 +383,13 @@ class MiniBatchKMeans(_BaseKMeans):
         return False
 
     def _labels_inertia(self, source):
-        """Labels of every row and the exact weighted inertia, in one pass."""
-        centers, norms = self._centers_for(source)
+        """Labels of every row (in float64, as ``predict``) and the exact weighted inertia, in one pass."""
+        centers, _ = self._centers_for(source)
         parts, inertia = [], 0.0
-        for _, rows, weights, result in source.assigned_blocks(centers, norms):
+        for _, _, weights, result in source.exactly_assigned_blocks(centers):
             parts.append(result.labels[:, 0])
-            inertia += float(exact_sq_distances(rows, centers, result.labels, weights).sum())
-        return torch.cat(parts).to(torch.int32), inertia
+            inertia += float(weighted_sum(result.min_sq_distances, weights).sum())
+        return torch.cat(parts).to(torch.int32), source.conditioning.sq_distances_out(inertia)
 
 
 def _batch_inertia(rows, weights, centers) -> float:

@@ -32,6 +32,9 @@ The seam, for a holder of some of the table's rows:
   CUDA out-of-memory error (see ``_oom``); ``assigned_blocks(...)``: ``assign`` over
   every row in blocks of bounded size.
 - ``minibatches(...)``: an endless stream of mini-batches for mini-batch k-means.
+- ``conditioned(conditioning, storage_dtype)``: the same rows as every pass sees them,
+  conditioned (see ``_conditioning``) and stored in ``storage_dtype``. A fit builds its
+  source from the rows as given, takes their moments, then computes on this one.
 """
 
 from typing import Iterator, Optional
@@ -39,6 +42,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ._conditioning import Conditioning
 from ._device import assign_block_bytes, row_blocks
 from ._oom import ResilientAssigner
 from ._storage import compute_dtype
@@ -57,6 +61,7 @@ class DataSource:
     world_size = 1
     sample_weight: Optional[torch.Tensor] = None
     recordable_pass = False
+    conditioning = Conditioning()  # how the rows handed out relate to the rows as given
 
     @property
     def storage_dtype(self) -> torch.dtype:
@@ -109,11 +114,11 @@ class DataSource:
         """``(start, rows, weights or None, AssignResult)`` over this holder's rows, in blocks.
 
         For the passes that need each row's nearest centres but not Lloyd's sums (the
-        initialisations, the final labels, the farthest points). The kernel's per-row
-        results (a label and a distance for each of the G groups) and what the caller
-        derives from them are bounded by a block of about ``assign_block_bytes``, not by
-        a chunk: with ten restarts they would otherwise be the largest thing a fit holds.
-        ``start`` is the block's local offset; ``center_sq_norms`` None computes them.
+        initialisations, the farthest points). The kernel's per-row results (a label
+        and a distance for each of the G groups) and what the caller derives from them
+        are bounded by a block of about ``assign_block_bytes``, not by a chunk: with ten
+        restarts they would otherwise be the largest thing a fit holds. ``start`` is the
+        block's local offset; ``center_sq_norms`` None computes them.
         """
         if center_sq_norms is None:
             center_sq_norms = (centers * centers).sum(dim=2)
@@ -124,6 +129,28 @@ class DataSource:
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
                 yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms, accumulate=False)
+
+    def exactly_assigned_blocks(self, centers, valid=None):
+        """As :meth:`assigned_blocks`, in float64: each block of rows widened (exactly),
+        the centres in float64. The final labels of a fit, every prediction and every
+        inertia come from here: on conditioned rows (see ``_conditioning``) the distances'
+        expansion then loses only float64's last digits, so each label is the nearest
+        centre in float64 arithmetic. ``rows`` are handed out as stored.
+
+        ``valid`` (G, k_max) marks padding (None: every centre is real).
+        """
+        centers = centers.double()
+        norms = (centers * centers).sum(dim=2)
+        if valid is not None:
+            norms = norms.masked_fill(~valid, float("inf"))
+        # the widened rows, and an int64 label and a float64 distance per group
+        bytes_per_row = 8 * centers.shape[2] + 16 * centers.shape[0]
+        for chunk_start, chunk, chunk_weights in self.chunks():
+            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, assign_block_bytes(chunk.device)):
+                rows = chunk[start:stop]
+                weights = None if chunk_weights is None else chunk_weights[start:stop]
+                result = self.assign(rows.double(), centers, norms, accumulate=False)
+                yield chunk_start + start, rows, weights, result
 
     def lloyd_pass_chunks(self):
         """The chunks of a Lloyd pass (see :meth:`lloyd_step`): ``chunks()`` unless a
@@ -160,6 +187,10 @@ class DataSource:
             indices = torch.from_numpy(indices.astype(np.int64))
             yield self.take_local(indices), None
 
+    def conditioned(self, conditioning, storage_dtype: Optional[torch.dtype] = None) -> "DataSource":
+        """These rows conditioned and stored in ``storage_dtype`` (None: as they are)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release what the source holds outside Python's memory (pinned pages, files)."""
 
@@ -173,12 +204,19 @@ class InMemorySource(DataSource):
         (float16 and bfloat16 rows compute in float32).
     sample_weight : (n,) tensor in the compute dtype on X's device, or None for unit weights.
     chunk_size : rows per chunk; bounds the working memory of every pass.
+    owns_rows : whether X is a copy made for this fit, which conditioning may overwrite
+        (never the caller's memory).
+    conditioning : how X relates to the rows as given, when it is already conditioned.
     """
 
-    def __init__(self, X: torch.Tensor, sample_weight: Optional[torch.Tensor], chunk_size: int):
+    def __init__(self, X: torch.Tensor, sample_weight: Optional[torch.Tensor], chunk_size: int, *,
+                 owns_rows: bool = False, conditioning: Optional[Conditioning] = None):
         self.X = X
         self.sample_weight = sample_weight
         self.chunk_size = max(1, int(chunk_size))
+        self.owns_rows = owns_rows
+        if conditioning is not None:
+            self.conditioning = conditioning
 
     @property
     def n_samples(self) -> int:
@@ -233,6 +271,19 @@ class InMemorySource(DataSource):
 
     def stored_rows(self, bounds) -> torch.Tensor:
         return torch.cat([self.X[start:stop] for start, stop in bounds]).to(self.device)
+
+    def conditioned(self, conditioning, storage_dtype: Optional[torch.dtype] = None) -> "InMemorySource":
+        """The conditioned rows, computed once: in place when this source owns them and
+        keeps their dtype, else in a copy (the caller's memory is never written)."""
+        storage_dtype = storage_dtype or self.X.dtype
+        if conditioning.is_identity and storage_dtype == self.X.dtype:
+            return self
+        rows = conditioning.rows(self.X, storage_dtype, in_place=self.owns_rows)
+        return self._with_rows(rows, conditioning)
+
+    def _with_rows(self, rows: torch.Tensor, conditioning: Conditioning) -> "InMemorySource":
+        """This source with its rows conditioned (a tensor it owns)."""
+        return InMemorySource(rows, self.sample_weight, self.chunk_size, owns_rows=True, conditioning=conditioning)
 
 
 def _whole_pass_kernel(X: torch.Tensor) -> bool:

@@ -125,3 +125,10 @@ class HostStreamSource(InMemorySource):
 
     def take_local(self, indices: torch.Tensor) -> torch.Tensor:
         return self.X[indices.cpu()].to(self._device).to(self.dtype)
+
+    def _with_rows(self, rows: torch.Tensor, conditioning) -> "HostStreamSource":
+        # The conditioned rows stay in host memory too: a table streamed for want of GPU
+        # memory is conditioned once on the host, not on every pass.
+        source = HostStreamSource(rows, self.sample_weight, self.chunk_size, self._device)
+        source.conditioning = conditioning
+        return source

@@ -27,7 +27,8 @@ from sklearn.utils import check_random_state
 from . import _arrays
 from ._device import auto_chunk_size, resolve_device
 from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
-from ._kmeans import KMeans, _absolute_tolerance
+from ._conditioning import check_squares_in_range, fit_conditioning
+from ._kmeans import KMeans
 from ._lloyd import lloyd
 from ._random import new_seed
 from ._sources import InMemorySource
@@ -227,11 +228,17 @@ def sweep(
 
     groups = [(kk, r) for kk in ks for r in range(restarts)]
 
+    # Every fit and every score works on the conditioned rows (see _conditioning); the
+    # scores are unchanged by a shift and a scaling.
+    conditioning, moments = fit_conditioning(InMemorySource(data, None, data.shape[0]), data.dtype)
+    check_squares_in_range(moments)
+    rows = conditioning.rows(data)
+
     def source_for(n_centers):
         if chunk_size != "auto":
-            return InMemorySource(data, weights, int(chunk_size))
-        rows = auto_chunk_size(data.shape[1], n_centers, data.dtype, data.device)
-        return InMemorySource(data, weights, rows)
+            return InMemorySource(rows, weights, int(chunk_size), conditioning=conditioning)
+        chunk_rows = auto_chunk_size(data.shape[1], n_centers, data.dtype, data.device)
+        return InMemorySource(rows, weights, chunk_rows, conditioning=conditioning)
 
     # ---------------------------------------------------------------- fits
     rng = check_random_state(random_state)
@@ -247,7 +254,7 @@ def sweep(
         source,
         [starts[(kk, r)] for kk, r in groups],
         max_iter=max_iter,
-        tol=_absolute_tolerance(source, tol),
+        tol=conditioning.tolerance(moments, tol),
         verbose=verbose,
     )
     lloyd_seconds = time.perf_counter() - fit_clock
@@ -258,12 +265,12 @@ def sweep(
         best[kk] = min(candidates, key=lambda g: float(result.inertia[g]))
     labels = {kk: result.labels[:, best[kk]].long() for kk in ks}
     n_iter = {kk: int(result.n_iter[best[kk]]) for kk in ks}
-    inertia = {kk: float(result.inertia[best[kk]]) for kk in ks}
+    inertia = {kk: float(result.inertia[best[kk]]) for kk in ks}  # in conditioned units
 
     # -------------------------------------------------------------- scores
     score_clock = time.perf_counter()
     scores = _score_all(
-        data, weights, ks, labels, {kk: result.centers[best[kk]] for kk in ks},
+        rows, weights, ks, labels, {kk: result.centers[best[kk]] for kk in ks},
         mode, int(sample_size), confidence, rng,
     )
     calinski, davies, estimates, values, simplified = scores
@@ -274,7 +281,7 @@ def sweep(
     seconds = _attribute_seconds(
         ks, n_iter, restarts, init_seconds, lloyd_seconds, total_seconds - init_seconds - lloyd_seconds
     )
-    rows = []
+    table_rows = []
     for kk in ks:
         if kk in estimates:
             s, lo, hi = estimates[kk].value, estimates[kk].low, estimates[kk].high
@@ -282,13 +289,13 @@ def sweep(
             s = lo = hi = simplified[kk]
         else:
             s = lo = hi = math.nan
-        rows.append({
-            "k": kk, "inertia": inertia[kk], "silhouette": s, "silhouette_low": lo,
+        table_rows.append({
+            "k": kk, "inertia": conditioning.sq_distances_out(inertia[kk]), "silhouette": s, "silhouette_low": lo,
             "silhouette_high": hi, "calinski_harabasz": calinski.get(kk, math.nan),
             "davies_bouldin": davies.get(kk, math.nan), "n_iter": n_iter[kk],
             "seconds": seconds[kk],
         })
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(table_rows, columns=TABLE_COLUMNS)
     knee_k = find_knee(table["k"].to_numpy(), table["inertia"].to_numpy())
     best_k = _best_by_metric(table, knee_k)
     method = {"exact": "exact", "sampled": "sampled", "simplified": "simplified", None: "none"}[mode]
@@ -299,12 +306,13 @@ def sweep(
     models = {
         kk: _fitted_kmeans(
             template, kk, result.centers[best[kk]], labels[kk], inertia[kk], n_iter[kk],
-            output, data.device,
+            output, data.device, conditioning,
         )
         for kk in ks
     }
     initial_centers = {
-        kk: _arrays.to_output(starts[groups[best[kk]]], output) for kk in ks
+        kk: _arrays.to_output(conditioning.centers_out(starts[groups[best[kk]]]).to(data.dtype), output)
+        for kk in ks
     }
     if verbose:
         print(f"gpukmeans.sweep: scored in {score_seconds:.2f}s; {reason}")
@@ -525,12 +533,14 @@ def recommend(table: pd.DataFrame, knee_k, best_k: dict, method: str) -> tuple[i
     return k_min, f"k={k_min}: nothing to choose by (too few k or too few rows); the smallest k."
 
 
-def _fitted_kmeans(template, k, centers, labels, inertia, n_iter, output, device) -> KMeans:
-    """A fitted :class:`KMeans` holding one k of the sweep, as ``fit`` would leave it."""
+def _fitted_kmeans(template, k, centers, labels, inertia, n_iter, output, device, conditioning) -> KMeans:
+    """A fitted :class:`KMeans` holding one k of the sweep, as ``fit`` would leave it
+    (``centers`` and ``inertia`` in the conditioned units the sweep worked in)."""
     params = template.get_params()
-    params.update(n_clusters=k, init=centers.detach().cpu().numpy(), n_init=1)
+    init = conditioning.centers_out(centers).to(centers.dtype).detach().cpu().numpy()
+    params.update(n_clusters=k, init=init, n_init=1)
     return KMeans._fitted_from(
         params, centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, output=output,
         device=device, n_features_in=template.n_features_in_,
-        feature_names_in=getattr(template, "feature_names_in_", None),
+        feature_names_in=getattr(template, "feature_names_in_", None), conditioning=conditioning,
     )

@@ -48,7 +48,17 @@ SCENARIOS = {
     "weighted": (dict(n_clusters=6, random_state=4), np.float64, True),
     "empty_cluster_relocation": (dict(n_clusters=6, init="duplicate", max_iter=50), np.float64, False),
     "bfloat16_storage": (dict(n_clusters=6, random_state=3, dtype="bfloat16"), np.float64, True),
+    "far_from_the_origin_float32": (dict(n_clusters=6, random_state=3), np.float32, False),
 }
+
+# Scenarios whose table lies far from the origin: every rank must move it by the same
+# shift, the mean of the whole table (see gpukmeans._conditioning).
+OFFSETS = {"far_from_the_origin_float32": 1e4}
+
+
+def scenario_table(name, dtype):
+    """The whole table of one scenario."""
+    return table(dtype) + dtype(OFFSETS.get(name, 0.0))
 
 
 def estimator_params(params, X):
@@ -72,7 +82,7 @@ def main():
         np.savez(out_dir / f"{name}_rank{rank}.npz", **arrays)
 
     for name, (params, dtype, weighted) in SCENARIOS.items():
-        X = table(dtype)
+        X = scenario_table(name, dtype)
         rows = rank_rows(len(X), rank, world_size)
         w = weights()[rows] if weighted else None
         km = KMeans(device="cpu", **estimator_params(params, X)).fit(X[rows], sample_weight=w)

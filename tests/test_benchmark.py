@@ -91,19 +91,20 @@ def test_the_bfloat16_storage_row_fits_the_same_data_stored_in_16_bits(monkeypat
     """The row is timed on GPUs only; its code path is the same on the CPU."""
     from gpukmeans._sources import InMemorySource
 
-    seen = set()
+    seen = []
     original = InMemorySource.chunks
 
     def chunks(self):
         for start, rows, weights in original(self):
-            seen.add(rows.dtype)
+            seen.append(rows.dtype)
             yield start, rows, weights
     monkeypatch.setattr(InMemorySource, "chunks", chunks)
     X = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))  # no structure: no early stop
     init_rows = [0, 1, 2, 3, 4]
     fit = bench.PEERS[bench.HALF_STORAGE](X, X[init_rows], init_rows, "cpu")
     assert fit(3) == 3
-    assert seen == {torch.bfloat16}
+    # the moments of the rows as given, then every pass over the stored rows
+    assert seen[0] == torch.float32 and set(seen[1:]) == {torch.bfloat16}
 
 
 def test_bfloat16_speedups_pair_each_row_with_float32_at_its_shape():

@@ -58,7 +58,7 @@ def ranks(request, tmp_path_factory):
 def test_distributed_fit_equals_the_single_process_fit(ranks, scenario):
     world_size, result = ranks
     params, dtype, weighted = worker.SCENARIOS[scenario]
-    X = worker.table(dtype)
+    X = worker.scenario_table(scenario, dtype)
     w = worker.weights() if weighted else None
     single = KMeans(device="cpu", **worker.estimator_params(params, X)).fit(X, sample_weight=w)
     parts = [result(scenario, rank) for rank in range(world_size)]

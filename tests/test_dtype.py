@@ -153,8 +153,12 @@ def test_half_storage_holds_two_bytes_per_value(storage, separated, chunks_seen)
     X, init = separated
     _fit(X, init, storage)
     n_values = X.shape[0] * X.shape[1]
-    assert chunks_seen
-    for dtype, bytes_per_value, tensor_bytes, _ in chunks_seen:
+    # The first pass takes the moments of the rows as given (the caller's float64 array,
+    # read in place); every pass after it reads the stored rows.
+    as_given, *stored = chunks_seen
+    assert as_given[:3] == (torch.float64, 8, 8 * n_values)
+    assert stored
+    for dtype, bytes_per_value, tensor_bytes, _ in stored:
         assert (dtype, bytes_per_value) == (storage, 2)
         assert tensor_bytes == 2 * n_values  # the whole stored X: half of float32's bytes
 
@@ -172,13 +176,18 @@ def test_half_storage_keeps_weights_in_float32(separated, chunks_seen):
     assert not np.allclose(weighted_half.cluster_centers_, unweighted.cluster_centers_, rtol=1e-3)
 
 
-def test_float16_beyond_its_range_is_an_error_and_bfloat16_is_not(separated):
+def test_float16_beyond_its_range_is_scaled_into_it(separated):
     X, init = separated
-    money = X * 1e5  # values far above float16's 65504
+    money = X * 1e5  # values far above float16's 65504: stored scaled by a power of two
+    half = _fit(money, init * 1e5, "float16")
+    full = _fit(money, init * 1e5, "float32")
+    assert half._conditioning.exponent > 0
+    np.testing.assert_array_equal(half.labels_, full.labels_)
+    assert _relative_gap(half.cluster_centers_, full.cluster_centers_) < 1e-2
+    np.testing.assert_array_equal(half.predict(money), half.labels_)
+    # rows far beyond the fitted ones still do not fit float16 once scaled the same way
     with pytest.raises(ValueError, match="beyond the range of float16"):
-        _fit(money, init * 1e5, "float16")
-    model = _fit(money, init * 1e5, "bfloat16")
-    assert np.isfinite(model.cluster_centers_).all()
+        half.predict(money * 1e6)
 
 
 @pytest.mark.parametrize("storage", HALF)
@@ -252,10 +261,13 @@ def test_minibatch_half_storage_agrees_with_float32(storage, separated, chunks_s
     reference = MiniBatchKMeans(dtype="float32", **params).fit(X)
     chunks_seen.clear()
     half = MiniBatchKMeans(dtype=storage, **params).fit(X)
-    # the full passes read the 16-bit X; only the small init sample is widened (float32)
+    # after the moments of the rows as given (the caller's array, read in place), the full
+    # passes read the 16-bit X; only the small init sample is widened (float32)
     n_values = X.shape[0] * X.shape[1]
-    assert {entry[2] for entry in chunks_seen if entry[0] == storage} == {2 * n_values}
-    assert max(entry[2] for entry in chunks_seen if entry[0] != storage) < 4 * n_values  # no float32 X
+    as_given, *after = chunks_seen
+    assert as_given[2] == X.nbytes
+    assert {entry[2] for entry in after if entry[0] == storage} == {2 * n_values}
+    assert max(entry[2] for entry in after if entry[0] != storage) < 4 * n_values  # no float32 X
     assert half.cluster_centers_.dtype == np.float32 and half.counts_.dtype == np.float32
     np.testing.assert_array_equal(half.labels_, reference.labels_)
     assert _relative_gap(half.cluster_centers_, reference.cluster_centers_) < 1e-2
@@ -324,7 +336,10 @@ def test_estimator_on_the_triton_kernel_in_the_interpreter(storage, monkeypatch)
     original_load = kernels._load
     monkeypatch.setattr(triton_assign, "lloyd_step_triton", recording_lloyd_step)
     monkeypatch.setattr(kernels, "_load", lambda name: triton_assign if name == "triton" else original_load(name))
-    monkeypatch.setattr(kernels, "backend_for", lambda X: "triton")
+    # every pass but the final labels' (float64, which Triton does not take: the CPU kernel's)
+    original_backend = kernels.backend_for
+    monkeypatch.setattr(kernels, "backend_for",
+                        lambda X: original_backend(X) if X.dtype == torch.float64 else "triton")
     on_triton = KMeans(3, init=init, device="cpu", dtype=storage, max_iter=20).fit(X)
 
     assert rows_seen and set(rows_seen) == {(storage, torch.float32)}

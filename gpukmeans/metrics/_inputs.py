@@ -14,7 +14,9 @@ import torch
 from sklearn.utils import check_array
 
 from .. import _arrays
+from .._conditioning import Conditioning, local_moments
 from .._device import resolve_device
+from .._sources import InMemorySource
 
 __all__ = [
     "ValidatedInput",
@@ -115,22 +117,33 @@ def check_number_of_labels(n_labels: int, n_samples: int) -> None:
 
 
 class ValidatedInput(NamedTuple):
-    X: torch.Tensor  # (n, d) float32/float64 on the compute device
+    X: torch.Tensor  # (n, d) float32/float64 on the compute device, conditioned
     labels: torch.Tensor  # (n,) int64 codes 0..n_labels-1 on the compute device
     n_labels: int
     output: _arrays.OutputKind  # how results go back to the caller
+    conditioning: Conditioning  # how X relates to the caller's rows
 
 
 def validate(
     X: Any, labels: Any, device: Any = "auto", *, check_labels: bool = True
 ) -> ValidatedInput:
-    """Validate ``X`` and ``labels`` and move them to the compute device."""
+    """Validate ``X`` and ``labels`` and move them to the compute device.
+
+    ``X`` comes back conditioned as a fit's rows are (see ``gpukmeans._conditioning``):
+    moved near the origin when it lies far from it, and scaled by a power of two to
+    magnitudes near 1. Every score here is unchanged by both, and the distances they
+    sum keep their digits at any offset and scale (the Davies-Bouldin test for "no
+    spread" compares with an absolute tolerance, as scikit-learn's, which only means
+    something at a known scale).
+    """
     compute_device = resolve_device(device)
     tensor, output = data_to_tensor(X, compute_device)
     codes, n_labels = _encode_labels(labels, tensor.shape[0], compute_device)
     if check_labels:
         check_number_of_labels(n_labels, tensor.shape[0])
-    return ValidatedInput(tensor, codes, n_labels, output)
+    moments = local_moments(InMemorySource(tensor, None, tensor.shape[0]))
+    conditioning = Conditioning.for_moments(moments, tensor.dtype, tensor.dtype)
+    return ValidatedInput(conditioning.rows(tensor), codes, n_labels, output, conditioning)
 
 
 def validate_sample_weight(

@@ -57,7 +57,7 @@ def _prepare(X, labels, centers, device):
         return data, data.labels, data.n_labels, centroids
     data = validate(X, labels, device, check_labels=False)
     centers_t, _ = data_to_tensor(centers, data.X.device)
-    centers_t = centers_t.to(torch.float64)
+    centers_t = data.conditioning.centers_in(centers_t, torch.float64)  # as the rows are
     if centers_t.dim() != 2 or centers_t.shape[1] != data.X.shape[1]:
         raise ValueError(
             f"centers must have shape (n_clusters, {data.X.shape[1]}), "
