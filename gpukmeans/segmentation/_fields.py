@@ -51,7 +51,7 @@ def json_text(check: Check) -> Check:
 
 
 def any_value(value, label):
-    """A field whose content is free: facts kept for people, not read by the program."""
+    """Any JSON value: a field checked by its own reader, or free-form facts."""
     return value
 
 
