@@ -3,7 +3,10 @@
 The file ``model.safetensors`` holds one tensor, ``cluster_centers`` (float64,
 in the preprocessed feature space), and string metadata: the fitted
 :class:`~gpukmeans.segmentation.Preprocessor` as JSON, the segment names, and
-facts about the training run. Loading it executes no code.
+facts about the training run. Loading it executes no code, and checks every
+part of the file before using it (:func:`load_model`): a damaged or edited model
+is refused with one line naming the file and the field, never used to put every
+customer into one segment.
 
 Labels are assigned by :func:`nearest_centers`, an exact float64 computation on
 the CPU whose result for a row does not depend on which other rows are in the
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._fields import any_value, json_text, list_of, mapping, read_record, shown, text, whole_number
 from .errors import InputError
 from .io import atomic_path
 from .preprocess import Preprocessor
@@ -29,6 +33,8 @@ from .preprocess import Preprocessor
 MODEL_FILE = "model.safetensors"
 _FORMAT = "gpukmeans.segmentation-model"
 _FORMAT_VERSION = "1"
+_CENTERS = "cluster_centers"
+_CENTERS_DTYPE = "F64"
 _CHUNK_ROWS = 16_384
 
 
@@ -142,46 +148,126 @@ def save_model(model: SegmentModel, path: str | os.PathLike) -> Path:
     }
     centers = np.ascontiguousarray(model.cluster_centers, dtype=np.float64)
     with atomic_path(path) as tmp:
-        save_file({"cluster_centers": centers}, str(tmp), metadata=metadata)
+        save_file({_CENTERS: centers}, str(tmp), metadata=metadata)
     return path
 
 
 def load_model(path: str | os.PathLike) -> SegmentModel:
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model`, checking every part of the file first.
 
     ``path`` may be the file or a ``segment`` output folder holding ``model.safetensors``.
+    Nothing in the file is executed: the header is JSON, the centres raw float64s.
 
     Raises
     ------
     InputError
-        If the file is missing or is not a gpukmeans segmentation model.
+        If the file is missing, is not a gpukmeans segmentation model, is of a
+        format version this gpukmeans does not read, or holds a field that is
+        missing, unknown, of the wrong type or shape, not finite, or at odds with
+        another (a zero scale, inverted clip bounds, more names than centres...).
+        The message names the file and the field.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import safe_open
-
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.exists():
         raise InputError(f"model file not found: {path}")
     try:
+        metadata, centers = _read_safetensors(path)
+        return _model_from_contents(metadata, centers)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+#: The metadata :func:`save_model` writes, as :func:`read_record` checks it. The
+#: preprocessing is checked by :meth:`Preprocessor.from_dict`, the info is free.
+_METADATA_FIELDS = {
+    "format": text,
+    "format_version": text,
+    "preprocessing": json_text(any_value),
+    "segment_names": json_text(list_of(text)),
+    "info": json_text(mapping(any_value)),
+}
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, str], np.ndarray]:
+    """The metadata and the centres of a model file.
+
+    The format, its version and the tensors' names, dtypes and shapes are checked
+    from the header before any tensor is read, so that no reader meets a dtype
+    it cannot hold.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import safe_open
+
+    try:
         with safe_open(str(path), framework="np") as fh:
             metadata = fh.metadata() or {}
             if metadata.get("format") != _FORMAT:
-                raise InputError(f"{path} is not a gpukmeans segmentation model")
-            centers = fh.get_tensor("cluster_centers")
-    except (SafetensorError, OSError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{path} is not a gpukmeans segmentation model ({exc})") from None
-    if metadata.get("format_version") != _FORMAT_VERSION:
+                raise InputError("this file is not a gpukmeans segmentation model")
+            _check_format_version(metadata.get("format_version"))
+            tensors = {name: fh.get_slice(name) for name in fh.keys()}
+            _check_tensors({name: (t.get_dtype(), t.get_shape()) for name, t in tensors.items()})
+            centers = fh.get_tensor(_CENTERS)
+    except SafetensorError as exc:
+        reason = str(exc).removeprefix("Error while deserializing header: ")
         raise InputError(
-            f"{path} is a model of format version {metadata.get('format_version')}; "
+            f"this file is not a gpukmeans segmentation model (not a readable safetensors file: {reason})"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc})") from None
+    return metadata, centers
+
+
+def _check_format_version(version: str | None) -> None:
+    # Every gpukmeans release writes a format_version, so a file without one was
+    # not written by gpukmeans and is refused rather than read as some version.
+    if version is None:
+        raise InputError(f"the file has no format_version; this gpukmeans reads version {_FORMAT_VERSION}")
+    if version != _FORMAT_VERSION:
+        newer = version.isdecimal() and int(version) > int(_FORMAT_VERSION)
+        hint = ", written by a newer gpukmeans" if newer else ""
+        raise InputError(
+            f"the model is of format version {version!r}{hint}; "
             f"this gpukmeans reads version {_FORMAT_VERSION}"
         )
+
+
+def _check_tensors(tensors: dict[str, tuple[str, list[int]]]) -> None:
+    """One tensor, the centres: float64, (segments, features), at least one segment."""
+    unknown = [name for name in tensors if name != _CENTERS]
+    if unknown:
+        raise InputError(f"the file holds an unknown tensor {unknown[0]!r}")
+    if _CENTERS not in tensors:
+        raise InputError(f"the file holds no {_CENTERS} tensor")
+    dtype, shape = tensors[_CENTERS]
+    if dtype != _CENTERS_DTYPE:
+        raise InputError(f"the centres are stored as {dtype}; a model stores {_CENTERS_DTYPE}")
+    if len(shape) != 2:
+        raise InputError(f"the centres have shape {list(shape)}; a model stores (segments, features)")
+    if shape[0] == 0:
+        raise InputError("the file holds no centres")
+
+
+def _model_from_contents(metadata: dict[str, str], centers: np.ndarray) -> SegmentModel:
+    """The model in the metadata and centres, once each is valid and they agree with each other."""
+    if not np.isfinite(centers).all():
+        raise InputError("centres hold NaN or infinity")
+    fields = read_record(metadata, _METADATA_FIELDS, "metadata")
+    preprocessor = Preprocessor.from_dict(fields["preprocessing"])
+    n_segments, width = centers.shape
+    n_features = len(preprocessor.feature_names_out_)
+    if width != n_features:
+        raise InputError(f"the centres have {width} columns for {n_features} features after preprocessing")
+    names = fields["segment_names"]
+    if len(names) != n_segments:
+        raise InputError(f"{len(names)} segment names for {n_segments} centres")
+    info = fields["info"]
+    if "k" in info and whole_number(info["k"], "metadata.info.k") != n_segments:
+        raise InputError(f"metadata.info.k is {shown(info['k'])} for {n_segments} centres")
     return SegmentModel(
-        preprocessor=Preprocessor.from_dict(json.loads(metadata["preprocessing"])),
+        preprocessor=preprocessor,
         cluster_centers=centers.astype(np.float64),
-        segment_names=json.loads(metadata["segment_names"]),
-        info=json.loads(metadata.get("info", "{}")),
+        segment_names=names,
+        info=info,
     )

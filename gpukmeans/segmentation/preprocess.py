@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ._fields import list_of, mapping, names, number, numbers, one_of, optional, read_record, text
 from .errors import InputError
 
 SCALERS = ("standard", "robust", "minmax", "none")
@@ -477,35 +478,142 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessor":
-        """Rebuild a fitted preprocessor from :meth:`to_dict`'s output."""
+        """Rebuild a fitted preprocessor from :meth:`to_dict`'s output.
+
+        Raises
+        ------
+        InputError
+            If a field is missing, unknown, of the wrong type or not finite, or the
+            fields disagree (see :func:`_check_fitted_fields`); the message names
+            the field as ``preprocessing.<field>``.
+        """
+        fields = read_record(data, _FITTED_FIELDS, "preprocessing")
+        _check_fitted_fields(fields)
         prep = cls(
-            columns=data["numeric_columns"],
-            id_column=data["id_column"],
-            categorical=list(data["categories"]),
-            missing=data["missing"],
-            log=list(data["log_columns"]),
-            clip=data["clip"],
-            scale=data["scale"],
+            columns=list(fields["numeric_columns"]),
+            id_column=fields["id_column"],
+            categorical=list(fields["categories"]),
+            missing=fields["missing"],
+            log=list(fields["log_columns"]),
+            clip=fields["clip"],
+            scale=fields["scale"],
         )
-        prep.id_column_ = data["id_column"]
-        prep.numeric_columns_ = list(data["numeric_columns"])
-        prep.categories_ = {k: list(v) for k, v in data["categories"].items()}
-        prep.impute_values_ = {k: float(v) for k, v in data["impute_values"].items()}
-        prep.category_fill_ = dict(data["category_fill"])
-        prep.log_columns_ = list(data["log_columns"])
-        prep.log_floor_ = {k: float(v) for k, v in data["log_floor"].items()}
-        prep.clip_bounds_ = {k: [float(lo), float(hi)] for k, (lo, hi) in data["clip_bounds"].items()}
-        prep.center_ = np.asarray(data["center"], dtype=np.float64)
-        prep.scale_ = np.asarray(data["scale_values"], dtype=np.float64)
-        prep.feature_names_out_ = list(data["feature_names_out"])
+        prep.id_column_ = fields["id_column"]
+        prep.numeric_columns_ = fields["numeric_columns"]
+        prep.categories_ = fields["categories"]
+        prep.impute_values_ = fields["impute_values"]
+        prep.category_fill_ = fields["category_fill"]
+        prep.log_columns_ = fields["log_columns"]
+        prep.log_floor_ = fields["log_floor"]
+        prep.clip_bounds_ = fields["clip_bounds"]
+        prep.center_ = fields["center"]
+        prep.scale_ = fields["scale_values"]
+        prep.feature_names_out_ = fields["feature_names_out"]
         prep.report_ = PreprocessReport(
             id_column=prep.id_column_,
             numeric_columns=list(prep.numeric_columns_),
             categorical_columns=list(prep.categories_),
-            constant_columns=list(data.get("constant_columns", [])),
+            constant_columns=fields["constant_columns"],
             log_columns=list(prep.log_columns_),
         )
         return prep
+
+
+#: What :meth:`Preprocessor.to_dict` writes, field by field, as :func:`read_record` checks it.
+_FITTED_FIELDS = {
+    "id_column": optional(text),
+    "numeric_columns": names,
+    "categories": mapping(names),
+    "missing": one_of(*MISSING_POLICIES),
+    "impute_values": mapping(number),
+    "category_fill": mapping(text),
+    "log_columns": names,
+    "log_floor": mapping(number),
+    "clip": optional(number),
+    "clip_bounds": mapping(list_of(number, length=2)),
+    "scale": one_of(*SCALERS),
+    "center": numbers,
+    "scale_values": numbers,
+    "feature_names_out": names,
+    "constant_columns": names,
+}
+
+
+def _check_fitted_fields(fields: dict) -> None:
+    """The rules between the fields of a fitted preprocessor, which no type check sees.
+
+    Each one keeps :meth:`Preprocessor.transform` from failing or, worse, quietly
+    turning every row into the same point (a zero scale, an inverted clip range).
+    """
+    numeric, categories = fields["numeric_columns"], fields["categories"]
+    id_column = fields["id_column"]
+    both = [name for name in numeric if name in categories]
+    if both:
+        raise InputError(f"column {both[0]!r} is both numeric and categorical")
+    if id_column is not None and (id_column in numeric or id_column in categories):
+        raise InputError(f"the ID column {id_column!r} is also a feature column")
+    if not numeric and not categories:
+        raise InputError("preprocessing has no feature columns")
+    for name, levels in categories.items():
+        if not levels:
+            raise InputError(f"categorical column {name!r} has no levels")
+
+    _check_keys(fields["impute_values"], numeric, "preprocessing.impute_values", "numeric column")
+    _check_keys(fields["category_fill"], categories, "preprocessing.category_fill", "categorical column")
+    for name, fill in fields["category_fill"].items():
+        if fill not in categories[name]:
+            raise InputError(f"the fill value {fill!r} of {name!r} is not one of its levels")
+
+    outside = [name for name in fields["log_columns"] if name not in numeric]
+    if outside:
+        raise InputError(f"log column {outside[0]!r} is not a numeric column")
+    _check_keys(fields["log_floor"], fields["log_columns"], "preprocessing.log_floor", "log column")
+    for name, floor in fields["log_floor"].items():
+        if floor <= -1:
+            raise InputError(f"log floor of {name!r} is {floor}; log1p needs values above -1")
+
+    clip = fields["clip"]
+    if clip is None and fields["clip_bounds"]:
+        raise InputError("preprocessing.clip is null but preprocessing.clip_bounds is not empty")
+    if clip is not None:
+        if not 0.0 < clip < 0.5:
+            raise InputError(f"preprocessing.clip is {clip}; a clip quantile lies between 0 and 0.5")
+        _check_keys(fields["clip_bounds"], numeric, "preprocessing.clip_bounds", "numeric column")
+    for name, (low, high) in fields["clip_bounds"].items():
+        if low > high:
+            raise InputError(f"clip bounds of {name!r} are inverted ({low} > {high})")
+
+    features = numeric + [f"{name}={level}" for name, levels in categories.items() for level in levels]
+    listed = fields["feature_names_out"]
+    if listed != features:
+        at = next(
+            i for i in range(max(len(listed), len(features))) if listed[i : i + 1] != features[i : i + 1]
+        )
+        raise InputError(
+            f"preprocessing.feature_names_out[{at}] is {_nth(listed, at)} but the numeric columns "
+            f"and category levels give {_nth(features, at)}"
+        )
+    for key in ("center", "scale_values"):
+        count = len(fields[key])
+        if count != len(features):
+            raise InputError(f"preprocessing.{key} has {count} values for {len(features)} features")
+    for name, value in zip(features, fields["scale_values"]):
+        if value <= 0:
+            raise InputError(f"scale of column {name!r} is {value:g}; a model needs positive scales")
+
+
+def _nth(names: list[str], at: int) -> str:
+    return repr(names[at]) if at < len(names) else "none"
+
+
+def _check_keys(found: dict, expected, label: str, kind: str) -> None:
+    """``found`` has one entry per name in ``expected`` and no other."""
+    absent = [name for name in expected if name not in found]
+    if absent:
+        raise InputError(f"{label} lacks the {kind} {absent[0]!r}")
+    extra = [name for name in found if name not in expected]
+    if extra:
+        raise InputError(f"{label} names {extra[0]!r}, which is not a {kind}")
 
 
 # ---------------------------------------------------------------- helpers
