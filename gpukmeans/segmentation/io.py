@@ -256,17 +256,34 @@ def read_text_numbers(arrow, decimal: str, *, keep_text: Sequence[str] = ()):
     keep = set(keep_text)
     formats: dict[str, numbers.NumberFormat] = {}
     placeholders: dict[str, dict[str, int]] = {}
+    numeric: list[str] = []
     for i, name in enumerate(arrow.column_names):
         column = arrow.column(i)
         if name in keep or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
         converted, number_format, counts = _text_column(column, decimal)
         arrow = arrow.set_column(i, name, converted)
-        if number_format is not None and not number_format.is_plain:
-            formats[name] = number_format
+        if number_format is not None:
+            numeric.append(name)
+            if not number_format.is_plain:
+                formats[name] = number_format
         if counts:
             placeholders[name] = counts
-    return arrow, formats, placeholders
+    return _as_numbers_to_pandas(arrow, numeric), formats, placeholders
+
+
+def _as_numbers_to_pandas(arrow, names: list[str]):
+    """Tell the pandas metadata of a Parquet file written by pandas that ``names`` are
+    numbers now; it would otherwise turn them back into strings."""
+    metadata = arrow.schema.metadata or {}
+    if not names or b"pandas" not in metadata:
+        return arrow
+    pandas_metadata = json.loads(metadata[b"pandas"])
+    retyped = set(names)
+    for column in pandas_metadata.get("columns", []):
+        if column.get("field_name") in retyped:
+            column.update(pandas_type="float64", numpy_type="float64", metadata=None)
+    return arrow.replace_schema_metadata({**metadata, b"pandas": json.dumps(pandas_metadata).encode()})
 
 
 def frame_text_numbers(frame: pd.DataFrame, decimal: str, *, keep_text: Sequence[str] = ()):
@@ -327,13 +344,9 @@ class _CsvLayout:
 
 def _csv_layout(path: Path) -> _CsvLayout:
     """Detect encoding and delimiter from the start of the file and read the header."""
-    with open(path, "rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
-    if b"\x00" in head:
+    head = _head(path)
+    if b"\x00" in head[:_SNIFF_BYTES]:
         raise InputError(f"{path} is not a table: it holds binary data, not CSV or Parquet")
-    # Cut at the last complete line so a multi-byte character is never split.
-    if len(head) == _SNIFF_BYTES and b"\n" in head:
-        head = head[: head.rindex(b"\n")]
     try:
         text, encoding = head.decode("utf-8-sig"), "utf8"
     except UnicodeDecodeError:
@@ -356,6 +369,25 @@ def _csv_layout(path: Path) -> _CsvLayout:
     cells = [cell for row in csv.reader(lines[1:50], delimiter=delimiter) for cell in row]
     return _CsvLayout(columns=columns, delimiter=delimiter, encoding=encoding,
                       decimal=numbers.detect_decimal(cells))
+
+
+def _head(path: Path) -> bytes:
+    """The file's first complete lines: 64 KiB of them, and at least the header and one
+    more line however wide the table (a header of 10,000 names is longer than 64 KiB)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+        if b"\x00" in head:
+            return head
+        chunk = _SNIFF_BYTES
+        while len(head.lstrip().split(b"\n", 2)) < 3:
+            chunk *= 2
+            more = fh.read(chunk)
+            if not more:
+                return head
+            head += more
+        at_end = not fh.read(1)
+    # Cut at the last complete line so a multi-byte character is never split.
+    return head if at_end else head[: head.rindex(b"\n")]
 
 
 def _sniff_delimiter(lines: list[str]) -> str:

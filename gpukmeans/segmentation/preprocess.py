@@ -294,6 +294,7 @@ class Preprocessor:
             f"{name}={level}" for name, levels in self.categories_.items() for level in levels
         ]
         self.center_, self.scale_ = _scaling(matrix, self.scale, self._level_groups(len(numeric)))
+        self._check_finite(np.vstack([self.center_, self.scale_]), source)
 
         report.numeric_columns = list(numeric)
         report.categorical_columns = list(self.categories_)
@@ -450,7 +451,8 @@ class Preprocessor:
         cats = {c: s.iloc[rows].fillna(self.category_fill_[c]) for c, s in cats.items()}
         values = self._apply_clip(self._apply_log(values))
         dummies, report.unknown_levels = self._one_hot(cats, len(values))
-        X = (np.hstack([values, dummies]) - self.center_) / self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = (np.hstack([values, dummies]) - self.center_) / self.scale_
         self._check_finite(X, source)
         ids = None
         if self.id_column_ is not None:
@@ -539,7 +541,8 @@ class Preprocessor:
         return np.hstack(blocks), unknown
 
     def _check_finite(self, X: np.ndarray, source: str) -> None:
-        """A scaled value beyond float64's range is an error naming its column, never a silent infinity."""
+        """A scaled value (or a centre or spread) beyond float64's range is an error naming
+        its column, never a silent infinity."""
         finite = np.isfinite(X).all(axis=0)
         if finite.all():
             return
@@ -785,7 +788,8 @@ def _scaling(
     else:  # minmax
         center = unit.min(axis=0)
         spread = unit.max(axis=0) - center
-    center, spread = center * magnitude, spread * magnitude
+    with np.errstate(over="ignore"):  # beyond float64: an error in Preprocessor.fit
+        center, spread = center * magnitude, spread * magnitude
     for block in level_groups:
         if scale == "minmax":
             center[block], spread[block] = 0.0, 1.0

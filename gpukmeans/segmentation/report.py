@@ -31,7 +31,7 @@ PCA_POINTS = 5_000
 SHOWN_FEATURES = 25
 #: Above this many rows and features, PCA takes its two components from a
 #: randomised SVD, whose time and memory grow with rows times features only.
-_EXACT_SVD_LIMIT = 500
+_EXACT_SVD_LIMIT = 50
 _NAME_WIDTH = 60
 
 
@@ -66,7 +66,7 @@ def render_report(
     title = "Segment profiles"
     if len(shown) < result.contrasts.shape[1]:
         title += f": the {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart"
-    heatmap = profile_heatmap(result.contrasts[shown], result.profiles, names, levels)
+    heatmap = profile_heatmap(result.contrasts, result.profiles, names, levels)
     figures.append((title, _png(heatmap)))
     return _page(result, figures, levels, shown)
 
@@ -162,15 +162,18 @@ def _top_components(centered: np.ndarray, n: int, rng: np.random.Generator):
     return singular, components
 
 
-def profile_heatmap(contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=()):
+def profile_heatmap(
+    contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=(), max_features: int = SHOWN_FEATURES
+):
     """Segments x features; colour: standardised difference from the population, text: the mean.
 
     ``level_columns`` are one-hot category levels, whose mean is shown as a share.
-    Draw at most a few dozen features (see :func:`distinguishing_features`): the
-    figure is 1.1 inch wide per feature.
+    A feature takes 1.1 inch of width, so of a wide table only the ``max_features``
+    that most set segments apart are drawn (see :func:`distinguishing_features`).
     """
     from matplotlib.figure import Figure
 
+    contrasts = contrasts[distinguishing_features(contrasts, max_features)]
     z = contrasts.to_numpy(dtype=np.float64)
     k, d = z.shape
     limit = float(min(max(np.nanmax(np.abs(z)), 1.0), 3.0))
@@ -294,13 +297,14 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
     ]
     for title, png in figures:
         parts.append(f"<h3>{_e(title)}</h3><img alt='{_e(title)}' src='data:image/png;base64,{png}'>")
-    every = "<a href='profiles.csv'>profiles.csv</a>"
+    link = "<a href='profiles.csv'>profiles.csv</a>"
+    scope = f"Also in {link}."
     if len(shown) < result.contrasts.shape[1]:
-        every = (f"the {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart; "
-                 f"every feature is in {every}")
+        scope = (f"The {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart; "
+                 f"every feature is in {link}.")
     parts += [
         "<h2>Profiles (mean per segment in original units; hover for median)</h2>",
-        f"<p class='meta'>Showing {every}.</p>",
+        f"<p class='meta'>{scope}</p>",
         f"<div class='scroll'>{_profile_table(result.profiles, levels, shown)}</div>",
         "<h2>Quality</h2>",
         _metrics_list(metrics),
