@@ -415,7 +415,7 @@ def _print_preprocessing_notes(prep: dict, quiet: bool) -> None:
     for warning in prep.get("warnings", []):
         note(f"warning: {warning}", quiet=quiet)
     if prep.get("log_columns"):
-        note("note: log1p-transformed: " + ", ".join(prep["log_columns"]), quiet=quiet)
+        note("note: log1p-transformed: " + _names(prep["log_columns"]), quiet=quiet)
 
 
 def _names(names: list[str]) -> str:

@@ -92,6 +92,7 @@ def test_currency_thousands_and_percent_are_read_exactly(tmp_path):
     assert summary["preprocessing"]["features"] == ["spend", "balance", "units", "rate"]
     assert summary["preprocessing"]["left_out"] == [{"column": "customer_id", "reason": "ID column"}]
     assert summary["input"]["units"] == {"spend": "$", "balance": "$", "rate": "%"}
+    assert "12% is 12" in summary["input"]["units_note"]
     formats = summary["input"]["number_formats"]
     assert formats["balance"] == {"decimal": ".", "thousands": ",", "unit": "$", "parentheses": True}
     assert formats["units"]["thousands"] == " "

@@ -313,3 +313,16 @@ def test_values_beyond_float64_once_scaled_are_an_error_naming_the_column(scale,
     with pytest.raises(InputError, match="column 'edge' in t.csv holds values too large to scale"):
         Preprocessor(id_column=None, log="none", scale=scale).fit_transform(frame, source="t.csv")
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # one line, no warnings
+
+
+def test_a_wide_table_gets_one_warning_per_kind_not_one_per_column():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({f"q{j}": rng.integers(1, 6, 200) for j in range(300)})  # a survey's 1..5 answers
+    frame = frame.assign(**{f"flat{j}": 1.0 for j in range(30)}, **{f"gone{j}": np.nan for j in range(30)})
+    frame["spend"] = rng.lognormal(3, 1, 200)
+    report = Preprocessor(id_column=None).fit(frame).report_
+    assert len(report.warnings) == 3
+    assert report.warnings[0].startswith("columns 'gone0', 'gone1'") and "and 20 more have no values" in report.warnings[0]
+    assert "and 290 more take only a few whole-number values" in report.warnings[1]
+    assert "and 20 more are constant" in report.warnings[2]
+    assert len(report.left_out) == 60

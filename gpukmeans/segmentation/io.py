@@ -26,6 +26,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from .errors import InputError
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 64 * 1024
+_MAX_HEAD_BYTES = 64 * 1024 * 1024
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _DELIMITERS = ",;\t|"
 
 
@@ -312,7 +315,7 @@ def frame_text_numbers(frame: pd.DataFrame, decimal: str, *, keep_text: Sequence
             if not number_format.is_plain:
                 formats[name] = number_format
         elif counts:
-            frame[name] = pd.Series(converted.to_pandas(), index=frame.index, dtype=series.dtype)
+            frame[name] = pd.Series(converted.to_numpy(zero_copy_only=False), index=frame.index, dtype=series.dtype)
         if counts:
             placeholders[name] = counts
     return frame, formats, placeholders
@@ -373,13 +376,14 @@ def _csv_layout(path: Path) -> _CsvLayout:
 
 def _head(path: Path) -> bytes:
     """The file's first complete lines: 64 KiB of them, and at least the header and one
-    more line however wide the table (a header of 10,000 names is longer than 64 KiB)."""
+    more line however wide the table (a header of 10,000 names is longer than 64 KiB),
+    up to :data:`_MAX_HEAD_BYTES`."""
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
         if b"\x00" in head:
             return head
         chunk = _SNIFF_BYTES
-        while len(head.lstrip().split(b"\n", 2)) < 3:
+        while len(_LINE_BREAK.split(head.lstrip(), 2)) < 3 and len(head) < _MAX_HEAD_BYTES:
             chunk *= 2
             more = fh.read(chunk)
             if not more:
@@ -387,7 +391,8 @@ def _head(path: Path) -> bytes:
             head += more
         at_end = not fh.read(1)
     # Cut at the last complete line so a multi-byte character is never split.
-    return head if at_end else head[: head.rindex(b"\n")]
+    cut = max(head.rfind(b"\n"), head.rfind(b"\r"))
+    return head if at_end or cut <= 0 else head[:cut]
 
 
 def _sniff_delimiter(lines: list[str]) -> str:

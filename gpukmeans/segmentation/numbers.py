@@ -226,6 +226,8 @@ def parse_numbers(texts, decimals: Sequence[str] = DECIMAL_SEPARATORS) -> Parsed
     import pyarrow.compute as pc
 
     texts = as_text_array(texts)
+    if not _head_reads_as_numbers(texts):
+        return None
     missing, counts = find_placeholders(texts)
     values = np.full(len(texts), np.nan)
     present = np.flatnonzero(~missing)
@@ -326,6 +328,15 @@ def detect_decimal(cells: Iterable[str]) -> str | None:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _head_reads_as_numbers(texts, cells: int = 256) -> bool:
+    """Whether the first cells could be numbers: a column of text is told by them, cheaply."""
+    import pyarrow.compute as pc
+
+    head = pc.utf8_trim_whitespace(pc.drop_null(texts.slice(0, cells)))
+    head = pc.filter(head, pc.invert(pc.is_in(pc.utf8_lower(head), value_set=_placeholder_values())))
+    return len(head) == 0 or pc.extract_regex(head, _CELL).null_count == 0
 
 
 def _placeholder_values():

@@ -510,7 +510,7 @@ def _input_facts(source: str, table: Table, n_rows: int) -> dict:
     ``units`` names each column's currency or ``%``; numbers keep the value as
     written (``12%`` is 12, ``$1,200`` is 1200).
     """
-    return {
+    facts = {
         "path": source,
         "format": table.format,
         "rows": n_rows,
@@ -519,6 +519,9 @@ def _input_facts(source: str, table: Table, n_rows: int) -> dict:
         "number_formats": {name: f.to_dict() for name, f in table.number_formats.items()},
         "placeholders": table.placeholders,
     }
+    if facts["units"]:
+        facts["units_note"] = "numbers are kept as written: 12% is 12, $1,200.50 is 1200.5"
+    return facts
 
 
 def _summary(*, source, table, command, prepared, preprocessor, k, k_reason, metrics,

@@ -106,7 +106,7 @@ class PreprocessReport:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {key: (list(value) if isinstance(value, list) else value) for key, value in self.__dict__.items()}
+        return dict(self.__dict__)
 
     def leave_out(self, column: str, reason: str, detail: str | None = None) -> None:
         """Record that ``column`` is not clustered: ``reason`` is one of :data:`LEFT_OUT_REASONS`."""
@@ -256,8 +256,10 @@ class Preprocessor:
         constant = [name for j, name in enumerate(numeric) if values[:, j].max() == values[:, j].min()]
         constant += [name for name, series in cats.items() if series.nunique() <= 1]
         for name in constant:
-            report.warnings.append(f"column {name!r} is constant and was left out")
             report.leave_out(name, "constant")
+        if constant:
+            report.warnings.append(_columns_warning(constant, "is constant and was left out",
+                                                    "are constant and were left out"))
         report.constant_columns = constant
         constant_set = set(constant)
         keep_numeric = [j for j, name in enumerate(numeric) if name not in constant_set]
@@ -368,7 +370,7 @@ class Preprocessor:
 
     def _numeric_columns_found(self, frame: pd.DataFrame, categorical: set, report: PreprocessReport):
         """Every numeric column but the ID and the categorical ones, and the columns of codes among them."""
-        numeric, codes = [], []
+        numeric, codes, empty, look_alikes = [], [], [], {}
         for name in frame.columns:
             if name == self.id_column_ or name in categorical:
                 continue
@@ -380,19 +382,31 @@ class Preprocessor:
             values = column.to_numpy(dtype=np.float64, na_value=np.nan)
             if not np.isfinite(values).any():
                 report.leave_out(name, "no values")
-                report.warnings.append(f"column {name!r} has no values and was left out")
+                empty.append(name)
                 continue
             levels = None if pd.api.types.is_bool_dtype(column) else _code_levels(values)
             if levels is not None and looks_like_code_name(name):
                 codes.append(name)
                 continue
+            # A 0/1 flag is clustered alike as a number or as two levels: only others are flagged.
             if levels is not None and not set(levels.tolist()) <= {0.0, 1.0}:
-                report.warnings.append(
-                    f"column {name!r} takes only {len(levels)} whole-number values "
-                    f"({levels[0]:g} to {levels[-1]:g}); if they are codes, not amounts, "
-                    f"list it with --categorical to one-hot encode it"
-                )
+                look_alikes[name] = levels
             numeric.append(name)
+        if empty:
+            report.warnings.append(_columns_warning(empty, "has no values and was left out",
+                                                    "have no values and were left out"))
+        if len(look_alikes) == 1:
+            (name, levels), = look_alikes.items()
+            report.warnings.append(
+                f"column {name!r} takes only {len(levels)} whole-number values "
+                f"({levels[0]:g} to {levels[-1]:g}); if they are codes, not amounts, "
+                f"list it with --categorical to one-hot encode it"
+            )
+        elif look_alikes:
+            report.warnings.append(_columns_warning(
+                list(look_alikes), "", f"take only a few whole-number values (at most {MAX_CODE_LEVELS}); "
+                "if they are codes, not amounts, list them with --categorical to one-hot encode them",
+            ))
         return numeric, codes
 
     def _choose_log_columns(self, values: np.ndarray, numeric: list[str], source: str) -> list[str]:
@@ -665,6 +679,20 @@ def _code_levels(values: np.ndarray) -> np.ndarray | None:
     if not 2 <= levels.size <= MAX_CODE_LEVELS or 2 * levels.size > finite.size:
         return None
     return levels
+
+
+#: Column names quoted in one warning; a wide table's long lists end in "and N more".
+_NAMES_IN_A_WARNING = 10
+
+
+def _columns_warning(names: list[str], one: str, many: str) -> str:
+    """One warning line about one column or many (a wide table must not print thousands)."""
+    if len(names) == 1:
+        return f"column {names[0]!r} {one}"
+    quoted = ", ".join(repr(name) for name in names[:_NAMES_IN_A_WARNING])
+    if len(names) > _NAMES_IN_A_WARNING:
+        quoted += f" and {len(names) - _NAMES_IN_A_WARNING:,} more"
+    return f"columns {quoted} {many}"
 
 
 def _check_unique_columns(frame: pd.DataFrame, source: str) -> None:
