@@ -53,7 +53,7 @@ DECIMAL_SEPARATORS = (".", ",")
 #: alternation takes the first that matches).
 CURRENCIES = (
     "US$", "CA$", "AU$", "NZ$", "HK$", "R$", "USD", "EUR", "GBP", "JPY", "CNY", "INR", "CHF", "CAD",
-    "AUD", "SEK", "NOK", "DKK", "PLN", "BRL", "ZAR", "kr", "zł", "Fr", "$", "€", "£", "¥", "₹", "₩",
+    "AUD", "SEK", "NOK", "DKK", "PLN", "BRL", "ZAR", "kr", "zł", "$", "€", "£", "¥", "₹", "₩",
     "₽", "₺", "₪", "฿", "₫", "₴", "₦", "₱", "¢",
 )
 
