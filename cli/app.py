@@ -50,6 +50,11 @@ ClipOpt = Annotated[
     Optional[float], typer.Option(help="Clip numeric columns at this quantile and 1 minus it, e.g. 0.01.")
 ]
 ScaleOpt = Annotated[str, typer.Option(help="Scaling: standard, robust, minmax or none.")]
+DecimalOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Decimal separator, '.' or ',', of numbers such as 1.234 that read two ways "
+                 "\\[default: detected from the file]."),
+]
 NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts (they share passes over the data), or 'auto'.")]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
@@ -92,6 +97,7 @@ class Preprocessing:
     log: LogOpt = "auto"
     clip: ClipOpt = None
     scale: ScaleOpt = "standard"
+    decimal: DecimalOpt = None
 
     def as_kwargs(self) -> dict:
         """The library's preprocessing arguments (as taken by ``segment`` and ``sweep_k``)."""
@@ -103,6 +109,7 @@ class Preprocessing:
             "log": self.log if self.log in ("auto", "none") else _split(self.log),
             "clip": self.clip,
             "scale": self.scale,
+            "decimal": self.decimal,
         }
 
 
@@ -233,6 +240,11 @@ def predict(
     model: Annotated[Path, typer.Argument(help="model.safetensors, or the segment output folder holding it.")],
     data: DataArg,
     out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet), with the columns of segments.")],
+    decimal: Annotated[
+        Optional[str],
+        typer.Option(help="Decimal separator, '.' or ',', of numbers such as 1.234 that read two ways "
+                     "\\[default: the training table's]."),
+    ] = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ):
@@ -240,7 +252,7 @@ def predict(
     from gpukmeans.segmentation import predict as run_predict
 
     with user_errors(quiet=quiet or json_output):
-        segments = run_predict(model, data, out=out)
+        segments = run_predict(model, data, out=out, decimal=decimal)
     counts = segments.groupby(["segment", "segment_name"]).size()
     if json_output:
         print_json(
@@ -370,21 +382,45 @@ app.command()(bench)
 # ---------------------------------------------------------------- printing
 
 
+#: Column names shown per note line; a wide table's long lists end in "and N more".
+_NAMES_SHOWN = 20
+
+
 def _print_preprocessing_notes(prep: dict, quiet: bool) -> None:
-    if prep.get("excluded_columns"):
+    left_out: dict[str, list[str]] = {}
+    for entry in prep.get("left_out", []):
+        left_out.setdefault(entry["reason"], []).append(entry["column"])
+    if left_out.get("ID column"):
+        note("note: ID column, not clustered: " + _names(left_out["ID column"]), quiet=quiet)
+    if left_out.get("not numeric"):
         note(
-            "note: non-numeric column(s) left out: " + ", ".join(prep["excluded_columns"])
+            "note: non-numeric column(s) left out: " + _names(left_out["not numeric"])
             + " (list them with --categorical to one-hot encode)",
             quiet=quiet,
         )
+    for entry in prep.get("left_out", []):
+        if entry["reason"] == "not numeric" and entry.get("detail", "").startswith("mostly numbers"):
+            note(f"warning: column {entry['column']!r} is left out: {entry['detail']}", quiet=quiet)
+    if prep.get("auto_categorical"):
+        note(
+            "note: column(s) of codes one-hot encoded as categories: " + _names(prep["auto_categorical"])
+            + " (name them in --columns to cluster them as numbers)",
+            quiet=quiet,
+        )
     if prep.get("missing_counts"):
-        counts = ", ".join(f"{c} {n:,}" for c, n in prep["missing_counts"].items())
+        counts = _names([f"{c} {n:,}" for c, n in prep["missing_counts"].items()])
         action = f"{prep.get('rows_dropped_missing', 0):,} rows dropped" if prep.get("missing") == "drop" else "imputed"
         note(f"note: missing values ({action}): {counts}", quiet=quiet)
+    # Constant columns and columns without values are left out with a warning each.
     for warning in prep.get("warnings", []):
         note(f"warning: {warning}", quiet=quiet)
     if prep.get("log_columns"):
-        note("note: log1p-transformed: " + ", ".join(prep["log_columns"]), quiet=quiet)
+        note("note: log1p-transformed: " + _names(prep["log_columns"]), quiet=quiet)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    return shown + (f" and {len(names) - _NAMES_SHOWN:,} more" if len(names) > _NAMES_SHOWN else "")
 
 
 def _print_segments(segments: list[dict]) -> None:

@@ -19,14 +19,14 @@ MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
 # What each command listed before its shared options became groups, in --help's order.
 SEGMENT_OPTIONS = {
     "--k": None, "--k-range": "2:12", "--columns": None, "--id-column": "auto", "--categorical": None,
-    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--out": None,
-    "--force": False, "--n-init": "10", "--max-iter": 300, "--seed": 0, "--device": "auto",
+    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--decimal": None,
+    "--out": None, "--force": False, "--n-init": "10", "--max-iter": 300, "--seed": 0, "--device": "auto",
     "--sample-size": 10_000, "--no-report": False, "--quiet": False, "--json": False,
 }
 SWEEP_OPTIONS = {
     "--k-range": "2:15", "--columns": None, "--id-column": "auto", "--categorical": None,
-    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--out": None,
-    "--force": False, "--n-init": "auto", "--max-iter": 300, "--seed": 0, "--device": "auto",
+    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--decimal": None,
+    "--out": None, "--force": False, "--n-init": "auto", "--max-iter": 300, "--seed": 0, "--device": "auto",
     "--sample-size": 10_000, "--quiet": False, "--json": False,
 }
 COMMANDS = [("segment", SEGMENT_OPTIONS), ("sweep", SWEEP_OPTIONS)]
@@ -83,17 +83,17 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
     result = CliRunner().invoke(app, [
         command, str(MALL), "--out", str(tmp_path / "o"), "--columns", "Age, Annual Income (k$)",
         "--id-column", "none", "--categorical", "Genre", "--drop-missing", "--log", "Age", "--clip", "0.01",
-        "--scale", "robust", "--n-init", "3", "--max-iter", "7", "--seed", "11", "--device", "cpu",
+        "--scale", "robust", "--decimal", ",", "--n-init", "3", "--max-iter", "7", "--seed", "11", "--device", "cpu",
         "--sample-size", "500",
     ])
     assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
     passed = calls[0]
     assert {key: passed[key] for key in (
-        "columns", "id_column", "categorical", "missing", "log", "clip", "scale",
+        "columns", "id_column", "categorical", "missing", "log", "clip", "scale", "decimal",
         "n_init", "max_iter", "seed", "device", "sample_size",
     )} == {
         "columns": ["Age", "Annual Income (k$)"], "id_column": None, "categorical": ["Genre"],
-        "missing": "drop", "log": ["Age"], "clip": 0.01, "scale": "robust",
+        "missing": "drop", "log": ["Age"], "clip": 0.01, "scale": "robust", "decimal": ",",
         "n_init": 3, "max_iter": 7, "seed": 11, "device": "cpu", "sample_size": 500,
     }
 

@@ -1,4 +1,4 @@
-"""Reading tables (delimiters, encodings, Parquet, bad files) and writing atomically."""
+"""Reading tables (delimiters, encodings, Parquet, bad files, numbers written as text) and writing atomically."""
 
 from pathlib import Path
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from gpukmeans.segmentation import InputError, read_table, write_table
-from gpukmeans.segmentation.io import atomic_path, read_columns, staged_output_dir
+from gpukmeans.segmentation.io import atomic_path, frame_text_numbers, read_columns, staged_output_dir
+from gpukmeans.segmentation.numbers import NumberFormat, detect_decimal, find_placeholders, non_numbers, parse_numbers
 
 DATA = Path(__file__).parent / "data"
 
@@ -167,3 +168,166 @@ def test_output_path_that_is_a_file_is_refused(tmp_path):
     with pytest.raises(InputError, match="is not a folder"):
         with staged_output_dir(tmp_path / "f", force=True):
             pass
+
+
+# ---------------------------------------------------------------- numbers written as text
+
+
+@pytest.mark.parametrize(
+    "cells, values, number_format",
+    [
+        (["$1,200.50", "N/A", "($30)"], [1200.5, np.nan, -30.0], NumberFormat(".", ",", "$", True)),
+        (["1.234,50", "3,5", "-0,25"], [1234.5, 3.5, -0.25], NumberFormat(",", ".", None)),
+        (["€ 3.400,50", "€12,00", " - "], [3400.5, 12.0, np.nan], NumberFormat(",", ".", "€")),
+        (["12%", "3.5 %", "?"], [12.0, 3.5, np.nan], NumberFormat(".", None, "%")),
+        (["1\u202f234", "1 234 567", "\u00a012"], [1234.0, 1234567.0, 12.0], NumberFormat(".", " ")),
+        (["1'234.5", "12"], [1234.5, 12.0], NumberFormat(".", "'")),
+        (["1 234,50 kr", "12 kr"], [1234.5, 12.0], NumberFormat(",", " ", "kr")),
+        (["\u22125", "+3", "-$4", "$-4"], [-5.0, 3.0, -4.0, -4.0], NumberFormat(".", None, "$")),
+        (["1e300", "-2.5E-300", ".5", "NaN", "null"], [1e300, -2.5e-300, 0.5, np.nan, np.nan], NumberFormat()),
+        ([None, "", "  ", "-"], [np.nan] * 4, NumberFormat()),
+    ],
+)
+def test_numbers_are_read_as_written(cells, values, number_format):
+    parsed = parse_numbers(cells)
+    np.testing.assert_array_equal(parsed.values, values)
+    assert parsed.format == number_format
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["12", "many"],  # a word among numbers
+        ["$5", "€5"],  # two currencies
+        ["1,5", "1.5"],  # two decimal separators
+        ["(5", "3"],  # an unclosed parenthesis
+        ["-(5)", "3"],  # a sign and parentheses
+        ["$5%", "3"],  # a currency and a percent
+        ["1,23,456", "7"],  # groups that are not of three digits
+        ["2020-01-31", "2021-02-01"],  # dates
+        ["5 apples", "3"],
+    ],
+)
+def test_columns_that_are_not_one_number_format_stay_text(cells):
+    assert parse_numbers(cells) is None
+
+
+def test_cells_that_read_two_ways_follow_the_preferred_decimal_separator():
+    assert parse_numbers(["1.234"]).values.tolist() == [1.234]
+    assert parse_numbers(["1.234"], decimals=(",", ".")).values.tolist() == [1234.0]
+    assert parse_numbers(['1,234']).values.tolist() == [1234.0]
+    assert parse_numbers(["1,234"], decimals=(",", ".")).values.tolist() == [1.234]
+    # A column that reads only one way does so whatever the preference.
+    assert parse_numbers(["3,5"]).values.tolist() == [3.5]
+    assert parse_numbers(["1.5"], decimals=(",", ".")).values.tolist() == [1.5]
+
+
+def test_parsed_numbers_are_correctly_rounded():
+    rng = np.random.default_rng(0)
+    numbers_ = rng.lognormal(0, 8, size=2000) * rng.choice([-1, 1], size=2000)
+    texts = [f"{x:,.{rng.integers(0, 12)}f}" for x in numbers_]
+    np.testing.assert_array_equal(parse_numbers(texts).values, [float(t.replace(",", "")) for t in texts])
+
+
+def test_placeholders_are_counted_by_spelling_and_blank_cells_are_missing():
+    missing, counts = find_placeholders(["1", "N/A", "n/a", "-", "", "  ", None, "x", "N/A"])
+    assert missing.tolist() == [False, True, True, True, True, True, True, False, True]
+    assert counts == {"N/A": 2, "n/a": 1, "-": 1}
+    positions, present = non_numbers(["1", "N/A", "oops", "$2", "Male"])
+    assert positions.tolist() == [2, 4] and present == 4
+
+
+@pytest.mark.parametrize(
+    "cells, decimal",
+    [
+        (["3,5", "1.234", "abc", "12"], ","),
+        (["1.234,5", "7"], ","),
+        (["1.5", "3"], "."),
+        (["1,234.5"], "."),
+        (["1.234", "1,234", "12"], None),  # every number reads two ways
+        (["Paris"], None),
+    ],
+)
+def test_the_decimal_separator_is_detected_from_cells_that_read_one_way(cells, decimal):
+    assert detect_decimal(cells) == decimal
+
+
+def test_a_csv_with_placeholders_and_formatted_numbers(tmp_path):
+    path = _write(tmp_path, "t.csv", (
+        'id,spend,rate,city\n'
+        'a,"$1,200.50",12%,Paris\n'
+        'b,N/A,3.5%,-\n'
+        'c,-,?,Nice\n'
+        'd,"($30.00)",,N/A\n'
+    ).encode())
+    table = read_table(path, string_columns=["id"])
+    assert table.frame["spend"].tolist()[::3] == [1200.5, -30.0] and table.frame["spend"].isna().sum() == 2
+    assert table.frame["rate"].tolist()[:2] == [12.0, 3.5] and table.frame["rate"].isna().sum() == 2
+    # Text stays text, its placeholders missing values.
+    assert table.frame["city"].tolist()[0::2] == ["Paris", "Nice"] and table.frame["city"].isna().sum() == 2
+    assert table.placeholders == {"spend": {"N/A": 1, "-": 1}, "rate": {"?": 1}, "city": {"-": 1, "N/A": 1}}
+    assert table.number_formats == {"spend": NumberFormat(".", ",", "$", True), "rate": NumberFormat(unit="%")}
+
+
+def test_a_semicolon_csv_with_decimal_commas(tmp_path):
+    path = _write(tmp_path, "t.csv", "a;b;c\n3,5;1.200;x\n4,25;2.500;y\n".encode())
+    table = read_table(path)
+    assert table.decimal == ","
+    assert table.frame["a"].tolist() == [3.5, 4.25]
+    assert table.frame["b"].tolist() == [1200.0, 2500.0]
+
+
+def test_the_decimal_separator_can_be_given(tmp_path):
+    path = _write(tmp_path, "t.csv", b"a;b\n1.200;x\n2.500;y\n")  # nothing in the file tells
+    assert read_table(path).frame["a"].tolist() == [1.2, 2.5]
+    assert read_table(path, decimal=",").frame["a"].tolist() == [1200.0, 2500.0]
+    with pytest.raises(InputError, match="decimal separator must be '.' or ','"):
+        read_table(path, decimal=";")
+
+
+def test_a_parquet_column_of_formatted_numbers(tmp_path):
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "spend": ["€ 1.200,50", "-", "€ 3,00"], "n": [1, 2, 3]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    table = read_table(tmp_path / "t.parquet", string_columns=["id"])
+    np.testing.assert_array_equal(table.frame["spend"], [1200.5, np.nan, 3.0])
+    assert table.placeholders == {"spend": {"-": 1}} and table.number_formats["spend"].unit == "€"
+    assert table.frame["id"].tolist() == ["a", "b", "c"]
+
+
+def test_a_frame_in_memory_is_read_like_a_file():
+    frame = pd.DataFrame({"id": ["N/A", "b"], "spend": ["$1,000", "n/a"], "mixed": [1, "x"]}, dtype=object)
+    converted, formats, placeholders = frame_text_numbers(frame, ".", keep_text=["id"])
+    np.testing.assert_array_equal(converted["spend"], [1000.0, np.nan])
+    assert converted["id"].tolist() == ["N/A", "b"]  # an identifier is never a placeholder
+    assert converted["mixed"].tolist() == [1, "x"]
+    assert formats == {"spend": NumberFormat(".", ",", "$")} and placeholders == {"spend": {"n/a": 1}}
+    assert frame["spend"].tolist() == ["$1,000", "n/a"]  # the caller's frame is untouched
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_two_columns_with_one_name_are_refused(tmp_path, kind):
+    if kind == "csv":
+        path = _write(tmp_path, "t.csv", b"x,spend,y,spend,spend\n1,2,3,4,5\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / "t.parquet"
+        arrays = [pa.array([1.0]) for _ in range(5)]
+        pq.write_table(pa.Table.from_arrays(arrays, names=["x", "spend", "y", "spend", "spend"]), path)
+    for reader in (read_table, read_columns):
+        with pytest.raises(InputError, match=r"more than one column named 'spend' \(columns 2, 4 and 5\)"):
+            reader(path)
+
+
+def test_columns_without_names_are_refused_when_there_are_two(tmp_path):
+    with pytest.raises(InputError, match=r"more than one column without a name \(columns 2 and 3\)"):
+        read_table(_write(tmp_path, "t.csv", b"x,,\n1,2,3\n"))
+
+
+def test_a_header_longer_than_the_sniffed_start_is_read_whole(tmp_path):
+    names = [f"a_rather_long_feature_name_{j}" for j in range(4000)]  # about 130 kB of header
+    rows = [",".join(str(i + j) for j in range(4000)) for i in range(3)]
+    table = read_table(_write(tmp_path, "wide.csv", "\n".join([",".join(names), *rows]).encode()))
+    assert list(table.frame.columns) == names
+    assert table.frame.iloc[2, 3999] == 2 + 3999

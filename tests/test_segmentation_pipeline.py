@@ -126,3 +126,36 @@ def test_max_iter_reaches_the_sweep():
     chosen = segment(MALL, max_iter=1, report=False, **options)
     assert [row["n_iter"] for row in chosen.summary["sweep"]] == [1] * 5
     assert chosen.summary["metrics"]["n_iter"] == 1
+
+
+def test_predict_reads_numbers_as_the_training_table_did(tmp_path):
+    # In training, the decimal commas of "umsatz" make "9.000" nine thousand.
+    lines = ["customer_id;umsatz;menge"] + [
+        f"k{i:02d};{1 + i % 7},5;{'1.000' if i % 2 else '9.000'}" for i in range(20)
+    ]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    result = segment(tmp_path / "train.csv", k=2, log="none", report=False, out=tmp_path / "run")
+    assert result.model.info["decimal"] == ","
+    # The new table writes nothing that tells its decimal separator.
+    (tmp_path / "new.csv").write_text("customer_id;umsatz;menge\nn1;3;1.000\nn2;4;9.000\n")
+    assert read_table(tmp_path / "new.csv").frame["menge"].tolist() == [1.0, 9.0]
+    predicted = predict(tmp_path / "run", tmp_path / "new.csv")
+    as_numbers = predict(result.model, pd.DataFrame({"customer_id": ["n1", "n2"], "umsatz": [3, 4],
+                                                     "menge": [1000.0, 9000.0]}))
+    pd.testing.assert_frame_equal(predicted, as_numbers)
+    assert predicted["segment"].nunique() == 2
+    assert predict(tmp_path / "run", tmp_path / "new.csv", decimal=".")["segment"].nunique() == 1
+
+
+def test_a_table_in_memory_with_numbers_as_text_is_segmented_like_its_file(tmp_path):
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(12)],
+        "spend": [f"${v:,.2f}" if i % 5 else "N/A" for i, v in enumerate(np.linspace(100, 12_000, 12))],
+        "visits": [str(v) for v in [1, 9, 2, 8, 3, 7, 4, 6, 5, 5, 1, 9]],
+    })
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    in_memory = segment(frame, k=2, report=False)
+    from_file = segment(tmp_path / "t.csv", k=2, report=False)
+    pd.testing.assert_frame_equal(in_memory.profiles, from_file.profiles)
+    assert in_memory.summary["input"]["placeholders"] == {"spend": {"N/A": 3}}
+    assert in_memory.summary["preprocessing"]["features"] == ["spend", "visits"]

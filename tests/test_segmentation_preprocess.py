@@ -1,4 +1,5 @@
-"""The fitted preprocessing: IDs, missing values, constants, logs, clipping, one-hot, scaling."""
+"""The fitted preprocessing: IDs, columns left out, codes, missing values, constants, logs, clipping,
+one-hot, scaling (of any magnitude)."""
 
 import json
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from gpukmeans.segmentation import InputError, Preprocessor
-from gpukmeans.segmentation.preprocess import detect_id_column, looks_like_id
+from gpukmeans.segmentation.preprocess import LEFT_OUT_REASONS, detect_id_column, looks_like_code_name, looks_like_id
 
 
 @pytest.mark.parametrize("name", ["id", "ID", "customer_id", "Customer ID", "CustomerID", "client.id", "Unnamed: 0"])
@@ -187,3 +188,142 @@ def test_transform_names_missing_columns():
     prep = Preprocessor(log="none").fit(_frame())
     with pytest.raises(InputError, match="lacks column\\(s\\) the model was trained on: visits"):
         prep.transform(_frame().drop(columns=["visits"]), source="new.csv")
+
+
+def test_every_column_left_out_is_listed_with_its_reason():
+    frame = _frame().assign(blank=np.nan)
+    report = Preprocessor(log="none").fit(frame).report_
+    assert report.left_out == [
+        {"column": "customer_id", "reason": "ID column"},
+        {"column": "channel", "reason": "not numeric", "detail": "row 1 holds 'web'"},
+        {"column": "note", "reason": "not numeric", "detail": "row 1 holds 'a'"},
+        {"column": "blank", "reason": "no values"},
+        {"column": "flag", "reason": "constant"},
+    ]
+    assert {entry["reason"] for entry in report.left_out} <= set(LEFT_OUT_REASONS)
+
+
+def test_a_column_of_numbers_with_a_word_is_left_out_as_mostly_numbers():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "amount": ["1", "2", "oops", "$4"]})
+    report = Preprocessor(id_column=None, log="none").fit(frame).report_
+    assert report.left_out == [
+        {"column": "amount", "reason": "not numeric", "detail": "mostly numbers, but row 3 holds 'oops'"}
+    ]
+
+
+@pytest.mark.parametrize("name", ["Channel", "region", "customer_type", "Store Number", "DeliveryZone",
+                                  "TIER", "price-level", "Segment2"])
+def test_code_like_names(name):
+    assert looks_like_code_name(name)
+
+
+@pytest.mark.parametrize("name", ["children", "Age", "subregion", "typed_amount", "Fresh", "classes"])
+def test_ordinary_names(name):
+    assert not looks_like_code_name(name)
+
+
+def _wholesale(n=60):
+    rng = np.random.default_rng(3)
+    region = (1 + np.arange(n) % 3).astype(float)
+    region[5] = np.nan  # read as floats, as a column of integers with a gap is
+    return pd.DataFrame({
+        "Channel": 1 + np.arange(n) % 2,
+        "Region": region,
+        "children": np.arange(n) % 5,
+        "is_member": np.arange(n) % 2,
+        "Fresh": rng.lognormal(8, 1, n),
+    })
+
+
+def test_columns_of_codes_named_like_codes_are_categories():
+    prep = Preprocessor(id_column=None).fit(_wholesale())
+    assert prep.report_.auto_categorical == ["Channel", "Region"]
+    assert prep.categories_ == {"Channel": ["1", "2"], "Region": ["1", "2", "3"]}
+    assert prep.numeric_columns_ == ["children", "is_member", "Fresh"]
+    # New customers whose codes are integers rather than floats find the same levels.
+    new = _wholesale(6).assign(Region=[1, 2, 3, 1, 2, 3])
+    assert prep.transform(new).report.unknown_levels == {}
+
+
+def test_columns_of_few_whole_numbers_with_ordinary_names_are_flagged_not_changed():
+    warnings = Preprocessor(id_column=None).fit(_wholesale()).report_.warnings
+    flagged = [w for w in warnings if "whole-number values" in w]
+    assert len(flagged) == 1 and "'children' takes only 5 whole-number values (0 to 4)" in flagged[0]
+    assert "--categorical" in flagged[0]  # a 0/1 flag is a share either way, and is not flagged
+
+
+def test_columns_named_by_the_user_are_never_made_categories():
+    prep = Preprocessor(id_column=None, columns=["Channel", "Fresh"], categorical=["Region"]).fit(_wholesale())
+    assert prep.numeric_columns_ == ["Channel", "Fresh"] and list(prep.categories_) == ["Region"]
+    assert prep.report_.auto_categorical == [] and prep.report_.warnings == []
+
+
+def test_a_tiny_table_of_distinct_whole_numbers_is_not_codes():
+    frame = pd.DataFrame({"store_visits": [3, 1, 4, 15, 9, 2]})
+    prep = Preprocessor(id_column=None).fit(frame)
+    assert prep.numeric_columns_ == ["store_visits"] and prep.report_.warnings == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"columns": ["spend", "visits", "spend"]}, "'spend' is named twice in --columns"),
+        ({"categorical": ["channel", "channel"]}, "'channel' is named twice in --categorical"),
+        ({"log": ["spend", "spend"]}, "'spend' is named twice in --log"),
+    ],
+)
+def test_a_column_named_twice_is_refused(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Preprocessor(**kwargs).fit(_frame())
+
+
+def test_a_frame_with_two_columns_of_one_name_is_refused():
+    frame = pd.DataFrame([[1.0, 2.0, 3.0], [4.0, 5.0, 7.0]], columns=["spend", "visits", "spend"])
+    with pytest.raises(InputError, match=r"more than one column named 'spend' \(columns 1 and 3\)"):
+        Preprocessor(id_column=None).fit(frame, source="t.csv")
+
+
+BASE = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0])
+BY_HAND = {
+    "standard": (BASE - BASE.mean()) / BASE.std(),
+    "robust": (BASE - np.median(BASE)) / np.subtract(*np.quantile(BASE, [0.75, 0.25])),
+    "minmax": (BASE - BASE.min()) / (BASE.max() - BASE.min()),
+}
+
+
+@pytest.mark.parametrize("magnitude", [1e300, 1e-300])
+@pytest.mark.parametrize("scale", list(BY_HAND))
+def test_huge_and_tiny_columns_are_scaled_like_ordinary_ones(scale, magnitude):
+    frame = pd.DataFrame({"x": BASE * magnitude, "plain": BASE[::-1]})
+    X = Preprocessor(id_column=None, log="none", scale=scale).fit_transform(frame).X
+    np.testing.assert_allclose(X[:, 0], BY_HAND[scale], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(X[:, 1], BY_HAND[scale][::-1], rtol=1e-12, atol=1e-12)
+
+
+def test_log_auto_does_not_depend_on_magnitude():
+    skewed = np.random.default_rng(4).lognormal(0, 1.5, 300)
+    for magnitude in (1e-300, 1.0, 1e300):
+        frame = pd.DataFrame({"x": skewed * magnitude, "y": np.arange(300.0)})
+        assert Preprocessor(id_column=None).fit(frame).log_columns_ == ["x"], magnitude
+
+
+@pytest.mark.parametrize("scale", ["minmax", "robust"])
+def test_values_beyond_float64_once_scaled_are_an_error_naming_the_column(scale, recwarn):
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "edge": [-1.7e308, -1.6e308, 1.6e308, 1.7e308]})
+    with pytest.raises(InputError, match="column 'edge' in t.csv holds values too large to scale"):
+        Preprocessor(id_column=None, log="none", scale=scale).fit_transform(frame, source="t.csv")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # one line, no warnings
+
+
+def test_a_wide_table_gets_one_warning_per_kind_not_one_per_column():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({f"q{j}": rng.integers(1, 6, 200) for j in range(300)})  # a survey's 1..5 answers
+    frame = frame.assign(**{f"flat{j}": 1.0 for j in range(30)}, **{f"gone{j}": np.nan for j in range(30)})
+    frame["spend"] = rng.lognormal(3, 1, 200)
+    report = Preprocessor(id_column=None).fit(frame).report_
+    assert len(report.warnings) == 3
+    assert report.warnings[0].startswith("columns 'gone0', 'gone1'")
+    assert "and 20 more have no values" in report.warnings[0]
+    assert "and 290 more take only a few whole-number values" in report.warnings[1]
+    assert "and 20 more are constant" in report.warnings[2]
+    assert len(report.left_out) == 60

@@ -1,10 +1,11 @@
-"""Profiles in original units, contrasts, and distinct segment names."""
+"""Profiles in original units, contrasts, distinct segment names, and the heatmap of a wide table."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from gpukmeans.segmentation import name_segments, profile_segments, segment_contrasts
+from gpukmeans.segmentation.report import SHOWN_FEATURES, distinguishing_features, profile_heatmap
 
 
 def test_profiles_match_a_groupby():
@@ -89,3 +90,36 @@ def test_category_levels_are_named_by_share_and_only_when_over_represented():
     assert name_segments(contrasts, shares) == ["Mostly sex=F", "High x, Mostly sex=M"]
     shares.loc[1, "sex=M"] = 0.45
     assert name_segments(contrasts, shares)[1] == "High x, Often sex=M"
+
+
+def _wide_profiles(n_features: int, k: int = 3):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(90, n_features))
+    labels = np.repeat(np.arange(k), 90 // k)
+    X[:, 5] += 3 * labels  # the features that set segments apart: 5 and the last one
+    X[:, -1] -= 2 * labels
+    names = [f"f{j}" for j in range(n_features)]
+    features = pd.DataFrame(X, columns=names)
+    segment_names = [f"segment {s}" for s in range(k)]
+    return segment_contrasts(X, labels, k, names), profile_segments(features, labels, k, segment_names), segment_names
+
+
+def test_the_report_shows_the_features_that_most_set_segments_apart():
+    contrasts, _, _ = _wide_profiles(2_000)
+    shown = distinguishing_features(contrasts, SHOWN_FEATURES)
+    assert len(shown) == SHOWN_FEATURES
+    assert {"f5", "f1999"} <= set(shown)
+    assert shown == sorted(shown, key=lambda name: int(name[1:]))  # in the table's order
+    narrow, _, _ = _wide_profiles(10)
+    assert distinguishing_features(narrow, SHOWN_FEATURES) == list(narrow.columns)
+
+
+def test_the_heatmap_does_not_grow_with_the_width_of_the_table():
+    sizes = []
+    for n_features in (SHOWN_FEATURES, 2_000):
+        contrasts, profiles, names = _wide_profiles(n_features)
+        figure = profile_heatmap(contrasts, profiles, names)
+        shown = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+        assert len(shown) == SHOWN_FEATURES and {"f5", f"f{n_features - 1}"} <= set(shown)
+        sizes.append(tuple(figure.get_size_inches()))
+    assert sizes[0] == sizes[1]

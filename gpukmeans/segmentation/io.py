@@ -4,7 +4,15 @@ Reading goes through pyarrow: it is several times faster than pandas' own CSV
 parser on wide numeric files and, unlike pandas, it refuses rows with too few
 fields instead of silently padding them with missing values. Every failure a user
 can cause becomes an :class:`~gpukmeans.segmentation.errors.InputError` whose
-message names the file, and where it can, the column and the line.
+message names the file, and where it can, the column and the line. Two columns
+with the same name are such a failure: which one a name means would be a guess.
+
+Numbers are read as people write them (see :mod:`~gpukmeans.segmentation.numbers`):
+a column of text whose cells are all numbers in one format (``$1,200.50``,
+``3.400,50``, ``12%``) or missing (``N/A``, ``-``, ``?``) becomes a column of
+numbers, and every placeholder a missing value, counted by spelling. A CSV file's
+decimal separator is detected from its first lines (or given): it decides cells
+that read two ways, such as ``1.234``.
 
 Writing never leaves a half-written file behind: each file is written to a
 temporary name in the same folder and moved into place with :func:`os.replace`,
@@ -18,6 +26,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -27,11 +36,14 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from . import numbers
 from .errors import InputError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 64 * 1024
+_MAX_HEAD_BYTES = 64 * 1024 * 1024
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _DELIMITERS = ",;\t|"
 
 
@@ -50,12 +62,22 @@ class Table:
     skipped_lines : list of int
         1-based line numbers of malformed CSV rows that were skipped
         (only with ``bad_lines="skip"``).
+    decimal : {".", ","}
+        The decimal separator preferred for cells that read two ways.
+    number_formats : dict of str to NumberFormat
+        Columns of text read as numbers, other than plain ones (``-1234.5``):
+        thousands separators, decimal commas, currency, percent.
+    placeholders : dict of str to dict of str to int
+        Per column, how many cells held each placeholder (``{"N/A": 3}``).
     """
 
     frame: pd.DataFrame
     format: str
     delimiter: str | None = None
     skipped_lines: list[int] = field(default_factory=list)
+    decimal: str = "."
+    number_formats: dict[str, numbers.NumberFormat] = field(default_factory=dict)
+    placeholders: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -81,6 +103,7 @@ def read_table(
     *,
     string_columns: Sequence[str] = (),
     bad_lines: str = "error",
+    decimal: str | None = None,
 ) -> Table:
     """Read a CSV (delimiter detected) or Parquet file.
 
@@ -95,6 +118,9 @@ def read_table(
         Columns to keep as text (an ID such as ``0001`` must not become ``1``).
     bad_lines : {"error", "skip"}, default="error"
         What to do with a CSV row whose number of fields differs from the header's.
+    decimal : {".", ","}, optional
+        The decimal separator of cells that read two ways (``1.234``); detected
+        from the file by default, ``"."`` when it gives no sign either way.
 
     Returns
     -------
@@ -103,18 +129,26 @@ def read_table(
     Raises
     ------
     InputError
-        If the file is missing, empty, not a table, lacks a column, or has no rows.
+        If the file is missing, empty, not a table, has two columns of the same
+        name, lacks a column, or has no rows.
     """
     path = _existing_file(path)
     if bad_lines not in ("error", "skip"):
         raise ValueError(f"bad_lines must be 'error' or 'skip', got {bad_lines!r}")
+    check_decimal(decimal)
     if table_format(path) == "parquet":
-        table = _read_parquet(path, columns)
+        table = _read_parquet(path, columns, string_columns, decimal)
     else:
-        table = _read_csv(path, columns, string_columns, bad_lines)
+        table = _read_csv(path, columns, string_columns, bad_lines, decimal)
     if len(table.frame) == 0:
         raise InputError(f"{path} has a header but no data rows")
     return table
+
+
+def check_decimal(decimal: str | None) -> None:
+    """Refuse a decimal separator other than ``"."`` or ``","`` (None means detect)."""
+    if decimal is not None and decimal not in numbers.DECIMAL_SEPARATORS:
+        raise InputError(f"the decimal separator must be '.' or ',', got {decimal!r}")
 
 
 def _existing_file(path: str | os.PathLike) -> Path:
@@ -128,10 +162,25 @@ def _existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _check_unique_names(path: Path, names: Sequence[str]) -> None:
+    """Refuse a header that names two columns alike, naming the name and where it is."""
+    first_seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name not in first_seen:
+            first_seen[name] = position
+            continue
+        places = [str(p) for p, other in enumerate(names, start=1) if other == name]
+        where = f"columns {', '.join(places[:-1])} and {places[-1]}"
+        if name == "":
+            raise InputError(f"{path} has more than one column without a name ({where}); name them")
+        raise InputError(f"{path} has more than one column named {name!r} ({where}); rename all but one")
+
+
 def _check_columns(path: Path, available: Sequence[str], wanted: Sequence[str] | None) -> None:
     if wanted is None:
         return
-    missing = [c for c in wanted if c not in available]
+    present = set(available)
+    missing = [c for c in wanted if c not in present]
     if missing:
         names = ", ".join(repr(c) for c in missing)
         noun = "column" if len(missing) == 1 else "columns"
@@ -147,12 +196,16 @@ def _parquet_schema(path: Path):
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_schema(path)
+        schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise InputError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+    _check_unique_names(path, schema.names)
+    return schema
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None) -> Table:
+def _read_parquet(
+    path: Path, columns: Sequence[str] | None, string_columns: Sequence[str], decimal: str | None
+) -> Table:
     import pyarrow.parquet as pq
 
     _check_columns(path, _parquet_schema(path).names, columns)
@@ -160,7 +213,125 @@ def _read_parquet(path: Path, columns: Sequence[str] | None) -> Table:
         arrow = pq.read_table(path, columns=list(columns) if columns is not None else None)
     except Exception as exc:
         raise InputError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
-    return Table(frame=_to_pandas(arrow), format="parquet")
+    if decimal is None:
+        decimal = _sample_decimal(arrow, string_columns) or "."
+    arrow, formats, placeholders = read_text_numbers(arrow, decimal, keep_text=string_columns)
+    return Table(frame=_to_pandas(arrow), format="parquet", decimal=decimal, number_formats=formats,
+                 placeholders=placeholders)
+
+
+def _sample_decimal(arrow, keep_text: Sequence[str]) -> str | None:
+    """The decimal separator that the first text cells of every column write, if any."""
+    import pyarrow as pa
+
+    cells: list[str] = []
+    for name, column in zip(arrow.column_names, arrow.columns):
+        if name not in keep_text and pa.types.is_string(column.type):
+            cells += column.slice(0, 50).drop_null().to_pylist()
+    return numbers.detect_decimal(cells)
+
+
+# ---------------------------------------------------------------- numbers in text
+
+
+def read_text_numbers(arrow, decimal: str, *, keep_text: Sequence[str] = ()):
+    """Turn every text column of ``arrow`` that holds numbers into float64.
+
+    Parameters
+    ----------
+    arrow : pyarrow.Table
+    decimal : {".", ","}
+        The preferred decimal separator (see :func:`numbers.parse_numbers`).
+    keep_text : sequence of str
+        Columns to leave as they are (identifiers).
+
+    Returns
+    -------
+    arrow : pyarrow.Table
+        Number columns as float64 (placeholders as NaN); text columns with their
+        placeholders as nulls.
+    formats : dict of str to NumberFormat
+        The columns read from text whose format is not plain.
+    placeholders : dict of str to dict of str to int
+    """
+    import pyarrow as pa
+
+    keep = set(keep_text)
+    formats: dict[str, numbers.NumberFormat] = {}
+    placeholders: dict[str, dict[str, int]] = {}
+    numeric: list[str] = []
+    for i, name in enumerate(arrow.column_names):
+        column = arrow.column(i)
+        if name in keep or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        converted, number_format, counts = _text_column(column, decimal)
+        arrow = arrow.set_column(i, name, converted)
+        if number_format is not None:
+            numeric.append(name)
+            if not number_format.is_plain:
+                formats[name] = number_format
+        if counts:
+            placeholders[name] = counts
+    return _as_numbers_to_pandas(arrow, numeric), formats, placeholders
+
+
+def _as_numbers_to_pandas(arrow, names: list[str]):
+    """Tell the pandas metadata of a Parquet file written by pandas that ``names`` are
+    numbers now; it would otherwise turn them back into strings."""
+    metadata = arrow.schema.metadata or {}
+    if not names or b"pandas" not in metadata:
+        return arrow
+    pandas_metadata = json.loads(metadata[b"pandas"])
+    retyped = set(names)
+    for column in pandas_metadata.get("columns", []):
+        if column.get("field_name") in retyped:
+            column.update(pandas_type="float64", numpy_type="float64", metadata=None)
+    return arrow.replace_schema_metadata({**metadata, b"pandas": json.dumps(pandas_metadata).encode()})
+
+
+def frame_text_numbers(frame: pd.DataFrame, decimal: str, *, keep_text: Sequence[str] = ()):
+    """:func:`read_text_numbers` for a table already in memory: its columns of strings.
+
+    Returns the new frame (``frame`` itself is not changed), the formats and the
+    placeholder counts.
+    """
+    import pyarrow as pa
+
+    keep = set(keep_text)
+    formats: dict[str, numbers.NumberFormat] = {}
+    placeholders: dict[str, dict[str, int]] = {}
+    frame = frame.copy(deep=False)
+    for name in frame.columns:
+        series = frame[name]
+        if name in keep or not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        try:
+            texts = pa.array(series.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue  # a column of Python objects other than strings is left to the caller
+        converted, number_format, counts = _text_column(texts, decimal)
+        if number_format is not None:
+            frame[name] = converted.to_numpy(zero_copy_only=False)
+            if not number_format.is_plain:
+                formats[name] = number_format
+        elif counts:
+            frame[name] = pd.Series(converted.to_numpy(zero_copy_only=False), index=frame.index, dtype=series.dtype)
+        if counts:
+            placeholders[name] = counts
+    return frame, formats, placeholders
+
+
+def _text_column(texts, decimal: str):
+    """One column of text: as float64 with its format if it holds numbers, else as text
+    with placeholders as nulls (format None); and the placeholder counts."""
+    import pyarrow as pa
+
+    decimals = (decimal, *(d for d in numbers.DECIMAL_SEPARATORS if d != decimal))
+    parsed = numbers.parse_numbers(texts, decimals)
+    if parsed is None:
+        text, counts = numbers.blank_placeholders(texts)
+        return text, None, counts
+    return pa.array(parsed.values), parsed.format, parsed.placeholders
 
 
 # ---------------------------------------------------------------- CSV
@@ -171,17 +342,14 @@ class _CsvLayout:
     columns: list[str]
     delimiter: str
     encoding: str
+    decimal: str | None = None
 
 
 def _csv_layout(path: Path) -> _CsvLayout:
     """Detect encoding and delimiter from the start of the file and read the header."""
-    with open(path, "rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
-    if b"\x00" in head:
+    head = _head(path)
+    if b"\x00" in head[:_SNIFF_BYTES]:
         raise InputError(f"{path} is not a table: it holds binary data, not CSV or Parquet")
-    # Cut at the last complete line so a multi-byte character is never split.
-    if len(head) == _SNIFF_BYTES and b"\n" in head:
-        head = head[: head.rindex(b"\n")]
     try:
         text, encoding = head.decode("utf-8-sig"), "utf8"
     except UnicodeDecodeError:
@@ -200,7 +368,31 @@ def _csv_layout(path: Path) -> _CsvLayout:
     columns = [name.strip() for name in header]
     if not any(columns):
         raise InputError(f"{path} is not a table: its first line has no column names")
-    return _CsvLayout(columns=columns, delimiter=delimiter, encoding=encoding)
+    _check_unique_names(path, columns)
+    cells = [cell for row in csv.reader(lines[1:50], delimiter=delimiter) for cell in row]
+    return _CsvLayout(columns=columns, delimiter=delimiter, encoding=encoding,
+                      decimal=numbers.detect_decimal(cells))
+
+
+def _head(path: Path) -> bytes:
+    """The file's first complete lines: 64 KiB of them, and at least the header and one
+    more line however wide the table (a header of 10,000 names is longer than 64 KiB),
+    up to :data:`_MAX_HEAD_BYTES`."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+        if b"\x00" in head:
+            return head
+        chunk = _SNIFF_BYTES
+        while len(_LINE_BREAK.split(head.lstrip(), 2)) < 3 and len(head) < _MAX_HEAD_BYTES:
+            chunk *= 2
+            more = fh.read(chunk)
+            if not more:
+                return head
+            head += more
+        at_end = not fh.read(1)
+    # Cut at the last complete line so a multi-byte character is never split.
+    cut = max(head.rfind(b"\n"), head.rfind(b"\r"))
+    return head if at_end or cut <= 0 else head[:cut]
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
@@ -219,13 +411,15 @@ def _sniff_delimiter(lines: list[str]) -> str:
 
 
 def _read_csv(
-    path: Path, columns: Sequence[str] | None, string_columns: Sequence[str], bad_lines: str
+    path: Path, columns: Sequence[str] | None, string_columns: Sequence[str], bad_lines: str,
+    decimal: str | None,
 ) -> Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     layout = _csv_layout(path)
     _check_columns(path, layout.columns, columns)
+    decimal = decimal or layout.decimal or "."
     skipped: list[str] = []
 
     def skip_bad_row(row) -> str:
@@ -252,10 +446,14 @@ def _read_csv(
             newlines_in_values=newlines_in_values,
             invalid_row_handler=skip_bad_row if skipping else None,
         )
+        # Only empty cells are null to the reader: placeholders stay text, so that
+        # read_text_numbers counts them by spelling.
         convert = pacsv.ConvertOptions(
             include_columns=list(columns) if columns is not None else None,
             column_types={c: pa.string() for c in string_columns},
+            null_values=[""],
             strings_can_be_null=True,
+            decimal_point=decimal,
         )
         return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
@@ -280,7 +478,9 @@ def _read_csv(
         skipped.clear()
         arrow = attempt("latin1", newlines_in_values=False)
     lines = _line_numbers(path, layout, skipped) if skipped else []
-    return Table(frame=_to_pandas(arrow), format="csv", delimiter=layout.delimiter, skipped_lines=lines)
+    arrow, formats, placeholders = read_text_numbers(arrow, decimal, keep_text=string_columns)
+    return Table(frame=_to_pandas(arrow), format="csv", delimiter=layout.delimiter, skipped_lines=lines,
+                 decimal=decimal, number_formats=formats, placeholders=placeholders)
 
 
 def _header_rows(path: Path, encoding: str) -> int:

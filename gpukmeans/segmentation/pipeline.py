@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .io import PARQUET_SUFFIXES, check_output_dir, read_columns, read_table, staged_output_dir, write_json, write_table, write_text
+from .io import (
+    PARQUET_SUFFIXES, Table, check_decimal, check_output_dir, frame_text_numbers, read_columns, read_table,
+    staged_output_dir, write_json, write_table, write_text,
+)
 from .model_io import MODEL_FILE, SegmentModel, nearest_centers, save_model, segments_frame
 from .preprocess import Preprocessor, looks_like_id
 from .profiles import name_segments, profile_segments, segment_contrasts, segment_means
@@ -109,6 +112,7 @@ def segment(
     log: str | Sequence[str] = "auto",
     clip: float | None = None,
     scale: str = "standard",
+    decimal: str | None = None,
     n_init: int | str = 10,
     sweep_n_init: int | str = "auto",
     max_iter: int = 300,
@@ -135,6 +139,10 @@ def segment(
         Smallest and largest k of the sweep, both included.
     columns, id_column, categorical, missing, log, clip, scale
         Preprocessing; see :class:`~gpukmeans.segmentation.Preprocessor`.
+    decimal : {".", ","}, optional
+        Decimal separator of numbers written as text that read two ways
+        (``1.234``); detected from the file by default. See
+        :func:`~gpukmeans.segmentation.read_table`.
     n_init : int or "auto", default=10
         Restarts of the final fit (restarts share each pass over the data, so
         they cost far less than separate fits). Ten restarts find the textbook
@@ -179,10 +187,11 @@ def segment(
     stages = _Stages(listener)
     started = time.perf_counter()
 
-    frame, source, table_format, preprocessor, prepared = _prepare(
+    table, source, preprocessor, prepared = _prepare(
         stages, data, source, columns=columns, id_column=id_column, categorical=categorical,
-        missing=missing, log=log, clip=clip, scale=scale,
+        missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
+    frame = table.frame
     X = prepared.X
     n_rows = len(X)
 
@@ -209,7 +218,8 @@ def segment(
     with stages("profile", "Profiling and naming segments"):
         features = preprocessor.original_units(frame, prepared.rows)
         contrasts = segment_contrasts(X, labels, k, preprocessor.feature_names_out_)
-        level_columns = [c for c in features.columns if c not in preprocessor.numeric_columns_]
+        numeric_columns = set(preprocessor.numeric_columns_)
+        level_columns = [c for c in features.columns if c not in numeric_columns]
         shares = None
         if level_columns:
             shares = pd.DataFrame(
@@ -226,10 +236,10 @@ def segment(
         cluster_centers=np.asarray(centers, dtype=np.float64),
         segment_names=names,
         info={"k": k, "n_rows": n_rows, "inertia": metrics["inertia"], "trained_on": source,
-              "gpukmeans": _version()},
+              "decimal": table.decimal, "gpukmeans": _version()},
     )
     summary = _summary(
-        source=source, table_format=table_format, command=command, prepared=prepared,
+        source=source, table=table, command=command, prepared=prepared,
         preprocessor=preprocessor, k=k, k_reason=k_reason, metrics=metrics,
         sweep_result=sweep_result, names=names, labels=labels, device=fit_info.get("device"),
     )
@@ -247,7 +257,7 @@ def segment(
 
     if out is not None:
         with stages("write", "Writing results"):
-            result.out = _write(result, out, force, table_format, html, stages, started)
+            result.out = _write(result, out, force, table.format, html, stages, started)
     summary["timings"] = _timings(stages.timings, started)
     return result
 
@@ -273,6 +283,7 @@ def sweep_k(
     log: str | Sequence[str] = "auto",
     clip: float | None = None,
     scale: str = "standard",
+    decimal: str | None = None,
     n_init: int | str = "auto",
     max_iter: int = 300,
     seed: int = 0,
@@ -293,16 +304,16 @@ def sweep_k(
     _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
-    _, source, table_format, preprocessor, prepared = _prepare(
+    table, source, preprocessor, prepared = _prepare(
         stages, data, None, columns=columns, id_column=id_column, categorical=categorical,
-        missing=missing, log=log, clip=clip, scale=scale,
+        missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
     low, high = _check_k_range(k_range, len(prepared.X), source)
     with stages("sweep", f"Sweeping k = {low}..{high}"):
         result = _run_sweep(prepared.X, range(low, high + 1), seed, sample_size, device, n_init, max_iter)
     summary = {
         "command": command,
-        "input": {"path": source, "format": table_format, "rows": prepared.report.n_rows},
+        "input": _input_facts(source, table, prepared.report.n_rows),
         "preprocessing": {**preprocessor.report_.to_dict(), "features": list(preprocessor.feature_names_out_)},
         "recommended_k": int(result.recommended_k),
         "reason": str(result.reason),
@@ -330,29 +341,35 @@ def predict(
     data: str | os.PathLike | pd.DataFrame,
     *,
     out: str | os.PathLike | None = None,
+    decimal: str | None = None,
 ) -> pd.DataFrame:
     """Segment new customers with a saved model; optionally write the table to ``out``.
 
     ``out`` ending in ``.parquet`` is written as Parquet, anything else as CSV.
-    The result has the columns of ``segments`` from :func:`segment`.
+    The result has the columns of ``segments`` from :func:`segment`. Numbers
+    written as text are read as in training: ``decimal`` defaults to the
+    decimal separator of the training table.
     """
     from .model_io import load_model
 
+    check_decimal(decimal)
     if not isinstance(model, SegmentModel):
         model = load_model(model)
     prep = model.preprocessor
+    decimal = decimal or model.info.get("decimal")
+    ids = [prep.id_column_] if prep.id_column_ is not None else []
     if isinstance(data, pd.DataFrame):
         frame, source = data.reset_index(drop=True), "the table"
+        frame = frame_text_numbers(frame, decimal or ".", keep_text=ids)[0]
     else:
         source = str(data)
-        header = read_columns(data)
+        header = set(read_columns(data))
         absent = [c for c in prep.input_columns_ if c not in header]
         if absent:
             raise InputError(
                 f"{source} does not fit the model: it lacks column(s) {', '.join(repr(c) for c in absent)}"
             )
-        ids = [prep.id_column_] if prep.id_column_ is not None else []
-        frame = read_table(data, prep.input_columns_, string_columns=ids).frame
+        frame = read_table(data, prep.input_columns_, string_columns=ids, decimal=decimal).frame
     segments = model.predict_frame(frame, source=source)
     if out is not None:
         out = Path(out)
@@ -363,18 +380,19 @@ def predict(
 # ---------------------------------------------------------------- stages
 
 
-def _prepare(stages, data, source, *, columns, id_column, categorical, missing, log, clip, scale):
+def _prepare(stages, data, source, *, columns, id_column, categorical, missing, log, clip, scale, decimal):
     """Read and preprocess: the first two stages of both ``segment`` and ``sweep_k``."""
+    check_decimal(decimal)
     with stages("read", "Reading the table"):
-        frame, default_source, table_format = _load(data, columns, id_column, categorical)
+        table, default_source = _load(data, columns, id_column, categorical, decimal)
     source = source or default_source
     with stages("preprocess", "Preprocessing"):
         preprocessor = Preprocessor(
             columns=columns, id_column=id_column, categorical=categorical,
             missing=missing, log=log, clip=clip, scale=scale,
         )
-        prepared = preprocessor.fit_transform(frame, source=source)
-    return frame, source, table_format, preprocessor, prepared
+        prepared = preprocessor.fit_transform(table.frame, source=source)
+    return table, source, preprocessor, prepared
 
 
 def _check_device(device) -> None:
@@ -399,22 +417,31 @@ def _check_k_range(k_range, n_rows, source) -> tuple[int, int]:
     return low, high
 
 
-def _load(data, columns, id_column, categorical):
+def _load(data, columns, id_column, categorical, decimal) -> tuple[Table, str]:
     if isinstance(data, pd.DataFrame):
-        return data.reset_index(drop=True), "the table", "csv"
+        frame = data.reset_index(drop=True)
+        id_guess = _id_guess(frame.columns, id_column)
+        decimal = decimal or "."
+        frame, formats, placeholders = frame_text_numbers(frame, decimal, keep_text=[id_guess] if id_guess else ())
+        table = Table(frame=frame, format="csv", decimal=decimal, number_formats=formats, placeholders=placeholders)
+        return table, "the table"
     path = Path(data)
     header = read_columns(path)
-    if id_column == "auto":
-        id_guess = next((name for name in header if looks_like_id(name)), None)
-    else:
-        id_guess = id_column
+    id_guess = _id_guess(header, id_column)
     wanted = None
     if columns is not None:
         wanted = list(dict.fromkeys(([id_guess] if id_guess else []) + list(columns) + list(categorical)))
     if id_guess is not None and id_guess not in header:
         raise InputError(f"ID column {id_guess!r} not found in {path}; its columns are: {', '.join(header)}")
-    table = read_table(path, wanted, string_columns=[id_guess] if id_guess else ())
-    return table.frame, str(path), table.format
+    table = read_table(path, wanted, string_columns=[id_guess] if id_guess else (), decimal=decimal)
+    return table, str(path)
+
+
+def _id_guess(header, id_column) -> str | None:
+    """The column to keep as text while reading: the named ID, or the first named like one."""
+    if id_column == "auto":
+        return next((name for name in header if looks_like_id(name)), None)
+    return id_column
 
 
 def _fit(X, k, seed, n_init, max_iter, device):
@@ -477,12 +504,32 @@ def _silhouette_fields(silhouette) -> dict:
     }
 
 
-def _summary(*, source, table_format, command, prepared, preprocessor, k, k_reason, metrics,
+def _input_facts(source: str, table: Table, n_rows: int) -> dict:
+    """What reading the table found, for the summary.
+
+    ``units`` names each column's currency or ``%``; numbers keep the value as
+    written (``12%`` is 12, ``$1,200`` is 1200).
+    """
+    facts = {
+        "path": source,
+        "format": table.format,
+        "rows": n_rows,
+        "decimal": table.decimal,
+        "units": {name: f.unit for name, f in table.number_formats.items() if f.unit},
+        "number_formats": {name: f.to_dict() for name, f in table.number_formats.items()},
+        "placeholders": table.placeholders,
+    }
+    if facts["units"]:
+        facts["units_note"] = "numbers are kept as written: 12% is 12, $1,200.50 is 1200.5"
+    return facts
+
+
+def _summary(*, source, table, command, prepared, preprocessor, k, k_reason, metrics,
              sweep_result, names, labels, device) -> dict:
     sizes = np.bincount(labels, minlength=k)
     return {
         "command": command,
-        "input": {"path": source, "format": table_format, "rows": prepared.report.n_rows},
+        "input": _input_facts(source, table, prepared.report.n_rows),
         "preprocessing": {
             **preprocessor.report_.to_dict(),
             "features": list(preprocessor.feature_names_out_),

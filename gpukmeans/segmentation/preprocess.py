@@ -5,7 +5,10 @@ imputation values, log transforms, clipping bounds, one-hot levels, scaling) and
 stores it as plain JSON, so that a saved model re-applies exactly the same
 transformation to new customers. The steps, in order:
 
-1. pick the ID column (never clustered) and the feature columns;
+1. pick the ID column (never clustered) and the feature columns: every numeric
+   column by default, except one without values, and except columns of a few
+   whole numbers named like codes (``Region`` 1..3, ``Channel`` 1..2), which are
+   categories, not amounts (see :func:`looks_like_code_name`);
 2. impute missing values (median / most frequent) or drop incomplete rows;
 3. leave out constant columns, with a warning;
 4. ``log1p`` skewed non-negative columns (``log="auto"``) or the ones named;
@@ -13,6 +16,9 @@ transformation to new customers. The steps, in order:
 6. one-hot encode the categorical columns;
 7. scale every column (standard, robust, minmax or none), a categorical column's
    one-hot block as a whole so that it weighs as much as one numeric column.
+
+Every column that is not clustered is listed with the reason in the report
+(``left_out``): the ID, text, a column without values, a constant one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import numbers as number_formats
 from ._fields import list_of, mapping, names, number, numbers, one_of, optional, read_record, text
 from .errors import InputError
 
@@ -34,14 +41,34 @@ SKEW_THRESHOLD = 1.0
 #: More distinct values than this in a categorical column is almost surely a mistake.
 MAX_LEVELS = 100
 
+#: At most this many distinct whole numbers, each seen at least twice on average,
+#: make a column look like codes rather than amounts.
+MAX_CODE_LEVELS = 12
+#: Words that name a column of codes; a column whose name holds one as a whole
+#: word ("Region", "customer_type", "StoreNumber") and whose values look like
+#: codes is one-hot encoded without being asked.
+CODE_WORDS = frozenset(
+    {
+        "channel", "region", "type", "code", "category", "class", "group", "status", "gender", "segment",
+        "tier", "level", "zone", "area", "store", "branch",
+    }
+)
+
 _ID_SUFFIX = re.compile(r"(^|[\s_.\-])(id|uuid|guid)$", re.IGNORECASE)
 _CAMEL_ID = re.compile(r"[a-z0-9](ID|Id)$")
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def looks_like_id(name: str) -> bool:
     """True for column names such as ``id``, ``customer_id``, ``Customer ID``, ``CustomerID``."""
     name = str(name).strip()
     return bool(_ID_SUFFIX.search(name) or _CAMEL_ID.search(name) or name.lower() == "unnamed: 0")
+
+
+def looks_like_code_name(name: str) -> bool:
+    """True for names holding a word of :data:`CODE_WORDS` as a whole word, in any case:
+    ``Channel``, ``customer_type``, ``Store Number``, ``DeliveryZone``; not ``subregion``."""
+    return any(word.lower() in CODE_WORDS for word in _WORDS.findall(str(name)))
 
 
 def detect_id_column(frame: pd.DataFrame) -> str | None:
@@ -70,6 +97,8 @@ class PreprocessReport:
     numeric_columns: list[str] = field(default_factory=list)
     categorical_columns: list[str] = field(default_factory=list)
     excluded_columns: list[str] = field(default_factory=list)
+    auto_categorical: list[str] = field(default_factory=list)
+    left_out: list[dict] = field(default_factory=list)
     missing_counts: dict[str, int] = field(default_factory=dict)
     rows_dropped_missing: int = 0
     constant_columns: list[str] = field(default_factory=list)
@@ -79,6 +108,17 @@ class PreprocessReport:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def leave_out(self, column: str, reason: str, detail: str | None = None) -> None:
+        """Record that ``column`` is not clustered: ``reason`` is one of :data:`LEFT_OUT_REASONS`."""
+        entry = {"column": column, "reason": reason}
+        if detail:
+            entry["detail"] = detail
+        self.left_out.append(entry)
+
+
+#: Why a column is not clustered, as ``PreprocessReport.left_out`` says it.
+LEFT_OUT_REASONS = ("ID column", "not numeric", "no values", "constant")
 
 
 @dataclass
@@ -108,7 +148,10 @@ class Preprocessor:
     Parameters
     ----------
     columns : sequence of str, optional
-        Numeric columns to cluster. By default every numeric column except the ID.
+        Numeric columns to cluster, as numbers (an explicit choice: no column
+        named here becomes categorical on its own). By default every numeric
+        column except the ID, with columns of a few whole numbers named like
+        codes one-hot encoded instead (see :data:`CODE_WORDS`).
     id_column : str, "auto" or None, default="auto"
         The customer identifier, carried to the output and never clustered.
         ``"auto"`` detects it (see :func:`detect_id_column`); None means there is none.
@@ -175,11 +218,13 @@ class Preprocessor:
         ``source`` names the table in error messages (the file path, usually).
         """
         self._validate_params()
+        _check_unique_columns(frame, source)
         report = PreprocessReport(n_rows=len(frame))
         self.id_column_ = self._resolve_id(frame, source)
-        numeric, categorical, excluded = self._resolve_features(frame, source)
         report.id_column = self.id_column_
-        report.excluded_columns = excluded
+        if self.id_column_ is not None:
+            report.leave_out(self.id_column_, "ID column")
+        numeric, categorical = self._resolve_features(frame, source, report)
 
         values = _numeric_block(frame, numeric, source)
         cats = {c: _as_text(frame[c]) for c in categorical}
@@ -209,24 +254,27 @@ class Preprocessor:
         values = self._impute_numeric(values, numeric)
         cats = {c: s.fillna(self.category_fill_[c]) for c, s in cats.items()}
 
-        constant = [name for j, name in enumerate(numeric) if np.ptp(values[:, j]) == 0]
+        constant = [name for j, name in enumerate(numeric) if values[:, j].max() == values[:, j].min()]
         constant += [name for name, series in cats.items() if series.nunique() <= 1]
         for name in constant:
-            report.warnings.append(f"column {name!r} is constant and was left out")
+            report.leave_out(name, "constant")
+        if constant:
+            report.warnings.append(_columns_warning(constant, "is constant and was left out",
+                                                    "are constant and were left out"))
         report.constant_columns = constant
-        keep_numeric = [j for j, name in enumerate(numeric) if name not in constant]
+        constant_set = set(constant)
+        keep_numeric = [j for j, name in enumerate(numeric) if name not in constant_set]
         numeric = [numeric[j] for j in keep_numeric]
         values = values[:, keep_numeric]
-        cats = {c: s for c, s in cats.items() if c not in constant}
+        cats = {c: s for c, s in cats.items() if c not in constant_set}
         if not numeric and not cats:
             raise InputError(f"{source} has no non-constant columns to cluster")
 
         self.numeric_columns_ = numeric
         self.log_columns_ = self._choose_log_columns(values, numeric, source)
         report.log_columns = list(self.log_columns_)
-        self.log_floor_ = {
-            name: float(values[:, numeric.index(name)].min()) for name in self.log_columns_
-        }
+        position = {name: j for j, name in enumerate(numeric)}
+        self.log_floor_ = {name: float(values[:, position[name]].min()) for name in self.log_columns_}
         values = self._apply_log(values)
 
         self.clip_bounds_ = {}
@@ -237,7 +285,7 @@ class Preprocessor:
 
         self.categories_ = {}
         for name, series in cats.items():
-            levels = sorted(series.unique())
+            levels = sorted(series.unique(), key=_level_order)
             if len(levels) > MAX_LEVELS:
                 raise InputError(
                     f"categorical column {name!r} in {source} has {len(levels)} distinct values, "
@@ -249,6 +297,7 @@ class Preprocessor:
             f"{name}={level}" for name, levels in self.categories_.items() for level in levels
         ]
         self.center_, self.scale_ = _scaling(matrix, self.scale, self._level_groups(len(numeric)))
+        self._check_finite(np.vstack([self.center_, self.scale_]), source)
 
         report.numeric_columns = list(numeric)
         report.categorical_columns = list(self.categories_)
@@ -264,6 +313,10 @@ class Preprocessor:
             raise InputError(f"missing must be 'impute' or 'drop'; got {self.missing!r}")
         if isinstance(self.log, str) and self.log not in ("auto", "none"):
             raise InputError(f"log must be 'auto', 'none' or a list of columns; got {self.log!r}")
+        _check_named_once(self.columns, "--columns")
+        _check_named_once(self.categorical, "--categorical")
+        if not isinstance(self.log, str):
+            _check_named_once(self.log, "--log")
         if self.clip is not None and not 0.0 < float(self.clip) < 0.5:
             raise InputError(f"clip must be a quantile between 0 and 0.5, e.g. 0.01; got {self.clip}")
 
@@ -276,40 +329,86 @@ class Preprocessor:
             raise InputError(f"ID column {self.id_column!r} not found in {source}")
         return self.id_column
 
-    def _resolve_features(self, frame: pd.DataFrame, source: str):
+    def _resolve_features(self, frame: pd.DataFrame, source: str, report: PreprocessReport):
+        """The numeric and categorical feature columns; what is left out goes in ``report``."""
         categorical = list(self.categorical)
         for name in categorical:
             if name not in frame.columns:
                 raise InputError(f"categorical column {name!r} not found in {source}")
             if name == self.id_column_:
                 raise InputError(f"column {name!r} is the ID column and cannot be categorical")
-        excluded: list[str] = []
-        if self.columns is None:
-            candidates = [c for c in frame.columns if c != self.id_column_ and c not in categorical]
-            numeric = [c for c in candidates if _is_numeric(frame[c])]
-            excluded = [c for c in candidates if c not in numeric]
+        if self.columns is not None:
+            numeric = self._named_numeric_columns(frame, source, set(categorical))
         else:
-            numeric = []
-            for name in self.columns:
-                if name not in frame.columns:
-                    raise InputError(f"column {name!r} not found in {source}")
-                if name == self.id_column_:
-                    raise InputError(
-                        f"column {name!r} is the ID column; give --id-column to name another"
-                    )
-                if name in categorical:
-                    continue
-                if not _is_numeric(frame[name]):
-                    raise InputError(_not_numeric_message(frame[name], name, source))
-                numeric.append(name)
+            numeric, codes = self._numeric_columns_found(frame, set(categorical), report)
+            report.auto_categorical = codes
+            categorical += codes
         if not numeric and not categorical:
+            excluded = report.excluded_columns
             hint = (
                 f" (non-numeric: {', '.join(excluded)}; list them with --categorical to one-hot encode)"
                 if excluded
                 else ""
             )
             raise InputError(f"{source} has no numeric columns to cluster{hint}")
-        return numeric, categorical, excluded
+        return numeric, categorical
+
+    def _named_numeric_columns(self, frame: pd.DataFrame, source: str, categorical: set) -> list[str]:
+        numeric = []
+        for name in self.columns:
+            if name not in frame.columns:
+                raise InputError(f"column {name!r} not found in {source}")
+            if name == self.id_column_:
+                raise InputError(
+                    f"column {name!r} is the ID column; give --id-column to name another"
+                )
+            if name in categorical:
+                continue
+            if not _is_numeric(frame[name]):
+                raise InputError(_not_numeric_message(frame[name], name, source))
+            numeric.append(name)
+        return numeric
+
+    def _numeric_columns_found(self, frame: pd.DataFrame, categorical: set, report: PreprocessReport):
+        """Every numeric column but the ID and the categorical ones, and the columns of codes among them."""
+        numeric, codes, empty, look_alikes = [], [], [], {}
+        for name in frame.columns:
+            if name == self.id_column_ or name in categorical:
+                continue
+            column = frame[name]
+            if not _is_numeric(column):
+                report.excluded_columns.append(name)
+                report.leave_out(name, "not numeric", _text_detail(column))
+                continue
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            if not np.isfinite(values).any():
+                report.leave_out(name, "no values")
+                empty.append(name)
+                continue
+            levels = None if pd.api.types.is_bool_dtype(column) else _code_levels(values)
+            if levels is not None and looks_like_code_name(name):
+                codes.append(name)
+                continue
+            # A 0/1 flag is clustered alike as a number or as two levels: only others are flagged.
+            if levels is not None and not set(levels.tolist()) <= {0.0, 1.0}:
+                look_alikes[name] = levels
+            numeric.append(name)
+        if empty:
+            report.warnings.append(_columns_warning(empty, "has no values and was left out",
+                                                    "have no values and were left out"))
+        if len(look_alikes) == 1:
+            (name, levels), = look_alikes.items()
+            report.warnings.append(
+                f"column {name!r} takes only {len(levels)} whole-number values "
+                f"({levels[0]:g} to {levels[-1]:g}); if they are codes, not amounts, "
+                f"list it with --categorical to one-hot encode it"
+            )
+        elif look_alikes:
+            report.warnings.append(_columns_warning(
+                list(look_alikes), "", f"take only a few whole-number values (at most {MAX_CODE_LEVELS}); "
+                "if they are codes, not amounts, list them with --categorical to one-hot encode them",
+            ))
+        return numeric, codes
 
     def _choose_log_columns(self, values: np.ndarray, numeric: list[str], source: str) -> list[str]:
         if isinstance(self.log, str):
@@ -367,7 +466,9 @@ class Preprocessor:
         cats = {c: s.iloc[rows].fillna(self.category_fill_[c]) for c, s in cats.items()}
         values = self._apply_clip(self._apply_log(values))
         dummies, report.unknown_levels = self._one_hot(cats, len(values))
-        X = (np.hstack([values, dummies]) - self.center_) / self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = (np.hstack([values, dummies]) - self.center_) / self.scale_
+        self._check_finite(X, source)
         ids = None
         if self.id_column_ is not None:
             ids = frame[self.id_column_].iloc[rows].reset_index(drop=True)
@@ -421,18 +522,23 @@ class Preprocessor:
         return values
 
     def _apply_log(self, values: np.ndarray) -> np.ndarray:
+        position = self._numeric_positions()
         for name in self.log_columns_:
-            j = self.numeric_columns_.index(name)
+            j = position[name]
             # New customers below the training minimum are raised to it, so that
             # the log stays defined for any value a model meets later.
             values[:, j] = np.log1p(np.maximum(values[:, j], self.log_floor_[name]))
         return values
 
     def _apply_clip(self, values: np.ndarray) -> np.ndarray:
+        position = self._numeric_positions()
         for name, (low, high) in self.clip_bounds_.items():
-            j = self.numeric_columns_.index(name)
+            j = position[name]
             np.clip(values[:, j], low, high, out=values[:, j])
         return values
+
+    def _numeric_positions(self) -> dict[str, int]:
+        return {name: j for j, name in enumerate(self.numeric_columns_)}
 
     def _one_hot(self, cats: dict[str, pd.Series], n_rows: int) -> tuple[np.ndarray, dict[str, int]]:
         blocks, unknown = [], {}
@@ -448,6 +554,19 @@ class Preprocessor:
         if not blocks:
             return np.zeros((n_rows, 0)), unknown
         return np.hstack(blocks), unknown
+
+    def _check_finite(self, X: np.ndarray, source: str) -> None:
+        """A scaled value (or a centre or spread) beyond float64's range is an error naming
+        its column, never a silent infinity."""
+        finite = np.isfinite(X).all(axis=0)
+        if finite.all():
+            return
+        j = int(np.flatnonzero(~finite)[0])
+        name = self.feature_names_out_[j]
+        raise InputError(
+            f"column {name!r} in {source} holds values too large to scale in float64 "
+            f"(centre {self.center_[j]:.3g}, spread {self.scale_[j]:.3g}); divide it by a power of ten first"
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "center_"):
@@ -624,9 +743,97 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _as_text(series: pd.Series) -> pd.Series:
-    """Categorical values as strings, with missing values kept missing."""
+    """Categorical values as strings, with missing values kept missing.
+
+    Whole numbers are written without a decimal part whatever their dtype, so
+    that code 2 is level ``"2"`` both in a column of integers and in one of
+    floats (a column of integers with a missing value is read as floats).
+    """
+    if _is_numeric(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values)
+        whole = np.all(values[finite] == np.round(values[finite])) and np.all(np.abs(values[finite]) < 2**53)
+        if whole:
+            text = np.full(len(values), None, dtype=object)
+            text[finite] = values[finite].astype(np.int64).astype(str)
+            return pd.Series(text, index=series.index, dtype="string")
     text = series.astype("string")
     return text.where(text.str.strip() != "", pd.NA)
+
+
+def _level_order(level: str):
+    """Levels that are numbers in numeric order (2 before 10), then the others alphabetically."""
+    try:
+        number = float(level)
+    except ValueError:
+        return (1, 0.0, level)
+    return (0, number, level) if np.isfinite(number) else (1, 0.0, level)
+
+
+def _code_levels(values: np.ndarray) -> np.ndarray | None:
+    """The distinct values of a column that looks like codes, else None.
+
+    Codes are whole numbers of moderate size, at least two and at most
+    :data:`MAX_CODE_LEVELS` distinct ones, each seen twice on average: a tiny
+    table of distinct amounts is not a column of codes.
+    """
+    finite = values[np.isfinite(values)]
+    # Most columns fail on their first values; only columns that might be codes are sorted whole.
+    if np.unique(finite[:1000]).size > MAX_CODE_LEVELS:
+        return None
+    if np.any(np.abs(finite) >= 2**31) or np.any(finite != np.round(finite)):
+        return None
+    levels = np.unique(finite)
+    if not 2 <= levels.size <= MAX_CODE_LEVELS or 2 * levels.size > finite.size:
+        return None
+    return levels
+
+
+#: Column names quoted in one warning; a wide table's long lists end in "and N more".
+_NAMES_IN_A_WARNING = 10
+
+
+def _columns_warning(names: list[str], one: str, many: str) -> str:
+    """One warning line about one column or many (a wide table must not print thousands)."""
+    if len(names) == 1:
+        return f"column {names[0]!r} {one}"
+    quoted = ", ".join(repr(name) for name in names[:_NAMES_IN_A_WARNING])
+    if len(names) > _NAMES_IN_A_WARNING:
+        quoted += f" and {len(names) - _NAMES_IN_A_WARNING:,} more"
+    return f"columns {quoted} {many}"
+
+
+def _check_unique_columns(frame: pd.DataFrame, source: str) -> None:
+    duplicated = frame.columns[frame.columns.duplicated()]
+    if len(duplicated):
+        name = duplicated[0]
+        places = [str(p) for p, other in enumerate(frame.columns, start=1) if other == name]
+        raise InputError(
+            f"{source} has more than one column named {name!r} (columns {', '.join(places[:-1])} "
+            f"and {places[-1]}); rename all but one"
+        )
+
+
+def _check_named_once(names, option: str) -> None:
+    if names is None or isinstance(names, str):
+        return
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"column {name!r} is named twice in {option}")
+        seen.add(name)
+
+
+def _text_detail(series: pd.Series) -> str | None:
+    """Why a column is text, in words: its first cell that is no number."""
+    positions, present = number_formats.non_numbers(series.astype("string"))
+    if positions.size == 0:
+        return "its numbers mix formats (decimal separators, currencies)" if present else None
+    first = int(positions[0])
+    example = f"row {first + 1} holds {str(series.iloc[first])!r}"
+    if positions.size * 2 < present:
+        return f"mostly numbers, but {example}"
+    return example
 
 
 def _numeric_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
@@ -640,8 +847,7 @@ def _numeric_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.n
 
 
 def _not_numeric_message(series: pd.Series, name: str, source: str) -> str:
-    converted = pd.to_numeric(series, errors="coerce")
-    bad = np.flatnonzero(converted.isna().to_numpy() & series.notna().to_numpy())
+    bad, _ = number_formats.non_numbers(series.astype("string"))
     example = ""
     if bad.size:
         example = f" (row {bad[0] + 1} has {str(series.iloc[bad[0]])!r})"
@@ -665,6 +871,11 @@ def _missing(values: np.ndarray, numeric: list[str], cats: dict[str, pd.Series])
 
 
 def _skewness(column: np.ndarray) -> float:
+    # Skewness does not depend on scale; dividing by the largest magnitude keeps the
+    # cubes finite and non-zero for values anywhere from 1e-300 to 1e300.
+    magnitude = np.max(np.abs(column))
+    if magnitude > 0:
+        column = column / magnitude
     centered = column - column.mean()
     squared = centered * centered  # products, not **: numpy's pow is several times slower
     variance = squared.mean()
@@ -690,22 +901,31 @@ def _scaling(
     block is centred and divided by the square root of its total variance, so
     that, as for a standardised numeric column, two random customers are on
     average at squared distance 2 in it. The other scalers leave 0/1 as it is.
+
+    Every column is first divided by its largest magnitude, and its centre and
+    spread multiplied back: squares and differences of values anywhere from
+    1e-300 to 1e300 then neither overflow to infinity nor vanish to zero.
     """
     d = matrix.shape[1]
     if scale == "none":
         return np.zeros(d), np.ones(d)
+    magnitude = np.max(np.abs(matrix), axis=0) if len(matrix) else np.ones(d)
+    magnitude = np.where((magnitude > 0) & np.isfinite(magnitude), magnitude, 1.0)
+    unit = matrix / magnitude
     if scale == "standard":
-        center, spread = matrix.mean(axis=0), matrix.std(axis=0)
+        center, spread = unit.mean(axis=0), unit.std(axis=0)
     elif scale == "robust":
-        center = np.median(matrix, axis=0)
-        q1, q3 = np.quantile(matrix, [0.25, 0.75], axis=0)
+        center = np.median(unit, axis=0)
+        q1, q3 = np.quantile(unit, [0.25, 0.75], axis=0)
         spread = q3 - q1
         # A column that is mostly one value has no interquartile range; fall back
         # to its standard deviation rather than dividing by zero.
-        spread = np.where(spread > 0, spread, matrix.std(axis=0))
+        spread = np.where(spread > 0, spread, unit.std(axis=0))
     else:  # minmax
-        center = matrix.min(axis=0)
-        spread = matrix.max(axis=0) - center
+        center = unit.min(axis=0)
+        spread = unit.max(axis=0) - center
+    with np.errstate(over="ignore"):  # beyond float64: an error in Preprocessor.fit
+        center, spread = center * magnitude, spread * magnitude
     for block in level_groups:
         if scale == "minmax":
             center[block], spread[block] = 0.0, 1.0

@@ -5,6 +5,10 @@ one), the per-segment silhouette of the chosen k, a 2-D PCA projection of a
 sample coloured by segment with the centres, and a profile heatmap whose cells
 show each segment's mean in original units, coloured by how far it is from the
 population mean.
+
+The page's size does not grow with the table's width: the heatmap and the
+profile table show the :data:`SHOWN_FEATURES` features that most set the
+segments apart, and link ``profiles.csv`` (written beside the report) for all.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ if TYPE_CHECKING:
 
 #: Points drawn in the PCA projection; more only blur the picture.
 PCA_POINTS = 5_000
+#: Features in the heatmap and the profile table: those with the largest
+#: standardised contrast of any segment.
+SHOWN_FEATURES = 25
+#: Above this many rows and features, PCA takes its two components from a
+#: randomised SVD, whose time and memory grow with rows times features only.
+_EXACT_SVD_LIMIT = 50
 _NAME_WIDTH = 60
 
 
@@ -50,9 +60,25 @@ def render_report(
         (f"Segments in two dimensions ({projection})",
          _png(pca_figure(X, labels, centers, names, rng=rng, feature_names=features)))
     )
-    levels = [c for c in result.contrasts.columns if c not in result.model.preprocessor.numeric_columns_]
-    figures.append(("Segment profiles", _png(profile_heatmap(result.contrasts, result.profiles, names, levels))))
-    return _page(result, figures, levels)
+    numeric = set(prep.numeric_columns_)
+    levels = [c for c in result.contrasts.columns if c not in numeric]
+    shown = distinguishing_features(result.contrasts, SHOWN_FEATURES)
+    title = "Segment profiles"
+    if len(shown) < result.contrasts.shape[1]:
+        title += f": the {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart"
+    heatmap = profile_heatmap(result.contrasts, result.profiles, names, levels)
+    figures.append((title, _png(heatmap)))
+    return _page(result, figures, levels, shown)
+
+
+def distinguishing_features(contrasts: pd.DataFrame, limit: int) -> list[str]:
+    """The ``limit`` features whose contrast is largest in some segment, in column order."""
+    z = np.abs(contrasts.to_numpy(dtype=np.float64))
+    if z.shape[1] <= limit:
+        return list(contrasts.columns)
+    strength = np.max(np.where(np.isnan(z), -np.inf, z), axis=0)  # an empty segment has no contrast
+    chosen = np.sort(np.argsort(-strength, kind="stable")[:limit])
+    return [contrasts.columns[j] for j in chosen]
 
 
 # ---------------------------------------------------------------- figures
@@ -88,8 +114,9 @@ def pca_figure(X, labels, centers, names, *, rng, feature_names=None):
         axis_labels = names_xy
     else:
         mean = sample.mean(axis=0)
-        _, singular, components = np.linalg.svd(sample - mean, full_matrices=False)
-        explained = singular**2 / max(np.sum(singular**2), np.finfo(float).tiny)
+        centered = sample - mean
+        singular, components = _top_components(centered, 2, rng)
+        explained = singular**2 / max(float(np.sum(centered * centered)), np.finfo(float).tiny)
         axes_2d = components[:2]
         points = (sample - mean) @ axes_2d.T
         projected_centers = (centers - mean) @ axes_2d.T
@@ -122,13 +149,31 @@ def pca_figure(X, labels, centers, names, *, rng, feature_names=None):
     return fig
 
 
-def profile_heatmap(contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=()):
+def _top_components(centered: np.ndarray, n: int, rng: np.random.Generator):
+    """The largest ``n`` singular values and right singular vectors of ``centered``."""
+    if min(centered.shape) <= _EXACT_SVD_LIMIT:
+        _, singular, components = np.linalg.svd(centered, full_matrices=False)
+        return singular[:n], components[:n]
+    from sklearn.utils.extmath import randomized_svd
+
+    _, singular, components = randomized_svd(
+        centered, n_components=n, random_state=int(rng.integers(2**31 - 1))
+    )
+    return singular, components
+
+
+def profile_heatmap(
+    contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=(), max_features: int = SHOWN_FEATURES
+):
     """Segments x features; colour: standardised difference from the population, text: the mean.
 
     ``level_columns`` are one-hot category levels, whose mean is shown as a share.
+    A feature takes 1.1 inch of width, so of a wide table only the ``max_features``
+    that most set segments apart are drawn (see :func:`distinguishing_features`).
     """
     from matplotlib.figure import Figure
 
+    contrasts = contrasts[distinguishing_features(contrasts, max_features)]
     z = contrasts.to_numpy(dtype=np.float64)
     k, d = z.shape
     limit = float(min(max(np.nanmax(np.abs(z)), 1.0), 3.0))
@@ -163,6 +208,8 @@ def _format_mean(value: float, *, is_share: bool) -> str:
     if is_share:
         return f"{100 * value:.0f}%"
     magnitude = abs(value)
+    if magnitude >= 1e9 or 0 < magnitude < 0.01:
+        return f"{value:.3g}"
     if magnitude >= 10_000:
         return f"{value:,.0f}"
     if magnitude >= 100:
@@ -231,7 +278,7 @@ border-left:4px solid #4a7bd0;padding:.5rem .8rem}.scroll{overflow-x:auto}ul{mar
 """
 
 
-def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels) -> str:
+def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, shown) -> str:
     summary = result.summary
     metrics = summary["metrics"]
     prep = summary["preprocessing"]
@@ -250,15 +297,21 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels) 
     ]
     for title, png in figures:
         parts.append(f"<h3>{_e(title)}</h3><img alt='{_e(title)}' src='data:image/png;base64,{png}'>")
+    link = "<a href='profiles.csv'>profiles.csv</a>"
+    scope = f"Also in {link}."
+    if len(shown) < result.contrasts.shape[1]:
+        scope = (f"The {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart; "
+                 f"every feature is in {link}.")
     parts += [
         "<h2>Profiles (mean per segment in original units; hover for median)</h2>",
-        f"<div class='scroll'>{_profile_table(result.profiles, levels)}</div>",
+        f"<p class='meta'>{scope}</p>",
+        f"<div class='scroll'>{_profile_table(result.profiles, levels, shown)}</div>",
         "<h2>Quality</h2>",
         _metrics_list(metrics),
     ]
     if summary.get("sweep"):
         parts += ["<h2>Sweep</h2>", f"<div class='scroll'>{_sweep_table(summary['sweep'])}</div>"]
-    parts += ["<h2>Preprocessing</h2>", _preprocessing_list(prep)]
+    parts += ["<h2>Preprocessing</h2>", _preprocessing_list(prep, summary["input"])]
     if summary.get("command"):
         parts.append(f"<p class='meta'>Command: <code>{_e(summary['command'])}</code></p>")
     parts.append("</body></html>")
@@ -280,8 +333,8 @@ def _overview_table(result) -> str:
     return "".join(rows)
 
 
-def _profile_table(profiles: pd.DataFrame, levels) -> str:
-    features = [c[: -len(" mean")] for c in profiles.columns if c.endswith(" mean")]
+def _profile_table(profiles: pd.DataFrame, levels, features) -> str:
+    levels = set(levels)
     head = "".join(f"<th>{_e(f)}</th>" for f in features)
     rows = [f"<table><tr><th>segment</th><th>share</th>{head}</tr>"]
     for _, row in profiles.iterrows():
@@ -335,26 +388,48 @@ def _format_cell(value) -> str:
     return _e(value)
 
 
-def _preprocessing_list(prep: dict) -> str:
+def _preprocessing_list(prep: dict, reading: dict) -> str:
     items = []
     if prep.get("id_column"):
         items.append(f"ID column (not clustered): {_e(prep['id_column'])}")
-    items.append(f"features clustered: {_e(', '.join(prep['features']))}")
-    if prep.get("excluded_columns"):
-        items.append(f"non-numeric columns left out: {_e(', '.join(prep['excluded_columns']))}")
+    items.append(f"features clustered ({len(prep['features']):,}): {_e(_listed(prep['features']))}")
+    if prep.get("left_out"):
+        entries = [
+            f"{e['column']} ({e['reason']}{': ' + e['detail'] if e.get('detail') else ''})"
+            for e in prep["left_out"]
+        ]
+        items.append(f"columns left out ({len(entries):,}): {_e(_listed(entries))}")
+    if prep.get("auto_categorical"):
+        items.append(
+            "columns of codes one-hot encoded as categories (name them in --columns to cluster them "
+            f"as numbers): {_e(_listed(prep['auto_categorical']))}"
+        )
+    if reading.get("units"):
+        units = [f"{c} in {u}" for c, u in reading["units"].items()]
+        items.append(f"units read from the cells (values as written: 12% is 12): {_e(_listed(units))}")
+    if reading.get("placeholders"):
+        counts = [
+            f"{c}: " + ", ".join(f"{n:,} × {spelling!r}" for spelling, n in kinds.items())
+            for c, kinds in reading["placeholders"].items()
+        ]
+        items.append(f"placeholders read as missing values: {_e(_listed(counts))}")
     if prep.get("missing_counts"):
-        counts = ", ".join(f"{_e(c)}: {n:,}" for c, n in prep["missing_counts"].items())
+        counts = _e(_listed([f"{c}: {n:,}" for c, n in prep["missing_counts"].items()]))
         action = (
             f"{prep['rows_dropped_missing']:,} rows dropped"
             if prep.get("missing") == "drop"
             else "imputed with the median or most frequent value"
         )
         items.append(f"missing values per column ({action}): {counts}")
-    if prep.get("constant_columns"):
-        items.append(f"constant columns left out: {_e(', '.join(prep['constant_columns']))}")
     if prep.get("log_columns"):
         items.append(f"log1p-transformed: {_e(', '.join(prep['log_columns']))}")
     if prep.get("clip"):
         items.append(f"clipped at the {prep['clip']:g} and {1 - prep['clip']:g} quantiles")
     items.append(f"scaling: {_e(prep.get('scale'))}")
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def _listed(names: list[str], limit: int = 50) -> str:
+    """Names joined by commas, at most ``limit`` of them, so that a wide table's list stays short."""
+    shown = ", ".join(str(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
