@@ -50,8 +50,10 @@ LEFT_TO_PREDICT = "refused by predict"
 #: change pattern, outcome, why). The first match decides; any other mutation must be
 #: refused on load.
 EXPECTED = [
-    (r"metadata\.info\.(?!k$)", r".", HARMLESS,
-     "info's facts other than k are for people; nothing reads them"),
+    (r"metadata\.info\.decimal$", r"^(deleted|set to null)$", HARMLESS,
+     "without the training table's decimal separator, predict detects it"),
+    (r"metadata\.info\.(?!k$|decimal$)", r".", HARMLESS,
+     "info's facts other than k and decimal are for people; nothing reads them"),
     (r"metadata\.info\.k$", r"^deleted$", HARMLESS,
      "info.k is checked when present; a model saved from Python may carry no facts"),
     (r"metadata\.info$", r"^an unknown member$", HARMLESS,

@@ -265,6 +265,9 @@ def _model_from_contents(metadata: dict[str, str], centers: np.ndarray) -> Segme
     info = fields["info"]
     if "k" in info and whole_number(info["k"], "metadata.info.k") != n_segments:
         raise InputError(f"metadata.info.k is {shown(info['k'])} for {n_segments} centres")
+    # the training table's decimal separator: how predict reads numbers written as text
+    if info.get("decimal") not in (None, ".", ","):
+        raise InputError(f"metadata.info.decimal is {shown(info['decimal'])}; expected '.' or ','")
     return SegmentModel(
         preprocessor=preprocessor,
         cluster_centers=centers.astype(np.float64),
