@@ -370,9 +370,9 @@ def _temporary_prefix(name: str, kind: str | None = None) -> str:
 
 def _leftover_pattern(name: str) -> re.Pattern:
     # tempfile's random part is made of lower-case letters, digits and "_".
-    return re.compile(
-        rf"\.{re.escape(name)}\.(?:(?P<kind>partial|old|probe)-(?P<pid>\d+)-[a-z0-9_]+|(?P<file_pid>\d+)-[a-z0-9_]+\.tmp)"
-    )
+    folder = rf"(?P<kind>partial|old|probe)-(?P<pid>\d+)-[a-z0-9_]+"
+    file = rf"(?P<file_pid>\d+)-[a-z0-9_]+\.tmp"
+    return re.compile(rf"\.{re.escape(name)}\.(?:{folder}|{file})")
 
 
 def _remove_leftovers(folder: Path, name: str) -> None:
