@@ -2,15 +2,17 @@
 
 A fault benchmark, not a test: it takes minutes. It writes a customer table
 (:func:`gpukmeans.segmentation.demo.make_customers`, 1,000,000 rows by default, CSV)
-into a scratch folder, times one whole run with and one without the report, then
-runs the trials. Each trial starts the installed command as a fresh process,
+into a scratch folder, times one whole run with and one without the report (and how
+long each one's staging folder exists: the writing), then runs the trials. Each
+trial starts the installed command as a fresh process,
 
     gpukmeans segment customers.csv --k 4 --out out --device cpu --quiet [--no-report] [--force]
 
 (``--force`` once ``out`` exists; every third run without ``--no-report``, so with
 the report), and kills it with SIGKILL or SIGTERM, alternately, at a random moment:
-in half the trials anywhere in the run, in the other half during the writing, the
-moment a staging folder appears plus a random part of a second. Then it checks:
+in half the trials anywhere in the run, in the other half during the writing: the
+moment its staging folder appears plus a random part of the writing's time. Then it
+checks:
 
 - ``out`` is absent or complete: ``summary.json`` parses and ``out`` holds exactly
   the files it lists;
@@ -18,8 +20,10 @@ moment a staging folder appears plus a random part of a second. Then it checks:
   temporary names of the killed run (``.out.partial-PID-*``, ``.out.old-PID-*``),
   which are hidden and which the next run removes; after SIGTERM, not even those,
   and the command exits with 143 and one ``error:`` line;
-- the next run (``--force`` when ``out`` exists) exits with 0 and leaves a complete
-  ``out`` and nothing else.
+- the next run, the same command again (so with ``--force`` when the killed one had
+  it, or when ``out`` exists), exits with 0 and leaves a complete ``out`` and nothing
+  else. A run killed between setting the old ``out`` aside and renaming the new one
+  into place leaves no ``out``; the next run puts the old one back, then replaces it.
 
 Results, with the machine and the commit, go to ``benchmarks/results/faults.{json,md}``.
 
@@ -55,11 +59,11 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gpukmeans_cli"]
 
 
-def segment_args(folder: Path, *, report: bool) -> list[str]:
+def segment_args(*, report: bool, force: bool) -> list[str]:
     args = ["segment", TABLE, "--k", "4", "--out", OUT, "--device", "cpu", "--quiet"]
     if not report:
         args.append("--no-report")
-    if (folder / OUT).exists():
+    if force:
         args.append("--force")
     return args
 
@@ -93,37 +97,51 @@ def litter(folder: Path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name not in (TABLE, OUT))
 
 
-def run_to_the_end(folder: Path, *, report: bool) -> tuple[int, float, str]:
+def start(folder: Path, *, report: bool, force: bool) -> subprocess.Popen:
+    return subprocess.Popen(command() + segment_args(report=report, force=force), cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_to_the_end(folder: Path, *, report: bool, force: bool) -> tuple[int, float, float | None, str]:
+    """Exit code, wall seconds, seconds the staging folder existed (None if not seen), stderr."""
     started = time.perf_counter()
-    done = subprocess.run(command() + segment_args(folder, report=report), cwd=folder, capture_output=True,
-                          text=True)
-    return done.returncode, time.perf_counter() - started, done.stderr.strip()
+    process = start(folder, report=report, force=force)
+    appeared = wait_for_staging(folder, process)
+    writing = None
+    if appeared is not None:
+        while staging_of(folder, process) and process.poll() is None:
+            time.sleep(0.002)
+        writing = time.perf_counter() - started - appeared
+    _, stderr = process.communicate()
+    return process.returncode, time.perf_counter() - started, writing, stderr.strip()
 
 
-def wait_for_staging(folder: Path, process: subprocess.Popen, limit: float) -> float | None:
+def staging_of(folder: Path, process: subprocess.Popen) -> bool:
+    prefix = f".{OUT}.partial-{process.pid}-"
+    return any(name.startswith(prefix) for name in os.listdir(folder))
+
+
+def wait_for_staging(folder: Path, process: subprocess.Popen) -> float | None:
     """Seconds until a staging folder of ``process`` appears; None if the run ends first."""
     started = time.perf_counter()
-    prefix = f".{OUT}.partial-{process.pid}-"
-    while time.perf_counter() - started < limit and process.poll() is None:
-        if any(name.startswith(prefix) for name in os.listdir(folder)):
+    while process.poll() is None:
+        if staging_of(folder, process):
             return time.perf_counter() - started
-        time.sleep(0.005)
+        time.sleep(0.002)
     return None
 
 
-def trial(folder: Path, number: int, rng: random.Random, whole_run: dict[bool, float]) -> dict:
+def trial(folder: Path, number: int, rng: random.Random, whole_run: dict, writing: dict) -> dict:
     kill = signal.SIGKILL if number % 2 == 0 else signal.SIGTERM
     window = "writing" if (number // 2) % 2 else "anywhere"
     report = number % 3 == 0
     had_output = (folder / OUT).exists()
     started = time.perf_counter()
-    process = subprocess.Popen(command() + segment_args(folder, report=report), cwd=folder,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start(folder, report=report, force=had_output)
     if window == "anywhere":
         time.sleep(rng.uniform(0, whole_run[report]))
-    else:
-        if wait_for_staging(folder, process, limit=3 * whole_run[report]) is not None:
-            time.sleep(rng.uniform(0, 0.5))
+    elif wait_for_staging(folder, process) is not None:
+        time.sleep(rng.uniform(0, writing[report]))
     killed_at = time.perf_counter() - started
     finished_first = process.poll() is not None
     if not finished_first:
@@ -150,7 +168,9 @@ def trial(folder: Path, number: int, rng: random.Random, whole_run: dict[bool, f
         ),
         "finished run exits 0": not finished_first or process.returncode == 0,
     }
-    rerun_code, rerun_seconds, rerun_stderr = run_to_the_end(folder, report=False)
+    rerun_code, rerun_seconds, _, rerun_stderr = run_to_the_end(
+        folder, report=False, force=had_output or (folder / OUT).exists()
+    )
     rerun_state, rerun_left = out_state(folder), litter(folder)
     checks["next run succeeds"] = rerun_code == 0
     checks["next run leaves out complete and nothing else"] = rerun_state == "complete" and not rerun_left
@@ -192,7 +212,9 @@ def write_results(report: dict) -> None:
         "",
         f"Table: {report['rows']:,} customers ({report['table_mib']:.1f} MiB CSV, `make_customers`). "
         f"A whole run takes {report['whole_run_s']['with report']:.1f} s with the report and "
-        f"{report['whole_run_s']['without report']:.1f} s without (start-up included). "
+        f"{report['whole_run_s']['without report']:.1f} s without (start-up included), of which the "
+        f"writing (the staging folder's life) {report['writing_s']['with report']:.2f} s and "
+        f"{report['writing_s']['without report']:.2f} s. "
         f"{report['passed']} of {len(report['trials'])} trials pass every check.",
         "",
         "| trial | signal | when | report | earlier out | killed at s | exit | outcome | out after | "
@@ -212,7 +234,8 @@ def write_results(report: dict) -> None:
     lines += [
         "",
         "\"when\": *anywhere* is a uniform moment in a whole run's time; *writing* is the moment the "
-        "run's staging folder appears plus up to 0.5 s. Temporary names left by SIGKILL start with a dot "
+        "run's staging folder appears plus a uniform part of the writing's time (a whole run's, above). "
+        "The next run is the same command again, without the report. Temporary names left by SIGKILL start with a dot "
         "and carry the killed process's ID; the next run removes them. Exit 143 is the command's own "
         "SIGTERM handling (staging removed, one `error:` line); -9 is SIGKILL.",
     ]
@@ -231,19 +254,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench-faults-") as scratch:
         folder = Path(scratch)
         table_mib = make_table(folder, args.rows, args.seed)
-        whole_run = {}
+        whole_run, writing = {}, {}
         for report in (True, False):
-            code, seconds, stderr = run_to_the_end(folder, report=report)
-            if code != 0:
-                raise SystemExit(f"a whole run failed: {stderr}")
-            whole_run[report] = seconds
-            print(f"whole run {'with' if report else 'without'} the report: {seconds:.1f} s", flush=True)
+            code, seconds, staged, stderr = run_to_the_end(folder, report=report, force=True)
+            if code != 0 or staged is None:
+                raise SystemExit(f"a whole run failed or was not seen writing: {stderr}")
+            whole_run[report], writing[report] = seconds, staged
+            print(f"whole run {'with' if report else 'without'} the report: {seconds:.1f} s, "
+                  f"writing {staged:.2f} s", flush=True)
         trials = []
         for number in range(args.trials):
             if number % 4 == 0 and number:
                 # Start some trials with no earlier output, so that both cases are killed.
                 subprocess.run(["rm", "-rf", str(folder / OUT)], check=True)
-            result = trial(folder, number, rng, whole_run)
+            result = trial(folder, number, rng, whole_run, writing)
             trials.append(result)
             print(f"trial {number}: {result['signal']} at {result['kill_at_s']:.2f} s ({result['window']}): "
                   f"{result['outcome']}, out {result['out_after_kill']}, beside {result['beside_out_after_kill']}; "
@@ -255,6 +279,7 @@ def main() -> None:
         "table_mib": round(table_mib, 1),
         "seed": args.seed,
         "whole_run_s": {"with report": round(whole_run[True], 2), "without report": round(whole_run[False], 2)},
+        "writing_s": {"with report": round(writing[True], 3), "without report": round(writing[False], 3)},
         "passed": sum(t["ok"] for t in trials),
         "trials": trials,
     }
