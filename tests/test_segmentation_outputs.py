@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from _mounts import tmpfs
 from _robustness import fingerprint
-from gpukmeans.segmentation import InputError, OutputError, predict, rfm_file, segment, write_table
+from gpukmeans.segmentation import InputError, OutputError, predict, rfm_file, segment, sweep_k, write_table
 from gpukmeans.segmentation.io import atomic_path, check_output_dir, check_output_file, staged_output_dir
 from gpukmeans_cli._console import stop_cleanly_on_sigterm
 from gpukmeans_cli.app import app
@@ -148,6 +148,25 @@ def test_a_special_file_that_appears_is_never_replaced(tmp_path):
             tmp.write_text("results")
             os.mkfifo(out)
     assert fingerprint(tmp_path) == {"p.csv": "special 10000"}
+
+
+# ---------------------------------------------------------------- a command's own output
+
+
+def test_every_file_a_command_writes_is_one_force_may_replace(tmp_path):
+    """A rerun with force replaces the folder a run of the same command wrote, with every
+    file it can write (a sweep's table, the report), and nothing else is in the way."""
+    from gpukmeans.segmentation.pipeline import SEGMENT_FILES, SWEEP_FILES
+
+    seg, sweep = tmp_path / "seg", tmp_path / "sweep"
+    segment(MALL, k_range=(2, 3), out=seg)
+    assert {"sweep.csv", "report.html"} <= {p.name for p in seg.iterdir()} <= set(SEGMENT_FILES)
+    segment(MALL, k=3, report=False, out=seg, force=True)
+    assert "report.html" not in {p.name for p in seg.iterdir()}
+    sweep_k(MALL, k_range=(2, 3), out=sweep)
+    assert {p.name for p in sweep.iterdir()} == set(SWEEP_FILES)
+    sweep_k(MALL, k_range=(2, 3), out=sweep, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg", "sweep"]
 
 
 # ---------------------------------------------------------------- inputs, links, special files
