@@ -2,17 +2,17 @@
 
 A fault benchmark, not a test: it takes minutes. It writes a customer table
 (:func:`gpukmeans.segmentation.demo.make_customers`, 1,000,000 rows by default, CSV)
-into a scratch folder, times one whole run with and one without the report (and how
-long each one's staging folder exists: the writing), then runs the trials. Each
-trial starts the installed command as a fresh process,
+into a scratch folder, and times one whole run with and one without the report:
+when its output is in place and how long its staging folder exists (the writing).
+Then it runs the trials. Each trial starts the installed command as a fresh process,
 
     gpukmeans segment customers.csv --k 4 --out out --device cpu --quiet [--no-report] [--force]
 
 (``--force`` once ``out`` exists; every third run without ``--no-report``, so with
 the report), and kills it with SIGKILL or SIGTERM, alternately, at a random moment:
-in half the trials anywhere in the run, in the other half during the writing: the
-moment its staging folder appears plus a random part of the writing's time. Then it
-checks:
+in half the trials any moment before a whole run's output is in place, in the other
+half during the writing (the moment its staging folder appears plus a random part of
+the writing's time). Then it checks:
 
 - ``out`` is absent or complete: ``summary.json`` parses and ``out`` holds exactly
   the files it lists;
@@ -103,17 +103,19 @@ def start(folder: Path, *, report: bool, force: bool) -> subprocess.Popen:
 
 
 def run_to_the_end(folder: Path, *, report: bool, force: bool) -> tuple[int, float, float | None, str]:
-    """Exit code, wall seconds, seconds the staging folder existed (None if not seen), stderr."""
+    """Exit code, seconds until the output was in place (the staging folder gone; None if
+    it was not seen), seconds the staging folder existed, standard error."""
     started = time.perf_counter()
     process = start(folder, report=report, force=force)
     appeared = wait_for_staging(folder, process)
-    writing = None
+    written = writing = None
     if appeared is not None:
         while staging_of(folder, process) and process.poll() is None:
             time.sleep(0.002)
-        writing = time.perf_counter() - started - appeared
+        written = time.perf_counter() - started
+        writing = written - appeared
     _, stderr = process.communicate()
-    return process.returncode, time.perf_counter() - started, writing, stderr.strip()
+    return process.returncode, written, writing, stderr.strip()
 
 
 def staging_of(folder: Path, process: subprocess.Popen) -> bool:
@@ -131,7 +133,7 @@ def wait_for_staging(folder: Path, process: subprocess.Popen) -> float | None:
     return None
 
 
-def trial(folder: Path, number: int, rng: random.Random, whole_run: dict, writing: dict) -> dict:
+def trial(folder: Path, number: int, rng: random.Random, written: dict, writing: dict) -> dict:
     kill = signal.SIGKILL if number % 2 == 0 else signal.SIGTERM
     window = "writing" if (number // 2) % 2 else "anywhere"
     report = number % 3 == 0
@@ -139,7 +141,7 @@ def trial(folder: Path, number: int, rng: random.Random, whole_run: dict, writin
     started = time.perf_counter()
     process = start(folder, report=report, force=had_output)
     if window == "anywhere":
-        time.sleep(rng.uniform(0, whole_run[report]))
+        time.sleep(rng.uniform(0, written[report]))
     elif wait_for_staging(folder, process) is not None:
         time.sleep(rng.uniform(0, writing[report]))
     killed_at = time.perf_counter() - started
@@ -211,10 +213,10 @@ def write_results(report: dict) -> None:
         f"Commit {report['commit']}.",
         "",
         f"Table: {report['rows']:,} customers ({report['table_mib']:.1f} MiB CSV, `make_customers`). "
-        f"A whole run takes {report['whole_run_s']['with report']:.1f} s with the report and "
-        f"{report['whole_run_s']['without report']:.1f} s without (start-up included), of which the "
-        f"writing (the staging folder's life) {report['writing_s']['with report']:.2f} s and "
-        f"{report['writing_s']['without report']:.2f} s. "
+        f"A whole run has its output in place after {report['written_at_s']['with report']:.1f} s with "
+        f"the report and {report['written_at_s']['without report']:.1f} s without (start-up included), "
+        f"of which the writing (the staging folder's life) takes {report['writing_s']['with report']:.2f} s "
+        f"and {report['writing_s']['without report']:.2f} s. "
         f"{report['passed']} of {len(report['trials'])} trials pass every check.",
         "",
         "| trial | signal | when | report | earlier out | killed at s | exit | outcome | out after | "
@@ -233,7 +235,7 @@ def write_results(report: dict) -> None:
         )
     lines += [
         "",
-        "\"when\": *anywhere* is a uniform moment in a whole run's time; *writing* is the moment the "
+        "\"when\": *anywhere* is a uniform moment before a whole run's output is in place; *writing* is the moment the "
         "run's staging folder appears plus a uniform part of the writing's time (a whole run's, above). "
         "The next run is the same command again, without the report. Temporary names left by SIGKILL start with a dot "
         "and carry the killed process's ID; the next run removes them. Exit 143 is the command's own "
@@ -254,20 +256,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench-faults-") as scratch:
         folder = Path(scratch)
         table_mib = make_table(folder, args.rows, args.seed)
-        whole_run, writing = {}, {}
+        written, writing = {}, {}
         for report in (True, False):
             code, seconds, staged, stderr = run_to_the_end(folder, report=report, force=True)
             if code != 0 or staged is None:
                 raise SystemExit(f"a whole run failed or was not seen writing: {stderr}")
-            whole_run[report], writing[report] = seconds, staged
-            print(f"whole run {'with' if report else 'without'} the report: {seconds:.1f} s, "
-                  f"writing {staged:.2f} s", flush=True)
+            written[report], writing[report] = seconds, staged
+            print(f"whole run {'with' if report else 'without'} the report: output in place after "
+                  f"{seconds:.1f} s, writing {staged:.2f} s", flush=True)
         trials = []
         for number in range(args.trials):
             if number % 4 == 0 and number:
                 # Start some trials with no earlier output, so that both cases are killed.
                 subprocess.run(["rm", "-rf", str(folder / OUT)], check=True)
-            result = trial(folder, number, rng, whole_run, writing)
+            result = trial(folder, number, rng, written, writing)
             trials.append(result)
             print(f"trial {number}: {result['signal']} at {result['kill_at_s']:.2f} s ({result['window']}): "
                   f"{result['outcome']}, out {result['out_after_kill']}, beside {result['beside_out_after_kill']}; "
@@ -278,7 +280,7 @@ def main() -> None:
         "rows": args.rows,
         "table_mib": round(table_mib, 1),
         "seed": args.seed,
-        "whole_run_s": {"with report": round(whole_run[True], 2), "without report": round(whole_run[False], 2)},
+        "written_at_s": {"with report": round(written[True], 2), "without report": round(written[False], 2)},
         "writing_s": {"with report": round(writing[True], 3), "without report": round(writing[False], 3)},
         "passed": sum(t["ok"] for t in trials),
         "trials": trials,
