@@ -381,7 +381,9 @@ def _remove_leftovers(folder: Path, name: str) -> None:
     A run killed between setting the old output aside and moving the new one into
     place leaves nothing at ``name`` and the old output at ``.NAME.old-*``: that one
     is put back, not removed. Removal is best effort; what cannot be removed stays
-    for a later run.
+    for a later run. A process ID means something on this machine only: runs on two
+    machines into one shared folder may remove each other's staging, which makes the
+    other run fail at its final rename, never lose an output.
     """
     if os.name != "posix":  # os.kill(pid, 0) asks whether a process exists only on POSIX
         return
