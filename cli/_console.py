@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from typing import Iterator
@@ -30,11 +31,17 @@ def fail(message: str) -> None:
 def user_errors(*, quiet: bool = False) -> Iterator[None]:
     """Turn the errors a user can cause into one line and exit code 2, never a traceback.
 
+    The errors are those of the input (:class:`InputError` and the ``ValueError``
+    and missing-file errors it stands beside) and those of writing the results
+    (:class:`OutputError`: a read-only place, a full disk, which the library raises
+    for every ``OSError`` while writing, naming the path). Any other ``OSError``
+    keeps its traceback: it is not one a user can be told how to fix.
+
     Warnings (a missing optional fast path, fewer distinct points than k...) are
     shown as one ``warning: ...`` line each, not with a file name and line number,
     and not at all with ``quiet``. Set ``GPUKMEANS_DEBUG=1`` to see tracebacks.
     """
-    from gpukmeans.segmentation import InputError
+    from gpukmeans.segmentation import InputError, OutputError
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         note(f"warning: {' '.join(str(message).split())}", quiet=quiet)
@@ -44,7 +51,7 @@ def user_errors(*, quiet: bool = False) -> Iterator[None]:
         warnings.showwarning = show_warning
         try:
             yield
-        except (InputError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except (InputError, OutputError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             if os.environ.get("GPUKMEANS_DEBUG"):
                 raise
             fail(str(exc) or type(exc).__name__)
@@ -52,6 +59,39 @@ def user_errors(*, quiet: bool = False) -> Iterator[None]:
             if os.environ.get("GPUKMEANS_DEBUG"):
                 raise
             fail("out of memory; try --device cuda, fewer columns, or a sample of the table")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every clean-up on the way out runs.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception``
+    on the way swallows it.
+    """
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated`, then into one line and exit code 143.
+
+    Without this, SIGTERM ends the process on the spot and leaves its staging
+    folders and temporary files behind (the next run removes them, but a user sees
+    them until then); with it the run stops at once all the same, and the writing
+    code's clean-up removes them before the process exits. Only the first SIGTERM
+    is turned into an exception: a second one while cleaning up is ignored.
+    """
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except Terminated:
+        typer.echo("error: stopped by SIGTERM; unfinished outputs were removed", err=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def print_json(obj) -> None:

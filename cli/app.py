@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._console import ProgressDisplay, fail, note, print_json, user_errors
+from ._console import ProgressDisplay, fail, note, print_json, stop_cleanly_on_sigterm, user_errors
 from ._options import expand_option_groups
 
 app = typer.Typer(
@@ -60,7 +60,21 @@ MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iteratio
 SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 SampleOpt = Annotated[int, typer.Option("--sample-size", help="Rows for the sampled silhouette and the plots.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output folder if it is not empty.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an earlier output of this command at --out (a folder holding only files it writes). "
+        "A folder holding other files or the input, a file, a link or a special file is never replaced.",
+    ),
+]
+FileForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing --out file. An input, a folder, a link or a special file is never replaced.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no messages.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on standard output.")]
 
@@ -245,6 +259,7 @@ def predict(
         typer.Option(help="Decimal separator, '.' or ',', of numbers such as 1.234 that read two ways "
                      "\\[default: the training table's]."),
     ] = None,
+    force: FileForceOpt = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ):
@@ -252,7 +267,7 @@ def predict(
     from gpukmeans.segmentation import predict as run_predict
 
     with user_errors(quiet=quiet or json_output):
-        segments = run_predict(model, data, out=out, decimal=decimal)
+        segments = run_predict(model, data, out=out, decimal=decimal, force=force)
     counts = segments.groupby(["segment", "segment_name"]).size()
     if json_output:
         print_json(
@@ -275,6 +290,7 @@ def predict(
 def rfm(
     transactions: Annotated[Path, typer.Argument(help="Transaction log: one row per invoice line (CSV or Parquet).")],
     out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet): one row per customer.")],
+    force: FileForceOpt = False,
     customer_column: Annotated[str, typer.Option(help="Customer ID column.")] = "CustomerID",
     invoice_column: Annotated[str, typer.Option(help="Invoice number column; 'C...' marks a cancellation.")] = "InvoiceNo",
     date_column: Annotated[str, typer.Option(help="Invoice date column.")] = "InvoiceDate",
@@ -294,7 +310,7 @@ def rfm(
         quantity=quantity_column, price=price_column,
     )
     with user_errors(quiet=quiet or json_output):
-        run = rfm_file(transactions, out, columns=columns, date_format=date_format)
+        run = rfm_file(transactions, out, columns=columns, date_format=date_format, force=force)
     facts = {
         "transactions": run.n_transactions,
         "used": run.n_used,
@@ -433,4 +449,5 @@ def main() -> None:
     """Entry point of the installed ``gpukmeans`` command."""
     global _invocation
     _invocation = sys.argv[1:]
-    app()
+    with stop_cleanly_on_sigterm():
+        app()

@@ -65,15 +65,18 @@ def test_segment_reports_left_out_columns_on_stderr(tmp_path):
     assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
-def test_force_replaces_a_non_empty_folder(tmp_path):
+def test_force_replaces_an_earlier_output_and_nothing_else(tmp_path):
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "old.txt").write_text("x")
-    refused = run("segment", MALL, "--k", "3", "--out", out, "--no-report")
+    assert run("segment", MALL, "--k", "3", "--out", out, "--no-report").exit_code == 0
+    refused = run("segment", MALL, "--k", "4", "--out", out, "--no-report")
     assert refused.exit_code == 2 and "use --force" in refused.stderr
-    forced = run("segment", MALL, "--k", "3", "--out", out, "--no-report", "--force")
+    forced = run("segment", MALL, "--k", "4", "--out", out, "--no-report", "--force")
     assert forced.exit_code == 0, forced.output
-    assert not (out / "old.txt").exists() and (out / "segments.csv").exists()
+    assert json.loads((out / "summary.json").read_text())["k"] == 4
+    (out / "old.txt").write_text("x")
+    foreign = run("segment", MALL, "--k", "3", "--out", out, "--no-report", "--force")
+    assert foreign.exit_code == 2 and "holds 'old.txt'" in foreign.stderr
+    assert (out / "old.txt").read_text() == "x" and json.loads((out / "summary.json").read_text())["k"] == 4
 
 
 def test_predict_reproduces_segment_labels(tmp_path):

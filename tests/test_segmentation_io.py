@@ -149,17 +149,18 @@ def test_staged_output_dir_appears_only_on_success(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
 
 
-def test_staged_output_dir_refuses_a_non_empty_folder_unless_forced(tmp_path):
+def test_staged_output_dir_replaces_an_earlier_output_only_when_forced(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("precious")
+    (out / "summary.json").write_text("earlier")
     with pytest.raises(InputError, match="not empty; use --force"):
-        with staged_output_dir(out):
+        with staged_output_dir(out, own_files=["summary.json"]):
             pass
-    assert (out / "keep.txt").read_text() == "precious"
-    with staged_output_dir(out, force=True) as staging:
-        (staging / "new.txt").write_text("y")
-    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert (out / "summary.json").read_text() == "earlier"
+    with staged_output_dir(out, force=True, own_files=["summary.json"]) as staging:
+        (staging / "summary.json").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert (out / "summary.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -110,10 +110,13 @@ def test_bad_arguments_fail_before_anything_is_written(tmp_path, kwargs, message
 
 
 def test_a_non_empty_output_folder_is_refused_before_any_work(tmp_path):
-    (tmp_path / "old.txt").write_text("keep")
+    (tmp_path / "summary.json").write_text("an earlier run's")
     with pytest.raises(InputError, match="not empty; use --force"):
         segment(tmp_path / "does-not-exist.csv", k=3, out=tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+    (tmp_path / "old.txt").write_text("keep")
+    with pytest.raises(InputError, match="holds 'old.txt', which gpukmeans does not write there"):
+        segment(tmp_path / "does-not-exist.csv", k=3, out=tmp_path, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt", "summary.json"]
 
 
 def test_max_iter_reaches_the_sweep():

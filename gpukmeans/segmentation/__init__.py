@@ -9,7 +9,7 @@ is here, callable from Python:
 """
 
 from .demo import make_customers, run_demo
-from .errors import InputError
+from .errors import InputError, OutputError
 from .io import read_table, write_table
 from .model_io import SegmentModel, load_model, nearest_centers, save_model
 from .pipeline import SegmentationResult, SweepRun, parse_k_range, predict, segment, sweep_k
@@ -19,6 +19,7 @@ from .rfm import RFMColumns, RFMResult, rfm, rfm_file
 
 __all__ = [
     "InputError",
+    "OutputError",
     "PreparedData",
     "PreprocessReport",
     "Preprocessor",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .pipeline import SEGMENT_FILES
 
 #: The planted segments: share of customers and the parameters of every column.
 #: Money columns are log-normal (median, log-sd); orders are Poisson; recency is
@@ -121,6 +122,10 @@ def make_customers(n_rows: int = 10_000, *, random_state: int | None = 0) -> tup
 #: The file in a demo folder that marks it as one, so that a rerun may replace it.
 DEMO_MARKER = "demo.json"
 
+#: Every file the demo writes into its folder: a folder holding nothing else is
+#: an earlier demo.
+DEMO_FILES = ("customers.csv", DEMO_MARKER, *(f"segments/{name}" for name in SEGMENT_FILES))
+
 
 def run_demo(
     out: str | os.PathLike = "gpukmeans-demo",
@@ -137,8 +142,8 @@ def run_demo(
     ``out`` receives ``customers.csv``, ``demo.json`` (the planted segments and how
     well they were found) and ``segments/`` (the output of
     :func:`~gpukmeans.segmentation.segment`: report, profiles, model...). A
-    folder left by an earlier demo is replaced; any other non-empty folder
-    needs ``force``.
+    folder left by an earlier demo is replaced; a folder holding only files the
+    demo writes needs ``force``; any other non-empty folder is never replaced.
 
     Returns
     -------
@@ -155,7 +160,7 @@ def run_demo(
     if rows < 1_000:
         raise InputError(f"--rows must be at least 1000 for a meaningful demo, got {rows}")
     replace = force or (out / DEMO_MARKER).is_file()
-    with staged_output_dir(out, force=replace) as staging:
+    with staged_output_dir(out, force=replace, own_files=DEMO_FILES) as staging:
         customers, truth = make_customers(rows, random_state=seed)
         write_table(customers, staging / "customers.csv", "csv")
         result = segment(

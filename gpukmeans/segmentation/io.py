@@ -14,30 +14,35 @@ numbers, and every placeholder a missing value, counted by spelling. A CSV file'
 decimal separator is detected from its first lines (or given): it decides cells
 that read two ways, such as ``1.234``.
 
-Writing never leaves a half-written file behind: each file is written to a
-temporary name in the same folder and moved into place with :func:`os.replace`,
-and an output folder is assembled under a temporary name beside its final place
-and renamed only once everything in it has been written.
+Writing never leaves a half-written file behind and never destroys what it was
+not asked to replace: each file is written to a temporary name in the same folder
+and moved into place with :func:`os.replace`, and an output folder is assembled
+under a temporary name beside its final place and renamed only once everything in
+it has been written. Output paths are checked before any work (see
+:func:`check_output_file` and :func:`check_output_dir`) and again at the final
+rename.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import numbers
-from .errors import InputError
+from .errors import InputError, OutputError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET_MAGIC = b"PAR1"
@@ -545,33 +550,232 @@ def _first_line(exc: Exception) -> str:
 
 
 # ---------------------------------------------------------------- writing
+#
+# Every temporary name made beside an output NAME starts with ".NAME." and carries
+# the ID of the process that made it:
+#
+#     .NAME.PID-XXXXXXXX.tmp        a file being written (atomic_path)
+#     .NAME.partial-PID-XXXXXXXX    a folder being assembled (staged_output_dir)
+#     .NAME.old-PID-XXXXXXXX        the folder being replaced, set aside for a moment
+#     .NAME.probe-PID-XXXXXXXX      the check that the place is writable
+#
+# A run that is killed cannot remove them. The next run into the same place removes
+# those whose process is gone, and leaves those of a run still going.
+
+
+def _temporary_prefix(name: str, kind: str | None = None) -> str:
+    return f".{name}.{kind}-{os.getpid()}-" if kind else f".{name}.{os.getpid()}-"
+
+
+def _leftover_pattern(name: str) -> re.Pattern:
+    # tempfile's random part is made of lower-case letters, digits and "_".
+    folder = rf"(?P<kind>partial|old|probe)-(?P<pid>\d+)-[a-z0-9_]+"
+    file = rf"(?P<file_pid>\d+)-[a-z0-9_]+\.tmp"
+    return re.compile(rf"\.{re.escape(name)}\.(?:{folder}|{file})")
+
+
+def _remove_leftovers(folder: Path, name: str) -> None:
+    """Remove the temporary names of runs into ``folder / name`` whose process is gone.
+
+    A run killed between setting the old output aside and moving the new one into
+    place leaves nothing at ``name`` and the old output at ``.NAME.old-*``: that one
+    is put back, not removed. Removal is best effort; what cannot be removed stays
+    for a later run. A process ID means something on this machine only: runs on two
+    machines into one shared folder may remove each other's staging, which makes the
+    other run fail at its final rename, never lose an output.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) asks whether a process exists only on POSIX
+        return
+    pattern = _leftover_pattern(name)
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _process_alive(int(match["pid"] or match["file_pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            is_folder = entry.is_dir(follow_symlinks=False)
+            if match["kind"] == "old" and is_folder and not os.path.lexists(folder / name):
+                os.rename(entry.path, folder / name)
+            elif is_folder:
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
+
+
+def _existing_kind(path: Path) -> str | None:
+    """What is at ``path`` itself (a link is not followed), in words; None if nothing."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:  # a file where a folder on the way should be
+        return None
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _unreplaceable(path: Path, kind: str) -> str:
+    """Why ``path`` is never replaced, whatever the options."""
+    if kind == "symbolic link":
+        # Replacing the link would turn the user's link into a plain file and leave
+        # what it points to as it was; writing through it would write somewhere
+        # other than the path given, possibly onto an input. So neither is done.
+        return f"output {path} is a symbolic link; it is never replaced, even with --force (give the path it points to)"
+    if kind == "folder":
+        return f"output {path} is a folder, not a file; it is never replaced, even with --force"
+    return f"output {path} is a {kind}, not a regular file; it is never replaced, even with --force"
+
+
+def _same_entry(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder: through links, ``./``, hard links."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _refuse_inputs(out: Path, inputs: Mapping[str, str | os.PathLike | None] | None, *, folder: bool) -> None:
+    """Refuse an output that is one of the run's inputs or, for a folder, holds one."""
+    for label, given in (inputs or {}).items():
+        if given is None or not os.path.exists(given):  # what is not there cannot be lost
+            continue
+        if _same_entry(out, given):
+            raise InputError(
+                f"output {out} is the {label} {given}; an input is never replaced, even with --force "
+                f"(choose another output path)"
+            )
+        if folder and any(_same_entry(out, above) for above in Path(os.path.realpath(given)).parents):
+            raise InputError(
+                f"output folder {out} holds the {label} {given}; replacing the folder would delete it, "
+                f"even with --force (choose another output folder)"
+            )
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else _first_line(exc)
+
+
+def _write_failure(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"could not write {path}: {_reason(exc)}", exc.errno)
+
+
+def _probe_writable(folder: Path, name: str, shown: Path) -> None:
+    """Create and remove a folder in ``folder``: permission bits, read-only mounts,
+    quotas and the like all answer the same way as they would at the end of a run."""
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=_temporary_prefix(name, "probe")))
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {folder} is not writable ({_reason(exc)})", exc.errno) from exc
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. The
+    move re-checks ``path``: only a regular file is ever replaced, and with
+    ``replace=False`` nothing is (a file that appeared at ``path`` in the meantime
+    is left as it is, and the write fails with an
+    :class:`~gpukmeans.segmentation.errors.InputError`). An :class:`OSError` while
+    writing (a full disk, an I/O error) becomes an
+    :class:`~gpukmeans.segmentation.errors.OutputError` naming ``path``.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+    except OSError as exc:
+        raise _write_failure(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise _write_failure(path, exc) from exc
+        _move_file_into_place(tmp, path, replace=replace)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike, format: str = "csv") -> Path:
-    """Write ``frame`` as CSV or Parquet to ``path`` atomically and return the path."""
+#: errno values of a file system that has no hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def _move_file_into_place(tmp: Path, path: Path, *, replace: bool) -> None:
+    appeared = f"output file {path} appeared during the run; it is left as it is (use --force to replace it)"
+    if replace:
+        kind = _existing_kind(path)
+        if kind not in (None, "file"):
+            raise InputError(_unreplaceable(path, kind))
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            raise InputError(_unreplaceable(path, "folder")) from None
+        except OSError as exc:
+            raise _write_failure(path, exc) from exc
+        return
+    try:
+        os.link(tmp, path)  # unlike a rename, a new link never replaces what is there
+    except FileExistsError:
+        raise InputError(appeared) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise _write_failure(path, exc) from exc
+        # A file system without hard links: look, then rename (a narrow window remains).
+        if os.path.lexists(path):
+            raise InputError(appeared) from None
+        try:
+            os.replace(tmp, path)
+        except OSError as replace_exc:
+            raise _write_failure(path, replace_exc) from replace_exc
+    else:
+        tmp.unlink()
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, format: str = "csv", *, replace: bool = True) -> Path:
+    """Write ``frame`` as CSV or Parquet to ``path`` atomically and return the path.
+
+    With ``replace=False`` an existing ``path`` is never replaced (see :func:`atomic_path`).
+    """
     import pyarrow as pa
 
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=replace) as tmp:
         if format == "parquet":
             import pyarrow.parquet as pq
 
@@ -613,55 +817,266 @@ def _umask() -> int:
     return mask
 
 
-def check_output_dir(out: str | os.PathLike, *, force: bool = False) -> Path:
-    """Refuse an output folder that would overwrite something, before any work.
+def check_output_file(
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+) -> Path:
+    """Refuse an output file that would destroy something, before any work.
+
+    The rules:
+
+    - an input (``inputs`` maps what it is, e.g. ``"input table"``, to its path) is
+      never replaced, even with ``force``: the same file by any name counts, through
+      symbolic links, ``./``, relative or absolute paths and hard links;
+    - only a regular file is ever replaced, and only with ``force``; a folder, a
+      symbolic link or a special file (FIFO, socket, device) never is;
+    - the folder it goes into must exist (it is not created, so that a mistyped
+      folder is an error rather than a new tree) and be writable.
+
+    Temporary files left beside ``path`` by killed runs are removed. Write the file
+    with ``replace=force`` (:func:`write_table`), so that a file that appears at
+    ``path`` during the run is not replaced either without ``force``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
 
     Raises
     ------
     InputError
-        If ``out`` is a file, or a non-empty folder and ``force`` is false.
+        If one of the rules refuses ``path``.
+    OutputError
+        If its folder is not writable.
     """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"output path {out} exists and is not a folder")
-        if any(out.iterdir()) and not force:
-            raise InputError(f"output folder {out} is not empty; use --force to replace it")
-    return out
+    path = Path(path)
+    _refuse_inputs(path, inputs, folder=False)
+    kind = _existing_kind(path)
+    if kind not in (None, "file"):
+        raise InputError(_unreplaceable(path, kind))
+    if kind == "file" and not force:
+        raise InputError(f"output file {path} exists; use --force to replace it")
+    parent = path.absolute().parent
+    if not parent.exists():
+        raise InputError(f"folder {path.parent} for output {path} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{path.parent} is a file, not a folder, so output {path} cannot go there")
+    _remove_leftovers(parent, path.name)
+    _probe_writable(parent, path.name, path)
+    return path
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """An output folder as :func:`check_output_dir` found it before a run.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        Where it goes (absolute).
+    force : bool
+        Whether an earlier output of the same command may be replaced.
+    own_files : tuple of str
+        Paths relative to the folder of every file the command writes there.
+    existed : bool
+        Whether a folder was there at the check; a folder that appears later is
+        never replaced.
+    """
+
+    path: Path
+    force: bool
+    own_files: tuple[str, ...]
+    existed: bool
+
+
+def check_output_dir(
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    own_files: Sequence[str] = (),
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+) -> OutputFolder:
+    """Refuse an output folder that would destroy something, before any work.
+
+    The rules, for what is at ``out``:
+
+    - nothing, or an empty folder: fine (missing parent folders are created later);
+    - a folder holding only files the command writes (``own_files``, relative
+      paths such as ``"summary.json"`` or ``"segments/report.html"``): an earlier
+      output, replaced only with ``force``;
+    - a folder holding anything else (the message names one such entry), a file, a
+      symbolic link or a special file: never replaced, even with ``force``;
+    - a folder that is, or holds, one of ``inputs`` (what it is mapped to its path):
+      never replaced, even with ``force``.
+
+    The place must be writable: the nearest existing folder on the way is probed.
+    Leftovers of killed runs into ``out`` are removed first.
+
+    Returns
+    -------
+    OutputFolder
+        To hand to :func:`staged_output_dir`, which checks again at the end of the run.
+
+    Raises
+    ------
+    InputError
+        If one of the rules refuses ``out``.
+    OutputError
+        If the place is not writable.
+    """
+    given = Path(out)
+    out = given.absolute()
+    _remove_leftovers(out.parent, out.name)
+    _refuse_inputs(given, inputs, folder=True)
+    kind = _existing_kind(out)
+    if kind == "symbolic link":
+        raise InputError(_unreplaceable(given, kind))
+    if kind not in (None, "folder"):
+        raise InputError(f"output path {given} exists and is not a folder (it is a {kind}); it is never replaced")
+    if kind == "folder":
+        foreign = _first_foreign(out, own_files)
+        if foreign is not None:
+            raise InputError(
+                f"output folder {given} holds {foreign!r}, which gpukmeans does not write there; "
+                f"it is never replaced, even with --force (choose another folder)"
+            )
+        if not force and _holds_anything(out):
+            raise InputError(f"output folder {given} is not empty; use --force to replace it")
+    nearest = _nearest_existing(out.parent)
+    if not nearest.is_dir():
+        raise InputError(f"cannot create output folder {given}: {nearest} is a file, not a folder")
+    _probe_writable(nearest, out.name, given)
+    return OutputFolder(path=out, force=force, own_files=tuple(own_files), existed=kind == "folder")
+
+
+def _first_foreign(folder: Path, own_files: Sequence[str]) -> str | None:
+    """The first entry under ``folder`` (a relative path) that is not one of
+    ``own_files`` or a folder on the way to one; None if there is none."""
+    own = set(own_files)
+    own_folders = {str(parent) for name in own for parent in Path(name).parents} - {"."}
+
+    def visit(current: str, prefix: str) -> str | None:
+        with os.scandir(current) as found:
+            entries = sorted(found, key=lambda entry: entry.name)
+        for entry in entries:
+            relative = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False) and relative in own_folders:
+                inner = visit(entry.path, relative + "/")
+                if inner is not None:
+                    return inner
+            elif not (entry.is_file(follow_symlinks=False) and relative in own):
+                return relative
+        return None
+
+    return visit(str(folder), "")
+
+
+def _holds_anything(folder: Path) -> bool:
+    with os.scandir(folder) as found:
+        return next(found, None) is not None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 @contextlib.contextmanager
-def staged_output_dir(out: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+def staged_output_dir(
+    out: str | os.PathLike | OutputFolder,
+    *,
+    force: bool = False,
+    own_files: Sequence[str] = (),
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``out`` only if the block succeeds.
 
-    The staging folder is created beside ``out`` (same file system, so the final
-    rename is atomic). On failure it is removed, together with any parent folders
-    this function had to create, so nothing is left behind. With ``force`` an
-    existing non-empty ``out`` is replaced.
+    ``out`` is an :class:`OutputFolder` from :func:`check_output_dir` at the start
+    of the run, or a path, checked here (with ``force``, ``own_files`` and
+    ``inputs``, as :func:`check_output_dir` describes). The staging folder is
+    created beside ``out`` (same file system, so the final rename is atomic). On
+    failure it is removed, together with any parent folders this function had to
+    create, so nothing is left behind.
+
+    The final move checks again and refuses, leaving what is there as it is, when a
+    folder appeared at ``out`` that was not there at the check, when something other
+    than a folder is there now, when an empty folder filled without ``force``, or
+    when a folder to be replaced now holds something the command does not write.
     """
-    out = check_output_dir(out, force=force).absolute()
+    target = out if isinstance(out, OutputFolder) else check_output_dir(
+        out, force=force, own_files=own_files, inputs=inputs
+    )
+    out = target.path
     created = _missing_ancestors(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
-        yield staging
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
-        old = None
-        if out.exists():
-            if any(out.iterdir()):
-                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-                os.replace(out, old / out.name)
-            else:
-                out.rmdir()
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=_temporary_prefix(out.name, "partial")))
+    except OSError as exc:
+        _remove_folders(created)
+        raise _write_failure(out, exc) from exc
+    try:
+        try:
+            yield staging
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
+        except OutputError as exc:
+            # Name the file where it was going, not where it was being written.
+            raise OutputError(str(exc).replace(str(staging), str(out)), exc.errno) from exc
+        except OSError as exc:
+            raise _write_failure(out, exc) from exc
+        _move_folder_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_folders(created)
         raise
+
+
+def _move_folder_into_place(staging: Path, target: OutputFolder) -> None:
+    out = target.path
+    left = "it is left as it is and nothing was written"
+    kind = _existing_kind(out)
+    if kind is None:
+        _rename_folder(staging, out, left)
+        return
+    if kind != "folder":
+        raise InputError(f"output {out} became a {kind} during the run; {left}")
+    if not target.existed:
+        raise InputError(f"output folder {out} appeared during the run; {left}")
+    if not _holds_anything(out):
+        _rename_folder(staging, out, left)  # a rename replaces an empty folder, and only that
+        return
+    if not target.force:
+        raise InputError(f"output folder {out} filled during the run; {left} (use --force to replace it)")
+    # Set the old output aside first: once it has a name only this run knows, what
+    # is checked is what gets removed.
+    aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=_temporary_prefix(out.name, "old")))
+    try:
+        os.rename(out, aside)  # onto the empty folder just made
+    except OSError as exc:
+        os.rmdir(aside)
+        raise InputError(f"output folder {out} changed during the run; {left}") from exc
+    try:
+        foreign = _first_foreign(aside, target.own_files)
+        if foreign is not None:
+            raise InputError(f"output folder {out} changed during the run (it holds {foreign!r}); {left}")
+        _rename_folder(staging, out, left)
+    except BaseException:
+        if not os.path.lexists(out):
+            with contextlib.suppress(OSError):  # else the next run puts it back
+                os.rename(aside, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _rename_folder(staging: Path, out: Path, left: str) -> None:
+    try:
+        os.rename(staging, out)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise InputError(f"output {out} appeared or changed during the run; {left}") from None
+        raise _write_failure(out, exc) from exc
 
 
 def _missing_ancestors(folder: Path) -> list[Path]:
@@ -671,3 +1086,10 @@ def _missing_ancestors(folder: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove these folders, deepest first, where they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -136,7 +136,7 @@ def segments_frame(ids, rows, labels, distances, names, id_column) -> pd.DataFra
 
 def save_model(model: SegmentModel, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` (a ``.safetensors`` file) atomically."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     path = Path(path)
     metadata = {
@@ -147,8 +147,11 @@ def save_model(model: SegmentModel, path: str | os.PathLike) -> Path:
         "info": json.dumps(model.info, default=str),
     }
     centers = np.ascontiguousarray(model.cluster_centers, dtype=np.float64)
+    # Serialised in memory (the model is small) and written by Python, so that a full
+    # disk is the OSError that atomic_path reports, not safetensors' own error type.
+    data = save({_CENTERS: centers}, metadata=metadata)
     with atomic_path(path) as tmp:
-        save_file({_CENTERS: centers}, str(tmp), metadata=metadata)
+        tmp.write_bytes(data)
     return path
 
 

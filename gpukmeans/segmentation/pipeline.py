@@ -20,8 +20,18 @@ import pandas as pd
 
 from .errors import InputError
 from .io import (
-    PARQUET_SUFFIXES, Table, check_decimal, check_output_dir, frame_text_numbers, read_columns, read_table,
-    staged_output_dir, write_json, write_table, write_text,
+    PARQUET_SUFFIXES,
+    Table,
+    check_decimal,
+    check_output_dir,
+    check_output_file,
+    frame_text_numbers,
+    read_columns,
+    read_table,
+    staged_output_dir,
+    write_json,
+    write_table,
+    write_text,
 )
 from .model_io import MODEL_FILE, SegmentModel, nearest_centers, save_model, segments_frame
 from .preprocess import Preprocessor, looks_like_id
@@ -29,6 +39,15 @@ from .profiles import name_segments, profile_segments, segment_contrasts, segmen
 
 #: Default range of k tried when no k is given.
 DEFAULT_K_RANGE = (2, 12)
+
+#: Every file :func:`segment` may write into its folder: a folder holding nothing
+#: else is an earlier output, which ``force`` replaces.
+SEGMENT_FILES = (
+    "segments.csv", "segments.parquet", "profiles.csv", "sweep.csv", MODEL_FILE, "report.html", "summary.json",
+)
+
+#: Every file :func:`sweep_k` writes into its folder.
+SWEEP_FILES = ("sweep.csv", "elbow.png", "silhouette.png", "summary.json")
 
 
 class StageListener(Protocol):
@@ -160,7 +179,10 @@ def segment(
         ``report.html`` and ``model.safetensors`` into. It must be new or empty
         unless ``force``; it appears only when everything in it is written.
     force : bool, default=False
-        Replace a non-empty ``out``.
+        Replace an earlier output at ``out``: a folder holding only files this
+        function writes (:data:`SEGMENT_FILES`). A folder holding anything else, or
+        the data, is never replaced (see
+        :func:`~gpukmeans.segmentation.io.check_output_dir`).
     report : bool, default=True
         Render ``report.html`` (needs matplotlib).
     listener : StageListener, optional
@@ -178,9 +200,12 @@ def segment(
     ------
     InputError
         For any problem with the data or the arguments, before anything is written.
+    OutputError
+        If ``out`` is not writable (before any work), or writing fails (a full disk).
     """
+    target = None
     if out is not None:
-        check_output_dir(out, force=force)
+        target = check_output_dir(out, force=force, own_files=SEGMENT_FILES, inputs=_data_input(data))
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
     _check_device(device)
@@ -257,7 +282,8 @@ def segment(
 
     if out is not None:
         with stages("write", "Writing results"):
-            result.out = _write(result, out, force, table.format, html, stages, started)
+            _write(result, target, table.format, html, stages, started)
+            result.out = Path(out)
     summary["timings"] = _timings(stages.timings, started)
     return result
 
@@ -297,10 +323,12 @@ def sweep_k(
     """Only choose k: preprocess as :func:`segment` does, sweep, and plot.
 
     Writes ``sweep.csv``, ``elbow.png``, ``silhouette.png`` (of the recommended
-    k) and ``summary.json`` into ``out`` when given. Parameters as for :func:`segment`.
+    k) and ``summary.json`` into ``out`` when given. Parameters as for :func:`segment`;
+    ``force`` replaces a folder holding only these files (:data:`SWEEP_FILES`).
     """
+    target = None
     if out is not None:
-        check_output_dir(out, force=force)
+        target = check_output_dir(out, force=force, own_files=SWEEP_FILES, inputs=_data_input(data))
     _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
@@ -325,7 +353,7 @@ def sweep_k(
         from .report import save_png
 
         with stages("write", "Writing the table and plots"):
-            with staged_output_dir(out, force=force) as staging:
+            with staged_output_dir(target) as staging:
                 write_table(result.table, staging / "sweep.csv", "csv")
                 save_png(result.plot_elbow(), staging / "elbow.png")
                 save_png(result.plot_silhouette(), staging / "silhouette.png")
@@ -342,17 +370,23 @@ def predict(
     *,
     out: str | os.PathLike | None = None,
     decimal: str | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Segment new customers with a saved model; optionally write the table to ``out``.
 
     ``out`` ending in ``.parquet`` is written as Parquet, anything else as CSV.
     The result has the columns of ``segments`` from :func:`segment`. Numbers
     written as text are read as in training: ``decimal`` defaults to the
-    decimal separator of the training table.
+    decimal separator of the training table. An existing ``out`` is replaced
+    only with ``force``, and never when it is the data, the model or anything
+    but a regular file (see :func:`~gpukmeans.segmentation.io.check_output_file`);
+    it is checked before the model is read.
     """
     from .model_io import load_model
 
     check_decimal(decimal)
+    if out is not None:
+        out = check_output_file(out, force=force, inputs={**_data_input(data), **_model_input(model)})
     if not isinstance(model, SegmentModel):
         model = load_model(model)
     prep = model.preprocessor
@@ -372,9 +406,20 @@ def predict(
         frame = read_table(data, prep.input_columns_, string_columns=ids, decimal=decimal).frame
     segments = model.predict_frame(frame, source=source)
     if out is not None:
-        out = Path(out)
-        write_table(segments, out, "parquet" if out.suffix.lower() in PARQUET_SUFFIXES else "csv")
+        write_table(segments, out, "parquet" if out.suffix.lower() in PARQUET_SUFFIXES else "csv", replace=force)
     return segments
+
+
+def _data_input(data) -> dict:
+    """The data as an input an output must not replace (nothing for a table in memory)."""
+    return {} if isinstance(data, pd.DataFrame) else {"input table": data}
+
+
+def _model_input(model) -> dict:
+    if isinstance(model, SegmentModel):
+        return {}
+    path = Path(model)
+    return {"model": path / MODEL_FILE if path.is_dir() else path}
 
 
 # ---------------------------------------------------------------- stages
@@ -557,10 +602,9 @@ def _records(table: pd.DataFrame) -> list[dict]:
     ]
 
 
-def _write(result, out, force, table_format, html, stages, started) -> Path:
-    out = Path(out)
+def _write(result, target, table_format, html, stages, started) -> None:
     suffix = ".parquet" if table_format == "parquet" else ".csv"
-    with staged_output_dir(out, force=force) as staging:
+    with staged_output_dir(target) as staging:
         write_table(result.segments, staging / f"segments{suffix}", table_format)
         write_table(result.profiles, staging / "profiles.csv", "csv")
         if result.sweep is not None:
@@ -573,7 +617,6 @@ def _write(result, out, force, table_format, html, stages, started) -> Path:
         # The summary's own write is the last thing timed; it records everything before it.
         result.summary["timings"] = _timings(stages.timings, started)
         write_json(result.summary, staging / "summary.json")
-    return out
 
 
 def _timings(timings: dict[str, float], started: float) -> dict[str, float]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .io import PARQUET_SUFFIXES, read_table, write_table
+from .io import PARQUET_SUFFIXES, check_output_file, read_table, write_table
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,20 @@ def rfm_file(
     *,
     columns: RFMColumns = RFMColumns(),
     date_format: str | None = None,
+    force: bool = False,
 ) -> RFMResult:
     """Read a transaction log (CSV or Parquet), compute :func:`rfm`, write it to ``out``.
 
     Only the five needed columns are read. Malformed CSV lines (a wrong number
     of fields, as in some exports of the UCI file) are skipped and listed in
     ``skipped_lines``. ``out`` ending in ``.parquet`` is written as Parquet,
-    anything else as CSV, atomically.
+    anything else as CSV, atomically. It is checked before the log is read: an
+    existing ``out`` is replaced only with ``force``, and never when it is the log
+    itself or anything but a regular file (see
+    :func:`~gpukmeans.segmentation.io.check_output_file`).
     """
+    if out is not None:
+        out = check_output_file(out, force=force, inputs={"transaction log": path})
     table = read_table(path, columns.as_list(), string_columns=[columns.customer, columns.invoice],
                        bad_lines="skip")
     result = rfm(table.frame, columns=columns, date_format=date_format, source=str(path))
@@ -175,8 +181,7 @@ def rfm_file(
     result.n_transactions += len(table.skipped_lines)
     result.dropped = {"malformed line": len(table.skipped_lines), **result.dropped}
     if out is not None:
-        out = Path(out)
-        write_table(result.table, out, "parquet" if out.suffix.lower() in PARQUET_SUFFIXES else "csv")
+        write_table(result.table, out, "parquet" if out.suffix.lower() in PARQUET_SUFFIXES else "csv", replace=force)
     return result
 
 
