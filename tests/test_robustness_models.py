@@ -360,11 +360,12 @@ def test_the_unmutated_model_and_its_re_encoding_predict_the_training_labels(tra
     raw = (trained / "model.safetensors").read_bytes()
     training = pd.read_csv(trained / "segments.csv", dtype={"CustomerID": str})
     # The fuzz rewrites files through ModelFile; unchanged, its output must be a valid model.
-    for contents in (raw, ModelFile.read(raw).encode()):
+    for attempt, contents in enumerate((raw, ModelFile.read(raw).encode())):
         (tmp_path / "model.safetensors").write_bytes(contents)
-        result = predict(tmp_path / "model.safetensors", tmp_path / "p.csv")
+        out = tmp_path / f"p{attempt}.csv"
+        result = predict(tmp_path / "model.safetensors", out)
         assert result.exit_code == 0, result.output
-        predicted = pd.read_csv(tmp_path / "p.csv", dtype={"CustomerID": str})
+        predicted = pd.read_csv(out, dtype={"CustomerID": str})
         pd.testing.assert_frame_equal(predicted, training)
 
 
