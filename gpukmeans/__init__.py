@@ -1,16 +1,33 @@
-"""gpukmeans: GPU-accelerated k-means for customer segmentation, on PyTorch."""
+"""gpukmeans: GPU-accelerated k-means for customer segmentation, on PyTorch.
 
-import os
+The public names load on first use, so that ``import gpukmeans`` (or a submodule such as
+``gpukmeans.segmentation.io``) does not pay for torch, scikit-learn or numba until a
+fit needs them; the library changes no process-wide state on import.
+"""
 
-# OpenMP threads that spin while waiting make every chunked pass several times slower
-# as soon as anything else wants the cores (measured: benchmarks/bench_omp_wait.py);
-# set before torch loads, and only where the user has not chosen otherwise.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import importlib
 
-from . import metrics  # noqa: E402
-from ._kmeans import KMeans, kmeans_plusplus  # noqa: E402
-from ._minibatch import MiniBatchKMeans  # noqa: E402
-from ._sweep import SweepResult, sweep  # noqa: E402
-
-__all__ = ["KMeans", "MiniBatchKMeans", "SweepResult", "kmeans_plusplus", "metrics", "sweep"]
 __version__ = "0.1.0"
+__all__ = ["KMeans", "MiniBatchKMeans", "SweepResult", "kmeans_plusplus", "metrics", "sweep"]
+
+_HOMES = {
+    "KMeans": "._kmeans",
+    "kmeans_plusplus": "._kmeans",
+    "MiniBatchKMeans": "._minibatch",
+    "SweepResult": "._sweep",
+    "sweep": "._sweep",
+    "metrics": ".metrics",
+}
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'gpukmeans' has no attribute {name!r}")
+    module = importlib.import_module(_HOMES[name], __name__)
+    value = module if name == "metrics" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

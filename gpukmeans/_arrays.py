@@ -123,6 +123,23 @@ def to_output(tensor: torch.Tensor, output: OutputKind):
     return moved
 
 
+def check_dataframe_columns(X) -> None:
+    """Name the non-numeric columns of a DataFrame (scikit-learn's check_array would only
+    say that some string could not be converted)."""
+    dtypes = getattr(X, "dtypes", None)
+    if type(X).__module__.split(".")[0] == "pandas" and hasattr(dtypes, "items"):
+        bad = [str(c) for c, t in dtypes.items() if not _is_numeric_dtype(t)]
+        if bad:
+            raise ValueError(f"X has non-numeric column(s) {bad}; select or encode them first")
+
+
+def _is_numeric_dtype(dtype) -> bool:
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except TypeError:  # pandas extension dtypes (nullable Int64, Float64, string, ...)
+        return getattr(dtype, "kind", "O") in "biuf"
+
+
 def is_private_copy(tensor: torch.Tensor, original) -> bool:
     """Whether ``tensor`` is certainly a copy made from ``original`` (so that the engine may
     write to it), never memory the caller can see. Unsure means no."""

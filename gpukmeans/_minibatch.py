@@ -19,13 +19,10 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from . import _arrays
-from ._conditioning import check_squares_in_range, fit_conditioning
-from ._file_sources import is_path
-from ._kmeans import _BaseKMeans, _conditioned_init, _labels_output
-from ._lloyd import exact_sq_distances, padded_sq_norms, weighted_sum
-from ._sources import InMemorySource
-from .kernels import assign_accumulate
+from ._estimator import _BaseKMeans, conditioned_init, labels_output
+from .engine.lloyd import weighted_sum
+from .engine.minibatch import batch_inertia, minibatch_step
+from .sources import InMemorySource, conditioned_for_fit, is_path
 
 
 class MiniBatchKMeans(_BaseKMeans):
@@ -173,18 +170,19 @@ class MiniBatchKMeans(_BaseKMeans):
         -------
         self
         """
-        device, _ = self._start_fit()
+        device = self._start_fit()
         if self.verbose:
             print(f"gpukmeans: fitting on {device}")
-        source, output = self._local_fit_source(X, sample_weight, columns, device, 1, None)
+        opened = self._open(X, sample_weight, columns, device, 1)
+        source, output = opened.source, opened.output
         try:
             init_centers = self._validate_init(source)
             self._check_params_vs_input(source.n_samples)
             source, moments = self._conditioned(source)
-            self._fit_steps(source, _conditioned_init(source, init_centers), moments)
+            self._fit_steps(source, conditioned_init(source, init_centers), moments)
             if self.compute_labels:
                 labels, self.inertia_ = self._labels_inertia(source)
-                self.labels_ = labels.cpu().numpy() if is_path(X) else _labels_output(labels, output)
+                self.labels_ = labels.cpu().numpy() if is_path(X) else labels_output(labels, output)
             elif hasattr(self, "labels_"):
                 del self.labels_
         finally:
@@ -194,11 +192,11 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
     def _conditioned(self, source):
-        """The source conditioned for this fit (see ``_conditioning``), and the table's moments."""
-        conditioning, moments = fit_conditioning(source, self._fitted_storage_dtype() or source.storage_dtype)
-        check_squares_in_range(moments)
-        self._conditioning = conditioning
-        return source.conditioned(conditioning, self._fitted_storage_dtype()), moments
+        """The source conditioned for this fit (see ``gpukmeans.sources.conditioning``), and
+        the table's moments."""
+        source, moments = conditioned_for_fit(source, self._fitted_storage_dtype())
+        self._conditioning = source.conditioning
+        return source, moments
 
     def _fit_steps(self, source, init_centers, moments):
         n_samples = source.n_samples
@@ -211,7 +209,7 @@ class MiniBatchKMeans(_BaseKMeans):
         best_inertia, centers = None, None
         for init_round in range(self._n_init):
             candidate = self._init_on_sample(source, init_centers, random_state)
-            inertia = _batch_inertia(valid_rows, valid_weights, candidate)
+            inertia = batch_inertia(valid_rows, valid_weights, candidate)
             if self.verbose:
                 print(f"Inertia for init {init_round + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
@@ -227,7 +225,7 @@ class MiniBatchKMeans(_BaseKMeans):
         step = -1
         for step in range(n_steps):
             rows, weights = next(batches)
-            new_centers, batch_inertia = _minibatch_step(
+            new_centers, step_inertia = minibatch_step(
                 rows,
                 weights,
                 centers,
@@ -239,7 +237,7 @@ class MiniBatchKMeans(_BaseKMeans):
             )
             shift = float(((new_centers - centers) ** 2).sum()) if tol > 0 else 0.0
             centers = new_centers
-            if self._converged(step, n_steps, n_samples, shift, tol, batch_inertia):
+            if self._converged(step, n_steps, n_samples, shift, tol, step_inertia):
                 break
         batches.close()
         self._centers = centers
@@ -247,7 +245,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self.n_iter_ = int(np.ceil((step + 1) * self._batch_size / n_samples))
         if not self.compute_labels:
             total_weight = n_samples if source.sample_weight is None else float(source.sample_weight.double().sum())
-            ewa = self._ewa_inertia if self._ewa_inertia is not None else batch_inertia / self._batch_size
+            ewa = self._ewa_inertia if self._ewa_inertia is not None else step_inertia / self._batch_size
             self.inertia_ = source.conditioning.sq_distances_out(ewa * total_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -266,11 +264,13 @@ class MiniBatchKMeans(_BaseKMeans):
         if is_path(X):
             raise ValueError("partial_fit takes one mini-batch of rows in memory; to fit a file, use fit(path).")
         has_centers = hasattr(self, "cluster_centers_")
-        if not has_centers:
-            device, _ = self._start_fit()
+        if has_centers:  # a later batch: checked, conditioned and stored as the first was
+            device = torch.device(self.device_)
+            source, output = self._inference_source(X, sample_weight)
         else:
-            device = self._fit_device()
-        source, output = self._array_source(X, sample_weight, device, 1, reset=not has_centers)
+            device = self._start_fit()
+            opened = self._open(X, sample_weight, None, device, 1)
+            source, output = opened.source, opened.output
         self._random_state = getattr(self, "_random_state", None) or check_random_state(self.random_state)
         self.n_steps_ = getattr(self, "n_steps_", 0)
         if not has_centers:
@@ -278,16 +278,14 @@ class MiniBatchKMeans(_BaseKMeans):
             init_centers = self._validate_init(source)
             # The first batch's moments condition every later one (and every prediction).
             source, _ = self._conditioned(source)
-            self._centers = self._init_on_sample(source, _conditioned_init(source, init_centers), self._random_state)
+            self._centers = self._init_on_sample(source, conditioned_init(source, init_centers), self._random_state)
             self._counts = torch.zeros(self.n_clusters, dtype=source.dtype, device=source.device)
             self._n_since_last_reassign = 0
             self._output = output
             self.device_ = str(device)
-        else:
-            source = source.conditioned(self._fitted_conditioning(), self._fitted_storage_dtype())
         rows = source.X.to(self._centers.dtype)
         weights = None if source.sample_weight is None else source.sample_weight.to(self._centers.dtype)
-        self._centers, _ = _minibatch_step(
+        self._centers, _ = minibatch_step(
             rows,
             weights,
             self._centers,
@@ -299,7 +297,7 @@ class MiniBatchKMeans(_BaseKMeans):
         )
         if self.compute_labels:
             labels, self.inertia_ = self._labels_inertia(source)
-            self.labels_ = _labels_output(labels, output)
+            self.labels_ = labels_output(labels, output)
         self.n_steps_ += 1
         self._set_fitted_centers(self._output, device)
         self.counts_ = self._counts.cpu().numpy()
@@ -390,49 +388,3 @@ class MiniBatchKMeans(_BaseKMeans):
             parts.append(result.labels[:, 0])
             inertia += float(weighted_sum(result.min_sq_distances, weights).sum())
         return torch.cat(parts).to(torch.int32), source.conditioning.sq_distances_out(inertia)
-
-
-def _batch_inertia(rows, weights, centers) -> float:
-    group = centers[None]
-    norms = padded_sq_norms(group, torch.ones(group.shape[:2], dtype=torch.bool, device=group.device))
-    labels = assign_accumulate(rows, group, norms, accumulate=False).labels
-    return float(exact_sq_distances(rows, group, labels, weights).sum())
-
-
-def _minibatch_step(rows, weights, centers, counts, random_state, *, random_reassign, reassignment_ratio, verbose):
-    """One mini-batch update; returns the new centres and the batch inertia (old centres).
-
-    ``counts`` (the weight each centre has absorbed) is updated in place. A centre
-    moves to ``(c * count + sum of its batch rows) / (count + their weight)``; a
-    centre with no batch rows stays.
-    """
-    group = centers[None]
-    norms = padded_sq_norms(group, torch.ones(group.shape[:2], dtype=torch.bool, device=group.device))
-    result = assign_accumulate(rows, group, norms, weights)
-    batch_inertia = float(exact_sq_distances(rows, group, result.labels, weights).sum())
-    batch_weights, batch_sums = result.weight_sums[0], result.sums[0]
-    moved = batch_weights > 0
-    new_counts = counts + batch_weights
-    updated = (centers * counts[:, None] + batch_sums) / new_counts.clamp_min(torch.finfo(counts.dtype).tiny)[:, None]
-    new_centers = torch.where(moved[:, None], updated, centers)
-    counts.copy_(new_counts)
-
-    if random_reassign and reassignment_ratio > 0:
-        host_counts = counts.cpu().numpy()
-        to_reassign = host_counts < reassignment_ratio * host_counts.max()
-        n_rows = rows.shape[0]
-        # At most half a batch of centres moves at once.
-        if to_reassign.sum() > 0.5 * n_rows:
-            to_reassign[np.argsort(host_counts)[int(0.5 * n_rows) :]] = False
-        n_reassigns = int(to_reassign.sum())
-        if n_reassigns:
-            chosen = random_state.choice(n_rows, replace=False, size=n_reassigns)
-            if verbose:
-                print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
-            targets = torch.from_numpy(np.nonzero(to_reassign)[0]).to(centers.device)
-            new_centers[targets] = rows[torch.from_numpy(chosen).to(rows.device)]
-        # A moved centre restarts at the smallest count kept, so that it is not moved again at once.
-        if not to_reassign.all():
-            host_counts[to_reassign] = host_counts[~to_reassign].min()
-            counts.copy_(torch.from_numpy(host_counts))
-    return new_centers, batch_inertia

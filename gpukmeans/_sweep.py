@@ -1,7 +1,7 @@
 """Choosing k: fit every k in one pass over X per Lloyd iteration, then score each.
 
 :func:`sweep` stacks the centres of all k (and all restarts) as groups of one
-Lloyd run (:func:`gpukmeans._lloyd.lloyd`): each row is read once per iteration
+Lloyd run (:func:`gpukmeans.engine.lloyd.lloyd`): each row is read once per iteration
 for all of them, each k takes its argmin within its own group, and a k that has
 converged stops costing work. Per k, the result is the fit that
 ``KMeans(n_clusters=k, init=<same centres>, n_init=1)`` would give.
@@ -25,18 +25,18 @@ import torch
 from sklearn.utils import check_random_state
 
 from . import _arrays
-from ._device import auto_chunk_size, resolve_device
-from ._init import kmeans_parallel, kmeans_plusplus_tensor, random_rows_init
-from ._conditioning import check_squares_in_range, fit_conditioning
-from ._kmeans import KMeans
-from ._lloyd import lloyd
-from ._random import new_seed
-from ._sources import InMemorySource
+from ._kmeans import KMeans, fit_device
+from .engine.initialisation import initial_centers
+from .engine.lloyd import lloyd
+from .engine.uniforms import new_seed
+from .metrics._exact import exact_silhouette_values
 from .metrics._pairwise import default_block
 from .metrics._sampled import SilhouetteEstimate, estimate_silhouettes, make_generator
-from .metrics._silhouette import _exact_silhouette_sorted
 from .metrics._scores import ch_db_many
 from .metrics._simplified import _simplified_values
+from .sources import RowsByIndex, conditioned_for_fit, is_path, open_source
+from .sources.distributed import Exchange, active_group, join_ranks
+from .sources.storage import resolve_storage_dtype
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -146,13 +146,19 @@ def sweep(
     confidence: float = 0.95,
     device: Any = "auto",
     chunk_size: Any = "auto",
+    dtype: Any = None,
+    columns: Any = None,
+    distributed: bool = True,
     verbose: int = 0,
 ) -> SweepResult:
     """Fit k-means for every k in one pass per iteration and score each k.
 
     Parameters
     ----------
-    X : array-like, DataFrame, torch tensor or CuPy array of shape (n_samples, n_features)
+    X : array-like, DataFrame, torch tensor, CuPy array of shape (n_samples, n_features), or a path
+        Everything :meth:`KMeans.fit <gpukmeans.KMeans.fit>` takes: a path to a Parquet
+        file, a folder of Parquet files or a CSV file is streamed; under torch.distributed
+        each rank passes its own rows (or the same path) and every rank gets the result.
     k : iterable of int, default=range(2, 16)
         The numbers of clusters to try (each between 1 and n_samples; scores
         need 2 <= k <= n_samples - 1 and are NaN otherwise).
@@ -179,6 +185,12 @@ def sweep(
     device : "auto", "cpu", "cuda" or torch.device
     chunk_size : "auto" or int
         Rows per pass chunk of the fits.
+    dtype : None, "float32", "float64", "bfloat16" or "float16"
+        The dtype the rows are stored in, as in :class:`~gpukmeans.KMeans`.
+    columns : list of str, optional
+        For a path only: the feature columns (default: every numeric column).
+    distributed : bool, default=True
+        Under torch.distributed with 2+ ranks, fit and score the table every rank's rows form.
     verbose : int, default=0
 
     Returns
@@ -212,43 +224,40 @@ def sweep(
     if init not in ("k-means++", "random", "k-means||"):
         raise ValueError(f"init must be 'k-means++', 'random' or 'k-means||', got {init!r}")
 
-    template = KMeans(
-        n_clusters=max(ks), init=init, n_init=n_init, max_iter=max_iter, tol=tol,
-        random_state=random_state, device=device, chunk_size=chunk_size, verbose=verbose,
-    )
-    template._validate_params()
-    compute_device = resolve_device(device)
-    data, output = template._validate_data(X, compute_device, reset=True)
-    n_samples = data.shape[0]
+    params = dict(n_clusters=max(ks), init=init, n_init=n_init, max_iter=max_iter, tol=tol,
+                  random_state=random_state, device=device, chunk_size=chunk_size, verbose=verbose,
+                  distributed=distributed, dtype=dtype)
+    KMeans(**params)._validate_params()
+    restarts = (10 if init == "random" else 1) if n_init == "auto" else int(n_init)
+    storage = resolve_storage_dtype(dtype)
+    group = active_group(distributed)
+    exchange = None if group is None else Exchange(group)
+    compute_device = fit_device(device, distributed=exchange is not None)
+
+    # Every fit and every score works on the conditioned rows (see
+    # gpukmeans.sources.conditioning); the scores are unchanged by a shift and a scaling.
+    rank, world_size = (0, 1) if exchange is None else (exchange.rank, exchange.world_size)
+    opened = open_source(X, device=compute_device, sample_weight=sample_weight, columns=columns,
+                         storage_dtype=storage, chunk_size=chunk_size, n_centers=sum(ks) * restarts,
+                         rank=rank, world_size=world_size, require_positive_weights=exchange is None)
+    source = opened.source
+    if exchange is not None:
+        source = join_ranks(source, exchange, storage or source.storage_dtype, shared_table=is_path(X))
+    n_samples = getattr(source, "total_samples", source.n_samples)
     if max(ks) > n_samples:
         raise ValueError(f"k={max(ks)} is more than the {n_samples} rows of X")
-    weights = template._validate_sample_weight(sample_weight, n_samples, data.dtype, data.device)
-    restarts = template._resolve_n_init()
+    source, moments = conditioned_for_fit(source, storage)
+    conditioning = source.conditioning
     mode = _resolve_mode(silhouette, n_samples, sample_size)
-
     groups = [(kk, r) for kk in ks for r in range(restarts)]
-
-    # Every fit and every score works on the conditioned rows (see _conditioning); the
-    # scores are unchanged by a shift and a scaling.
-    conditioning, moments = fit_conditioning(InMemorySource(data, None, data.shape[0]), data.dtype)
-    check_squares_in_range(moments)
-    rows = conditioning.rows(data)
-
-    def source_for(n_centers):
-        if chunk_size != "auto":
-            return InMemorySource(rows, weights, int(chunk_size), conditioning=conditioning)
-        chunk_rows = auto_chunk_size(data.shape[1], n_centers, data.dtype, data.device)
-        return InMemorySource(rows, weights, chunk_rows, conditioning=conditioning)
 
     # ---------------------------------------------------------------- fits
     rng = check_random_state(random_state)
-    seeds = [new_seed(rng) for _ in range(restarts)]
-    # Chunked as KMeans(n_clusters=k_max) would be, so the draw is the same as its own.
-    starts = _initial_centers(source_for(max(ks) * restarts), init, ks, seeds)
-    source = source_for(sum(ks) * restarts)
+    seeds = [int(source.broadcast(torch.tensor([new_seed(rng)], dtype=torch.int64))[0]) for _ in range(restarts)]
+    starts = _initial_centers(source, init, ks, seeds)
     init_seconds = time.perf_counter() - clock
     if verbose:
-        print(f"gpukmeans.sweep: {len(groups)} runs on {data.device}, initialised in {init_seconds:.2f}s")
+        print(f"gpukmeans.sweep: {len(groups)} runs on {source.device}, initialised in {init_seconds:.2f}s")
     fit_clock = time.perf_counter()
     result = lloyd(
         source,
@@ -270,8 +279,7 @@ def sweep(
     # -------------------------------------------------------------- scores
     score_clock = time.perf_counter()
     scores = _score_all(
-        rows, weights, ks, labels, {kk: result.centers[best[kk]] for kk in ks},
-        mode, int(sample_size), confidence, rng,
+        source, ks, labels, {kk: result.centers[best[kk]] for kk in ks}, mode, int(sample_size), confidence, rng,
     )
     calinski, davies, estimates, values, simplified = scores
     score_seconds = time.perf_counter() - score_clock
@@ -303,15 +311,17 @@ def sweep(
         method = "exact"
     recommended_k, reason = recommend(table, knee_k, best_k, method)
 
+    feature_names = _feature_names(X, opened)
+    n_features = source.n_features
     models = {
         kk: _fitted_kmeans(
-            template, kk, result.centers[best[kk]], labels[kk], inertia[kk], n_iter[kk],
-            output, data.device, conditioning,
+            params, kk, result.centers[best[kk]], source.concat(labels[kk]) if is_path(X) else labels[kk],
+            inertia[kk], n_iter[kk], opened.output, source.device, conditioning, n_features, feature_names,
         )
         for kk in ks
     }
     initial_centers = {
-        kk: _arrays.to_output(conditioning.centers_out(starts[groups[best[kk]]]).to(data.dtype), output)
+        kk: _arrays.to_output(conditioning.centers_out(starts[groups[best[kk]]]).to(source.dtype), opened.output)
         for kk in ks
     }
     if verbose:
@@ -360,92 +370,104 @@ def _resolve_mode(silhouette, n_samples, sample_size):
 
 
 def _initial_centers(source, init, ks, seeds) -> dict:
-    """Starting centres per (k, restart). Nested draws: k's share one k_max draw."""
+    """Starting centres per (k, restart). Nested draws: for "k-means++" and "random" the
+    k's share one draw for the largest k; "k-means||" draws each k, the draws continuing
+    one generator per restart."""
     k_max = max(ks)
     starts = {}
     for restart, seed in enumerate(seeds):
         generator = torch.Generator().manual_seed(seed)
-        if init == "k-means++":
-            trials = 2 + int(math.log(k_max))
-            full, _ = kmeans_plusplus_tensor(source, k_max, generator, n_local_trials=trials)
-        elif init == "random":
-            full, _ = random_rows_init(source, k_max, seed)
-        else:
-            full = None
+        nested = init in ("k-means++", "random")
+        full = initial_centers(source, init, k_max, seed, generator) if nested else None
         for kk in ks:
-            if full is not None:
-                starts[(kk, restart)] = full[:kk].clone()
-            else:
-                starts[(kk, restart)] = kmeans_parallel(source, kk, seed, generator)
+            starts[(kk, restart)] = (full[:kk].clone() if nested
+                                     else initial_centers(source, init, kk, seed, generator))
     return starts
 
 
-def _score_all(data, weights, ks, labels, centers, mode, sample_size, confidence, rng):
-    """Calinski-Harabasz, Davies-Bouldin and the silhouette of every k.
+def _score_all(source, ks, labels, centers, mode, sample_size, confidence, rng):
+    """Calinski-Harabasz, Davies-Bouldin and the silhouette of every k, on the source's
+    (conditioned) rows, whichever holder has them.
 
-    Rows of weight 0 count as absent, so they are left out of every score.
+    Rows of weight 0 count as absent, so they are left out of every score. The indices
+    and centroid scores take passes over the rows; the silhouette reads the rows it
+    samples (all of them when exact) by index.
     """
-    if weights is not None and not bool((weights > 0).all()):
-        keep = weights > 0
-        data, weights = data[keep], weights[keep]
-        labels = {kk: labels[kk][keep] for kk in ks}
-        row_ids = torch.nonzero(keep).squeeze(1)
-    else:
-        row_ids = None
-    n_rows = data.shape[0]
-    encoded = {kk: _compact_labels(labels[kk], kk) for kk in ks}
+    present = None if source.sample_weight is None else source.sample_weight > 0
+    encoded = {kk: _compact_labels(source, labels[kk], kk, present) for kk in ks}
+    n_rows = int(source.reduce_sum(torch.tensor(
+        [source.n_samples if present is None else int(present.sum())], dtype=torch.int64, device=source.device)))
     scorable = [kk for kk in ks if 2 <= encoded[kk][1] <= n_rows - 1]
     codes = [encoded[kk][0] for kk in scorable]
     n_labels = [encoded[kk][1] for kk in scorable]
     calinski, davies, estimates, values, simplified = {}, {}, {}, {}, {}
     if not scorable:
         return calinski, davies, estimates, values, simplified
-    ch, db = ch_db_many(data, codes, n_labels, None if weights is None else weights.double())
+    ch, db = ch_db_many(source, codes, n_labels)
     calinski, davies = dict(zip(scorable, ch)), dict(zip(scorable, db))
 
     if mode in ("exact", "sampled"):
-        size = n_rows if mode == "exact" else sample_size
-        generator = make_generator(int(rng.randint(0, 2**31 - 1)))
-        block = default_block(data.device)
+        # the silhouette is unweighted: the rows of positive weight, in the table's order
+        kept_rows = None if present is None else torch.nonzero(source.concat(present)).flatten()
+        every_code = [source.concat(c) for c in codes]
+        if kept_rows is not None:
+            every_code = [c[kept_rows.to(c.device)] for c in every_code]
+        rows = RowsByIndex(source, n_rows, kept_rows)
+        seed = int(source.broadcast(torch.tensor([int(rng.randint(0, 2**31 - 1))], dtype=torch.int64))[0])
+        generator = make_generator(seed)
+        block = default_block(source.device)
         if mode == "exact" and n_rows * sum(n_labels) > _SHARED_EXACT_LIMIT:
             # One labelling at a time, with the cluster-sorted kernel: O(n k) memory
             # instead of O(n sum(k)).
-            all_rows = torch.arange(n_rows, device=data.device)
+            data = rows[torch.arange(n_rows)]
+            all_rows = torch.arange(n_rows, device=source.device)
             kept = []
-            for c, m in zip(codes, n_labels):
-                row_values = _exact_silhouette_sorted(data, c, m, block)
+            for c, m in zip(every_code, n_labels):
+                row_values = exact_silhouette_values(data, c, m, block)
                 value = float(row_values.mean())
                 estimate = SilhouetteEstimate(value, value, value, n_rows, n_rows, "exact", confidence)
                 kept.append((estimate, all_rows, row_values))
         else:
-            kept = estimate_silhouettes(data, codes, n_labels, size, generator,
+            size = n_rows if mode == "exact" else sample_size
+            kept = estimate_silhouettes(rows, every_code, n_labels, size, generator,
                                         confidence=confidence, block=block, keep_values=True)
-        for kk, (estimate, rows, row_values) in zip(scorable, kept):
+        for kk, (estimate, scored, row_values) in zip(scorable, kept):
             estimates[kk] = estimate
-            original_rows = rows if row_ids is None else row_ids[rows]
+            original_rows = scored if kept_rows is None else kept_rows.to(scored.device)[scored]
+            every_label = source.concat(labels[kk])
             values[kk] = (
                 row_values.cpu().numpy(),
-                labels[kk][rows].cpu().numpy().astype(np.int32),
+                every_label[original_rows.to(every_label.device)].cpu().numpy().astype(np.int32),
                 original_rows.cpu().numpy(),
             )
     elif mode == "simplified":
         for kk in scorable:
-            row_values = _simplified_values(data, labels[kk], kk, centers[kk].double())
-            if weights is None:
-                simplified[kk] = float(row_values.mean())
-            else:
-                w = weights.double()
-                simplified[kk] = float((row_values * w).sum() / w.sum())
+            simplified[kk] = _simplified_mean(source, labels[kk], kk, centers[kk].double())
     return calinski, davies, estimates, values, simplified
 
 
-def _compact_labels(labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, int]:
-    """Codes 0..m-1 of the clusters that have members (duplicates can leave some empty)."""
-    counts = torch.bincount(labels, minlength=n_clusters)
+def _simplified_mean(source, labels, n_clusters, centers) -> float:
+    """The simplified silhouette's (weighted) mean over every holder's rows, one pass."""
+    total = torch.zeros(2, dtype=torch.float64, device=source.device)
+    for start, rows, weights in source.chunks():
+        row_values = _simplified_values(rows, labels[start : start + rows.shape[0]], n_clusters, centers)
+        w = torch.ones_like(row_values) if weights is None else weights.double()
+        total += torch.stack([(row_values * w).sum(), w.sum()])
+    total = source.reduce_sum(total)
+    return float(total[0] / total[1])
+
+
+def _compact_labels(source, labels: torch.Tensor, n_clusters: int, present=None) -> tuple[torch.Tensor, int]:
+    """Codes 0..m-1 of the clusters that have members of positive weight on any holder
+    (duplicates can leave some empty); a row of weight 0 gets code 0 (it adds nothing)."""
+    members = labels if present is None else labels[present]
+    counts = source.reduce_sum(torch.bincount(members, minlength=n_clusters))
     if bool((counts > 0).all()):
         return labels, n_clusters  # the usual case: no copy
-    present, codes = torch.unique(labels, return_inverse=True)
-    return codes, int(present.shape[0])
+    kept = torch.nonzero(counts > 0).flatten()
+    mapping = torch.zeros(n_clusters, dtype=torch.int64, device=labels.device)
+    mapping[kept.to(labels.device)] = torch.arange(kept.shape[0], device=labels.device)
+    return mapping[labels], int(kept.shape[0])
 
 
 def _attribute_seconds(ks, n_iter, restarts, init_seconds, lloyd_seconds, other_seconds):
@@ -533,14 +555,24 @@ def recommend(table: pd.DataFrame, knee_k, best_k: dict, method: str) -> tuple[i
     return k_min, f"k={k_min}: nothing to choose by (too few k or too few rows); the smallest k."
 
 
-def _fitted_kmeans(template, k, centers, labels, inertia, n_iter, output, device, conditioning) -> KMeans:
+def _fitted_kmeans(params, k, centers, labels, inertia, n_iter, output, device, conditioning, n_features,
+                   feature_names) -> KMeans:
     """A fitted :class:`KMeans` holding one k of the sweep, as ``fit`` would leave it
     (``centers`` and ``inertia`` in the conditioned units the sweep worked in)."""
-    params = template.get_params()
     init = conditioning.centers_out(centers).to(centers.dtype).detach().cpu().numpy()
-    params.update(n_clusters=k, init=init, n_init=1)
+    params = {**params, "n_clusters": k, "init": init, "n_init": 1}
     return KMeans._fitted_from(
         params, centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, output=output,
-        device=device, n_features_in=template.n_features_in_,
-        feature_names_in=getattr(template, "feature_names_in_", None), conditioning=conditioning,
+        device=device, n_features_in=n_features, feature_names_in=feature_names, conditioning=conditioning,
     )
+
+
+def _feature_names(X, opened):
+    """The column names a fit records as ``feature_names_in_``: a file's, or a DataFrame's
+    when every name is a string (as scikit-learn); None otherwise."""
+    if opened.columns is not None:
+        return np.asarray(opened.columns, dtype=object)
+    names = getattr(X, "columns", None)
+    if names is None or not all(isinstance(name, str) for name in names):
+        return None
+    return np.asarray(list(names), dtype=object)

@@ -52,7 +52,7 @@ SCENARIOS = {
 }
 
 # Scenarios whose table lies far from the origin: every rank must move it by the same
-# shift, the mean of the whole table (see gpukmeans._conditioning).
+# shift, the mean of the whole table (see gpukmeans.sources.conditioning).
 OFFSETS = {"far_from_the_origin_float32": 1e4}
 
 

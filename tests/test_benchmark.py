@@ -89,7 +89,7 @@ def test_cli_bench_prints_the_table(tmp_path):
 
 def test_the_bfloat16_storage_row_fits_the_same_data_stored_in_16_bits(monkeypatch):
     """The row is timed on GPUs only; its code path is the same on the CPU."""
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.sources import InMemorySource
 
     seen = []
     original = InMemorySource.chunks

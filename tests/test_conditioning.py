@@ -1,7 +1,7 @@
 """Correct on any float data: tables far from the origin, tiny and huge magnitudes.
 
 Every kernel computes distances as ||x||^2 - 2 x.c + ||c||^2; without conditioning
-(gpukmeans._conditioning) float32 blobs of spread 1 around 1e4 lose a third of their
+(gpukmeans.sources.conditioning) float32 blobs of spread 1 around 1e4 lose a third of their
 labels. Each case here is checked against scikit-learn in float64 from the same
 initial centres, and every final label against the nearest centre in float64.
 """
@@ -16,8 +16,8 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus, metrics, sweep
-from gpukmeans._conditioning import Conditioning, RowMoments, local_moments
-from gpukmeans._sources import InMemorySource
+from gpukmeans.sources.conditioning import Conditioning, RowMoments, local_moments
+from gpukmeans.sources import InMemorySource
 
 N_CLUSTERS = 4
 

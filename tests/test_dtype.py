@@ -22,8 +22,9 @@ if (not torch.cuda.is_available() and "triton" not in sys.modules
     os.environ["TRITON_INTERPRET"] = "1"  # read when triton is imported: run kernels on the CPU
 
 from gpukmeans import KMeans, MiniBatchKMeans, kernels  # noqa: E402
-from gpukmeans._file_sources import FileSource  # noqa: E402
-from gpukmeans._sources import InMemorySource  # noqa: E402
+from gpukmeans.sources.files import FileSource  # noqa: E402
+from gpukmeans.sources import InMemorySource  # noqa: E402
+from gpukmeans.sources import base as sources_base  # noqa: E402
 from gpukmeans.kernels.reference import assign_accumulate_reference, lloyd_step_reference  # noqa: E402
 
 HALF = [torch.bfloat16, torch.float16]
@@ -286,10 +287,10 @@ def test_minibatch_partial_fit_keeps_the_first_calls_storage(separated, chunks_s
     np.testing.assert_array_equal(model.predict(X[1000:]), model.labels_)
 
 
-# ---------------------------------------------------------------- the dispatcher
+# ---------------------------------------------------------------- the backends
 @pytest.mark.parametrize("storage", HALF)
 @pytest.mark.parametrize("kernel", ["", "reference"])
-def test_dispatcher_widens_half_rows_off_triton(storage, kernel, monkeypatch):
+def test_backends_widen_half_rows_off_triton(storage, kernel, monkeypatch):
     monkeypatch.setenv("GPUKMEANS_KERNEL", kernel)
     generator = torch.Generator().manual_seed(0)
     X = torch.randn(301, 7, generator=generator).to(storage)
@@ -297,12 +298,13 @@ def test_dispatcher_widens_half_rows_off_triton(storage, kernel, monkeypatch):
     norms = (centers * centers).sum(dim=2)
     weights = torch.rand(301, generator=generator)
     expected = assign_accumulate_reference(X.float(), centers, norms, weights)
-    got = kernels.assign_accumulate(X, centers, norms, weights)
+    backend = kernels.backend_for("cpu", storage)
+    got = backend.assign(X, centers, norms, weights)
     assert got.sums.dtype == torch.float32 and got.min_sq_distances.dtype == torch.float32
     assert torch.equal(got.labels, expected.labels)
     torch.testing.assert_close(got.sums, expected.sums, rtol=1e-5, atol=1e-5)
     labels = torch.full((301, 2), -1, dtype=torch.int16)
-    step = kernels.lloyd_step(X, centers, norms, weights, labels, torch.tensor([0, 1]))
+    step = backend.lloyd_step(X, centers, norms, weights, labels, torch.tensor([0, 1]))
     reference_labels = torch.full((301, 2), -1, dtype=torch.int16)
     expected_step = lloyd_step_reference(X.float(), centers, norms, weights, reference_labels, torch.tensor([0, 1]))
     assert torch.equal(labels, reference_labels)
@@ -333,13 +335,13 @@ def test_estimator_on_the_triton_kernel_in_the_interpreter(storage, monkeypatch)
         rows_seen.append((X.dtype, centers.dtype))
         return lloyd_step_triton(X, centers, *args, **kwargs)
 
-    original_load = kernels._load
+    # every pass on the Triton backend (as on CUDA), but the final labels' (float64, which
+    # Triton does not take: the CPU kernel's)
     monkeypatch.setattr(triton_assign, "lloyd_step_triton", recording_lloyd_step)
-    monkeypatch.setattr(kernels, "_load", lambda name: triton_assign if name == "triton" else original_load(name))
-    # every pass but the final labels' (float64, which Triton does not take: the CPU kernel's)
-    original_backend = kernels.backend_for
-    monkeypatch.setattr(kernels, "backend_for",
-                        lambda X: original_backend(X) if X.dtype == torch.float64 else "triton")
+    triton = kernels.TritonBackend(triton_assign)
+    original_backend_for = sources_base.backend_for
+    monkeypatch.setattr(sources_base, "backend_for",
+                        lambda device, dtype: original_backend_for(device, dtype) if dtype == torch.float64 else triton)
     on_triton = KMeans(3, init=init, device="cpu", dtype=storage, max_iter=20).fit(X)
 
     assert rows_seen and set(rows_seen) == {(storage, torch.float32)}

@@ -6,7 +6,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
-from gpukmeans._file_sources import open_table, prefetched, shard_bounds
+from gpukmeans.sources.files import open_table, prefetched, shard_bounds
 
 FEATURES = ["recency", "frequency", "monetary", "tenure"]
 

@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
-from gpukmeans._device import auto_chunk_size
+from gpukmeans.sources.chunking import auto_chunk_size
 from test_lloyd_recording import assert_same_lloyd_result
 
 pytestmark = pytest.mark.gpu
@@ -83,8 +83,8 @@ def test_kmeans_parallel_on_cuda(data):
 
 
 def _lloyd_on_cuda(X, starts, monkeypatch, *, graphs, weights=None):
-    from gpukmeans._lloyd import lloyd
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine.lloyd import lloyd
+    from gpukmeans.sources import InMemorySource
 
     monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "1" if graphs else "0")
     return lloyd(InMemorySource(X, weights, chunk_size=50_000), starts, max_iter=40, tol=0.0)
@@ -106,7 +106,7 @@ def test_cuda_graph_replays_give_the_launch_by_launch_result(monkeypatch, dtype,
 
 
 def test_cuda_graph_replay_relocates_an_empty_cluster_as_launch_by_launch(monkeypatch):
-    from gpukmeans import _lloyd
+    from gpukmeans.engine import lloyd as _lloyd
 
     X = torch.randn(100_000, 8, device="cuda", generator=torch.Generator(device="cuda").manual_seed(6))
     starts = [torch.cat([X[:5], torch.full((1, 8), 1e3, device="cuda")])]
@@ -131,7 +131,7 @@ def test_cuda_fit_is_the_same_with_and_without_graphs(monkeypatch, data):
 
 
 def test_a_cuda_lloyd_pass_is_one_launch_over_the_whole_table(data):
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.sources import InMemorySource
 
     X = torch.as_tensor(data, dtype=torch.float32, device="cuda")
     chunks = list(InMemorySource(X, None, chunk_size=1000).lloyd_pass_chunks())
@@ -144,14 +144,14 @@ def test_kmeans_plusplus_on_cuda_picks_the_same_centres_with_the_fused_potential
     assignment kernel's blocks it replaced pick the same centres (same distances, the
     potentials summed in another order)."""
     from gpukmeans import kernels
-    from gpukmeans._init import kmeans_plusplus_tensor
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine.initialisation import kmeans_plusplus_tensor
+    from gpukmeans.sources import InMemorySource
 
     X = torch.as_tensor(data, dtype=torch.float32, device="cuda").to(dtype)
     chosen = {}
     for fused in ("1", "0"):
-        monkeypatch.setenv("GPUKMEANS_FUSED_POTENTIALS", fused)
-        assert kernels.fused_potentials_available(X.device, torch.float32) == (fused == "1")
         source = InMemorySource(X, None, auto_chunk_size(12, 8, X.dtype, X.device))
+        source.backend = kernels.new_backend("cuda", X.dtype)
+        source.backend.fused_potentials = fused == "1"
         chosen[fused] = kmeans_plusplus_tensor(source, 8, torch.Generator().manual_seed(3))[1]
     assert torch.equal(chosen["1"], chosen["0"])

@@ -14,7 +14,7 @@ from sklearn.datasets import make_blobs
 import gpukmeans._kmeans as kmeans_module
 from gpukmeans import KMeans
 from gpukmeans._minibatch import MiniBatchKMeans
-from gpukmeans._streaming import HostStreamSource
+from gpukmeans.sources.host_stream import HostStreamSource
 
 pytestmark = pytest.mark.gpu
 

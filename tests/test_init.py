@@ -44,8 +44,8 @@ def test_random_init_picks_distinct_weighted_rows(blobs):
     km = KMeans(6, init="random", n_init=1, max_iter=1, tol=0, random_state=0, device="cpu")
     # After one iteration with tol=0 the centres moved; check the seeds through max_iter=1
     # on data where the weighted rows are far apart from the rest is enough to see them.
-    from gpukmeans._init import random_rows_init
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine.initialisation import random_rows_init
+    from gpukmeans.sources import InMemorySource
 
     source = InMemorySource(torch.as_tensor(X), torch.as_tensor(weights), chunk_size=64)
     _, rows = random_rows_init(source, 6, seed=123)
@@ -95,8 +95,8 @@ def test_callable_init_is_called_with_numpy_data(blobs):
 def test_kmeans_parallel_gathers_sampled_rows_the_same_way_on_every_device(monkeypatch):
     # the CPU gathers each round's sampled rows as Python ints, a GPU as one tensor per
     # block; both must pick the same candidates in the same order
-    from gpukmeans import _init
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
 
     X = torch.from_numpy(np.random.default_rng(3).standard_normal((5_000, 4)).astype(np.float32))
     source = InMemorySource(X, None, chunk_size=700)
@@ -113,16 +113,17 @@ def test_kmeans_parallel_gathers_sampled_rows_the_same_way_on_every_device(monke
 def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkeypatch, weighted):
     # the CPU kernel's one-pass potentials against the blockwise assignment path:
     # the same distances bit for bit, summed in another order, so the same choices
-    from gpukmeans import _init, kernels
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans import kernels
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
 
     rng = np.random.default_rng(5)
     X = torch.from_numpy(rng.standard_normal((6_000, 5)).astype(np.float32))
     weights = torch.from_numpy(rng.random(6_000).astype(np.float32)) if weighted else None
-    source = InMemorySource(X, weights, chunk_size=1_000)
-
     def init(fused):
-        monkeypatch.setattr(kernels, "fused_potentials_available", lambda device, dtype: fused)
+        source = InMemorySource(X, weights, chunk_size=1_000)
+        source.backend = kernels.new_backend("cpu", torch.float32)
+        source.backend.fused_potentials = fused  # off: the potentials from the assignment's distances
         return _init.kmeans_plusplus_tensor(source, 9, torch.Generator().manual_seed(4))
 
     (fused_centres, fused_rows), (block_centres, block_rows) = init(True), init(False)
@@ -133,8 +134,8 @@ def test_kmeans_plusplus_picks_the_same_centres_with_the_fused_potentials(monkey
 def test_draw_block_totals_do_not_depend_on_how_many_blocks_are_summed_at_once(monkeypatch, weighted):
     # The draws' block totals are summed many blocks at a time (one transfer from a GPU
     # instead of one per block); how many must not change them, or the draws.
-    from gpukmeans import _init
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
 
     rng = np.random.default_rng(8)
     X = torch.from_numpy(rng.standard_normal((3 * 512 + 100, 2)))
@@ -159,7 +160,7 @@ class _CountingSource:
     """An in-memory source that counts the passes over its rows and the rows read again."""
 
     def __new__(cls, X, weights, chunk_size):
-        from gpukmeans._sources import InMemorySource
+        from gpukmeans.sources import InMemorySource
 
         class Counting(InMemorySource):
             passes = 0
@@ -180,11 +181,13 @@ class _CountingSource:
 def test_kmeans_plusplus_reads_the_rows_once_per_centre(monkeypatch, fused):
     # each greedy step's one pass lowers the distances to the last centre chosen and
     # weighs the new candidates; a draw reads again only the blocks it falls in
-    from gpukmeans import _init, kernels
+    from gpukmeans import kernels
+    from gpukmeans.engine import initialisation as _init
 
-    monkeypatch.setattr(kernels, "fused_potentials_available", lambda device, dtype: fused)
     X = torch.from_numpy(np.random.default_rng(2).standard_normal((20_000, 3)).astype(np.float32))
     source = _CountingSource(X, None, chunk_size=3_000)
+    source.backend = kernels.new_backend("cpu", torch.float32)
+    source.backend.fused_potentials = fused
     centres, rows = _init.kmeans_plusplus_tensor(source, 10, torch.Generator().manual_seed(1), n_local_trials=3)
     assert len(set(rows.tolist())) == 10
     assert type(source).passes == 10
@@ -195,8 +198,8 @@ def test_kmeans_plusplus_reads_the_rows_once_per_centre(monkeypatch, fused):
 def test_kmeans_plusplus_picks_the_same_rows_whatever_the_chunk_size(weighted):
     # chunks that start inside a draw block leave it two partial totals; every other
     # block's totals, the lowered distances and the draws do not depend on the chunks
-    from gpukmeans import _init
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
 
     rng = np.random.default_rng(6)
     X = torch.from_numpy(rng.standard_normal((9_000, 4)).astype(np.float32))

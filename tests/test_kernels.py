@@ -255,18 +255,31 @@ def test_cpu_kernel_does_not_reuse_packed_centres_after_they_change():
     assert torch.equal(second.labels, 3 - first.labels)
 
 
-def test_dispatcher_picks_the_cpu_kernel_and_the_reference_when_asked(monkeypatch):
-    X = torch.zeros(4, 2)
-    assert kernels.backend_for(X) == "cpu"
-    assert kernels.backend_for(X.to(torch.bfloat16)) == "reference"
+def test_the_backend_is_the_cpu_kernel_and_the_reference_when_asked(monkeypatch):
+    cpu = kernels.backend_for("cpu", torch.float32)
+    assert cpu.name == "cpu" and cpu.whole_pass and cpu.fused_potentials and not cpu.chunk_distances
+    # 16-bit rows go through the CPU kernel widened a chunk at a time: never a whole pass
+    half = kernels.backend_for("cpu", torch.bfloat16)
+    assert half.name == "cpu" and not half.whole_pass
     monkeypatch.setenv("GPUKMEANS_KERNEL", "reference")
-    assert kernels.backend_for(X) == "reference"
-    assert not kernels.fused_cpu_kernel_available(torch.float32)
+    reference = kernels.backend_for("cpu", torch.float32)
+    assert reference.name == "reference" and not reference.whole_pass and reference.chunk_distances
+
+
+def test_a_16_bit_chunk_on_the_cpu_backend_equals_its_float32_widening():
+    X, centers, norms, weights, _ = make_problem(5, 4, 2, torch.float32, True)
+    X16 = X.to(torch.bfloat16)
+    backend = kernels.backend_for("cpu", torch.bfloat16)
+    got = backend.assign(X16, centers, norms, weights)
+    expected = kernels.backend_for("cpu", torch.float32).assign(X16.float(), centers, norms, weights)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.gpu
-def test_dispatcher_picks_triton_on_cuda():
-    assert kernels.backend_for(torch.zeros(4, 2, device="cuda")) == "triton"
+def test_the_backend_on_cuda_is_triton():
+    assert kernels.backend_for("cuda", torch.float32).name == "triton"
+    assert kernels.backend_for("cuda", torch.float64).name == "reference"
 
 
 @pytest.mark.gpu
@@ -313,10 +326,11 @@ def test_triton_tuning_settings_match_reference(path, settings, n_features, k_ma
         X, centers, norms, weights, valid = make_problem(n_features, k_max, 2, torch.float32, weighted,
                                                          seed=n_features + k_max, n_rows=700)
         expected = assign_accumulate_reference(X, centers, norms, weights)
-        with triton_assign.tuning(**settings):
-            got = assign(to(X), to(centers), to(norms), to(weights))
-            labels = torch.zeros(X.shape[0], 2, dtype=torch.int32, device=device)
-            stepped = step(to(X), to(centers), to(norms), to(weights), labels, torch.tensor([1, 0], device=device))
+        tuning = triton_assign.Tuning(**settings)
+        got = assign(to(X), to(centers), to(norms), to(weights), tuning=tuning)
+        labels = torch.zeros(X.shape[0], 2, dtype=torch.int32, device=device)
+        stepped = step(to(X), to(centers), to(norms), to(weights), labels, torch.tensor([1, 0], device=device),
+                       tuning=tuning)
         assert_labels_match_up_to_ties(got.labels.cpu(), expected.labels, X, centers, valid)
         sums, weight_sums = expected_sums(X, got.labels.cpu(), weights, 2, k_max)
         assert_close_relative(got.sums, sums)
@@ -387,18 +401,13 @@ def test_cpu_layouts_give_the_same_bits(dtype, n_features, k_max):
     assert torch.allclose(rows_step.inertia, centres_step.inertia, rtol=1e-12, atol=0)
 
 
-def test_cpu_layout_rule_and_its_override(monkeypatch):
-    monkeypatch.delenv("GPUKMEANS_CPU_LAYOUT", raising=False)
+def test_cpu_layout_rule():
     limit = cpu_kernel.ROWS_IN_LANES_MAX_FEATURES
     assert [cpu_kernel.layout_for(limit, k) for k in (1, 256)] == ["rows", "rows"]
     max_features, max_centres = cpu_kernel.ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES
     assert cpu_kernel.layout_for(max_features, max_centres) == "rows"
     assert cpu_kernel.layout_for(max_features, max_centres + 1) == "centres"
     assert cpu_kernel.layout_for(max_features + 1, 2) == "centres"
-    monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "centres")
-    assert cpu_kernel.layout_for(2, 8) == "centres"
-    monkeypatch.setenv("GPUKMEANS_CPU_LAYOUT", "columns")  # not a layout: the rule decides
-    assert cpu_kernel.layout_for(2, 8) == "rows"
 
 
 def test_lane_count_pads_least():
@@ -643,23 +652,27 @@ def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_wa
     (The CUDA branch's fallback, called here with CPU tensors.)"""
     import types
 
+    from gpukmeans.kernels import backend as backends
+
     def broken(*args, **kwargs):
         raise RuntimeError("PTX assembly failed\nmore detail")
-    stub, load = types.SimpleNamespace(candidate_potentials_triton=broken), kernels._load
-    monkeypatch.setattr(kernels, "_load", lambda name: stub if name == "triton_potentials" else load(name))
-    monkeypatch.setattr(kernels, "_triton_potentials_failed", False)
+    stub, load = types.SimpleNamespace(candidate_potentials_triton=broken), backends._load
+    monkeypatch.setattr(backends, "_load", lambda name: stub if name == "triton_potentials" else load(name))
+    # the CUDA backend, its assignment on the reference (CPU tensors here)
+    triton = backends.TritonBackend(types.SimpleNamespace())
+    monkeypatch.setattr(triton, "assign", backends.ReferenceBackend().assign)
+    assert triton.fused_potentials
     generator = torch.Generator().manual_seed(8)
     X = torch.randn(N_ROWS, 5, generator=generator)
     candidates = X[:3] + 0.1
     norms = (candidates * candidates).sum(dim=1)
     closest = torch.rand(N_ROWS, generator=generator) * 5
     with pytest.warns(RuntimeWarning, match=r"RuntimeError: PTX assembly failed\); using the assignment"):
-        got = kernels._potentials_on_cuda(X, candidates, norms, closest, None)
+        got = triton.candidate_potentials(X, candidates, norms, closest, None)
     assert_close_relative(got, candidate_potentials_reference(X, candidates, norms, closest))
-    assert kernels._triton_potentials_failed
-    assert not kernels.fused_potentials_available(torch.device("cuda"), torch.float32)
+    assert not triton.fused_potentials
     lowered = closest.clone()
-    kernels._potentials_from_assignment(X, candidates[:1], norms[:1], lowered, None, lower_closest=True)
+    triton.candidate_potentials(X, candidates[:1], norms[:1], lowered, None, lower_closest=True)
     expected = closest.clone()
     cpu_kernel.candidate_potentials_cpu(X, candidates[:1], norms[:1], expected, lower_closest=True)
     assert torch.equal(lowered, expected) and bool((lowered < closest).any())
@@ -671,47 +684,45 @@ def test_kmeans_plusplus_through_the_triton_pass_picks_the_rows_the_cpu_kernel_p
     """k-means++ as it runs on CUDA (every pass and every drawn block through the Triton
     kernel, rows as stored, chunks that start inside blocks), here under the interpreter:
     the same rows as through the CPU kernel."""
-    from gpukmeans import _init
-    from gpukmeans._sources import InMemorySource
+    from gpukmeans.engine import initialisation
+    from gpukmeans.sources import InMemorySource
     from gpukmeans.kernels import triton_potentials
 
     rng = np.random.default_rng(4)
     X = torch.from_numpy(rng.standard_normal((2_100, 3)).astype(np.float32) * 3).to(storage)
     weights = torch.from_numpy(rng.random(2_100).astype(np.float32))
 
-    def picks(chunk_size):
+    def picks(chunk_size, backend=None):
         source = InMemorySource(X, weights, chunk_size=chunk_size)
-        return _init.kmeans_plusplus_tensor(source, 4, torch.Generator().manual_seed(6))[1]
+        if backend is not None:
+            source.backend = backend
+        return initialisation.kmeans_plusplus_tensor(source, 4, torch.Generator().manual_seed(6))[1]
 
     through_cpu_kernel = picks(2_100)
     calls = []
 
-    def through_triton(*args, **kwargs):
-        calls.append(kwargs.get("block_offset", 0))
-        return triton_potentials.candidate_potentials_triton(*args, **kwargs)
+    class ThroughTriton(type(kernels.backend_for("cpu", storage))):
+        def candidate_potentials(self, *args, **kwargs):
+            calls.append(kwargs.get("block_offset", 0))
+            return triton_potentials.candidate_potentials_triton(*args, **kwargs)
 
-    monkeypatch.setattr(kernels, "candidate_potentials", through_triton)
-    assert torch.equal(picks(2_100), through_cpu_kernel)
-    assert torch.equal(picks(700), through_cpu_kernel)
+    backend = ThroughTriton(kernels.backend._load("cpu"), storage)
+    assert torch.equal(picks(2_100, backend), through_cpu_kernel)
+    assert torch.equal(picks(700, backend), through_cpu_kernel)
     assert 700 in calls and 376 in calls  # chunks that start inside the first and second blocks
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_rows,n_features,n_groups", [(0, 3, 2), (1, 1, 1), (N_ROWS, 16, 3), (9_001, 70, 2)])
-def test_cpu_exact_distances_match_the_pytorch_form(monkeypatch, dtype, n_rows, n_features, n_groups):
-    """The final inertia's exact distances (direct differences, squares in X's dtype, sums
-    in float64): the CPU kernel's one pass against the PyTorch blocks, far from the origin
+def test_cpu_exact_distances_match_the_pytorch_form(dtype, n_rows, n_features, n_groups):
+    """Exact distances (direct differences, squares in X's dtype, sums in float64): the
+    CPU kernel's one pass against the reference's PyTorch blocks, far from the origin
     too, where the matrix-product form would lose digits."""
-    from gpukmeans import _lloyd
-
     generator = torch.Generator().manual_seed(n_rows + n_features)
     X = (torch.randn(n_rows, n_features, generator=generator, dtype=torch.float64) + 1e3).to(dtype)
     centers = (torch.randn(n_groups, 6, n_features, generator=generator, dtype=torch.float64) + 1e3).to(dtype)
     labels = torch.randint(0, 6, (n_rows, n_groups), generator=generator)
-    weights = torch.rand(n_rows, generator=generator, dtype=torch.float64).to(dtype)
-    got = [_lloyd.exact_sq_distances(X, centers, labels, w) for w in (None, weights)]
-    monkeypatch.setattr(kernels, "fused_cpu_kernel_available", lambda dtype: False)
-    expected = [_lloyd.exact_sq_distances(X, centers, labels, w) for w in (None, weights)]
-    for a, b in zip(got, expected):
-        assert a.shape == b.shape == (n_rows, n_groups) and a.dtype == torch.float64
-        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+    got = kernels.backend_for("cpu", dtype).exact_sq_distances(X, centers, labels)
+    expected = kernels.ReferenceBackend().exact_sq_distances(X, centers, labels)
+    assert got.shape == expected.shape == (n_rows, n_groups) and got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=1e-13, atol=0)

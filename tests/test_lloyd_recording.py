@@ -14,10 +14,10 @@ import os
 import pytest
 import torch
 
-from gpukmeans import _lloyd
+from gpukmeans.engine import lloyd as _lloyd
 from gpukmeans._benchmark import PEERS
-from gpukmeans._cuda_graph import cuda_graphs_enabled
-from gpukmeans._sources import InMemorySource
+from gpukmeans.engine.cuda_graph import cuda_graphs_enabled
+from gpukmeans.sources import InMemorySource
 
 
 class ReplayedOnCpu:

@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from gpukmeans import KMeans, MiniBatchKMeans, _init
+from gpukmeans import KMeans, MiniBatchKMeans
+from gpukmeans.engine import initialisation as _init
 from gpukmeans._arrays import all_finite
-from gpukmeans._device import chunk_bytes_per_row
-from gpukmeans._sources import InMemorySource
+from gpukmeans.sources.chunking import chunk_bytes_per_row
+from gpukmeans.sources import InMemorySource
 
 N_ROWS, N_FEATURES, CHUNK_ROWS = 60_000, 32, 6_000
 # Per-row state a fit may keep besides X: the Lloyd label table (1 byte per restart),

@@ -11,32 +11,37 @@ import numpy as np
 import pytest
 import torch
 
-from gpukmeans import KMeans
-from gpukmeans import _oom
+from gpukmeans import KMeans, kernels
 from gpukmeans.kernels import assign_accumulate_reference
+from gpukmeans.kernels import resilient as _oom
+from gpukmeans.sources import base as sources_base
 from gpukmeans.kernels.reference import lloyd_step_reference
 
 
 @pytest.fixture
 def kernel_that_fits(monkeypatch):
-    """Replace both kernels (assign, Lloyd step) with ones that run out of memory above ``limit`` rows."""
+    """Every source's kernels: the reference, whose assignment and Lloyd step run out of
+    memory above ``limit`` rows (k-means++'s potentials keep fitting)."""
     calls = []
 
     def install(limit):
-        def tight_kernel(X, *args, **kwargs):
-            calls.append(X.shape[0])
-            if X.shape[0] > limit:
-                raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-            return assign_accumulate_reference(X, *args, **kwargs)
+        class TightBackend(kernels.ReferenceBackend):
+            def assign(self, X, *args, **kwargs):
+                calls.append(X.shape[0])
+                if X.shape[0] > limit:
+                    raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+                return assign_accumulate_reference(X, *args, **kwargs)
 
-        def tight_step(X, *args, **kwargs):
-            calls.append(X.shape[0])
-            if X.shape[0] > limit:
-                raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-            return lloyd_step_reference(X, *args, **kwargs)
+            def lloyd_step(self, X, *args, **kwargs):
+                calls.append(X.shape[0])
+                if X.shape[0] > limit:
+                    raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+                return lloyd_step_reference(X, *args, **kwargs)
 
-        monkeypatch.setattr(_oom, "assign_accumulate", tight_kernel)
-        monkeypatch.setattr(_oom, "lloyd_step", tight_step)
+            def candidate_potentials(self, *args, **kwargs):
+                return kernels.ReferenceBackend().candidate_potentials(*args, **kwargs)
+
+        monkeypatch.setattr(sources_base, "backend_for", lambda device, dtype: TightBackend())
         return calls
 
     return install
@@ -73,7 +78,7 @@ def test_pieces_combine_into_the_whole_result(accumulate):
     centers = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)
     norms = (centers * centers).sum(dim=2)
     whole = assign_accumulate_reference(X, centers, norms, weights, accumulate=accumulate)
-    assigner = _oom.ResilientAssigner()
+    assigner = _oom.ResilientAssigner(kernels.ReferenceBackend())
     assigner.max_rows = 7
     pieces = assigner(X, centers, norms, weights, accumulate=accumulate)
     assert torch.equal(pieces.labels, whole.labels)

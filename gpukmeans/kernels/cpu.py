@@ -41,7 +41,6 @@ change without invalidating a stale cached binary.
 import concurrent.futures
 import itertools
 import math
-import os
 import threading
 from typing import NamedTuple, Optional
 
@@ -860,13 +859,7 @@ def _executor(n_threads):
 
 
 def _host_vector_bytes() -> int:
-    """The widest vector registers of this CPU: 64 (AVX-512), 32 (AVX/AVX2), else 16.
-
-    ``GPUKMEANS_CPU_VECTOR_BYTES`` overrides it (16, 32 or 64), to compare widths.
-    """
-    override = os.environ.get("GPUKMEANS_CPU_VECTOR_BYTES")
-    if override in ("16", "32", "64"):
-        return int(override)
+    """The widest vector registers of this CPU: 64 (AVX-512), 32 (AVX/AVX2), else 16."""
     try:
         from llvmlite import binding
 
@@ -1023,11 +1016,8 @@ def layout_for(n_features: int, k_max: int) -> str:
     saves the cross-lane reduction and the per-row work that dominate a pass; with more
     features, transposing each tile costs more than it saves (measured on AMD Zen 4,
     one thread: 0.68-0.97 of the other layout's time up to 16 features, 1.0-1.8 from 32).
-    ``GPUKMEANS_CPU_LAYOUT`` ("rows" or "centres") overrides it, to compare the two.
+    The kernel's entry points take ``layout=`` to run the other one (benchmarks/bench_cpu_layouts.py).
     """
-    override = os.environ.get("GPUKMEANS_CPU_LAYOUT")
-    if override in ("rows", "centres"):
-        return override
     max_features, max_centres = ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES
     few = n_features <= ROWS_IN_LANES_MAX_FEATURES or (n_features <= max_features and k_max <= max_centres)
     return "rows" if few else "centres"

@@ -27,9 +27,9 @@ Under ``TRITON_INTERPRET=1`` (set before Triton is imported) the same kernel run
 CPU tensors in Triton's interpreter, which is how the tests check it without a GPU.
 """
 
-import contextlib
 import re
 import warnings
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
@@ -51,16 +51,35 @@ _PROGRAMS_PER_SM = 8
 # the cap spills).
 _BLOCK_M = 64
 _CAPPED_REGISTERS = 128
-# Launch settings a tuning run (benchmarks/gpu_kernel_variants.py) may override through
-# :func:`tuning`; ``None`` leaves the choice to :func:`_plan`, :func:`_compile_settings` or
-# Triton's default (``maxnreg=0``: no register cap).
-# The precisions are ``tl.dot``'s: "ieee" (float32 arithmetic), "tf32x3" (tensor cores,
-# three TF32 products: close to float32), "tf32" (one: about 10 bits, too coarse for
-# labels); and this file's "split_tf32", "split_bf16" (see _matmul) and "one_hot_bf16"
-# (sums only, see _sums_by_center).
-_DEFAULT_TUNING = {"block_m": None, "num_warps": None, "num_stages": None, "programs_per_sm": _PROGRAMS_PER_SM,
-                   "distance_precision": None, "sum_precision": None, "hoist_centers": True,
-                   "maxnreg": None, "slot_counts": True, "reload_for_sums": None}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Launch settings of the kernel. The defaults are the product's choices; a tuning
+    run (benchmarks/gpu_kernel_variants.py, benchmarks/kernel_sass.py) passes others to
+    :func:`assign_accumulate_triton`, :func:`lloyd_step_triton` or :func:`_compile_settings`.
+
+    ``None`` leaves the choice to :func:`_plan`, :func:`_compile_settings` or Triton's
+    default (``maxnreg=0``: no register cap). The precisions are ``tl.dot``'s: "ieee"
+    (float32 arithmetic), "tf32x3" (tensor cores, three TF32 products: close to
+    float32), "tf32" (one: about 10 bits, too coarse for labels); and this file's
+    "split_tf32", "split_bf16" (see _matmul) and "one_hot_bf16" (sums only, see
+    _sums_by_center).
+    """
+
+    block_m: Optional[int] = None
+    num_warps: Optional[int] = None
+    num_stages: Optional[int] = None
+    programs_per_sm: int = _PROGRAMS_PER_SM
+    distance_precision: Optional[str] = None
+    sum_precision: Optional[str] = None
+    hoist_centers: bool = True
+    maxnreg: Optional[int] = None
+    slot_counts: bool = True
+    reload_for_sums: Optional[bool] = None
+
+
+DEFAULT_TUNING = Tuning()
 # Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _sums_by_center.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none;
@@ -70,10 +89,7 @@ _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (gpu-kernel-variants-h200-{1,4}.md).
 _PRECISION_BY_DTYPE = {torch.float32: ("split_tf32", "split_tf32"), torch.bfloat16: ("split_bf16", "one_hot_bf16"),
                        torch.float16: ("ieee", "ieee")}
-_tuning = dict(_DEFAULT_TUNING)
-# The compiled kernel of the last launch: its registers, spills and shared memory, for a
-# tuning run to print (``n_regs``, ``n_spills``, ``metadata.shared``).
-last_compiled = None
+
 
 
 @triton.jit
@@ -395,21 +411,6 @@ def _tile_sizes(n_features: int, k_max: int):
     return _BLOCK_M, block_k, block_d
 
 
-@contextlib.contextmanager
-def tuning(**overrides):
-    """Launch settings (see ``_DEFAULT_TUNING``) for the calls made inside the block."""
-    unknown = set(overrides) - set(_DEFAULT_TUNING)
-    if unknown:
-        raise ValueError(f"unknown tuning settings: {sorted(unknown)}")
-    saved = dict(_tuning)
-    _tuning.update(overrides)
-    try:
-        yield
-    finally:
-        _tuning.clear()
-        _tuning.update(saved)
-
-
 class _Plan(NamedTuple):
     block_m: int
     block_k: int
@@ -419,16 +420,16 @@ class _Plan(NamedTuple):
     per_program_totals: bool  # sums and weight sums in per-program slots (see the kernel)
 
 
-def _plan(X, centers) -> _Plan:
+def _plan(X, centers, tuning: Tuning = DEFAULT_TUNING) -> _Plan:
     n_rows, n_features = X.shape
     k_max = centers.shape[1]
     block_m, block_k, block_d = _tile_sizes(n_features, k_max)
-    block_m = _tuning["block_m"] or block_m
+    block_m = tuning.block_m or block_m
     n_row_tiles = max(1, triton.cdiv(n_rows, block_m))
     if X.device.type == "cuda":
         # a few programs per SM keep every SM busy; each walks many tiles
         n_sms = torch.cuda.get_device_properties(X.device).multi_processor_count
-        n_programs = min(n_row_tiles, _tuning["programs_per_sm"] * n_sms)
+        n_programs = min(n_row_tiles, tuning.programs_per_sm * n_sms)
     else:  # Triton's interpreter (tests): few programs, so that each walks several tiles
         n_programs = max(1, min(n_row_tiles // 2, 2))
     return _Plan(block_m, block_k, block_d, n_row_tiles, n_programs,
@@ -451,7 +452,7 @@ def _added_up(plan, totals):
     return totals.sum(dim=0, dtype=torch.float64) if plan.per_program_totals else totals.double()
 
 
-def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia):
+def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia, tuning=DEFAULT_TUNING):
     """Whether the sums read the row tile with a load of their own.
 
     Triton's software pipeliner (cp.async copies of the next tiles into shared memory while
@@ -466,20 +467,19 @@ def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with
     Not with the inertia (a fit's last pass): there the two loads were slower at
     (100M, 32, 16) on an H200, 9.3-9.7 ms against 7.3-7.4 read once (docs/speed.md).
     """
-    override = _tuning["reload_for_sums"]
-    if override is not None:
-        return bool(override) and one_tile
+    if tuning.reload_for_sums is not None:
+        return bool(tuning.reload_for_sums) and one_tile
     return (one_tile and not with_inertia and x_dtype == torch.float32
             and distance_precision != "ieee" and sum_precision not in ("ieee", "one_hot_bf16"))
 
 
 def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted, accumulate, write_distances,
-                      lloyd, with_inertia):
+                      lloyd, with_inertia, tuning: Tuning = DEFAULT_TUNING):
     """The kernel's compile-time constants and launch options for one launch: what
     decides the code Triton generates (benchmarks/kernel_sass.py compiles from them)."""
     distance_precision, sum_precision = _PRECISION_BY_DTYPE[x_dtype]
-    distance_precision = _tuning["distance_precision"] or distance_precision
-    sum_precision = _tuning["sum_precision"] or sum_precision
+    distance_precision = tuning.distance_precision or distance_precision
+    sum_precision = tuning.sum_precision or sum_precision
     if "split_bf16" in (distance_precision, sum_precision) and x_dtype != torch.bfloat16:
         raise ValueError(f"the split_bf16 precision needs bfloat16 rows, not {x_dtype}")
     if device_type != "cuda":
@@ -495,14 +495,15 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
         WEIGHTED=weighted, ACCUMULATE=accumulate, WRITE_DISTANCES=write_distances,
         LLOYD=lloyd, WITH_INERTIA=with_inertia,
         DISTANCE_PRECISION=distance_precision, SUM_PRECISION=sum_precision,
-        HOIST_CENTERS=_tuning["hoist_centers"] and one_tile,
+        HOIST_CENTERS=tuning.hoist_centers and one_tile,
         # where the one-hot must hold only 0 and 1, the weights go into the rows
         WEIGHT_ROWS=weighted and sum_precision in _ONE_HOT_SUM_PRECISIONS,
-        SLOT_COUNTS=_tuning["slot_counts"] and not weighted and k_max <= plan.block_k,
-        RELOAD_FOR_SUMS=_reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia),
+        SLOT_COUNTS=tuning.slot_counts and not weighted and k_max <= plan.block_k,
+        RELOAD_FOR_SUMS=_reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with_inertia, tuning),
     )
-    launch_options = {name: _tuning[name] for name in ("num_warps", "num_stages") if _tuning[name] is not None}
-    maxnreg = _tuning["maxnreg"]
+    launch_options = {name: getattr(tuning, name) for name in ("num_warps", "num_stages")
+                      if getattr(tuning, name) is not None}
+    maxnreg = tuning.maxnreg
     if maxnreg is None:  # the measured rule (see _CAPPED_REGISTERS)
         maxnreg = _CAPPED_REGISTERS if one_tile and plan.block_k <= 16 else 0
     if maxnreg and device_type == "cuda":
@@ -511,7 +512,7 @@ def _compile_settings(plan, x_dtype, device_type, n_features, k_max, *, weighted
 
 
 def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, min_sq, sums,
-            weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia):
+            weight_sums, changed, inertia, *, accumulate, write_distances, lloyd, with_inertia, tuning):
     n_rows, n_features = X.shape
     n_groups, k_max, _ = centers.shape
     device = X.device
@@ -519,13 +520,12 @@ def _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns, m
         return
     constants, launch_options = _compile_settings(
         plan, X.dtype, device.type, n_features, k_max, weighted=weights is not None, accumulate=accumulate,
-        write_distances=write_distances, lloyd=lloyd, with_inertia=with_inertia)
+        write_distances=write_distances, lloyd=lloyd, with_inertia=with_inertia, tuning=tuning)
     # stand-ins for the outputs this launch does not write: its flags keep the kernel from
     # touching them, so they are left uninitialised (a zero-filled one would cost a launch)
     dummy_float = torch.empty(1, dtype=torch.float32, device=device)
     grid = (n_groups, plan.n_programs)
-    global last_compiled
-    last_compiled = _assign_kernel[grid](
+    _assign_kernel[grid](
         X, weights if weights is not None else dummy_float,
         centers, center_sq_norms,
         labels, label_columns if label_columns is not None else torch.empty(1, dtype=torch.int64, device=device),
@@ -556,6 +556,7 @@ def assign_accumulate_triton(
     weights: Optional[torch.Tensor] = None,
     *,
     accumulate: bool = True,
+    tuning: Tuning = DEFAULT_TUNING,
 ) -> AssignResult:
     """Triton implementation of :func:`~gpukmeans.kernels.assign_accumulate`.
 
@@ -568,14 +569,14 @@ def assign_accumulate_triton(
     out_dtype = X.dtype if X.dtype == torch.float32 else torch.float32
     labels = torch.empty((n_rows, n_groups), dtype=torch.int64, device=X.device)
     min_sq = torch.empty((n_rows, n_groups), dtype=torch.float32, device=X.device)
-    plan = _plan(X, centers)
+    plan = _plan(X, centers, tuning)
     sums = weight_sums = None
     if accumulate:
         sums, weight_sums = _totals(plan, n_groups, k_max, n_features, X.device)
         if n_rows == 0:  # no program runs, so no slot is written
             sums, weight_sums = sums.zero_(), weight_sums.zero_()
     _launch(plan, X, centers, center_sq_norms, weights, labels, None, min_sq, sums, weight_sums, None, None,
-            accumulate=accumulate, write_distances=True, lloyd=False, with_inertia=False)
+            accumulate=accumulate, write_distances=True, lloyd=False, with_inertia=False, tuning=tuning)
     if not accumulate:
         return AssignResult(labels, min_sq.to(out_dtype), None, None)
     return AssignResult(labels, min_sq.to(out_dtype), _added_up(plan, sums).to(out_dtype),
@@ -591,6 +592,7 @@ def lloyd_step_triton(
     label_columns: torch.Tensor,
     *,
     compute_inertia: bool = True,
+    tuning: Tuning = DEFAULT_TUNING,
 ) -> StepResult:
     """Triton implementation of :func:`~gpukmeans.kernels.lloyd_step`: labels updated in
     place, label changes counted and the inertia summed inside the kernel."""
@@ -599,7 +601,7 @@ def lloyd_step_triton(
     X, centers, center_sq_norms, weights = _prepare(X, centers, center_sq_norms, weights)
     n_groups, k_max, n_features = centers.shape
     device = X.device
-    plan = _plan(X, centers)
+    plan = _plan(X, centers, tuning)
     sums, weight_sums = _totals(plan, n_groups, k_max, n_features, device)
     changed = torch.zeros(n_groups, dtype=torch.int32, device=device)
     inertia = (torch.empty(plan.n_programs, n_groups, dtype=torch.float64, device=device)
@@ -609,7 +611,7 @@ def lloyd_step_triton(
         inertia = None if inertia is None else inertia.zero_()
     _launch(plan, X, centers, center_sq_norms, weights, labels, label_columns.to(device=device, dtype=torch.int64),
             None, sums, weight_sums, changed, inertia, accumulate=True, write_distances=False,
-            lloyd=True, with_inertia=compute_inertia)
+            lloyd=True, with_inertia=compute_inertia, tuning=tuning)
     return StepResult(_added_up(plan, sums), _added_up(plan, weight_sums), changed.to(torch.int64),
                       None if inertia is None else inertia.sum(dim=0))
 

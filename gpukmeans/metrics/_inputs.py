@@ -11,12 +11,13 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
-from sklearn.utils import check_array
 
 from .. import _arrays
-from .._conditioning import Conditioning, local_moments
 from .._device import resolve_device
-from .._sources import InMemorySource
+from ..sources import validate_sample_weight as sources_validate_sample_weight
+from ..sources import validated_rows
+from ..sources.conditioning import Conditioning, local_moments
+from ..sources.memory import InMemorySource
 
 __all__ = [
     "ValidatedInput",
@@ -37,37 +38,10 @@ def _is_pandas(array: Any) -> bool:
     return type(array).__module__.split(".")[0] == "pandas"
 
 
-def _check_dataframe_columns(X: Any) -> None:
-    """Name the non-numeric columns of a DataFrame (check_array would only say
-    that some string could not be converted)."""
-    dtypes = getattr(X, "dtypes", None)
-    if _is_pandas(X) and hasattr(dtypes, "items"):
-        bad = [str(c) for c, t in dtypes.items() if not _is_numeric_dtype(t)]
-        if bad:
-            raise ValueError(f"X has non-numeric column(s) {bad}; select or encode them first")
-
-
-def _is_numeric_dtype(dtype: Any) -> bool:
-    try:
-        return np.dtype(dtype).kind in "biuf"
-    except TypeError:
-        # pandas extension dtypes (nullable Int64, Float64, string, ...)
-        return getattr(dtype, "kind", "O") in "biuf"
-
-
 def data_to_tensor(X: Any, device: torch.device) -> tuple[torch.Tensor, _arrays.OutputKind]:
-    """X as a finite 2-D float32/float64 tensor on ``device``, and how to hand results back.
-
-    Same rules as the estimator: tensors and CuPy arrays are used in place
-    (DLPack), everything else goes through scikit-learn's ``check_array``.
-    """
-    if _arrays.is_tensor_like(X):
-        tensor, output = _arrays.tensor_from_tensor_like(X)
-        tensor = _arrays.check_tensor_2d(tensor)
-        return _arrays.to_device(tensor.detach(), device), output
-    _check_dataframe_columns(X)
-    array = check_array(X, dtype=[np.float64, np.float32], order="C")
-    return _arrays.numpy_to_tensor(array, device), _arrays.NUMPY_OUTPUT
+    """X as a finite 2-D float32/float64 tensor on ``device``, and how to hand results back
+    (:func:`gpukmeans.sources.validated_rows`, as every fit validates its rows)."""
+    return validated_rows(X, device)
 
 
 def _encode_labels(labels: Any, n_samples: int, device: torch.device):
@@ -129,7 +103,7 @@ def validate(
 ) -> ValidatedInput:
     """Validate ``X`` and ``labels`` and move them to the compute device.
 
-    ``X`` comes back conditioned as a fit's rows are (see ``gpukmeans._conditioning``):
+    ``X`` comes back conditioned as a fit's rows are (see ``gpukmeans.sources.conditioning``):
     moved near the origin when it lies far from it, and scaled by a power of two to
     magnitudes near 1. Every score here is unchanged by both, and the distances they
     sum keep their digits at any offset and scale (the Davies-Bouldin test for "no
@@ -149,31 +123,8 @@ def validate(
 def validate_sample_weight(
     sample_weight: Any, n_samples: int, device: torch.device
 ) -> Optional[torch.Tensor]:
-    """Return float64 weights on ``device`` (or None), rejecting bad values."""
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, torch.Tensor):
-        weights = sample_weight.detach().to(device=device, dtype=torch.float64)
-    elif _is_cupy(sample_weight):
-        weights = torch.from_dlpack(sample_weight).to(device=device, dtype=torch.float64)
-    else:
-        if _is_pandas(sample_weight):
-            sample_weight = sample_weight.to_numpy()
-        array = np.asarray(sample_weight, dtype=np.float64)
-        if array.ndim == 0:
-            array = np.full(n_samples, float(array))
-        weights = torch.from_numpy(np.ascontiguousarray(array)).to(device)
-    if weights.dim() != 1 or weights.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight must have shape ({n_samples},), got {tuple(weights.shape)}"
-        )
-    if not bool(torch.isfinite(weights).all()):
-        raise ValueError("sample_weight contains NaN or infinity")
-    if bool((weights < 0).any()):
-        raise ValueError("sample_weight must be non-negative")
-    if not bool((weights > 0).any()):
-        raise ValueError("sample_weight sums to zero")
-    return weights
+    """Float64 weights on ``device`` (or None), checked as a fit checks them."""
+    return sources_validate_sample_weight(sample_weight, n_samples, torch.float64, device)
 
 
 def to_output(values: torch.Tensor, output: _arrays.OutputKind):

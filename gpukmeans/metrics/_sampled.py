@@ -47,7 +47,7 @@ import torch
 
 from ._inputs import validate
 from ._pairwise import augment, default_block, distance_matmul
-from ._silhouette import _exact_silhouette_sorted, _resolve_block, silhouette_from_sums
+from ._exact import exact_silhouette_values, resolve_block, silhouette_from_sums
 
 __all__ = [
     "SilhouetteEstimate",
@@ -260,7 +260,8 @@ def estimate_silhouettes(
 
     Parameters
     ----------
-    X : (n, d) float tensor on the compute device.
+    X : (n, d) float tensor on the compute device, or rows read by index
+        (:class:`gpukmeans.sources.RowsByIndex`): only the sampled rows are read.
     labelings : list of (n,) int64 tensors with codes ``0..n_labels[g]-1``.
     n_labels : number of clusters of each labelling (each in 2..n-1).
     sample_size : rows to score per labelling; ``>= n`` means exact.
@@ -519,10 +520,10 @@ def silhouette_score_sampled(
             f"sample_size={sample_size} is too small for {data.n_labels} clusters: "
             f"need at least 2 rows per cluster ({2 * data.n_labels})"
         )
-    block = _resolve_block(block_size, data.X.device)
+    block = resolve_block(block_size, data.X.device)
     n_samples = data.X.shape[0]
     if sample_size >= n_samples:
-        value = float(_exact_silhouette_sorted(data.X, data.labels, data.n_labels, block).mean())
+        value = float(exact_silhouette_values(data.X, data.labels, data.n_labels, block).mean())
         return SilhouetteEstimate(value, value, value, n_samples, n_samples, "exact", confidence)
     generator = make_generator(random_state)
     (result,) = estimate_silhouettes(

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..sources.memory import InMemorySource
 from ._inputs import check_number_of_labels, validate, validate_sample_weight
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ch_db_many",
     "chunk_rows",
     "davies_bouldin_score",
+    "rows_of",
     "weighted_centroids",
 ]
 
@@ -27,9 +29,14 @@ _NOISE = 64 * torch.finfo(torch.float64).eps
 
 
 def chunk_rows(device: torch.device, n_columns: int) -> int:
-    """Rows per chunk so that a float64 chunk stays around 64 MB (CPU) / 512 MB (GPU)."""
+    """Rows per block so that a float64 block stays around 64 MB (CPU) / 512 MB (GPU)."""
     budget = (512 if device.type == "cuda" else 64) * 2**20 // 8
     return max(1024, budget // max(1, n_columns))
+
+
+def rows_of(X: torch.Tensor, weights: Optional[torch.Tensor] = None) -> InMemorySource:
+    """Rows held in a tensor as a data source (what every score here passes over)."""
+    return InMemorySource(X, weights, X.shape[0])
 
 
 def weighted_centroids(
@@ -38,40 +45,39 @@ def weighted_centroids(
     n_labels: int,
     weights: Optional[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 centroids (k, d) and cluster weights (k,), accumulated by chunks."""
-    step = chunk_rows(X.device, X.shape[1])
-    return _cluster_centroids(X, [labels], [0, n_labels], weights, step)
+    """Float64 centroids (k, d) and cluster weights (k,), accumulated by blocks."""
+    return _cluster_centroids(rows_of(X, weights), [labels], [0, n_labels])
 
 
-def _cluster_centroids(
-    X: torch.Tensor,
-    labelings: list[torch.Tensor],
-    offsets: list[int],
-    weights: Optional[torch.Tensor],
-    step: int,
-    shift: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 centroids and cluster weights of one or more labellings, in one chunked pass.
+def _float64_blocks(source, labelings):
+    """``(rows, weights or None, [codes of each labelling])`` over a source's rows, in float64
+    blocks of bounded size: this holder's rows, with its slice of every labelling."""
+    for start, chunk, weights in source.chunks():
+        step = chunk_rows(chunk.device, chunk.shape[1])
+        for lo in range(0, chunk.shape[0], step):
+            hi = min(lo + step, chunk.shape[0])
+            w = None if weights is None else weights[lo:hi].to(torch.float64)
+            yield (chunk[lo:hi].to(torch.float64), w,
+                   [labels[start + lo : start + hi].to(chunk.device) for labels in labelings])
+
+
+def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 centroids and cluster weights of one or more labellings, in one pass.
 
     The statistics every centroid-based score starts from. Labelling ``g``'s
     clusters are rows ``offsets[g]:offsets[g + 1]`` of the results, so that one
-    pass over ``X`` serves every labelling. ``shift``, when given, is subtracted
-    from the rows first (the centroids are then those of the shifted rows).
+    pass over the rows serves every labelling (and, under torch.distributed, every
+    holder's rows: the sums are added up across them).
     """
-    n_samples, n_features = X.shape
-    sums = torch.zeros(offsets[-1], n_features, dtype=torch.float64, device=X.device)
-    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=X.device)
-    for start in range(0, n_samples, step):
-        rows = X[start : start + step].to(torch.float64)
-        if shift is not None:
-            rows = rows - shift
-        w = None if weights is None else weights[start : start + step]
+    sums = torch.zeros(offsets[-1], source.n_features, dtype=torch.float64, device=source.device)
+    totals = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
+    for rows, w, codes in _float64_blocks(source, labelings):
         weighted_rows = rows if w is None else rows * w[:, None]
-        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=X.device) if w is None else w
-        for g, labels in enumerate(labelings):
-            codes = labels[start : start + step] + offsets[g]
-            sums.index_add_(0, codes, weighted_rows)
-            totals.index_add_(0, codes, unit)
+        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=rows.device) if w is None else w
+        for g, labels in enumerate(codes):
+            sums.index_add_(0, labels + offsets[g], weighted_rows)
+            totals.index_add_(0, labels + offsets[g], unit)
+    sums, totals = source.reduce_sum(sums), source.reduce_sum(totals)
     return sums / totals[:, None], totals
 
 
@@ -120,7 +126,7 @@ def calinski_harabasz_score(
     50.0
     """
     X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    calinski, _ = ch_db_many(X_t, [codes], [n_labels], weights)
+    calinski, _ = ch_db_many(rows_of(X_t, weights), [codes], [n_labels])
     return calinski[0]
 
 
@@ -153,47 +159,39 @@ def davies_bouldin_score(
     0.2
     """
     X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    _, davies = ch_db_many(X_t, [codes], [n_labels], weights)
+    _, davies = ch_db_many(rows_of(X_t, weights), [codes], [n_labels])
     return davies[0]
 
 
 def ch_db_many(
-    X: torch.Tensor,
+    source,
     labelings: list[torch.Tensor],
     n_labels: list[int],
-    weights: Optional[torch.Tensor] = None,
 ) -> tuple[list[float], list[float]]:
     """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
 
-    Two chunked passes over ``X`` serve every labelling (the k's of a sweep):
-    one for the centroids, one for each row's distance to its centroid, where
-    one matrix product against the centroids of all labellings gives
-    ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` for all of them at once. Rows are
-    shifted by the first chunk's mean and kept in float64, so the expansion
-    loses nothing that matters. Each labelling must use codes
-    ``0..n_labels[g]-1`` with every cluster of positive weight and
-    ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
+    ``source`` is a data source (:func:`rows_of` for a tensor): rows on any holder,
+    weights as its ``sample_weight``, its rows conditioned (near the origin, so that
+    the expansion loses nothing that matters). Two passes over the rows serve every
+    labelling (the k's of a sweep): one for the centroids, one for each row's distance
+    to its centroid, where one matrix product against the centroids of all labellings
+    gives ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` for all of them at once. Each
+    labelling holds this holder's rows' codes ``0..n_labels[g]-1`` with every cluster
+    of positive weight and ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
     """
-    device = X.device
-    n_samples, n_features = X.shape
     offsets = [0]
     for k in n_labels:
         offsets.append(offsets[-1] + k)
-    step = chunk_rows(device, n_features + offsets[-1])
-    shift = X[:step].to(torch.float64).mean(dim=0)
-
-    centroids, totals = _cluster_centroids(X, labelings, offsets, weights, step, shift)
+    centroids, totals = _cluster_centroids(source, labelings, offsets)
     centroid_sq = (centroids * centroids).sum(dim=1)
 
-    within = torch.zeros(len(labelings), dtype=torch.float64, device=device)
-    spread = torch.zeros(offsets[-1], dtype=torch.float64, device=device)
-    for start in range(0, n_samples, step):
-        rows = X[start : start + step].to(torch.float64) - shift
-        w = None if weights is None else weights[start : start + step]
+    within = torch.zeros(len(labelings), dtype=torch.float64, device=source.device)
+    spread = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
+    for rows, w, codes_of in _float64_blocks(source, labelings):
         products = rows @ centroids.T
         row_sq = (rows * rows).sum(dim=1)
-        for g, labels in enumerate(labelings):
-            codes = labels[start : start + step] + offsets[g]
+        for g, labels in enumerate(codes_of):
+            codes = labels + offsets[g]
             scale = row_sq + centroid_sq[codes]
             residual_sq = row_sq - 2.0 * products.gather(1, codes[:, None]).squeeze(1) + centroid_sq[codes]
             # Below the expansion's rounding noise a residual is indistinguishable from 0.
@@ -203,8 +201,8 @@ def ch_db_many(
                 residual_sq, distance = residual_sq * w, distance * w
             within[g] += residual_sq.sum()
             spread.index_add_(0, codes, distance)
+    within, spread = source.reduce_sum(within).tolist(), source.reduce_sum(spread)
 
-    within = within.tolist()
     calinski, davies = [], []
     for g, k in enumerate(n_labels):
         part = slice(offsets[g], offsets[g + 1])

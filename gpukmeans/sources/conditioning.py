@@ -32,7 +32,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ._device import row_blocks, work_block_bytes
+from .._device import row_blocks, work_block_bytes
 
 __all__ = ["Conditioning", "RowMoments", "check_squares_in_range", "fit_conditioning", "local_moments",
            "merged_moments"]
@@ -214,7 +214,7 @@ class Conditioning:
         caller owns); otherwise the result is a new tensor, or ``X`` itself when there is
         nothing to do.
         """
-        from ._storage import to_storage
+        from .storage import to_storage
 
         dtype = dtype or X.dtype
         if self.is_identity:

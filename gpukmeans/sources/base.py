@@ -37,16 +37,15 @@ The seam, for a holder of some of the table's rows:
   source from the rows as given, takes their moments, then computes on this one.
 """
 
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-from ._conditioning import Conditioning
-from ._device import assign_block_bytes, row_blocks
-from ._oom import ResilientAssigner
-from ._storage import compute_dtype
-from .kernels import backend_for, fused_cpu_kernel_available
+from .._device import assign_block_bytes, row_blocks
+from ..kernels import backend_for
+from ..kernels.resilient import ResilientAssigner
+from .conditioning import Conditioning
 
 
 class DataSource:
@@ -104,11 +103,31 @@ class DataSource:
         return tensor
 
     # ----------------------------------------------------------------- kernel
+    @property
+    def backend(self):
+        """The kernels for these rows (:func:`gpukmeans.kernels.backend_for` of the device
+        and storage dtype), resolved on first use; a benchmark may set another."""
+        if getattr(self, "_backend", None) is None:
+            self._backend = backend_for(self.device, self.storage_dtype)
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend) -> None:
+        self._backend = backend
+        self._assigners = {}
+
+    def _assigner(self, dtype) -> ResilientAssigner:
+        """The backend for rows of ``dtype`` here, its calls halved on a CUDA OOM (one per
+        dtype: the stored rows, and float64 for the final labels)."""
+        assigners = self.__dict__.setdefault("_assigners", {})
+        if dtype not in assigners:
+            backend = self.backend if dtype == self.storage_dtype else backend_for(self.device, dtype)
+            assigners[dtype] = ResilientAssigner(backend)
+        return assigners[dtype]
+
     def assign(self, rows, centers, center_sq_norms, weights=None, *, accumulate=True):
-        """:func:`gpukmeans.kernels.assign_accumulate`, halving the rows on a CUDA OOM."""
-        if not hasattr(self, "_assigner"):
-            self._assigner = ResilientAssigner()
-        return self._assigner(rows, centers, center_sq_norms, weights, accumulate=accumulate)
+        """The backend's ``assign`` for ``rows``, halving them on a CUDA OOM."""
+        return self._assigner(rows.dtype)(rows, centers, center_sq_norms, weights, accumulate=accumulate)
 
     def assigned_blocks(self, centers, center_sq_norms=None):
         """``(start, rows, weights or None, AssignResult)`` over this holder's rows, in blocks.
@@ -133,7 +152,7 @@ class DataSource:
     def exactly_assigned_blocks(self, centers, valid=None):
         """As :meth:`assigned_blocks`, in float64: each block of rows widened (exactly),
         the centres in float64. The final labels of a fit, every prediction and every
-        inertia come from here: on conditioned rows (see ``_conditioning``) the distances'
+        inertia come from here: on conditioned rows (see ``conditioning``) the distances'
         expansion then loses only float64's last digits, so each label is the nearest
         centre in float64 arithmetic. ``rows`` are handed out as stored.
 
@@ -158,10 +177,8 @@ class DataSource:
         return self.chunks()
 
     def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
-        """:func:`gpukmeans.kernels.lloyd_step`, halving the rows on a CUDA OOM."""
-        if not hasattr(self, "_assigner"):
-            self._assigner = ResilientAssigner()
-        return self._assigner.lloyd_step(
+        """The backend's ``lloyd_step``, halving the rows on a CUDA OOM."""
+        return self._assigner(rows.dtype).lloyd_step(
             rows, centers, center_sq_norms, weights, labels, label_columns, compute_inertia=compute_inertia
         )
 
@@ -195,99 +212,24 @@ class DataSource:
         """Release what the source holds outside Python's memory (pinned pages, files)."""
 
 
-class InMemorySource(DataSource):
-    """Rows held in one tensor, visited in chunks of ``chunk_size`` rows.
+class RowsByIndex:
+    """A source's rows as a read-only (n, d) array indexed by global row numbers: ``rows[i]``
+    is ``source.take(i)``, in the compute dtype. For the scores that need only some rows
+    (a silhouette's sample) of a table that is not in memory, or spread across ranks
+    (where every holder must index with the same rows).
 
-    Parameters
-    ----------
-    X : (n, d) float tensor on the device where the work runs, in its storage dtype
-        (float16 and bfloat16 rows compute in float32).
-    sample_weight : (n,) tensor in the compute dtype on X's device, or None for unit weights.
-    chunk_size : rows per chunk; bounds the working memory of every pass.
-    owns_rows : whether X is a copy made for this fit, which conditioning may overwrite
-        (never the caller's memory).
-    conditioning : how X relates to the rows as given, when it is already conditioned.
+    ``subset`` (global row numbers) makes row ``i`` the ``subset[i]``-th of the source.
     """
 
-    def __init__(self, X: torch.Tensor, sample_weight: Optional[torch.Tensor], chunk_size: int, *,
-                 owns_rows: bool = False, conditioning: Optional[Conditioning] = None):
-        self.X = X
-        self.sample_weight = sample_weight
-        self.chunk_size = max(1, int(chunk_size))
-        self.owns_rows = owns_rows
-        if conditioning is not None:
-            self.conditioning = conditioning
+    def __init__(self, source: DataSource, n_rows: int, subset: Optional[torch.Tensor] = None):
+        self._source = source
+        self._subset = subset
+        self.shape = (n_rows if subset is None else subset.shape[0], source.n_features)
+        self.dtype = source.dtype
+        self.device = source.device
 
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return compute_dtype(self.X.dtype)
-
-    @property
-    def storage_dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    def chunks(self) -> Iterator[tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
-        """Yield ``(start, rows, weights or None)`` covering every row once, in order."""
-        for start in range(0, self.n_samples, self.chunk_size):
-            stop = min(start + self.chunk_size, self.n_samples)
-            weights = None if self.sample_weight is None else self.sample_weight[start:stop]
-            yield start, self.X[start:stop], weights
-
-    def lloyd_pass_chunks(self):
-        """The whole table as one chunk where the pass's kernel allocates nothing per row:
-        the CPU kernel and the Triton kernel write the labels in place and return totals.
-
-        There a chunk bounds no memory and only costs: on the CPU a hand-off to the
-        worker threads and a wait for the slowest (measured at 1,000,000 x 16 on 2
-        cores: 7.5 to 8.9 ms per pass in five chunks, 6.1 to 6.3 ms in one); on a GPU a
-        launch whose last tiles leave most of the chip idle, and its totals added up.
-        """
-        if self.X.device == self.device and _whole_pass_kernel(self.X):
-            yield 0, self.X, self.sample_weight
-        else:
-            yield from self.chunks()
-
-    @property
-    def recordable_pass(self) -> bool:
-        """Whether a Lloyd iteration may be recorded as a CUDA graph (see ``_lloyd``):
-        the rows are already on the GPU, so a pass launches kernels and copies nothing."""
-        return self.X.device.type == "cuda"
-
-    def take_local(self, indices: torch.Tensor) -> torch.Tensor:
-        """The rows at this holder's ``indices`` (a small set: centres, candidates), in ``dtype``."""
-        return self.X[indices.to(self.device)].to(self.dtype)
-
-    def stored_rows(self, bounds) -> torch.Tensor:
-        return torch.cat([self.X[start:stop] for start, stop in bounds]).to(self.device)
-
-    def conditioned(self, conditioning, storage_dtype: Optional[torch.dtype] = None) -> "InMemorySource":
-        """The conditioned rows, computed once: in place when this source owns them and
-        keeps their dtype, else in a copy (the caller's memory is never written)."""
-        storage_dtype = storage_dtype or self.X.dtype
-        if conditioning.is_identity and storage_dtype == self.X.dtype:
-            return self
-        rows = conditioning.rows(self.X, storage_dtype, in_place=self.owns_rows)
-        return self._with_rows(rows, conditioning)
-
-    def _with_rows(self, rows: torch.Tensor, conditioning: Conditioning) -> "InMemorySource":
-        """This source with its rows conditioned (a tensor it owns)."""
-        return InMemorySource(rows, self.sample_weight, self.chunk_size, owns_rows=True, conditioning=conditioning)
-
-
-def _whole_pass_kernel(X: torch.Tensor) -> bool:
-    """Whether a Lloyd step over ``X`` runs on a fast path that allocates nothing per row."""
-    if X.device.type == "cpu":
-        return fused_cpu_kernel_available(X.dtype)
-    return backend_for(X) == "triton"
+    def __getitem__(self, indices: torch.Tensor) -> torch.Tensor:
+        indices = torch.as_tensor(indices).to(torch.int64)
+        if self._subset is not None:
+            indices = self._subset[indices.to(self._subset.device)]
+        return self._source.take(indices.cpu())

@@ -11,21 +11,21 @@ from typing import Optional
 
 import torch
 
-from .kernels import AssignResult, assign_accumulate, lloyd_step
-from .kernels.reference import StepResult
+from .reference import AssignResult, StepResult
 
 logger = logging.getLogger("gpukmeans")
 
 
 class ResilientAssigner:
-    """Calls :func:`assign_accumulate` (or :func:`lloyd_step`) in pieces of at most ``max_rows`` rows.
+    """Calls a backend's ``assign`` (or ``lloyd_step``) in pieces of at most ``max_rows`` rows.
 
     ``max_rows`` starts unbounded and halves on every out-of-memory error; it never
     grows back within one fit. The first halving is logged once (logger
     ``"gpukmeans"``, level WARNING); a single row that still does not fit re-raises.
     """
 
-    def __init__(self):
+    def __init__(self, backend):
+        self.backend = backend
         self.max_rows: Optional[int] = None
         self._logged = False
 
@@ -45,7 +45,7 @@ class ResilientAssigner:
         return pieces[0] if len(pieces) == 1 else _combine(pieces, accumulate)
 
     def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
-        """:func:`gpukmeans.kernels.lloyd_step` in pieces; ``labels`` rows follow ``rows``.
+        """The backend's ``lloyd_step`` in pieces; ``labels`` rows follow ``rows``.
 
         A piece that ran out of memory is retried whole: its labels are only written
         once its assignment is done, so no row is counted twice.
@@ -57,8 +57,9 @@ class ResilientAssigner:
             size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
             piece = slice(start, start + size)
             try:
-                result = lloyd_step(rows[piece], centers, center_sq_norms, None if weights is None else weights[piece],
-                                    labels[piece], label_columns, compute_inertia=compute_inertia)
+                result = self.backend.lloyd_step(rows[piece], centers, center_sq_norms,
+                                                 None if weights is None else weights[piece],
+                                                 labels[piece], label_columns, compute_inertia=compute_inertia)
             except torch.OutOfMemoryError:
                 result = None
             if result is None:
@@ -75,12 +76,11 @@ class ResilientAssigner:
             None if pieces[0].inertia is None else sum(p.inertia for p in pieces),
         )
 
-    @staticmethod
-    def _try(rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:
+    def _try(self, rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:
         # Return None instead of retrying inside the except block: the exception's
         # traceback keeps the failed call's temporaries alive until the block ends.
         try:
-            return assign_accumulate(rows, centers, norms, weights, accumulate=accumulate)
+            return self.backend.assign(rows, centers, norms, weights, accumulate=accumulate)
         except torch.OutOfMemoryError:
             return None
 

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from ._sources import InMemorySource
+from .memory import InMemorySource
 
 logger = logging.getLogger("gpukmeans")
 

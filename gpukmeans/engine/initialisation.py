@@ -14,11 +14,10 @@ import math
 
 import torch
 
-from . import kernels
-from ._device import assign_block_bytes, row_blocks, work_block_bytes
-from ._lloyd import lloyd
-from ._random import row_uniforms
-from ._sources import InMemorySource
+from .._device import assign_block_bytes, row_blocks, work_block_bytes
+from ..sources.memory import InMemorySource
+from .lloyd import lloyd
+from .uniforms import row_uniforms
 
 
 # Rows per block of the draws: blocks bound the cumulative sums a draw forms, and read
@@ -30,6 +29,19 @@ _BLOCK_ROWS = 1 << 16
 # are read again (see kmeans_plusplus_tensor), so these blocks are small. A multiple of
 # the Triton kernel's 64-row tiles.
 _PLUSPLUS_BLOCK_ROWS = 1024
+
+
+def initial_centers(source, method: str, n_clusters: int, seed: int, generator=None) -> torch.Tensor:
+    """``n_clusters`` initial centres by ``method`` ("k-means++", "random" or "k-means||"),
+    from ``seed`` (and, where the draws continue one already begun, ``generator``)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    if method == "k-means++":
+        return kmeans_plusplus_tensor(source, n_clusters, generator)[0]
+    if method == "random":
+        return random_rows_init(source, n_clusters, seed)[0]
+    if method == "k-means||":
+        return kmeans_parallel(source, n_clusters, seed, generator)
+    raise ValueError(f"init must be 'k-means++', 'random' or 'k-means||', got {method!r}")
 
 
 def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
@@ -81,9 +93,9 @@ def _lower_and_weigh(source, closest, points) -> torch.Tensor:
     n_blocks = -(-source.n_samples // _PLUSPLUS_BLOCK_ROWS)
     totals = torch.zeros((n_blocks, points.shape[0]), dtype=torch.float64, device=source.device)
     for start, rows, weights in _potential_pieces(source, points.shape[0]):
-        part = kernels.candidate_potentials(rows, points, norms, closest[start : start + rows.shape[0]], weights,
-                                            lower_closest=True, block_rows=_PLUSPLUS_BLOCK_ROWS,
-                                            block_offset=start % _PLUSPLUS_BLOCK_ROWS)
+        part = source.backend.candidate_potentials(rows, points, norms, closest[start : start + rows.shape[0]],
+                                                   weights, lower_closest=True, block_rows=_PLUSPLUS_BLOCK_ROWS,
+                                                   block_offset=start % _PLUSPLUS_BLOCK_ROWS)
         first = start // _PLUSPLUS_BLOCK_ROWS
         # a block split between two pieces gets two partial totals; any other, its own
         totals[first : first + part.shape[0]] += part
@@ -93,7 +105,7 @@ def _lower_and_weigh(source, closest, points) -> torch.Tensor:
 def _potential_pieces(source, n_points):
     """``source.chunks()``, cut into blocks of bounded memory where the potentials come
     from the assignment's per-row results (a label and a distance per row and point)."""
-    fused = _fused_potentials(source)
+    fused = source.backend.fused_potentials
     for start, chunk, weights in source.chunks():
         if fused:
             yield start, chunk, weights
@@ -111,7 +123,7 @@ def _lowered_block_values(source, closest, chosen, bounds) -> list:
     index = torch.cat([torch.arange(start, stop) for start, stop in bounds]).to(closest.device)
     # a copy for the kernel to lower in place (lowering ignores weights), put back after
     lowered = closest[index]
-    kernels.candidate_potentials(rows, chosen, (chosen * chosen).sum(dim=1), lowered, lower_closest=True)
+    source.backend.candidate_potentials(rows, chosen, (chosen * chosen).sum(dim=1), lowered, lower_closest=True)
     closest[index] = lowered
     return [_block_values(source, closest, start, stop, _weights_of(source, start, stop)) for start, stop in bounds]
 
@@ -273,7 +285,7 @@ def _draw_by_block_totals(source, block_totals, block_rows, n_draws, generator, 
     holder_ends = torch.cumsum(holder_totals, dim=0)
     if float(holder_ends[-1]) <= 0:
         if weights_only:
-            raise ValueError("sample_weight must have at least one positive weight.")
+            raise ValueError("sample_weight must have at least one positive weight; every weight is zero.")
         return _draw_proportional(source, None, n_draws, generator)
     # Uniforms in (0, 1]: a target of exactly 0 could land on a zero-valued leading row.
     targets = (1.0 - torch.rand(n_draws, generator=generator, dtype=torch.float64)) * holder_ends[-1]
@@ -325,12 +337,6 @@ def _lower_closest(source, closest, points) -> None:
         distances = result.min_sq_distances[:, 0]
         block = closest[start : start + distances.shape[0]]
         torch.minimum(block, distances.to(block.dtype), out=block)
-
-
-def _fused_potentials(source) -> bool:
-    """Whether k-means++'s passes run on a kernel that holds nothing per row (the CPU
-    kernel, or the Triton one on CUDA), so that chunks need no cutting."""
-    return kernels.fused_potentials_available(source.device, source.dtype)
 
 
 def _weight_nearest_to_each(source, points) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ._sources import DataSource
+from .base import DataSource
 
 
 def active_group(distributed: bool):
@@ -195,3 +195,37 @@ class DistributedSource(DataSource):
 
     def close(self) -> None:
         self.local.close()
+
+
+# Storage dtypes as numbers, so that ranks can compare theirs in one all-gather.
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_DTYPE_NAMES = {code: str(dtype).removeprefix("torch.") for dtype, code in _DTYPE_CODES.items()}
+
+
+def join_ranks(local: DataSource, exchange: Exchange, storage_dtype: torch.dtype, *,
+               shared_table: bool) -> "DistributedSource":
+    """This rank's source as part of the whole table, after checking that every rank holds
+    the same kind of rows (features, and the dtype they will be stored in).
+
+    ``shared_table``: every rank opened the same file and holds its own slice of it (the
+    source knows its row offset); otherwise the ranks' rows follow each other in rank order.
+    """
+    has_weights = local.sample_weight is not None
+    facts = torch.tensor([local.n_features, _DTYPE_CODES[storage_dtype], has_weights], dtype=torch.int64)
+    every_rank = exchange.all_gather(facts)
+    if len(set(every_rank[:, 0].tolist())) > 1 or len(set(every_rank[:, 1].tolist())) > 1:
+        local.close()
+        described = ", ".join(
+            f"rank {r}: {int(f)} features, {_DTYPE_NAMES[int(c)]}"
+            for r, (f, c, _) in enumerate(every_rank.tolist())
+        )
+        raise ValueError(f"Every rank must hold rows with the same features and dtype; got {described}.")
+    if bool(every_rank[:, 2].any()) and not has_weights:
+        local.sample_weight = torch.ones(local.n_samples, dtype=local.dtype, device=local.device)
+    source = DistributedSource(local, exchange, row_offset=local.row_offset if shared_table else None)
+    if source.sample_weight is not None:
+        total = source.reduce_sum(source.sample_weight.double().sum())
+        if float(total) <= 0:
+            source.close()
+            raise ValueError("sample_weight must have at least one positive weight; every weight is zero.")
+    return source

@@ -16,12 +16,10 @@ from typing import NamedTuple
 
 import torch
 
-from ._cuda_graph import RecordedWork, cuda_graphs_enabled
-from ._device import row_blocks, work_block_bytes
-from . import kernels
-from .kernels import padded_sq_norms, update_centers
+from ..kernels import padded_sq_norms
+from .cuda_graph import RecordedWork, cuda_graphs_enabled
 
-__all__ = ["LloydResult", "exact_sq_distances", "lloyd", "padded_sq_norms", "stack_groups", "weighted_sum"]
+__all__ = ["LloydResult", "lloyd", "padded_sq_norms", "stack_groups", "weighted_sum"]
 
 
 @dataclass
@@ -101,7 +99,8 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
         new_centers, new_norms = result.new_centers, result.new_norms
         if bool(emptied.any()):
             _relocate_empty_clusters(source, old_centers, group_valid, result)
-            update = update_centers(result.sums, result.weight_sums, result.progress[0], old_centers, group_valid)
+            update = source.backend.update_centers(result.sums, result.weight_sums, result.progress[0],
+                                                   old_centers, group_valid)
             new_centers, new_norms, shift = update.new_centers, update.new_norms, update.progress[1].cpu()
         if recorded is not None:  # the recording's inputs, rewritten in place
             centers.copy_(new_centers)
@@ -157,7 +156,8 @@ class _Iteration(NamedTuple):
 def _iterate(source, old_centers, old_norms, group_valid, labels, group_index, with_potential) -> _Iteration:
     """One Lloyd iteration of the active groups, launched without waiting on the device."""
     totals = _accumulate_pass(source, old_centers, old_norms, labels, group_index, with_potential)
-    update = update_centers(totals.sums, totals.weight_sums, totals.n_changed, old_centers, group_valid)
+    update = source.backend.update_centers(totals.sums, totals.weight_sums, totals.n_changed, old_centers,
+                                           group_valid)
     return _Iteration(totals.sums, totals.weight_sums, totals.potential, *update)
 
 
@@ -326,25 +326,3 @@ def weighted_sum(distances: torch.Tensor, weights=None) -> torch.Tensor:
     if weights is None:
         return distances.sum(dim=0)
     return (distances * weights.to(device=distances.device, dtype=torch.float64)[:, None]).sum(dim=0)
-
-
-def exact_sq_distances(rows, centers, labels, weights=None) -> torch.Tensor:
-    """(m, G) weighted squared distances from each row to its centre, by direct difference.
-
-    Exact where the matrix-product form loses digits (data far from the origin). On the
-    CPU kernel's dtypes, one pass of it; elsewhere PyTorch, a block at a time.
-    """
-    if rows.device.type == "cpu" and kernels.fused_cpu_kernel_available(rows.dtype):
-        distances = kernels.exact_sq_distances_cpu(rows, centers, labels)
-        return distances if weights is None else distances * weights.double()[:, None]
-    distances = torch.empty(rows.shape[0], centers.shape[0], dtype=torch.float64, device=rows.device)
-    # the gathered centres and the differences are copies of a block (see row_blocks)
-    bytes_per_row = 2 * rows.shape[1] * rows.element_size()
-    for start, stop in row_blocks(rows.shape[0], bytes_per_row, work_block_bytes(rows.device)):
-        block = rows[start:stop]
-        for g in range(centers.shape[0]):
-            diff = block - centers[g][labels[start:stop, g]]
-            distances[start:stop, g] = (diff * diff).sum(dim=1, dtype=torch.float64)
-    if weights is not None:
-        distances *= weights.double()[:, None]
-    return distances

@@ -17,8 +17,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from ._sources import DataSource
-from ._storage import compute_dtype, to_storage
+from .base import DataSource
+from .storage import compute_dtype, to_storage
 
 # Rows pyarrow decodes at once: large enough that per-batch overhead vanishes, small
 # enough that a batch of a wide table stays a few MiB.
@@ -317,7 +317,7 @@ class FileSource(DataSource):
     storage_dtype : torch dtype of the rows handed to the kernels, or None for the
         table's (float32 when every column is float32, else float64). Rows are
         converted on the host, so 16-bit storage also halves the bytes uploaded.
-    conditioning : :class:`~gpukmeans._conditioning.Conditioning` applied to every batch
+    conditioning : :class:`~gpukmeans.sources.conditioning.Conditioning` applied to every batch
         as it is read, before the conversion; None for the rows as they are.
     """
 
