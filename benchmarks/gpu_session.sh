@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 3 as one command for a lent H100/H200: the Triton kernel's
+# The GPU measurements as one command for a machine with an H100/H200: the Triton kernel's
 # variants, the CUDA tests, then the Lloyd suite on CUDA (benchmarks/bench_lloyd.py), logs
-# and results under $OUT. How to call it, and what comes back: docs/speed.md, "Running the
-# GPU measurements".
+# and results under $OUT. How to call it, and what comes back: docs/benchmarks.md,
+# "gpu_session.sh".
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
@@ -62,7 +62,7 @@ if [[ $REHEARSE != 1 ]]; then
   case $? in
     0) ;;
     4) echo "gpu_session: no CUDA device visible to PyTorch on this machine; nothing was run" \
-            "(this script is for the lent GPU machine: docs/speed.md)" >&2
+            "(this script is for a machine with a GPU: docs/benchmarks.md)" >&2
        exit 2 ;;
     *) echo "gpu_session: '$PY' cannot import torch; nothing was run (set PYTHON to a Python with torch)" >&2
        exit 2 ;;
