@@ -21,7 +21,7 @@ from gpukmeans.metrics import (
 )
 from gpukmeans.metrics._sampled import allocate_stratified, stratified_sample
 
-MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 

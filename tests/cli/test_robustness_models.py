@@ -36,7 +36,7 @@ from gpukmeans.segmentation import InputError, load_model
 from gpukmeans.segmentation import predict as run_predict
 from gpukmeans_cli.app import app
 
-MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 # Options that fill every field of the preprocessing: a categorical column, a log
 # column, clip bounds.
 TRAINING = ["--k", "3", "--categorical", "Genre", "--log", "Age", "--clip", "0.01",

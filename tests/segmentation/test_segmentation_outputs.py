@@ -25,7 +25,7 @@ from gpukmeans.segmentation.io import atomic_path, check_output_dir, check_outpu
 from gpukmeans_cli._console import stop_cleanly_on_sigterm
 from gpukmeans_cli.app import app
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 RETAIL = DATA / "OnlineRetail_sample.csv"
 

@@ -19,7 +19,7 @@ from gpukmeans import KMeans
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker as worker  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_ranks(world_size, tmp_path):

@@ -14,7 +14,7 @@ import gpukmeans.segmentation
 from gpukmeans_cli._options import expand_option_groups
 from gpukmeans_cli.app import Engine, Preprocessing, app
 
-MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 
 # What each command listed before its shared options became groups, in --help's order.
 SEGMENT_OPTIONS = {

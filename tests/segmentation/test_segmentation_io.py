@@ -10,7 +10,7 @@ from gpukmeans.segmentation import InputError, read_table, write_table
 from gpukmeans.segmentation.io import atomic_path, frame_text_numbers, read_columns, staged_output_dir
 from gpukmeans.segmentation.numbers import NumberFormat, detect_decimal, find_placeholders, non_numbers, parse_numbers
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def _write(tmp_path, name, content: bytes) -> Path:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 
 

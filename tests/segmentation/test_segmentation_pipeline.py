@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gpukmeans.segmentation import InputError, make_customers, predict, read_table, segment, sweep_k, write_table
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 INCOME, SPENDING = "Annual Income (k$)", "Spending Score (1-100)"
 TEXTBOOK = {

@@ -20,7 +20,7 @@ from gpukmeans.metrics import (
 )
 from gpukmeans._sweep import TABLE_COLUMNS, find_knee, recommend, sweep
 
-MALL = Path(__file__).parent / "data" / "Mall_Customers.csv"
+MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -22,7 +22,7 @@ from _mounts import tmpfs
 from _robustness import assert_fails_and_touches_nothing, fingerprint, run_cli
 from gpukmeans.segmentation import segment
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 RETAIL = DATA / "OnlineRetail_sample.csv"
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 RETAIL = DATA / "OnlineRetail_sample.csv"
 MALL_COLUMNS = "Annual Income (k$),Spending Score (1-100)"

@@ -7,7 +7,7 @@ import pytest
 
 from gpukmeans.segmentation import InputError, RFMColumns, read_table, rfm, rfm_file
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def _log():
