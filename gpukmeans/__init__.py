@@ -8,7 +8,7 @@ fit needs them; the library changes no process-wide state on import.
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["KMeans", "MiniBatchKMeans", "SweepResult", "kmeans_plusplus", "metrics", "sweep"]
+__all__ = ["KMeans", "MiniBatchKMeans", "SweepResult", "kmeans_plusplus", "metrics", "resolve_device", "sweep"]
 
 _HOMES = {
     "KMeans": "._kmeans",
@@ -17,6 +17,7 @@ _HOMES = {
     "SweepResult": "._sweep",
     "sweep": "._sweep",
     "metrics": ".metrics",
+    "resolve_device": "._device",
 }
 
 

@@ -30,6 +30,7 @@ from .engine.initialisation import initial_centers
 from .engine.lloyd import lloyd
 from .engine.uniforms import new_seed
 from .metrics._exact import exact_silhouette_values
+from .metrics._inputs import compact_labels
 from .metrics._pairwise import default_block
 from .metrics._sampled import SilhouetteEstimate, estimate_silhouettes, make_generator
 from .metrics._scores import ch_db_many
@@ -394,7 +395,7 @@ def _score_all(source, ks, labels, centers, mode, sample_size, confidence, rng):
     samples (all of them when exact) by index.
     """
     present = None if source.sample_weight is None else source.sample_weight > 0
-    encoded = {kk: _compact_labels(source, labels[kk], kk, present) for kk in ks}
+    encoded = {kk: compact_labels(source, labels[kk], kk) for kk in ks}
     n_rows = int(source.reduce_sum(torch.tensor(
         [source.n_samples if present is None else int(present.sum())], dtype=torch.int64, device=source.device)))
     scorable = [kk for kk in ks if 2 <= encoded[kk][1] <= n_rows - 1]
@@ -455,19 +456,6 @@ def _simplified_mean(source, labels, n_clusters, centers) -> float:
         total += torch.stack([(row_values * w).sum(), w.sum()])
     total = source.reduce_sum(total)
     return float(total[0] / total[1])
-
-
-def _compact_labels(source, labels: torch.Tensor, n_clusters: int, present=None) -> tuple[torch.Tensor, int]:
-    """Codes 0..m-1 of the clusters that have members of positive weight on any holder
-    (duplicates can leave some empty); a row of weight 0 gets code 0 (it adds nothing)."""
-    members = labels if present is None else labels[present]
-    counts = source.reduce_sum(torch.bincount(members, minlength=n_clusters))
-    if bool((counts > 0).all()):
-        return labels, n_clusters  # the usual case: no copy
-    kept = torch.nonzero(counts > 0).flatten()
-    mapping = torch.zeros(n_clusters, dtype=torch.int64, device=labels.device)
-    mapping[kept.to(labels.device)] = torch.arange(kept.shape[0], device=labels.device)
-    return mapping[labels], int(kept.shape[0])
 
 
 def _attribute_seconds(ks, n_iter, restarts, init_seconds, lloyd_seconds, other_seconds):

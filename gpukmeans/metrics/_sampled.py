@@ -475,6 +475,9 @@ def silhouette_score_sampled(
     confidence: float = 0.95,
     device: Any = "auto",
     block_size: Any = "auto",
+    dtype: Any = None,
+    columns: Any = None,
+    distributed: bool = True,
 ) -> SilhouetteEstimate:
     """Estimate the mean Euclidean silhouette from a stratified sample, with an interval.
 
@@ -486,7 +489,9 @@ def silhouette_score_sampled(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or a path
+        Anything :meth:`gpukmeans.KMeans.fit` takes; from a file (or other ranks) only the
+        sampled rows are read.
     labels : array-like of shape (n_samples,)
     sample_size : int, default=10000
         Rows to score. At least 2 per cluster. With ``sample_size >= n_samples``
@@ -495,6 +500,7 @@ def silhouette_score_sampled(
     confidence : float in (0, 1), default=0.95
     device : "auto", "cpu", "cuda" or torch.device
     block_size : int or "auto"
+    dtype, columns, distributed : see :func:`~gpukmeans.metrics.silhouette_samples`.
 
     Returns
     -------
@@ -514,7 +520,7 @@ def silhouette_score_sampled(
         raise ValueError(f"sample_size must be an int, got {sample_size!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
-    data = validate(X, labels, device)
+    data = validate(X, labels, device, dtype=dtype, columns=columns, distributed=distributed)
     if sample_size < 2 * data.n_labels:
         raise ValueError(
             f"sample_size={sample_size} is too small for {data.n_labels} clusters: "
@@ -523,7 +529,7 @@ def silhouette_score_sampled(
     block = resolve_block(block_size, data.X.device)
     n_samples = data.X.shape[0]
     if sample_size >= n_samples:
-        value = float(exact_silhouette_values(data.X, data.labels, data.n_labels, block).mean())
+        value = float(exact_silhouette_values(data.all_rows(), data.labels, data.n_labels, block).mean())
         return SilhouetteEstimate(value, value, value, n_samples, n_samples, "exact", confidence)
     generator = make_generator(random_state)
     (result,) = estimate_silhouettes(

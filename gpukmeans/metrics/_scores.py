@@ -7,21 +7,13 @@ row ``w`` times, and rows of weight 0 are ignored.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from ..sources.memory import InMemorySource
-from ._inputs import check_number_of_labels, validate, validate_sample_weight
+from ._inputs import check_number_of_labels, compact_labels, validate
 
-__all__ = [
-    "calinski_harabasz_score",
-    "ch_db_many",
-    "chunk_rows",
-    "davies_bouldin_score",
-    "rows_of",
-    "weighted_centroids",
-]
+__all__ = ["calinski_harabasz_score", "ch_db_many", "chunk_rows", "davies_bouldin_score"]
 
 
 # Relative rounding noise of |x|^2 - 2 x.c + |c|^2 in float64 (a few ulps of each term).
@@ -32,21 +24,6 @@ def chunk_rows(device: torch.device, n_columns: int) -> int:
     """Rows per block so that a float64 block stays around 64 MB (CPU) / 512 MB (GPU)."""
     budget = (512 if device.type == "cuda" else 64) * 2**20 // 8
     return max(1024, budget // max(1, n_columns))
-
-
-def rows_of(X: torch.Tensor, weights: Optional[torch.Tensor] = None) -> InMemorySource:
-    """Rows held in a tensor as a data source (what every score here passes over)."""
-    return InMemorySource(X, weights, X.shape[0])
-
-
-def weighted_centroids(
-    X: torch.Tensor,
-    labels: torch.Tensor,
-    n_labels: int,
-    weights: Optional[torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 centroids (k, d) and cluster weights (k,), accumulated by blocks."""
-    return _cluster_centroids(rows_of(X, weights), [labels], [0, n_labels])
 
 
 def _float64_blocks(source, labelings):
@@ -61,17 +38,20 @@ def _float64_blocks(source, labelings):
                    [labels[start + lo : start + hi].to(chunk.device) for labels in labelings])
 
 
-def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int], *,
+                       weighted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 centroids and cluster weights of one or more labellings, in one pass.
 
     The statistics every centroid-based score starts from. Labelling ``g``'s
     clusters are rows ``offsets[g]:offsets[g + 1]`` of the results, so that one
     pass over the rows serves every labelling (and, under torch.distributed, every
-    holder's rows: the sums are added up across them).
+    holder's rows: the sums are added up across them). ``weighted`` False ignores the
+    source's weights (plain means).
     """
     sums = torch.zeros(offsets[-1], source.n_features, dtype=torch.float64, device=source.device)
     totals = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
     for rows, w, codes in _float64_blocks(source, labelings):
+        w = w if weighted else None
         weighted_rows = rows if w is None else rows * w[:, None]
         unit = torch.ones(rows.shape[0], dtype=torch.float64, device=rows.device) if w is None else w
         for g, labels in enumerate(codes):
@@ -81,23 +61,23 @@ def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int]
     return sums / totals[:, None], totals
 
 
-def _prepare(X: Any, labels: Any, sample_weight: Any, device: Any):
-    """Validate, then drop zero-weight rows (they count as absent) and recheck k."""
-    data = validate(X, labels, device, check_labels=sample_weight is None)
-    weights = validate_sample_weight(sample_weight, data.X.shape[0], data.X.device)
-    X_t, codes, n_labels = data.X, data.labels, data.n_labels
-    if weights is not None:
-        keep = weights > 0
-        if not bool(keep.all()):
-            X_t, codes, weights = X_t[keep], codes[keep], weights[keep]
-        _, codes = torch.unique(codes, return_inverse=True)
-        n_labels = int(codes.max()) + 1
-        check_number_of_labels(n_labels, X_t.shape[0])
-    return X_t, codes, n_labels, weights
+def _both_scores(X, labels, sample_weight, device, dtype, columns, distributed) -> tuple[float, float]:
+    """Calinski-Harabasz and Davies-Bouldin of one labelling, in two passes over the rows
+    (which may be streamed from a file or spread across ranks). Rows of weight 0 count
+    as absent."""
+    data = validate(X, labels, device, check_labels=sample_weight is None, sample_weight=sample_weight,
+                    dtype=dtype, columns=columns, distributed=distributed)
+    codes, n_labels = compact_labels(data.source, data.local_labels, data.n_labels)
+    if data.source.sample_weight is not None:
+        present = int(data.source.reduce_sum((data.source.sample_weight > 0).sum().to(torch.int64)))
+        check_number_of_labels(n_labels, present)
+    calinski, davies = ch_db_many(data.source, [codes], [n_labels])
+    return calinski[0], davies[0]
 
 
 def calinski_harabasz_score(
-    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto"
+    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto", dtype: Any = None,
+    columns: Any = None, distributed: bool = True,
 ) -> float:
     """Calinski-Harabasz index (variance ratio criterion); higher is better.
 
@@ -108,11 +88,14 @@ def calinski_harabasz_score(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or a path
+        Anything :meth:`gpukmeans.KMeans.fit` takes; a file is read in passes, never whole.
     labels : array-like of shape (n_samples,)
     sample_weight : array-like of shape (n_samples,), optional
         Frequency weights (``n`` becomes the total weight).
     device : "auto", "cpu", "cuda" or torch.device
+    dtype, columns, distributed : as in :class:`gpukmeans.KMeans` (storage dtype, a file's
+        feature columns, torch.distributed ranks each passing their own rows).
 
     Returns
     -------
@@ -125,13 +108,12 @@ def calinski_harabasz_score(
     >>> calinski_harabasz_score(X, [0, 0, 1, 1])
     50.0
     """
-    X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    calinski, _ = ch_db_many(rows_of(X_t, weights), [codes], [n_labels])
-    return calinski[0]
+    return _both_scores(X, labels, sample_weight, device, dtype, columns, distributed)[0]
 
 
 def davies_bouldin_score(
-    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto"
+    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto", dtype: Any = None,
+    columns: Any = None, distributed: bool = True,
 ) -> float:
     """Davies-Bouldin index; lower is better, 0 is the minimum.
 
@@ -141,11 +123,13 @@ def davies_bouldin_score(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features), or a path
+        Anything :meth:`gpukmeans.KMeans.fit` takes; a file is read in passes, never whole.
     labels : array-like of shape (n_samples,)
     sample_weight : array-like of shape (n_samples,), optional
         Frequency weights for the centroids and the within-cluster means.
     device : "auto", "cpu", "cuda" or torch.device
+    dtype, columns, distributed : as in :func:`calinski_harabasz_score`.
 
     Returns
     -------
@@ -158,9 +142,7 @@ def davies_bouldin_score(
     >>> davies_bouldin_score(X, [0, 0, 1, 1])
     0.2
     """
-    X_t, codes, n_labels, weights = _prepare(X, labels, sample_weight, device)
-    _, davies = ch_db_many(rows_of(X_t, weights), [codes], [n_labels])
-    return davies[0]
+    return _both_scores(X, labels, sample_weight, device, dtype, columns, distributed)[1]
 
 
 def ch_db_many(
@@ -170,7 +152,7 @@ def ch_db_many(
 ) -> tuple[list[float], list[float]]:
     """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
 
-    ``source`` is a data source (:func:`rows_of` for a tensor): rows on any holder,
+    ``source`` is a data source: rows on any holder,
     weights as its ``sample_weight``, its rows conditioned (near the origin, so that
     the expansion loses nothing that matters). Two passes over the rows serve every
     labelling (the k's of a sweep): one for the centroids, one for each row's distance

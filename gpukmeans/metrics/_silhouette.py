@@ -30,6 +30,9 @@ def silhouette_samples(
     metric: str = "euclidean",
     device: Any = "auto",
     block_size: Any = "auto",
+    dtype: Any = None,
+    columns: Any = None,
+    distributed: bool = True,
 ):
     """Exact Euclidean silhouette coefficient of every sample.
 
@@ -41,8 +44,9 @@ def silhouette_samples(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        numpy array, pandas DataFrame, torch tensor or CuPy array.
+    X : array-like of shape (n_samples, n_features), or a path
+        numpy array, pandas DataFrame, torch tensor or CuPy array; or anything else
+        :meth:`gpukmeans.KMeans.fit` takes (a Parquet or CSV file, read once).
     labels : array-like of shape (n_samples,)
         Cluster label of each sample (any sortable values).
     metric : {"euclidean"}
@@ -54,6 +58,9 @@ def silhouette_samples(
         Side of the square distance tile: "auto" is 768 on the CPU (cache
         sized) and 8192 on CUDA. Memory is one tile plus
         ``n_samples * n_clusters`` float64 sums.
+    dtype, columns, distributed : as in :class:`gpukmeans.KMeans` (storage dtype, a file's
+        feature columns; under torch.distributed each rank passes its rows and integer
+        labels and gets its rows' values, scored against every rank's rows).
 
     Returns
     -------
@@ -75,10 +82,10 @@ def silhouette_samples(
     array([0.802, 0.802, 0.802, 0.802])
     """
     _check_metric(metric)
-    data = validate(X, labels, device)
+    data = validate(X, labels, device, dtype=dtype, columns=columns, distributed=distributed)
     block = resolve_block(block_size, data.X.device)
-    values = exact_silhouette_values(data.X, data.labels, data.n_labels, block)
-    return to_output(values.to(data.X.dtype), data.output)
+    values = exact_silhouette_values(data.all_rows(), data.labels, data.n_labels, block)
+    return to_output(data.local_part(values).to(data.X.dtype), data.output)
 
 
 def silhouette_score(
@@ -91,6 +98,9 @@ def silhouette_score(
     confidence: float = 0.95,
     device: Any = "auto",
     block_size: Any = "auto",
+    dtype: Any = None,
+    columns: Any = None,
+    distributed: bool = True,
 ):
     """Mean silhouette coefficient: exact by default, estimated when ``sample_size`` is set.
 
@@ -115,7 +125,7 @@ def silhouette_score(
     metric : {"euclidean"}
     confidence : float, default=0.95
         Level of the interval of a sampled estimate.
-    device, block_size : see :func:`silhouette_samples`.
+    device, block_size, dtype, columns, distributed : see :func:`silhouette_samples`.
 
     Returns
     -------
@@ -142,8 +152,11 @@ def silhouette_score(
             confidence=confidence,
             device=device,
             block_size=block_size,
+            dtype=dtype,
+            columns=columns,
+            distributed=distributed,
         )
-    data = validate(X, labels, device)
+    data = validate(X, labels, device, dtype=dtype, columns=columns, distributed=distributed)
     block = resolve_block(block_size, data.X.device)
-    values = exact_silhouette_values(data.X, data.labels, data.n_labels, block)
+    values = exact_silhouette_values(data.all_rows(), data.labels, data.n_labels, block)
     return float(values.mean())

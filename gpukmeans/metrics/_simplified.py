@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ._inputs import check_number_of_labels, data_to_tensor, to_output, validate
-from ._inputs import validate_sample_weight
-from ._scores import weighted_centroids
+from ._scores import _cluster_centroids
 
 __all__ = ["simplified_silhouette_samples", "simplified_silhouette_score"]
 
@@ -37,7 +36,9 @@ def _centroid_distances(
     return out
 
 
-def _simplified_values(X, codes, n_labels, centers) -> torch.Tensor:
+def _simplified_values(X, codes, n_labels, centers, sizes=None) -> torch.Tensor:
+    """Each row's simplified silhouette; ``sizes`` (the clusters' sizes over every row)
+    default to ``codes``' own counts."""
     distances = _centroid_distances(X, centers)
     rows = torch.arange(X.shape[0], device=X.device)
     own = distances[rows, codes]
@@ -45,17 +46,23 @@ def _simplified_values(X, codes, n_labels, centers) -> torch.Tensor:
     other = distances.min(dim=1).values
     values = (other - own) / torch.maximum(own, other)
     values = torch.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    sizes = torch.bincount(codes, minlength=n_labels)
+    sizes = torch.bincount(codes, minlength=n_labels) if sizes is None else sizes
     # A single-member cluster scores 0, as in the silhouette.
     return torch.where(sizes[codes] == 1, torch.zeros_like(values), values)
 
 
-def _prepare(X, labels, centers, device):
+def _prepare(X, labels, centers, device, sample_weight=None, dtype=None, columns=None, distributed=True):
+    """The validated rows, this holder's codes, their number, and the centres (conditioned
+    as the rows are)."""
     if centers is None:
-        data = validate(X, labels, device)
-        centroids, _ = weighted_centroids(data.X, data.labels, data.n_labels, None)
-        return data, data.labels, data.n_labels, centroids
-    data = validate(X, labels, device, check_labels=False)
+        data = validate(X, labels, device, sample_weight=sample_weight, dtype=dtype, columns=columns,
+                        distributed=distributed)
+        offsets = [0, data.n_labels]
+        # the plain cluster means: the weights only weight the mean over rows
+        centroids, _ = _cluster_centroids(data.source, [data.local_labels], offsets, weighted=False)
+        return data, data.local_labels, data.n_labels, centroids
+    data = validate(X, labels, device, check_labels=False, sample_weight=sample_weight, dtype=dtype,
+                    columns=columns, distributed=distributed)
     centers_t, _ = data_to_tensor(centers, data.X.device)
     centers_t = data.conditioning.centers_in(centers_t, torch.float64)  # as the rows are
     if centers_t.dim() != 2 or centers_t.shape[1] != data.X.shape[1]:
@@ -76,8 +83,13 @@ def _prepare(X, labels, centers, device):
         )
     codes = torch.as_tensor(raw.astype(np.int64), device=data.X.device)
     n_labels = int(centers_t.shape[0])
-    check_number_of_labels(int(torch.unique(codes).shape[0]), data.X.shape[0])
+    present = data.source.reduce_sum(torch.bincount(codes, minlength=n_labels)) > 0
+    check_number_of_labels(int(present.sum()), data.n_samples)
     return data, codes, n_labels, centers_t
+
+
+def _cluster_sizes(data, codes, n_labels) -> torch.Tensor:
+    return data.source.reduce_sum(torch.bincount(codes, minlength=n_labels))
 
 
 def simplified_silhouette_samples(
@@ -111,7 +123,9 @@ def simplified_silhouette_samples(
     array([0.9, 0.9, 0.9, 0.9])
     """
     data, codes, n_labels, centers_t = _prepare(X, labels, centers, device)
-    values = _simplified_values(data.X, codes, n_labels, centers_t)
+    sizes = _cluster_sizes(data, codes, n_labels)
+    values = torch.cat([_simplified_values(rows, codes[start : start + rows.shape[0]], n_labels, centers_t, sizes)
+                        for start, rows, _ in data.source.chunks()])
     return to_output(values, data.output)
 
 
@@ -122,6 +136,9 @@ def simplified_silhouette_score(
     centers: Any = None,
     sample_weight: Any = None,
     device: Any = "auto",
+    dtype: Any = None,
+    columns: Any = None,
+    distributed: bool = True,
 ) -> float:
     """Mean simplified (centroid-based) silhouette: O(n k d), any table size.
 
@@ -136,6 +153,8 @@ def simplified_silhouette_score(
     sample_weight : array-like of shape (n_samples,), optional
         Weights of the mean over samples.
     device : "auto", "cpu", "cuda" or torch.device
+    dtype, columns, distributed : see :func:`~gpukmeans.metrics.silhouette_samples`; a file
+        is read in one pass (for the centroids, when not given) and one more.
 
     Returns
     -------
@@ -148,9 +167,13 @@ def simplified_silhouette_score(
     >>> round(simplified_silhouette_score(X, [0, 0, 1, 1]), 3)
     0.9
     """
-    data, codes, n_labels, centers_t = _prepare(X, labels, centers, device)
-    values = _simplified_values(data.X, codes, n_labels, centers_t)
-    weights = validate_sample_weight(sample_weight, data.X.shape[0], data.X.device)
-    if weights is None:
-        return float(values.mean())
-    return float((values * weights).sum() / weights.sum())
+    data, codes, n_labels, centers_t = _prepare(X, labels, centers, device, sample_weight, dtype, columns,
+                                                distributed)
+    sizes = _cluster_sizes(data, codes, n_labels)
+    total = torch.zeros(2, dtype=torch.float64, device=data.source.device)
+    for start, rows, weights in data.source.chunks():
+        values = _simplified_values(rows, codes[start : start + rows.shape[0]], n_labels, centers_t, sizes)
+        w = torch.ones_like(values) if weights is None else weights.to(values.dtype)
+        total += torch.stack([(values * w).sum(), w.sum()])
+    total = data.source.reduce_sum(total)
+    return float(total[0] / total[1])

@@ -18,6 +18,8 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+import gpukmeans
+
 from .errors import InputError
 from .io import (
     PARQUET_SUFFIXES,
@@ -442,10 +444,8 @@ def _prepare(stages, data, source, *, columns, id_column, categorical, missing, 
 
 def _check_device(device) -> None:
     """Refuse a device this machine lacks before reading anything, not after."""
-    from gpukmeans._device import resolve_device
-
     try:
-        resolve_device(device)
+        gpukmeans.resolve_device(device)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -490,9 +490,7 @@ def _id_guess(header, id_column) -> str | None:
 
 
 def _fit(X, k, seed, n_init, max_iter, device):
-    from gpukmeans import KMeans
-
-    km = KMeans(
+    km = gpukmeans.KMeans(
         n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed, device=device
     ).fit(_engine_input(X))
     info = {"n_iter": int(km.n_iter_), "device": km.device_, "engine_inertia": float(km.inertia_)}
@@ -504,9 +502,7 @@ def _fit(X, k, seed, n_init, max_iter, device):
 
 
 def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
-    from gpukmeans import sweep
-
-    return sweep(
+    return gpukmeans.sweep(
         _engine_input(X), k=ks, n_init=n_init, max_iter=max_iter, random_state=seed,
         silhouette="auto", sample_size=sample_size, device=device,
     )
@@ -519,8 +515,7 @@ def _engine_input(X: np.ndarray) -> np.ndarray:
 
 
 def _metrics(X, labels, distances, k, seed, sample_size, device) -> dict:
-    from gpukmeans import metrics
-
+    metrics = gpukmeans.metrics
     result = {"inertia": float(np.sum(distances**2))}
     present = np.unique(labels).size
     if present < 2 or present > len(X) - 1:
@@ -626,12 +621,7 @@ def _timings(timings: dict[str, float], started: float) -> dict[str, float]:
 
 
 def _version() -> str:
-    try:
-        import gpukmeans
-
-        return str(gpukmeans.__version__)
-    except (ImportError, AttributeError):
-        return "unknown"
+    return str(gpukmeans.__version__)
 
 
 def _versions() -> dict[str, str]:

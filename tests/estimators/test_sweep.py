@@ -302,3 +302,29 @@ def test_cuda_sweep_matches_cpu(five_blobs):
     gpu = sweep(five_blobs, k=range(2, 7), random_state=0, device="cuda")
     np.testing.assert_allclose(gpu.table["inertia"], cpu.table["inertia"], rtol=1e-6)
     np.testing.assert_allclose(gpu.table["silhouette"], cpu.table["silhouette"], rtol=1e-6)
+
+
+# ------------------------------------------------------- what fit takes, sweep takes
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_sweep_of_a_file_equals_the_sweep_in_memory(tmp_path, suffix):
+    X, _ = make_blobs(n_samples=1500, centers=4, n_features=3, random_state=2)
+    path = tmp_path / f"table{suffix}"
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=400)
+    in_memory = sweep(X, k=[2, 4, 6], random_state=0, device="cpu", sample_size=500)
+    on_file = sweep(path, k=[2, 4, 6], random_state=0, device="cpu", sample_size=500, chunk_size=300)
+    columns = ["inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "n_iter"]
+    np.testing.assert_allclose(on_file.table[columns].to_numpy(), in_memory.table[columns].to_numpy(), rtol=1e-9)
+    model = on_file.models[4]
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    np.testing.assert_array_equal(model.predict(path), model.labels_)
+    np.testing.assert_array_equal(model.labels_, in_memory.models[4].labels_)
+
+
+def test_a_sweep_in_16_bit_storage_agrees_with_float32():
+    X, _ = make_blobs(n_samples=1500, centers=4, n_features=3, random_state=2)
+    full = sweep(X, k=[3, 4], random_state=0, device="cpu", dtype="float32")
+    half = sweep(X, k=[3, 4], random_state=0, device="cpu", dtype="bfloat16")
+    np.testing.assert_allclose(half.table["inertia"], full.table["inertia"], rtol=1e-2)
+    assert half.models[4].cluster_centers_.dtype == np.float32
+    assert half.recommended_k == full.recommended_k

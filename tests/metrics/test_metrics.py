@@ -383,3 +383,39 @@ def test_simplified_silhouette_conventions_and_errors(six_blobs):
         simplified_silhouette_score(X, y, centers=np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"shape \(n_clusters, 5\)"):
         simplified_silhouette_score(X, y, centers=np.zeros((7, 3)))
+
+
+# ------------------------------------------------------- what fit takes, the scores take
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_scores_of_a_file_equal_the_scores_in_memory(tmp_path, suffix):
+    from sklearn.datasets import make_blobs
+
+    X, labels = make_blobs(n_samples=900, centers=3, n_features=4, random_state=5)
+    path = tmp_path / f"table{suffix}"
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=250)
+    assert calinski_harabasz_score(path, labels, device="cpu") == pytest.approx(
+        calinski_harabasz_score(X, labels, device="cpu"), rel=1e-12)
+    assert davies_bouldin_score(path, labels, device="cpu") == pytest.approx(
+        davies_bouldin_score(X, labels, device="cpu"), rel=1e-12)
+    assert silhouette_score(path, labels, device="cpu") == pytest.approx(
+        silhouette_score(X, labels, device="cpu"), rel=1e-12)
+    np.testing.assert_allclose(silhouette_samples(path, labels, device="cpu"),
+                               silhouette_samples(X, labels, device="cpu"), rtol=1e-12)
+    sampled_file = silhouette_score_sampled(path, labels, sample_size=300, random_state=0, device="cpu")
+    sampled_memory = silhouette_score_sampled(X, labels, sample_size=300, random_state=0, device="cpu")
+    assert sampled_file.value == pytest.approx(sampled_memory.value, rel=1e-12)
+    assert simplified_silhouette_score(path, labels, device="cpu", columns=["a", "b", "c", "d"]) == pytest.approx(
+        simplified_silhouette_score(X, labels, device="cpu"), rel=1e-12)
+
+
+def test_scores_of_rows_stored_in_16_bits_are_the_scores_of_the_rounded_rows():
+    import torch
+    from sklearn.datasets import make_blobs
+
+    X, labels = make_blobs(n_samples=600, centers=3, n_features=4, random_state=5)
+    rounded = torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+    assert calinski_harabasz_score(X, labels, device="cpu", dtype="bfloat16") == pytest.approx(
+        calinski_harabasz_score(rounded, labels, device="cpu"), rel=1e-6)
+    assert silhouette_score(X, labels, device="cpu", dtype="bfloat16") == pytest.approx(
+        silhouette_score(rounded, labels, device="cpu"), rel=1e-5)

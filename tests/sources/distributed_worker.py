@@ -99,6 +99,26 @@ def main():
         km = KMeans(6, random_state=3, device="cpu", chunk_size=256).fit(parquet_path)
         save("parquet", labels=km.labels_, centers=km.cluster_centers_, inertia=km.inertia_)
 
+    # sweep and the metrics over every rank's rows (and over the shared file).
+    from gpukmeans import metrics, sweep
+
+    X = table()
+    rows = rank_rows(len(X), rank, world_size)
+    result = sweep(X[rows], k=[3, 6], random_state=0, device="cpu", sample_size=500)
+    labels = result.models[6].labels_
+    save("sweep", table=result.table.drop(columns="seconds").to_numpy(), labels=labels,
+         recommended=np.array(result.recommended_k))
+    save("metrics", silhouette=np.array(float(metrics.silhouette_score(X[rows], labels, device="cpu"))),
+         sampled=np.array(metrics.silhouette_score(X[rows], labels, sample_size=600, random_state=1,
+                                                   device="cpu").value),
+         samples=metrics.silhouette_samples(X[rows], labels, device="cpu"),
+         calinski=np.array(metrics.calinski_harabasz_score(X[rows], labels, device="cpu")),
+         davies=np.array(metrics.davies_bouldin_score(X[rows], labels, device="cpu")),
+         simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, device="cpu")))
+    if parquet_path is not None:
+        on_file = sweep(parquet_path, k=[3, 6], random_state=0, device="cpu", sample_size=500)
+        save("sweep_parquet", table=on_file.table.drop(columns="seconds").to_numpy())
+
     # Ranks that disagree on the number of features all raise (none waits forever).
     X = table()[:, : 5 - (rank % 2)]
     try:

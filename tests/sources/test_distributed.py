@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpukmeans import KMeans
+from gpukmeans import KMeans, sweep
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker as worker  # noqa: E402
@@ -101,3 +101,46 @@ def test_ranks_that_disagree_on_the_storage_dtype_all_raise(ranks):
         message = str(result("dtype_mismatch", rank)["message"])
         assert "same features and dtype" in message and "rank 0: 5 features, bfloat16" in message, message
         assert "rank 1: 5 features, float32" in message, message
+
+
+def test_sweep_over_every_ranks_rows_equals_the_single_process_sweep(ranks):
+    world_size, result = ranks
+    X = worker.table()
+    single = sweep(X, k=[3, 6], random_state=0, device="cpu", sample_size=500)
+    expected = single.table.drop(columns="seconds").to_numpy()
+    labels = np.concatenate([result("sweep", rank)["labels"] for rank in range(world_size)])
+    np.testing.assert_array_equal(labels, single.models[6].labels_)
+    for rank in range(world_size):
+        part = result("sweep", rank)
+        np.testing.assert_allclose(part["table"], expected, rtol=1e-6)
+        assert int(part["recommended"]) == single.recommended_k
+
+
+def test_a_sweep_of_the_shared_file_equals_the_single_process_sweep(ranks):
+    world_size, result = ranks
+    single = sweep(worker.table(np.float32), k=[3, 6], random_state=0, device="cpu", sample_size=500)
+    expected = single.table.drop(columns="seconds").to_numpy()
+    for rank in range(world_size):
+        np.testing.assert_allclose(result("sweep_parquet", rank)["table"], expected, rtol=1e-5)
+
+
+def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
+    from gpukmeans import metrics
+
+    world_size, result = ranks
+    X = worker.table()
+    labels = np.concatenate([result("sweep", rank)["labels"] for rank in range(world_size)])
+    expected = {
+        "silhouette": float(metrics.silhouette_score(X, labels, device="cpu")),
+        "sampled": metrics.silhouette_score(X, labels, sample_size=600, random_state=1, device="cpu").value,
+        "calinski": metrics.calinski_harabasz_score(X, labels, device="cpu"),
+        "davies": metrics.davies_bouldin_score(X, labels, device="cpu"),
+        "simplified": metrics.simplified_silhouette_score(X, labels, device="cpu"),
+    }
+    samples = metrics.silhouette_samples(X, labels, device="cpu")
+    for rank in range(world_size):
+        part = result("metrics", rank)
+        for name, value in expected.items():
+            assert float(part[name]) == pytest.approx(value, rel=1e-9), name
+        rows = worker.rank_rows(len(X), rank, world_size)
+        np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
