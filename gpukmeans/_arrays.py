@@ -93,7 +93,7 @@ def all_finite(X: torch.Tensor) -> bool:
     """Whether every value of ``X`` is finite, without a temporary the size of ``X``.
 
     ``torch.isfinite(X)`` would build a boolean copy and an ``abs`` copy of the whole
-    table (measured: the largest allocation of a fit). A NaN or infinity anywhere
+    table (it would be the largest allocation of a fit). A NaN or infinity anywhere
     makes the sum NaN or infinite, so a finite sum settles it in one reduction; only a
     sum that overflows, or real non-finite values, take the blockwise look.
     """

@@ -1,7 +1,7 @@
 """Recording a piece of GPU work once and replaying it as a CUDA graph.
 
-A Lloyd iteration on a million rows is one kernel of about 0.1 ms on an H200 and some
-thirty small launches around it (the totals added up, the centres divided out, their
+A Lloyd iteration on a million rows is one kernel of about 0.1 ms on a current GPU and
+some thirty small launches around it (the totals added up, the centres divided out, their
 norms, shift and empty flags), each a few microseconds of Python and driver time on the
 host. The GPU waits for the host between them, so the iteration costs several times its
 kernel. Replayed from a graph, the same launches cost the host one call.

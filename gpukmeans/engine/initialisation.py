@@ -179,8 +179,8 @@ def kmeans_parallel(source, n_clusters, seed, generator, *, oversampling=2.0, n_
         # On the CPU the kept rows go to Python ints, not a tensor per block: a tensor
         # (even an empty one) outliving its block sits in the C heap among the block's
         # freed float64 temporaries, and glibc then grew the heap by about one block's
-        # temporaries per block (about 8 bytes a row, measured streaming 10 and 20
-        # million rows from Parquet). On a GPU the blocks' tensors stay there: a
+        # temporaries per block (about 8 bytes a row when streaming tens of millions of
+        # rows from Parquet: benchmarks/bench_memory.py). On a GPU the blocks' tensors stay there: a
         # .tolist() per block would wait for the device every block.
         on_cpu = _rows_as_python_ints(device)
         new_rows = []

@@ -91,8 +91,8 @@ def lloyd(source, initial_centers, *, max_iter=300, tol=0.0, verbose=0) -> Lloyd
             result = work()
         # One device-to-host transfer per iteration in the common case. On a GPU each
         # transfer waits for the queue to drain, and whatever is launched after it, before
-        # the next pass, runs with the GPU idle (on an H200 this took (10M, 16, 8) from 1.48
-        # to 1.26 ms per iteration). So the centres, and the norms the next pass needs, are
+        # the next pass, runs with the GPU idle (about 15% of an iteration at (10M, 16, 8):
+        # benchmarks/bench_lloyd.py). So the centres, and the norms the next pass needs, are
         # computed before it is known whether a cluster emptied; in the rare iteration where
         # one did, they are relocated and computed again.
         n_changed, shift, emptied = result.progress.cpu()

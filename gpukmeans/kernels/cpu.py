@@ -400,7 +400,7 @@ def _transpose_vectors(builder, rows):
     upper halves) of vectors ``i`` and ``i + L/2`` into vectors ``2i`` and ``2i + 1``.
 
     (The textbook network for float32, in-lane unpacks before moves of 16-byte blocks,
-    measured the same here: 1.8 ms per million rows of 16 features, in cache.)
+    runs no faster.)
     """
     lanes = len(rows)
     half = lanes // 2
@@ -598,10 +598,9 @@ def accumulate_rows(typingctx, X, weights, row0, n_rows, labels, label_columns, 
 
     Why a separate pass over rows still in cache, rather than adding each row as soon
     as its tile is assigned: there the address of the sums depends on the argmin just
-    computed, and the loads of the next rows' sums wait on it (measured, one thread,
-    (1M, 16, 8): a ten-group pass took 102-122 ms that way, 86-89 ms this way; one
-    group alike within noise). The unweighted case gets a loop of its own, without a
-    multiply or a branch per row.
+    computed, and the loads of the next rows' sums wait on it (a ten-group pass about 15%
+    slower that way, one group alike: benchmarks/bench_lloyd.py). The unweighted case
+    gets a loop of its own, without a multiply or a branch per row.
     """
     signature = types.void(X, weights, row0, n_rows, labels, label_columns, sums,
                            weight_sums, part, flags)
@@ -757,8 +756,8 @@ def _emit_potentials(builder, element_type, lanes, rows, n_features, centers, no
 
 
 # Rows assigned before they are added to the sums: a multiple of ROWS, few enough
-# that they are still in L1/L2 when added (16 to 256 measured alike within noise,
-# 32 a little ahead at (1M, 32, 32))
+# that they are still in L1/L2 when added (16 to 256 alike within noise, 32 a little
+# ahead with many centres)
 _ACCUMULATE_ROWS = 32
 _MIN_ROWS_PER_PART = 4096  # below this, waking another thread costs more than it saves
 _PARTS_PER_THREAD = 4
@@ -845,8 +844,8 @@ def _executor(n_threads):
 
     Plain threads rather than ``numba.prange``: numba's OpenMP layer is a second
     OpenMP runtime beside PyTorch's, and the two spin-wait against each other on a
-    busy machine (measured: 20 s instead of 0.3 s for 12 Lloyd iterations on 2
-    cores); its workqueue layer fails on concurrent calls from several threads.
+    busy machine (Lloyd iterations tens of times slower); its workqueue layer fails on
+    concurrent calls from several threads.
     The kernel releases the GIL (``nogil``), so the threads run in parallel.
     """
     global _pool, _pool_size
@@ -946,14 +945,14 @@ def _per_part(shape, dtype, n_parts) -> np.ndarray:
     """Zeros of ``(n_parts, *shape)`` whose parts lie at least a cache line apart.
 
     Each thread adds into its own part row by row; parts that shared a 64-byte line
-    would bounce it between cores on every row (measured: two threads slower than
+    would bounce it between cores on every row (two threads would be slower than
     one). The kernel reads the part stride from the array, so the gap is free.
     """
     itemsize = np.dtype(dtype).itemsize
     used = int(np.prod(shape)) * itemsize
     part_bytes = -(-used // _CACHE_LINE) * _CACHE_LINE + _CACHE_LINE
     # Parts start on a cache line too: a vector of sums that straddles two lines
-    # costs two accesses (measured: about 10% of a ten-group pass when misaligned).
+    # costs two accesses (about a tenth of a ten-group pass when misaligned).
     raw = np.zeros(n_parts * part_bytes + _CACHE_LINE, dtype=np.uint8)
     offset = -raw.ctypes.data % _CACHE_LINE
     buffer = raw[offset:offset + n_parts * part_bytes].view(dtype).reshape(n_parts, -1)
@@ -1014,9 +1013,8 @@ def layout_for(n_features: int, k_max: int) -> str:
 
     Rows in lanes for few features (see :data:`ROWS_IN_LANES_MAX_FEATURES`): there it
     saves the cross-lane reduction and the per-row work that dominate a pass; with more
-    features, transposing each tile costs more than it saves (measured on AMD Zen 4,
-    one thread: 0.68-0.97 of the other layout's time up to 16 features, 1.0-1.8 from 32).
-    The kernel's entry points take ``layout=`` to run the other one (benchmarks/bench_cpu_layouts.py).
+    features, transposing each tile costs more than it saves (benchmarks/bench_cpu_layouts.py
+    times both; the kernel's entry points take ``layout=`` to run the other one).
     """
     max_features, max_centres = ROWS_IN_LANES_MAX_FEATURES_FEW_CENTRES
     few = n_features <= ROWS_IN_LANES_MAX_FEATURES or (n_features <= max_features and k_max <= max_centres)
@@ -1159,7 +1157,7 @@ def exact_sq_distances_cpu(X: torch.Tensor, centers: torch.Tensor, labels: torch
     """(m, G) float64 squared distance from each row to its centre in each group, by direct
     difference (``centers`` (G, k, d), ``labels`` (m, G)): one pass on the thread pool
     instead of a gather, a difference, a square and a sum per group over the whole chunk
-    (at 2,000,000 x 8 and 14 groups, 0.14 s on one thread against 0.61 s on two)."""
+    (several times faster than those PyTorch operations)."""
     X = X.detach().contiguous()
     n_rows, n_groups = X.shape[0], centers.shape[0]
     out = np.empty((n_rows, n_groups), dtype=np.float64)

@@ -39,16 +39,15 @@ import triton.language as tl
 from .reference import AssignResult, StepResult
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# Measured on an H200 (benchmarks/results/gpu-kernel-variants-h200-2.md): 8 programs per
-# SM and centres held in registers across row tiles were the fastest layout at every
-# customer-table shape; 8 warps, 256-row tiles and 1-2 pipeline stages were not.
+# 8 programs per SM, with the centres held in registers across row tiles, are the fastest
+# layout at every customer-table shape; 8 warps, 256-row tiles and 1-2 pipeline stages
+# are not (benchmarks/gpu_kernel_variants.py).
 _PROGRAMS_PER_SM = 8
 # The step is bound by each program's latency, not by memory (an Nsight Compute profile,
-# docs/speed.md): more programs per SM is what speeds it up. 64-row tiles (against 128)
-# and, at k <= 16, a cap of 128 registers (4 programs of 4 warps per SM) were faster at
-# the three shapes timed (gpu-kernel-variants-h200-4.md): float32 (100M, 32, 16) 8.75 ->
-# 6.99 ms, (10M, 16, 8) 0.96 -> 0.78 ms, (1M, 32, 32) 0.46 -> 0.29 ms (no cap: at k = 32
-# the cap spills).
+# benchmarks/gpu_session.sh's profile stage): more programs per SM is what speeds it up.
+# 64-row tiles (against 128) and, at k <= 16, a cap of 128 registers (4 programs of 4
+# warps per SM) are faster at every shape timed, by a fifth to a third (at k = 32 the
+# cap spills, so it applies up to 16 centres).
 _BLOCK_M = 64
 _CAPPED_REGISTERS = 128
 
@@ -83,10 +82,9 @@ DEFAULT_TUNING = Tuning()
 # Sum precisions that multiply a 0/1 one-hot by the (weighted) rows: see _sums_by_center.
 _ONE_HOT_SUM_PRECISIONS = ("split_tf32", "one_hot_bf16")
 # (distances, sums) precision by the dtype X is stored in, where the tuning names none;
-# "split_bf16" needs bfloat16 X. On an H200, kernel alone at (100M, 32, 16): float32 ieee
-# 19.1 ms, tf32x3 10.6 ms, split_tf32 8.75 ms (one label in 1M differs from float64
-# arithmetic, at a tie); bfloat16 split_bf16 sums 4.87 ms, one_hot_bf16 sums 4.66 ms
-# (gpu-kernel-variants-h200-{1,4}.md).
+# "split_bf16" needs bfloat16 X. For float32 rows, split_tf32 is about twice as fast as
+# "ieee" and faster than tf32x3, and its labels differ from float64 arithmetic only at
+# ties; for bfloat16 rows the one-hot sums are the fastest (benchmarks/gpu_kernel_variants.py).
 _PRECISION_BY_DTYPE = {torch.float32: ("split_tf32", "split_tf32"), torch.bfloat16: ("split_bf16", "one_hot_bf16"),
                        torch.float16: ("ieee", "ieee")}
 
@@ -464,8 +462,8 @@ def _reads_rows_twice(x_dtype, distance_precision, sum_precision, one_tile, with
     pipelined, the second served from L2. bfloat16 rows are pipelined as they are, and
     float32 products on the CUDA cores ("ieee") need no shared layout.
 
-    Not with the inertia (a fit's last pass): there the two loads were slower at
-    (100M, 32, 16) on an H200, 9.3-9.7 ms against 7.3-7.4 read once (docs/speed.md).
+    Not with the inertia (a fit's last pass): there the two loads are slower than one at
+    100M rows (benchmarks/gpu_kernel_variants.py); why is an open question (docs/design.md).
     """
     if tuning.reload_for_sums is not None:
         return bool(tuning.reload_for_sums) and one_tile
@@ -622,7 +620,7 @@ def supports(X: torch.Tensor) -> bool:
 
 
 # tl.dot's input_precision and the maxnreg launch option came with Triton 3.0 (PyTorch 2.4);
-# the kernel was tested with 3.6 on an H200 and 3.9 under the interpreter.
+# the kernel is tested with Triton 3.6 on Hopper GPUs and 3.9 under the interpreter.
 _MIN_TRITON = (3, 0)
 
 

@@ -6,8 +6,8 @@ Same contract as :func:`gpukmeans.kernels.reference.candidate_potentials_referen
 ``closest`` to the centre the step before chose, then needs, for each of its few
 candidates, ``sum_i w_i min(closest_i, ||x_i - c||^2)``, per block of rows for the next
 draw. Through the assignment kernel that was the candidates as groups of one centre: a
-label and a distance written per row and candidate, then read back by PyTorch (on an
-H200, 0.89 s of a 1.15 s default fit at (100M, 32, 16)). Here a row tile's distances to
+label and a distance written per row and candidate, then read back by PyTorch (most of a
+default fit's time at 100M rows). Here a row tile's distances to
 the chosen centre and all candidates are one small product (the assignment's
 :func:`~gpukmeans.kernels.triton_assign._matmul`, at the precision it uses for the same
 stored dtype), computed as the assignment kernel computes them (``||c||^2 - 2 x.c`` from
@@ -16,9 +16,8 @@ the same product, plus ``||x||^2``, clamped at 0).
 Each program takes whole blocks of rows and adds a block's ``w * min(...)`` in float64,
 per row and candidate over the block's tiles, then over its rows, in a fixed order: the
 totals do not depend on the order programs finish in, nor on which program or launch a
-block falls to. On an H200 the potentials in one pass (then a second pass to lower)
-took k-means++ at (100M, 32, 16) from 0.73-0.78 s to 0.36-0.37 s (docs/speed.md); the
-lowering folded into the next step's pass is not yet timed on a GPU.
+block falls to. One pass for the potentials halves k-means++'s time at 100M rows against
+the assignment kernel's blocks (benchmarks/gpu_whole_fit.py times both).
 """
 
 

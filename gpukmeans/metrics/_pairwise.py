@@ -39,9 +39,9 @@ def default_block(device: torch.device) -> int:
     """Side of a square distance tile.
 
     On the CPU a 768 x 768 tile (4.5 MB in float64) stays in the last-level
-    cache while it is clamped, square-rooted and reduced: measured on a 2-core
-    EPYC, tiles from 384 to 1024 cost about the same and 2048 about 15% more.
-    A GPU wants far bigger tiles to fill its cores.
+    cache while it is clamped, square-rooted and reduced; tiles from 384 to 1024
+    cost about the same, larger ones more (benchmarks/bench_metrics.py). A GPU
+    wants far bigger tiles to fill its cores.
     """
     return 8192 if device.type == "cuda" else 768
 

@@ -64,8 +64,8 @@ class InMemorySource(DataSource):
         the CPU kernel and the Triton kernel write the labels in place and return totals.
 
         There a chunk bounds no memory and only costs: on the CPU a hand-off to the
-        worker threads and a wait for the slowest (measured at 1,000,000 x 16 on 2
-        cores: 7.5 to 8.9 ms per pass in five chunks, 6.1 to 6.3 ms in one); on a GPU a
+        worker threads and a wait for the slowest (a pass in five chunks about a quarter
+        slower than in one: benchmarks/bench_lloyd.py); on a GPU a
         launch whose last tiles leave most of the chip idle, and its totals added up.
         """
         if self.X.device == self.device and self.backend.whole_pass:
