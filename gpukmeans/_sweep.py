@@ -147,9 +147,7 @@ def sweep(
     confidence: float = 0.95,
     device: Any = "auto",
     chunk_size: Any = "auto",
-    dtype: Any = None,
-    columns: Any = None,
-    distributed: bool = True,
+    dtype: Any = None, columns: Any = None, distributed: bool = True,
     verbose: int = 0,
 ) -> SweepResult:
     """Fit k-means for every k in one pass per iteration and score each k.

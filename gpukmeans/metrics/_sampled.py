@@ -475,9 +475,7 @@ def silhouette_score_sampled(
     confidence: float = 0.95,
     device: Any = "auto",
     block_size: Any = "auto",
-    dtype: Any = None,
-    columns: Any = None,
-    distributed: bool = True,
+    dtype: Any = None, columns: Any = None, distributed: bool = True,
 ) -> SilhouetteEstimate:
     """Estimate the mean Euclidean silhouette from a stratified sample, with an interval.
 

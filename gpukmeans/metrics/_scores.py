@@ -123,13 +123,9 @@ def davies_bouldin_score(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features), or a path
-        Anything :meth:`gpukmeans.KMeans.fit` takes; a file is read in passes, never whole.
-    labels : array-like of shape (n_samples,)
+    X, labels, device, dtype, columns, distributed : as in :func:`calinski_harabasz_score`.
     sample_weight : array-like of shape (n_samples,), optional
         Frequency weights for the centroids and the within-cluster means.
-    device : "auto", "cpu", "cuda" or torch.device
-    dtype, columns, distributed : as in :func:`calinski_harabasz_score`.
 
     Returns
     -------

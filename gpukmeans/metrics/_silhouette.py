@@ -30,9 +30,7 @@ def silhouette_samples(
     metric: str = "euclidean",
     device: Any = "auto",
     block_size: Any = "auto",
-    dtype: Any = None,
-    columns: Any = None,
-    distributed: bool = True,
+    dtype: Any = None, columns: Any = None, distributed: bool = True,
 ):
     """Exact Euclidean silhouette coefficient of every sample.
 
@@ -98,9 +96,7 @@ def silhouette_score(
     confidence: float = 0.95,
     device: Any = "auto",
     block_size: Any = "auto",
-    dtype: Any = None,
-    columns: Any = None,
-    distributed: bool = True,
+    dtype: Any = None, columns: Any = None, distributed: bool = True,
 ):
     """Mean silhouette coefficient: exact by default, estimated when ``sample_size`` is set.
 
@@ -152,9 +148,7 @@ def silhouette_score(
             confidence=confidence,
             device=device,
             block_size=block_size,
-            dtype=dtype,
-            columns=columns,
-            distributed=distributed,
+            dtype=dtype, columns=columns, distributed=distributed,
         )
     data = validate(X, labels, device, dtype=dtype, columns=columns, distributed=distributed)
     block = resolve_block(block_size, data.X.device)

@@ -136,9 +136,7 @@ def simplified_silhouette_score(
     centers: Any = None,
     sample_weight: Any = None,
     device: Any = "auto",
-    dtype: Any = None,
-    columns: Any = None,
-    distributed: bool = True,
+    dtype: Any = None, columns: Any = None, distributed: bool = True,
 ) -> float:
     """Mean simplified (centroid-based) silhouette: O(n k d), any table size.
 

@@ -25,13 +25,18 @@ def read_record(value: Any, fields: dict[str, Check], label: str) -> dict:
     """The fields of a JSON object, each checked; every field must be there and no other."""
     if not isinstance(value, dict):
         raise InputError(f"{label} must be an object; got {shown(value)}")
-    missing = [key for key in fields if key not in value]
-    if missing:
-        raise InputError(f"{label} lacks the field {missing[0]!r}")
-    unknown = [key for key in value if key not in fields]
-    if unknown:
-        raise InputError(f"{label} has an unknown field {unknown[0]!r}")
+    check_keys(value, fields, label, "field")
     return {key: check(value[key], f"{label}.{key}") for key, check in fields.items()}
+
+
+def check_keys(found: dict, expected, label: str, kind: str) -> None:
+    """``found`` has one entry per name in ``expected`` (a ``kind`` of thing) and no other."""
+    absent = [name for name in expected if name not in found]
+    if absent:
+        raise InputError(f"{label} lacks the {kind} {absent[0]!r}")
+    extra = [name for name in found if name not in expected]
+    if extra:
+        raise InputError(f"{label} names {extra[0]!r}, which is not a {kind}")
 
 
 def json_text(check: Check) -> Check:

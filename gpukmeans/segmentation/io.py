@@ -914,17 +914,9 @@ def check_output_dir(
     The place must be writable: the nearest existing folder on the way is probed.
     Leftovers of killed runs into ``out`` are removed first.
 
-    Returns
-    -------
-    OutputFolder
-        To hand to :func:`staged_output_dir`, which checks again at the end of the run.
-
-    Raises
-    ------
-    InputError
-        If one of the rules refuses ``out``.
-    OutputError
-        If the place is not writable.
+    Returns an :class:`OutputFolder` to hand to :func:`staged_output_dir`, which checks
+    again at the end of the run; raises :class:`InputError` when a rule refuses ``out``,
+    :class:`OutputError` when the place is not writable.
     """
     given = Path(out)
     out = given.absolute()

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import numbers as number_formats
-from ._fields import list_of, mapping, names, number, numbers, one_of, optional, read_record, text
+from ._fields import check_keys, list_of, mapping, names, number, numbers, one_of, optional, read_record, text
 from .errors import InputError
 
 SCALERS = ("standard", "robust", "minmax", "none")
@@ -677,8 +677,8 @@ def _check_fitted_fields(fields: dict) -> None:
         if not levels:
             raise InputError(f"categorical column {name!r} has no levels")
 
-    _check_keys(fields["impute_values"], numeric, "preprocessing.impute_values", "numeric column")
-    _check_keys(fields["category_fill"], categories, "preprocessing.category_fill", "categorical column")
+    check_keys(fields["impute_values"], numeric, "preprocessing.impute_values", "numeric column")
+    check_keys(fields["category_fill"], categories, "preprocessing.category_fill", "categorical column")
     for name, fill in fields["category_fill"].items():
         if fill not in categories[name]:
             raise InputError(f"the fill value {fill!r} of {name!r} is not one of its levels")
@@ -686,7 +686,7 @@ def _check_fitted_fields(fields: dict) -> None:
     outside = [name for name in fields["log_columns"] if name not in numeric]
     if outside:
         raise InputError(f"log column {outside[0]!r} is not a numeric column")
-    _check_keys(fields["log_floor"], fields["log_columns"], "preprocessing.log_floor", "log column")
+    check_keys(fields["log_floor"], fields["log_columns"], "preprocessing.log_floor", "log column")
     for name, floor in fields["log_floor"].items():
         if floor <= -1:
             raise InputError(f"log floor of {name!r} is {floor}; log1p needs values above -1")
@@ -697,7 +697,7 @@ def _check_fitted_fields(fields: dict) -> None:
     if clip is not None:
         if not 0.0 < clip < 0.5:
             raise InputError(f"preprocessing.clip is {clip}; a clip quantile lies between 0 and 0.5")
-        _check_keys(fields["clip_bounds"], numeric, "preprocessing.clip_bounds", "numeric column")
+        check_keys(fields["clip_bounds"], numeric, "preprocessing.clip_bounds", "numeric column")
     for name, (low, high) in fields["clip_bounds"].items():
         if low > high:
             raise InputError(f"clip bounds of {name!r} are inverted ({low} > {high})")
@@ -723,16 +723,6 @@ def _check_fitted_fields(fields: dict) -> None:
 
 def _nth(names: list[str], at: int) -> str:
     return repr(names[at]) if at < len(names) else "none"
-
-
-def _check_keys(found: dict, expected, label: str, kind: str) -> None:
-    """``found`` has one entry per name in ``expected`` and no other."""
-    absent = [name for name in expected if name not in found]
-    if absent:
-        raise InputError(f"{label} lacks the {kind} {absent[0]!r}")
-    extra = [name for name in found if name not in expected]
-    if extra:
-        raise InputError(f"{label} names {extra[0]!r}, which is not a {kind}")
 
 
 # ---------------------------------------------------------------- helpers
