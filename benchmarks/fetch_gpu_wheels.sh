@@ -3,7 +3,7 @@
 # the lent GPU machine, which reaches no package registry: the GPU peers of the suite that
 # the machine's image lacks, and kneed (a dependency of gpukmeans that the image lacks too).
 # Run it here, in the checkout that the device call sends, then name .whl in the call's
-# carry list (docs/speed.md, "Running the GPU measurements").
+# carry list (benchmarks/gpu_session.sh runs the measurements and installs them).
 #
 # Everything the image holds already (torch, triton, numpy, scipy, tqdm, cupy, ...) is left
 # out: --no-deps, and each wheel's own requirements are checked against that list below.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# Versions the suite's calls (gpukmeans/_benchmark.py) were written against; one of each,
+# Versions the suite's calls (cli/benchmarking/peers.py) were written against; one of each,
 # since two versions of one package stop the install on the device.
 WHEELS=(
   flash-kmeans==0.3.1        # Triton kernels, needs torch, triton, numpy, tqdm

@@ -1,11 +1,5 @@
-"""The gpukmeans command line (installed as the ``gpukmeans_cli`` package)."""
+"""The gpukmeans command line (installed as the ``gpukmeans_cli`` package).
 
-import os
-
-# OpenMP threads that spin while waiting at the end of each parallel region lose
-# whole scheduler time slices when other processes share the cores: on a busy
-# 2-core machine a k-means fit took 20-21 s spinning and 6.5 s waiting passively
-# (benchmarks/results/omp_wait_policy.md; 50-83 s against 7.5-10 s without numba). This must be set before torch
-# loads its OpenMP runtime, hence here, before any command imports the library; a
-# value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+Importing it, or its benchmark harness (:mod:`.benchmarking`), changes no process-wide
+state: the command sets what it needs for itself when :mod:`.app` loads.
+"""
