@@ -3,7 +3,7 @@
 # the lent GPU machine, which reaches no package registry: the GPU peers of the suite that
 # the machine's image lacks, and kneed (a dependency of gpukmeans that the image lacks too).
 # Run it here, in the checkout that the device call sends, then name .whl in the call's
-# carry list (benchmarks/gpu_session.sh runs the measurements and installs them).
+# carry list (docs/benchmarks.md, "gpu_session.sh").
 #
 # Everything the image holds already (torch, triton, numpy, scipy, tqdm, cupy, ...) is left
 # out: --no-deps, and each wheel's own requirements are checked against that list below.

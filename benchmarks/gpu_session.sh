@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The GPU measurements as one command for a lent machine with a CUDA GPU (an H100/H200): the
-# Triton kernel's variants, the CUDA tests, then the Lloyd suite on CUDA
-# (benchmarks/bench_lloyd.py), logs and results under $OUT; the last lines name the files to
-# copy into benchmarks/results/. The peers the machine's image lacks come as wheels in .whl/
-# (benchmarks/fetch_gpu_wheels.sh), carried with the checkout.
+# The GPU measurements as one command for a machine with an H100/H200: the Triton kernel's
+# variants, the CUDA tests, then the Lloyd suite on CUDA (benchmarks/bench_lloyd.py), logs
+# and results under $OUT. How to call it, and what comes back: docs/benchmarks.md,
+# "gpu_session.sh".
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
@@ -63,7 +62,7 @@ if [[ $REHEARSE != 1 ]]; then
   case $? in
     0) ;;
     4) echo "gpu_session: no CUDA device visible to PyTorch on this machine; nothing was run" \
-            "(this script is for a machine with a CUDA GPU)" >&2
+            "(this script is for a machine with a GPU: docs/benchmarks.md)" >&2
        exit 2 ;;
     *) echo "gpu_session: '$PY' cannot import torch; nothing was run (set PYTHON to a Python with torch)" >&2
        exit 2 ;;

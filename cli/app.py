@@ -19,12 +19,12 @@ from ._console import ProgressDisplay, fail, note, print_json, stop_cleanly_on_s
 from ._options import expand_option_groups
 
 # OpenMP threads that spin while waiting at the end of each parallel region lose
-# whole scheduler time slices when other processes share the cores: on a busy
-# 2-core machine a k-means fit took 20-21 s spinning and 6.5 s waiting passively
-# (benchmarks/bench_omp_wait.py, results/omp_wait_policy.md). This must be set before
-# torch loads its OpenMP runtime, hence here, before any command imports the library,
-# and not on import of the package, whose benchmark harness must leave the policy to
-# the benchmark; a value the user set is kept.
+# whole scheduler time slices when other processes share the cores: a fit on a busy
+# machine is several times slower spinning (benchmarks/bench_omp_wait.py). This must
+# be set before torch loads its OpenMP runtime, hence here, before any command
+# imports the library; a value the user set is kept. The library itself changes no
+# process-wide setting, and neither does importing this package: its benchmark harness
+# (gpukmeans_cli.benchmarking) leaves the policy to the benchmark that imports it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
