@@ -260,6 +260,34 @@ def test_the_iteration_variant_times_the_engines_iteration():
     assert torch.equal(got.weight_sums.double(), expected.weight_sums.double())
 
 
+def test_a_variants_tuning_reaches_the_engines_steps(monkeypatch):
+    """The "engine's pass" and "engine's iteration" rows of a variant run the engine with
+    the variant's launch settings: its source's backend passes them to every Lloyd step."""
+    from gpukmeans.kernels import lloyd_step_reference
+    from gpukmeans.kernels.triton_assign import Tuning
+
+    variants = _variants_script()
+    seen = []
+
+    def step(*args, compute_inertia=True, tuning):
+        seen.append(tuning)
+        return lloyd_step_reference(*args, compute_inertia=compute_inertia)
+    monkeypatch.setattr(variants["triton_assign"], "lloyd_step_triton", step)
+    X = torch.randn(3000, 4, generator=torch.Generator().manual_seed(5))
+    centers = X[:3][None].clone()
+    norms = (centers * centers).sum(dim=2)
+    tuning = Tuning(block_m=32, maxnreg=0)
+    labels = torch.full((3000, 1), -1, dtype=torch.int8)
+    got = variants["engine_pass_step"](X, centers, norms, None, labels, torch.zeros(1, dtype=torch.int64),
+                                       compute_inertia=False, tuning=tuning)
+    variants["time_iteration"](X, centers, torch.full((3000, 1), -1, dtype=torch.int8), recorded=False,
+                               repeats=1, tuning=tuning)
+    expected = lloyd_step_reference(X, centers, norms, None, torch.full((3000, 1), -1, dtype=torch.int8),
+                                    torch.zeros(1, dtype=torch.int64), compute_inertia=False)
+    assert seen and set(seen) == {tuning}
+    assert torch.allclose(got.sums.double(), expected.sums.double())
+
+
 def _clock_of(durations):
     """A clock under which consecutive timed fits take ``durations`` seconds."""
     readings, now = [], 0.0

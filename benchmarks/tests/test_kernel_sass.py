@@ -135,3 +135,25 @@ def test_the_candidate_potentials_kernel_compiles_for_the_gpu():
     (no GPU here): it must also compile for an H100/H200, float32 and bfloat16 rows."""
     assert _compile_in_a_process(_COMPILE_POTENTIALS).count("regs") == 6
 
+
+_VARIANT_RESOURCES = """
+import runpy
+import torch
+from gpukmeans.kernels.triton_assign import Tuning
+
+resources = runpy.run_path("benchmarks/gpu_kernel_variants.py", run_name="variants")["compiled_resources"]
+for name, tuning in (("capped", Tuning()), ("uncapped", Tuning(maxnreg=0)), ("4 per SM", Tuning(programs_per_sm=4))):
+    found = resources(32, 16, torch.float32, tuning, accumulate=True, inertia=False, arch=90)
+    print(name, found["regs"], found["spills"], found["shared"])
+"""
+
+
+def test_gpu_kernel_variants_reads_each_variants_registers_from_the_offline_compile():
+    """The variants table's registers come from this tool's compile of the variant's own
+    tuning: the shipped register cap at k <= 16, and no cap where the variant lifts it."""
+    found = {line.rsplit(" ", 3)[0]: [int(part) for part in line.rsplit(" ", 3)[1:]]
+             for line in _compile_in_a_process(_VARIANT_RESOURCES).splitlines()}
+    assert found["capped"][0] <= 128 < found["uncapped"][0]
+    assert found["4 per SM"] == found["capped"]  # programs per SM size the grid, not the code
+    assert all(spills >= 0 and shared > 0 for _, spills, shared in found.values())
+
