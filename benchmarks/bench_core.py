@@ -66,7 +66,7 @@ def time_shapes(short, long, repeats):
 def _peak_memory_child(n, d, k):
     """Run in a fresh process: extra peak RSS of a fit beyond the data already in memory."""
     from gpukmeans import KMeans
-    from gpukmeans._device import auto_chunk_size, chunk_bytes_per_row
+    from gpukmeans.sources.chunking import auto_chunk_size, chunk_bytes_per_row
 
     import torch
 

@@ -1,7 +1,7 @@
 """Whole fits as a user runs them: gpukmeans against scikit-learn, one restart and ten.
 
 A Lloyd iteration is not all of a fit: k-means++ and the restarts are too. Each
-library fits the suite's data (`gpukmeans._benchmark.make_data`: 8 planted blobs)
+library fits the suite's data (`gpukmeans_cli.benchmarking.make_data`: 8 planted blobs)
 with its defaults (k-means++, tol=1e-4), ``n_init=1`` and ``n_init=10``, the same
 seed; the runs are interleaved (gpukmeans, scikit-learn, gpukmeans, ...) so that a
 busy spell of the shared machine hits both alike. Reported: every run's seconds,
@@ -80,7 +80,7 @@ def main(argv=None):
     import torch
 
     from gpukmeans import KMeans
-    from gpukmeans._benchmark import make_data
+    from gpukmeans_cli.benchmarking import make_data
 
     warnings.simplefilter("ignore")  # convergence chatter of either library
     X = make_data(args.rows, args.features, args.clusters, "cpu")[0].numpy()

@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # Run in a fresh process with the checkout first on the path: seconds of each run, and
-# the rows the last run chose, as one JSON line.
+# the rows the last run chose, as one JSON line. The rows come from the installed harness
+# (gpukmeans_cli), so that every checkout seeds the same data.
 _TIMER = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 library, rows, features, clusters, repeats = sys.argv[2], *map(int, sys.argv[3:7])
-from gpukmeans._benchmark import make_data
+from gpukmeans_cli.benchmarking import make_data
 X = make_data(rows, features, 8, "cpu")[0].numpy()
 if library == "scikit-learn":
     from sklearn.cluster import kmeans_plusplus

@@ -2,18 +2,18 @@
 
 Usage (from the repository root, with the peers of requirements-peers.txt installed)::
 
-    PYTHONPATH=. python benchmarks/bench_lloyd.py              # CPU, and CUDA when present
-    PYTHONPATH=. python benchmarks/bench_lloyd.py --device cpu --iterations 10 --repeats 3
-    PYTHONPATH=. python benchmarks/bench_lloyd.py --device cpu --shape 20000,16,8 \
+    python benchmarks/bench_lloyd.py              # CPU, and CUDA when present
+    python benchmarks/bench_lloyd.py --device cpu --iterations 10 --repeats 3
+    python benchmarks/bench_lloyd.py --device cpu --shape 20000,16,8 \
         --libraries gpukmeans "gpukmeans (bfloat16 storage)" --skip-restarts --out /tmp/bench   # a quick check
 
 On a GPU, ``gpukmeans (bfloat16 storage)`` times the same float32 data stored as
 bfloat16 (``KMeans(dtype="bfloat16")``) at every shape, and the results add its
-speed-up over float32 storage (the issue's target: at least 1.7x).
+speed-up over float32 storage (the target: at least 1.7x).
 
 Writes ``benchmarks/results/lloyd-<device>.json`` (every figure, the machine, its load
 and the library versions), ``lloyd-<device>.md`` (the table) and ``lloyd-<device>.png``
-(the chart). The protocol is described in :mod:`gpukmeans._benchmark`: same data, same
+(the chart). The protocol is described in :mod:`gpukmeans_cli.benchmarking.protocol`: same data, same
 initial centres, same iteration count, float32, warm-up excluded but reported.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from gpukmeans import _benchmark as bench
+from gpukmeans_cli import benchmarking as bench
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -5,7 +5,7 @@ notes its resident set (the baseline), makes the data, resets the peak resident 
 (``echo 5 > /proc/self/clear_refs``), fits, and reads the peak (``VmHWM``).
 
 - A fit's own memory: ``peak - baseline - data`` against one chunk's working set
-  (the core engine issue's bound: data plus one chunk's working set).
+  (the bound a fit keeps: data plus one chunk's working set).
 - In memory: ``peak - baseline`` (the data plus whatever the fit adds) against the
   data's bytes; the target is at most 1.25x the data.
 - Streamed: a 100,000,000 x 16 float32 Parquet table (6.4 GB, written in row groups
@@ -31,7 +31,7 @@ from machine import machine_info, markdown_header, reset_peak_rss, rss_bytes  # 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IN_MEMORY_SHAPES = [(4_000_000, 16, 8), (2_000_000, 32, 8)]
-# (n, d, k, n_init): the core engine issue's shape, with one restart and with ten
+# (n, d, k, n_init): a customer table's shape, with one restart and with ten
 WORKING_SET_FITS = [(1_000_000, 16, 8, 1), (1_000_000, 16, 8, 10), (4_000_000, 16, 8, 1)]
 WORKING_SET_REPEATS = 3
 # What a fit keeps per row besides X, whatever the chunk: labels_ (int32) and
@@ -55,7 +55,7 @@ def _chunk_working_set_bytes(n, d, k, n_init):
     """What gpukmeans budgets for one chunk of this fit: auto chunk rows x bytes per row."""
     import torch
 
-    from gpukmeans._device import auto_chunk_size, chunk_bytes_per_row
+    from gpukmeans.sources.chunking import auto_chunk_size, chunk_bytes_per_row
 
     cpu = torch.device("cpu")
     rows = min(n, auto_chunk_size(d, k * n_init, torch.float32, cpu))
@@ -214,7 +214,7 @@ def main():
                  f"Peak resident set over the baseline, minus the data's bytes, in {WORKING_SET_REPEATS} fresh "
                  "processes each (the C library keeps some freed pages, so runs differ); one chunk's working set "
                  "is the auto chunk's rows times the bytes a row of a chunk may use "
-                 "(`gpukmeans._device.chunk_bytes_per_row`). Per-row state is what a fit must keep per row "
+                 "(`gpukmeans.sources.chunking.chunk_bytes_per_row`). Per-row state is what a fit must keep per row "
                  f"whatever the chunk ({PER_ROW_STATE_BYTES} bytes: `labels_` as int32 and k-means++'s nearest "
                  "distance as float32). k-means++, 20 iterations at most.", "",
                  "| n | d | k | n_init | data MiB | fit's own peak MiB (each run) | one chunk's working set MiB "

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# Versions the suite's calls (gpukmeans/_benchmark.py) were written against; one of each,
+# Versions the suite's calls (cli/benchmarking/peers.py) were written against; one of each,
 # since two versions of one package stop the install on the device.
 WHEELS=(
   flash-kmeans==0.3.1        # Triton kernels, needs torch, triton, numpy, tqdm

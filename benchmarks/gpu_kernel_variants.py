@@ -2,14 +2,16 @@
 
 The suite (bench_lloyd.py) times whole fits with the shipped settings; this script
 chooses those settings. For each shape and stored dtype it runs one Lloyd step over
-all of X (one launch, as a chunk of the engine would, but whole) under each variant
-of ``triton_assign.tuning`` and reports:
+all of X (one launch, as the engine's pass over rows held on the GPU) under each
+variant of ``triton_assign.Tuning`` and reports:
 
 - ms per step (median of CUDA-event timings over rotating label tables), and the
   fraction of the bandwidth floor (bytes of X over a large device-to-device copy's rate);
 - labels that differ from float64 arithmetic on a 1M-row sample and are not ties
   (``non-ties``: must be 0 for a precision to ship), and the largest relative error of
-  the per-centre sums against float64 sums under the variant's own labels.
+  the per-centre sums against float64 sums under the variant's own labels;
+- the kernel's registers, spills and shared memory, from the offline compile of
+  benchmarks/kernel_sass.py for this GPU's architecture.
 
     python benchmarks/gpu_kernel_variants.py [--shape N,D,K ...] [--out DIR]
 
@@ -17,6 +19,7 @@ Writes gpu-kernel-variants.{json,md} to --out (default: benchmarks/results).
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import pathlib
@@ -26,53 +29,32 @@ import time
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+BENCHMARKS = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS.parent))
+sys.path.insert(0, str(BENCHMARKS))  # kernel_sass, imported where a kernel's resources are read
 
-from gpukmeans import _lloyd  # noqa: E402
-from gpukmeans._benchmark import environment, make_data  # noqa: E402
-from gpukmeans._cuda_graph import RecordedWork  # noqa: E402
-from gpukmeans._device import auto_chunk_size  # noqa: E402
-from gpukmeans._lloyd import _accumulate_pass  # noqa: E402
-from gpukmeans._sources import InMemorySource  # noqa: E402
+from gpukmeans.engine import lloyd  # noqa: E402
+from gpukmeans.engine.cuda_graph import RecordedWork  # noqa: E402
+from gpukmeans.kernels import StepResult, TritonBackend, padded_sq_norms  # noqa: E402
 from gpukmeans.kernels import triton_assign  # noqa: E402
-from gpukmeans.kernels.reference import StepResult  # noqa: E402
+from gpukmeans.kernels.triton_assign import DEFAULT_TUNING, Tuning  # noqa: E402
+from gpukmeans.sources import InMemorySource  # noqa: E402
+from gpukmeans.sources.chunking import auto_chunk_size  # noqa: E402
+from gpukmeans_cli.benchmarking import environment, make_data  # noqa: E402
 
 SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
 SAMPLE_ROWS = 1_000_000
-# (name, stored dtype, tuning overrides)
+# The shipped settings (Tuning's defaults) come first: the kernel alone, with and without
+# the inertia (a fit's iterations run without it, its last pass with it), the engine's
+# pass, and the engine's whole iteration (the pass, then the centres, norms, shift and
+# flags, and the one transfer to the host), launch by launch and replayed from a CUDA
+# graph, on the host's clock. Then the launch shapes around them (register caps, programs
+# per SM, tile sizes) and, per dtype, the settings the defaults are chosen over, so that
+# every run checks the choice again on its GPU. The step is bound by instructions issued
+# per row, not by memory: benchmarks/kernel_sass.py counts them for any of these settings
+# without a GPU. Keys starting with "_" are this script's, not Tuning's.
 TF32X3 = {"distance_precision": "tf32x3", "sum_precision": "tf32x3"}
 SPLIT_BF16 = {"distance_precision": "split_bf16", "sum_precision": "split_bf16"}
-# H200 runs 1-4 (results/gpu-kernel-variants-h200-{1,2}.md) settled the precisions
-# (tf32x3, and split_bf16, there named "bf16x3") and the layout (centres hoisted, 8
-# programs per SM). Run 5 (gpu-session-h200-5.log), with an Nsight Compute profile,
-# showed the step bound by instructions issued (40 warp-instructions per row at
-# (10M, 32, 16) in float32) with 2 programs of 4 warps per SM (registers): not by memory. benchmarks/kernel_sass.py
-# counts the instructions without a GPU; what is timed now are the settings that cut
-# them (split_tf32: operands split by a mask; one-hot sums that split only the rows;
-# counts kept per row slot) or the registers (64-row tiles, a register cap).
-# Keys starting with "_" are this script's, not triton_assign.tuning's.
-# Run 6 (gpu-kernel-variants-h200-4.md) chose the defaults (split_tf32; one-hot bfloat16
-# sums; 64-row tiles; 128 registers at k <= 16): they are the first row of each dtype,
-# then what they replaced.
-# Runs 6-7 also timed a prefetch of the next tile into registers: slower at (100M, 32, 16)
-# in both dtypes (gpu-kernel-variants-h200-5.md); the option is gone.
-# Run 8 adds: the whole iteration as the engine runs it (the pass, then the centres, norms,
-# shift and flags, and the one transfer to the host), launch by launch and replayed from a
-# CUDA graph, timed on the host's clock; the engine's pass in its former memory-bounded
-# chunks beside the whole-table pass it now makes; and register caps that fit 5 or 6
-# programs per SM instead of 4 (kernel_sass.py, float32 (100M, 32, 16): 96 registers spill
-# 64 B and issue 25.6 instructions per row, 80 spill 144 B and issue 27.2, against 24.6).
-# Run 12 (gpu-kernel-variants-h200-8.md): the float32 row loop had no pipelined load at all
-# (kernel_sass.py: no LDGSTS), so each tile waited out a memory round trip; the sums now read
-# the rows with a load of their own, and both loads are pipelined
-# (triton_assign._reads_rows_twice): (100M, 32, 16) 6.41 -> 5.06 ms a step without the
-# inertia. bfloat16 rows were pipelined already. 2 and 4 pipeline stages lost to 3 at every
-# shape but one tie; 96 and 80 registers (5 and 6 programs per SM) lost again: dropped here.
-# Run 13 (gpu-kernel-variants-h200-9.md) timed the rows' addresses as 32-bit offsets from each
-# tile's first row (4 % fewer instructions a row: within the noise, kept) and the launch shapes
-# below again, without the inertia as the engine iterates: none beat the default at
-# (100M, 32, 16). With the inertia the reloaded rows were slower in runs 11-13 (9.3-9.7 against
-# 7.3-7.4 ms read once), so that pass reads the rows once since: its "default" row is that.
 SHIPPED_VARIANTS = [
     ("default", {}),
     ("default, no inertia (as the engine iterates)", {"_inertia": False}),
@@ -85,14 +67,49 @@ SHIPPED_VARIANTS = [
     ("no inertia, 4 programs per SM", {"programs_per_sm": 4, "_inertia": False}),
     ("no inertia, 128-row tiles of 8 warps", {"block_m": 128, "num_warps": 8, "_inertia": False}),
 ]
-BEFORE = {torch.float32: [("before: tf32x3, block 128", {**TF32X3, "block_m": 128, "maxnreg": 0}),
-                          ("before run 12: rows read once (no inertia)", {"reload_for_sums": False, "_inertia": False}),
-                          ("before run 12: rows read once, the engine's iteration, replayed CUDA graph (host clock)",
-                           {"reload_for_sums": False, "_iteration": "recorded"})],
-          torch.bfloat16: [("before: split_bf16 sums, block 128", {**SPLIT_BF16, "block_m": 128, "maxnreg": 0})]}
+# float32 rows: the products as Triton's tf32x3 instead of split_tf32; the rows read once
+# for both products, which keeps Triton from copying them ahead (triton_assign._reads_rows_twice).
+# bfloat16 rows: the sums as split_bf16 products instead of a one-hot in bfloat16.
+PASSED_OVER = {torch.float32: [("tf32x3, 128-row tiles, no register cap", {**TF32X3, "block_m": 128, "maxnreg": 0}),
+                               ("rows read once (no inertia)", {"reload_for_sums": False, "_inertia": False}),
+                               ("rows read once, the engine's iteration, replayed CUDA graph (host clock)",
+                                {"reload_for_sums": False, "_iteration": "recorded"})],
+               torch.bfloat16: [("split_bf16 sums, 128-row tiles, no register cap",
+                                 {**SPLIT_BF16, "block_m": 128, "maxnreg": 0})]}
 VARIANTS = [(f"{str(dtype).removeprefix('torch.')} {name}", dtype, settings)
             for dtype in (torch.float32, torch.bfloat16)
-            for name, settings in SHIPPED_VARIANTS + BEFORE[dtype]]
+            for name, settings in SHIPPED_VARIANTS + PASSED_OVER[dtype]]
+
+
+class TunedTritonBackend(TritonBackend):
+    """The Triton backend with its Lloyd step under ``tuning``: set on a source, the
+    engine's pass and iteration run the variant."""
+
+    def __init__(self, tuning: Tuning):
+        super().__init__(triton_assign)
+        self.tuning = tuning
+
+    def lloyd_step(self, X, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+        return triton_assign.lloyd_step_triton(X, centers, center_sq_norms, weights, labels, label_columns,
+                                               compute_inertia=compute_inertia, tuning=self.tuning)
+
+
+def tuned(source, tuning: Tuning):
+    """``source``, its Lloyd steps under ``tuning`` (its own backend under the defaults)."""
+    if tuning != DEFAULT_TUNING:
+        source.backend = TunedTritonBackend(tuning)
+    return source
+
+
+def split_settings(overrides):
+    """A variant's overrides as (the kernel's Tuning, this script's "_" options)."""
+    tuning = Tuning(**{key: value for key, value in overrides.items() if not key.startswith("_")})
+    return tuning, {key: value for key, value in overrides.items() if key.startswith("_")}
+
+
+def sums_inertia(options) -> bool:
+    """Whether the variant's steps sum the inertia: the engine's iterations never do."""
+    return options.get("_inertia", True) and not options.get("_iteration")
 
 
 def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
@@ -111,13 +128,27 @@ def copy_bandwidth_gbps(nbytes=4 * 2**30, repeats=20):
     return 2 * nbytes / best / 1e9
 
 
-def compiled_resources():
-    """Registers per thread, spilled registers and shared memory of the last launch."""
-    kernel = triton_assign.last_compiled
+def compiled_resources(n_features, k_max, dtype, tuning, *, accumulate, inertia, arch):
+    """Registers per thread, spilled bytes and shared memory of the Lloyd step at this
+    shape and tuning, compiled offline for compute capability ``arch`` (benchmarks/kernel_sass.py);
+    empty where that compile fails (the timing stands without it)."""
+    # programs per SM size the grid, not the code: variants that differ only there share a compile
+    tuning = dataclasses.replace(tuning, programs_per_sm=DEFAULT_TUNING.programs_per_sm)
+    return _compiled_resources(n_features, k_max, dtype, tuning, accumulate, inertia, arch)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_resources(n_features, k_max, dtype, tuning, accumulate, inertia, arch):
     try:
-        return {"regs": kernel.n_regs, "spills": kernel.n_spills, "shared": kernel.metadata.shared}
-    except AttributeError:
+        import kernel_sass  # Triton's compiler tools, needed here only
+
+        compiled, _ = kernel_sass.compile_step(n_features, k_max, dtype, accumulate=accumulate, inertia=inertia,
+                                               arch=arch, tuning=tuning)
+        registers, spilled = kernel_sass.resource_usage(compiled)
+    except Exception as error:  # noqa: BLE001 - a tool's failure must not cost the timings
+        print(f"gpu_kernel_variants: no resources for {tuning}: {type(error).__name__}: {error}", file=sys.stderr)
         return {}
+    return {"regs": registers, "spills": spilled, "shared": compiled.metadata.shared}
 
 
 def float64_check(X, centers, labels, sums, weight_sums):
@@ -144,44 +175,48 @@ def float64_check(X, centers, labels, sums, weight_sums):
     return non_ties, int(differ.sum()), error, count_error
 
 
-def labels_only_step(X, centers, norms, weights, labels, columns, *, compute_inertia):
+def labels_only_step(X, centers, norms, weights, labels, columns, *, compute_inertia, tuning=DEFAULT_TUNING):
     """The Lloyd step without the per-centre sums: what the sums cost, by difference."""
-    plan = triton_assign._plan(X, centers)
+    plan = triton_assign._plan(X, centers, tuning)
     changed = torch.zeros(1, dtype=torch.int32, device=X.device)
     inertia = torch.empty(plan.n_programs, 1, dtype=torch.float64, device=X.device) if compute_inertia else None
     triton_assign._launch(plan, X, centers, norms, weights, labels, columns, None, None, None, changed, inertia,
-                          accumulate=False, write_distances=False, lloyd=True, with_inertia=compute_inertia)
+                          accumulate=False, write_distances=False, lloyd=True, with_inertia=compute_inertia,
+                          tuning=tuning)
     return StepResult(None, None, changed, inertia)
 
 
 class _ChunkedPass(InMemorySource):
-    """A pass in memory-bounded chunks, as the engine made it on a GPU before run 8."""
+    """A pass in memory-bounded chunks: what the engine's one-piece pass over rows held in
+    memory saves against them."""
 
     def lloyd_pass_chunks(self):
         return self.chunks()
 
 
-def engine_pass_step(X, centers, norms, weights, labels, columns, *, compute_inertia, chunked=False):
-    """A Lloyd pass as the engine makes it (``_lloyd._accumulate_pass``: the chunks a fit
+def engine_pass_step(X, centers, norms, weights, labels, columns, *, compute_inertia, chunked=False,
+                     tuning=DEFAULT_TUNING):
+    """A Lloyd pass as the engine makes it (``engine.lloyd._accumulate_pass``: the chunks a fit
     would use, each chunk's totals added up), for the gap between the kernel alone and
     an iteration of a whole fit."""
-    source = (_ChunkedPass if chunked else InMemorySource)(
-        X, weights, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
-    totals = _accumulate_pass(source, centers, norms, labels, columns, with_potential=compute_inertia)
+    source = tuned((_ChunkedPass if chunked else InMemorySource)(
+        X, weights, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device)), tuning)
+    totals = lloyd._accumulate_pass(source, centers, norms, labels, columns, with_potential=compute_inertia)
     return StepResult(totals.sums, totals.weight_sums, totals.n_changed,
                       totals.potential if compute_inertia else None)
 
 
-def time_iteration(X, centers, labels, recorded, repeats=15):
-    """ms of one Lloyd iteration as ``_lloyd.lloyd`` runs it (median of the host's clock),
+def time_iteration(X, centers, labels, recorded, repeats=15, tuning=DEFAULT_TUNING):
+    """ms of one Lloyd iteration as ``engine.lloyd.lloyd`` runs it (median of the host's clock),
     from the start of its launches to its progress on the host; and its totals. Launch by
     launch, or replayed from a CUDA graph recorded first (as the loop does from its second
     iteration). The centres stay the same, so every repeat does the same work."""
-    source = InMemorySource(X, None, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device))
+    source = tuned(InMemorySource(X, None, auto_chunk_size(X.shape[1], centers.shape[1], torch.float32, X.device)),
+                   tuning)
     valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=X.device)
-    norms = _lloyd.padded_sq_norms(centers, valid)
+    norms = padded_sq_norms(centers, valid)
     columns = torch.zeros(1, dtype=torch.int64, device=X.device)
-    work = functools.partial(_lloyd._iterate, source, centers, norms, valid, labels, columns, False)
+    work = functools.partial(lloyd._iterate, source, centers, norms, valid, labels, columns, False)
     work()  # compiles the kernels, as the loop's first iteration does
     run = RecordedWork(work, X.device).replay if recorded else work
     times = []
@@ -196,37 +231,34 @@ def time_iteration(X, centers, labels, recorded, repeats=15):
     return statistics.median(times[1:]), step
 
 
-def time_variant(X, centers, norms, label_tables, overrides, repeats=15):
+def time_variant(X, centers, norms, label_tables, tuning, options, repeats=15):
     columns = torch.zeros(1, dtype=torch.int64, device=X.device)
-    settings = {key: value for key, value in overrides.items() if not key.startswith("_")}
-    inertia = overrides.get("_inertia", True)
-    chunk = overrides.get("_chunk_rows", X.shape[0])
+    inertia = sums_inertia(options)
+    chunk = options.get("_chunk_rows", X.shape[0])
     times = []
-    if overrides.get("_iteration"):
-        with triton_assign.tuning(**settings):
-            ms, step = time_iteration(X, centers, label_tables[0], overrides["_iteration"] == "recorded", repeats)
+    if options.get("_iteration"):
+        ms, step = time_iteration(X, centers, label_tables[0], options["_iteration"] == "recorded", repeats, tuning)
         return ms, step, label_tables[0]
-    engine_pass = overrides.get("_engine_pass")
-    with triton_assign.tuning(**settings):
-        for attempt in range(repeats + 2):  # the first compiles, the second warms up
-            labels = label_tables[attempt % len(label_tables)]
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step = (labels_only_step if overrides.get("_no_sums") else
-                    functools.partial(engine_pass_step, chunked=engine_pass == "chunks") if engine_pass else
-                    triton_assign.lloyd_step_triton)
-            parts = [step(X[first:first + chunk], centers, norms, None, labels[first:first + chunk], columns,
-                          compute_inertia=inertia)
-                     for first in range(0, X.shape[0], chunk)]
-            if parts[0].sums is not None:
-                result = parts[0]._replace(sums=sum(p.sums for p in parts),
-                                           weight_sums=sum(p.weight_sums for p in parts))
-            else:
-                result = parts[0]
-            stop.record()
-            stop.synchronize()
-            if attempt >= 2:
-                times.append(start.elapsed_time(stop))
+    engine_pass = options.get("_engine_pass")
+    step = (labels_only_step if options.get("_no_sums") else
+            functools.partial(engine_pass_step, chunked=engine_pass == "chunks") if engine_pass else
+            triton_assign.lloyd_step_triton)
+    for attempt in range(repeats + 2):  # the first compiles, the second warms up
+        labels = label_tables[attempt % len(label_tables)]
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        parts = [step(X[first:first + chunk], centers, norms, None, labels[first:first + chunk], columns,
+                      compute_inertia=inertia, tuning=tuning)
+                 for first in range(0, X.shape[0], chunk)]
+        if parts[0].sums is not None:
+            result = parts[0]._replace(sums=sum(p.sums for p in parts),
+                                       weight_sums=sum(p.weight_sums for p in parts))
+        else:
+            result = parts[0]
+        stop.record()
+        stop.synchronize()
+        if attempt >= 2:
+            times.append(start.elapsed_time(stop))
     return statistics.median(times), result, label_tables[(repeats + 1) % len(label_tables)]
 
 
@@ -234,7 +266,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", action="append", help="N,D,K (repeatable; default: %s)" % SHAPES)
     parser.add_argument("--variant", action="append", help="only the variants named (repeatable)")
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(BENCHMARKS / "results"))
     parser.add_argument("--render", metavar="JSON", help="only write the Markdown table of this results file")
     args = parser.parse_args(argv)
     if args.render:
@@ -245,6 +277,7 @@ def main(argv=None):
         return 2
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
     variants = [v for v in VARIANTS if not args.variant or v[0] in args.variant]
+    major, minor = torch.cuda.get_device_capability()
     gbps = copy_bandwidth_gbps()
     print(f"copy bandwidth {gbps:.0f} GB/s (read + write), {torch.cuda.get_device_name()}", flush=True)
     rows = []
@@ -260,13 +293,16 @@ def main(argv=None):
                 if variant_dtype != dtype:
                     continue
                 try:
-                    ms, result, labels = time_variant(X, centers, norms, label_tables, overrides)
+                    tuning, options = split_settings(overrides)
+                    ms, result, labels = time_variant(X, centers, norms, label_tables, tuning, options)
                     checks = (float64_check(X, centers, labels, result.sums, result.weight_sums)
                               if result.sums is not None else (None, None, float("nan"), None))
+                    resources = compiled_resources(d, k, dtype, tuning, accumulate=not options.get("_no_sums"),
+                                                   inertia=sums_inertia(options), arch=10 * major + minor)
                     record = {"shape": [n, d, k], "variant": name, "ms": ms, "floor_ms": floor_ms,
                               "x_floor": ms / floor_ms, "non_ties": checks[0], "differ": checks[1],
                               "sum_rel_error": checks[2], "count_error": checks[3], "status": "ok",
-                              **compiled_resources()}
+                              **resources}
                 except Exception as error:  # a variant that fails to compile or run is reported
                     record = {"shape": [n, d, k], "variant": name, "status": f"failed: {type(error).__name__}: "
                               f"{str(error).splitlines()[0][:200] if str(error) else ''}"}

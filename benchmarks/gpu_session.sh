@@ -7,8 +7,8 @@
 #   bash benchmarks/gpu_session.sh [STAGE ...]
 #
 # Stages, run in the order given, each under its own time limit (default: variants bench
-# bench-large whole-fit tests: the suite before the tests, whose 8 workers left the host at
-# load 14 for the suite in run 7, and the host drives every launch of a million-row iteration):
+# bench-large whole-fit tests: the suite before the tests, whose parallel workers load the
+# host, and the host drives every launch of a million-row iteration):
 #   variants     benchmarks/gpu_kernel_variants.py: the Triton step alone under several launch
 #                settings and precisions, timed and checked against float64 -> gpu-kernel-variants.*
 #   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
@@ -31,7 +31,7 @@
 # GPU_SESSION_LARGE_WITHOUT=NAME (bench-large leaves out that peer: fastkmeans, which streams
 # X from host memory, takes most of that stage's 180 s),
 # GPU_SESSION_REHEARSE=1 (runs every stage on the CPU at toy sizes, pytest only collecting:
-# a check of this script that costs no device time; tests/test_gpu_session.py runs it).
+# a check of this script that costs no device time; benchmarks/tests/test_gpu_session.py runs it).
 # Past GPU_SESSION_MAX_FILES files in $OUT (default 8: what a reply carries), all but the log
 # are packed into gpu-session-results.tar.gz.
 # Exit status: 0 when every stage passed, 1 when one failed or ran out of time, 2 when
@@ -92,7 +92,8 @@ logged() {
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 unset TRITON_INTERPRET  # the Triton kernels must run on the GPU, not in the interpreter
 mkdir -p "$WORK/site" "$WORK/path"
-# The CLI lives in cli/ and is installed as gpukmeans_cli; the tests import it by that name.
+# The CLI lives in cli/ and is installed as gpukmeans_cli; the tests and the benchmark
+# harness (gpukmeans_cli.benchmarking) are imported by that name.
 ln -s "$REPO/cli" "$WORK/path/gpukmeans_cli"
 export PYTHONPATH="$REPO:$WORK/path:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -141,7 +142,7 @@ EOF
 
 # --- the plan: the suite's GPU shapes, split by the size of X ------------------------------
 mapfile -t SHAPES < <("$PY" - <<'EOF'
-from gpukmeans._benchmark import GPU_SHAPES
+from gpukmeans_cli.benchmarking import GPU_SHAPES
 
 LARGE = 4 * 2**30  # bytes of float32 X from which a shape is measured in its own stage
 print(" ".join(f"{n},{d},{k}" for n, d, k in GPU_SHAPES if n * d * 4 < LARGE))
@@ -267,7 +268,7 @@ run_bench() {
   if [[ $suffix == -large && -n ${GPU_SESSION_LARGE_WITHOUT:-} && ${#libraries[@]} -eq 0 ]]; then
     mapfile -t libraries < <(LEAVE_OUT=$GPU_SESSION_LARGE_WITHOUT "$PY" -c '
 import os
-from gpukmeans._benchmark import GPU_PEERS
+from gpukmeans_cli.benchmarking import GPU_PEERS
 print("--libraries")
 print("\n".join(name for name in GPU_PEERS if name != os.environ["LEAVE_OUT"]))')
     say "   leaving out $GPU_SESSION_LARGE_WITHOUT (GPU_SESSION_LARGE_WITHOUT)"

@@ -5,13 +5,13 @@ every library, and the fit's other costs cancelled out. A user's fit also draws 
 initial centres (greedy k-means++), checks convergence against ``tol`` and assigns
 every row once more at the end. This script times, on one CUDA device:
 
-- the draws' block totals the way k-means++ sums them now (many blocks, one transfer)
-  and as before (a transfer per 65,536-row block), over the same values;
-- greedy k-means++ alone (``_init.kmeans_plusplus_tensor``: one pass over X per centre),
-  best of 2, with the Triton potentials kernel (the default) and with the assignment
-  kernel's distances instead (``GPUKMEANS_FUSED_POTENTIALS=0``), and whether both chose
-  the same rows; then once more split into its passes and its draws (each timed to the
-  device's end), to show where a greedy step's time goes;
+- the draws' block totals the way k-means++ sums them (many blocks, one transfer) against
+  a transfer per block, over the same values;
+- greedy k-means++ alone (``engine.initialisation.kmeans_plusplus_tensor``: one pass over
+  X per centre), best of 2, with the Triton potentials kernel (the default) and with the
+  assignment kernel's distances instead (a backend of its own with ``fused_potentials``
+  off), and whether both chose the same rows; then once more split into its passes and
+  its draws (each timed to the device's end), to show where a greedy step's time goes;
 - the default fit, best of 2 (``KMeans(k, random_state=0)``: k-means++, ``tol=1e-4``, up to 300
   iterations), with its iteration count, so that the seconds outside the iterations show;
   then once more by phase: the input's checks, the rows' moments (for ``tol``), k-means++,
@@ -26,7 +26,6 @@ Prints one JSON line per measurement and writes gpu-whole-fit.{json,md} to --out
 import argparse
 import contextlib
 import json
-import os
 import pathlib
 import sys
 import time
@@ -35,15 +34,27 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from gpukmeans import KMeans, _init, _kmeans, _lloyd  # noqa: E402
-from gpukmeans._benchmark import environment, make_data  # noqa: E402
-from gpukmeans._sources import InMemorySource  # noqa: E402
+from gpukmeans import KMeans, _kmeans  # noqa: E402
+from gpukmeans._estimator import _BaseKMeans  # noqa: E402
+from gpukmeans.engine import initialisation, lloyd  # noqa: E402
+from gpukmeans.kernels import backend_for, new_backend  # noqa: E402
+from gpukmeans.sources import InMemorySource, open_source  # noqa: E402
+from gpukmeans_cli.benchmarking import environment, make_data  # noqa: E402
 
 
 def per_block_totals(source, values):
-    """The draws' block totals as k-means++ summed them before: a transfer per block."""
-    return torch.tensor([float(_init._block_values(source, values, start, stop, weights).sum())
-                         for start, stop, weights in _init._weight_blocks(source)], dtype=torch.float64)
+    """The draws' block totals with a transfer per block: what summing many blocks per
+    transfer (``initialisation._block_totals``) saves."""
+    return torch.tensor([float(initialisation._block_values(source, values, start, stop, weights).sum())
+                         for start, stop, weights in initialisation._weight_blocks(source)], dtype=torch.float64)
+
+
+def unfused_backend(source):
+    """A backend of the source's own kind that weighs k-means++'s candidates from the
+    assignment kernel's distances, not in its fused potentials pass."""
+    backend = new_backend(source.device.type, source.storage_dtype)
+    backend.fused_potentials = False
+    return backend
 
 
 @contextlib.contextmanager
@@ -98,9 +109,9 @@ def main(argv=None):
         return 2
     n, d, k = (int(v) for v in args.shape.split(","))
     X, _, _ = make_data(n, d, k, device)
-    source = InMemorySource(X, None, chunk_size=n)
+    source = open_source(X, device=X.device, chunk_size=n).source
     if args.kmeans_plusplus_only:
-        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+        initialisation.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
         return 0
     records = []
 
@@ -109,34 +120,39 @@ def main(argv=None):
         print(json.dumps(records[-1]), flush=True)
 
     values = torch.rand(n, dtype=torch.float64, device=device, generator=torch.Generator(device=device).manual_seed(0))
-    now, new_totals = seconds(lambda: _init._block_totals(source, values), device, repeats=3)
-    before, old_totals = seconds(lambda: per_block_totals(source, values), device, repeats=2)
-    record("draw block totals, many blocks per transfer (s)", now)
-    record("draw block totals, a transfer per block, as before (s)", before,
-           same=bool(torch.allclose(new_totals, old_totals, rtol=1e-12, atol=0)))
+    batched_s, batched_totals = seconds(lambda: initialisation._block_totals(source, values), device, repeats=3)
+    per_block_s, per_block = seconds(lambda: per_block_totals(source, values), device, repeats=2)
+    record("draw block totals, many blocks per transfer (s)", batched_s)
+    record("draw block totals, a transfer per block (s)", per_block_s,
+           same=bool(torch.allclose(batched_totals, per_block, rtol=1e-12, atol=0)))
     del values
 
     # best of 2: the first compiles the kernels
     chosen = {}
-    for fused, name in (("1", "k-means++ alone, Triton potentials kernel (s)"),
-                        ("0", "k-means++ alone, the assignment kernel's distances (s)")):
-        os.environ["GPUKMEANS_FUSED_POTENTIALS"] = fused
+    for fused, backend, name in ((True, backend_for(device, source.storage_dtype),
+                                  "k-means++ alone, the fused potentials kernel (s)"),
+                                 (False, unfused_backend(source),
+                                  "k-means++ alone, the assignment kernel's distances (s)")):
+        source.backend = backend
         init_s, (_, chosen[fused]) = seconds(
-            lambda: _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device, repeats=2)
-        record(name, init_s, **({"same_rows": bool(torch.equal(chosen["1"], chosen["0"]))} if fused == "0" else {}))
-    del os.environ["GPUKMEANS_FUSED_POTENTIALS"]
-    with timed_calls(device, {"passes": (_init, "_lower_and_weigh"), "draws": (_init, "_draw_by_block_totals")}) as spent:
-        _init.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
+            lambda: initialisation.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0)), device,
+            repeats=2)
+        record(name, init_s, **({} if fused else {"same_rows": bool(torch.equal(chosen[True], chosen[False]))}))
+    source.backend = backend_for(device, source.storage_dtype)
+    passes_and_draws = {"passes": (initialisation, "_lower_and_weigh"),
+                        "draws": (initialisation, "_draw_by_block_totals")}
+    with timed_calls(device, passes_and_draws) as spent:
+        initialisation.kmeans_plusplus_tensor(source, k, torch.Generator().manual_seed(0))
     (passes_s, n_passes), (draws_s, _) = spent["passes"], spent["draws"]
     record("k-means++ passes over X, all (s)", passes_s, passes=n_passes,
            ms_per_pass=round(1e3 * passes_s / n_passes, 2))
     record("k-means++ draws, all (s)", draws_s)
     fit_s, model = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device, repeats=2)
     record("default fit: k-means++, tol=1e-4 (s)", fit_s, n_iter=int(model.n_iter_))
-    phases = {"input checks": (_kmeans._BaseKMeans, "_validate_data"), "moments": (_kmeans, "local_moments"),
+    phases = {"input checks": (_BaseKMeans, "_validate_data"), "moments": (_kmeans, "local_moments"),
               "conditioning the rows": (InMemorySource, "conditioned"),
-              "k-means++": (_kmeans, "kmeans_plusplus_tensor"), "lloyd": (_kmeans, "lloyd"),
-              "final assignment": (_lloyd, "_final_assignment")}
+              "k-means++": (initialisation, "kmeans_plusplus_tensor"), "lloyd": (_kmeans, "lloyd"),
+              "final assignment": (lloyd, "_final_assignment")}
     with timed_calls(device, phases) as spent:
         fit_s, _ = seconds(lambda: KMeans(k, random_state=0, device=device).fit(X), device)
     spent["lloyd"][0] -= spent["final assignment"][0]  # the final assignment runs inside lloyd

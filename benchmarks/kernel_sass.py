@@ -1,12 +1,13 @@
 """Compiles the Triton Lloyd step (or k-means++'s pass) for a GPU architecture without a GPU,
 and counts its code.
 
-A lent GPU is rare and its minutes few; the machine code is not. Profiling on an H200
-(docs/speed.md) showed the step bound by instructions issued per row, with few warps
-per SM (registers), not by memory. This script compiles ``_assign_kernel`` with the
-constants a launch at a given shape and tuning would use (``_compile_settings``) for
-sm_90 (H100/H200), with Triton's own ptxas, and reports registers, spills, shared
-memory and the SASS instructions of the row loop, per row, by kind.
+A GPU's minutes are few; the machine code is not. The step is bound by instructions
+issued per row, with few warps per SM (registers), not by memory (an Nsight Compute
+profile: benchmarks/gpu_session.sh's profile stage). This script compiles
+``_assign_kernel`` with the constants a launch at a given shape and tuning would use
+(``_compile_settings``) for sm_90 (H100/H200), with Triton's own ptxas, and reports
+registers, spills, shared memory and the SASS instructions of the row loop, per row, by
+kind. benchmarks/gpu_kernel_variants.py reads each variant's registers from here.
 
     python benchmarks/kernel_sass.py [--shape N,D,K ...] [--dtype float32|bfloat16] [--set key=value ...]
     python benchmarks/kernel_sass.py --potentials [--shape N,D,T ...] [--dtype ...]   # k-means++,
@@ -38,6 +39,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.tools.disasm import path_to_cuobjdump  # noqa: E402
 
 from gpukmeans.kernels import triton_assign, triton_potentials  # noqa: E402
+from gpukmeans.kernels.triton_assign import DEFAULT_TUNING, Tuning  # noqa: E402
 
 SHAPES = [(100_000_000, 32, 16), (10_000_000, 16, 8), (1_000_000, 32, 32)]
 TYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -53,16 +55,16 @@ KINDS = [
 ]
 
 
-def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, inertia=False, arch=90, **tuning):
-    """The compiled kernel of a Lloyd step at this shape (labels as int8, as bench_lloyd;
-    without the inertia, as the engine's iterations run it)."""
+def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, inertia=False, arch=90,
+                 tuning: Tuning = DEFAULT_TUNING):
+    """The compiled kernel of a Lloyd step at this shape and ``tuning`` (labels as int8, as
+    bench_lloyd; without the inertia, as the engine's iterations run it), and its plan."""
     X = torch.empty((1 << 20, n_features), dtype=dtype, device="meta")
     centers = torch.empty((1, k_max, n_features), device="meta")
-    with triton_assign.tuning(**tuning):
-        plan = triton_assign._plan(X, centers)
-        constants, options = triton_assign._compile_settings(
-            plan, dtype, "cuda", n_features, k_max, weighted=weighted, accumulate=accumulate, write_distances=False,
-            lloyd=True, with_inertia=inertia)
+    plan = triton_assign._plan(X, centers, tuning)
+    constants, options = triton_assign._compile_settings(
+        plan, dtype, "cuda", n_features, k_max, weighted=weighted, accumulate=accumulate, write_distances=False,
+        lloyd=True, with_inertia=inertia, tuning=tuning)
     pointer_types = ["*" + TYPE_NAMES[dtype], "*fp32", "*fp32", "*fp32", "*i8", "*i64", "*fp32", "*fp32", "*fp32",
                      "*i32", "*fp64"]
     names = triton_assign._assign_kernel.arg_names
@@ -78,7 +80,8 @@ def compile_step(n_features, k_max, dtype, *, weighted=False, accumulate=True, i
 
 def compile_potentials(n_features, n_points, dtype, *, weighted=False, arch=90):
     """The compiled k-means++ pass (``triton_potentials``): ``n_points`` points, the first
-    lowering ``closest``, per block of rows, as ``_init.kmeans_plusplus_tensor`` launches it."""
+    lowering ``closest``, per block of rows, as ``engine.initialisation.kmeans_plusplus_tensor``
+    launches it."""
     constants = triton_potentials.compile_settings(dtype, "cuda", n_features, n_points, weighted=weighted,
                                                    lower=True)
     kernel = triton_potentials._potentials_kernel
@@ -194,26 +197,30 @@ def main(argv=None):
     parser.add_argument("--labels-only", action="store_true", help="without the per-centre sums")
     parser.add_argument("--inertia", action="store_true", help="with the inertia (the engine's last pass)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a triton_assign.tuning setting (repeatable)")
+                        help="a triton_assign.Tuning field (repeatable)")
     parser.add_argument("--arch", type=int, default=90, help="compute capability, 90 for H100/H200")
     parser.add_argument("--dump", help="write the SASS of the last shape to this file")
     parser.add_argument("--potentials", action="store_true",
                         help="k-means++'s pass instead; the shape's third number is its points")
     args = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else SHAPES
-    tuning = dict(item.split("=", 1) for item in args.set)
-    tuning = {key: parse_value(value) for key, value in tuning.items()}
+    settings = {key: parse_value(value) for key, value in (item.split("=", 1) for item in args.set)}
+    try:
+        tuning = Tuning(**settings)
+    except TypeError as error:  # a name that is not a Tuning field
+        parser.error(f"--set: {error}")
     dtype = getattr(torch, args.dtype)
     for n, d, k in shapes:
         if args.potentials:
             compiled, plan = compile_potentials(d, k, dtype, weighted=args.weighted, arch=args.arch)
         else:
             compiled, plan = compile_step(d, k, dtype, weighted=args.weighted, accumulate=not args.labels_only,
-                                          inertia=args.inertia, arch=args.arch, **tuning)
+                                          inertia=args.inertia, arch=args.arch, tuning=tuning)
         result = summary(compiled, plan)
         kinds = ", ".join(f"{name} {count}" for name, count in result["kinds"].items())
-        print(f"({n:,}, {d}, {k}) {args.dtype} {tuning or ''}: {result['regs']} regs, {result['local_bytes']} B local (spills), "
-              f"{result['shared']} B shared; loop {result['loop_instructions']} instructions "
+        print(f"({n:,}, {d}, {k}) {args.dtype} {settings or ''}: {result['regs']} regs, "
+              f"{result['local_bytes']} B local (spills), {result['shared']} B shared; "
+              f"loop {result['loop_instructions']} instructions "
               f"({result['behind_forward_branches']} behind forward branches) "
               f"x {result['warps']} warps / {result['block_m']} rows = "
               f"{result['warp_instructions_per_row']:.1f} warp-instructions per row")

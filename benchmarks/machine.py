@@ -10,12 +10,12 @@ def machine_info() -> dict:
     import sklearn
     import torch
 
-    from gpukmeans._benchmark import _cpu_model  # one reading of /proc/cpuinfo for both
+    from gpukmeans_cli.benchmarking import cpu_model  # one reading of /proc/cpuinfo for both
 
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1m": os.getloadavg()[0],

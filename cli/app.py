@@ -6,6 +6,7 @@ problem a user can cause ends as one line on standard error and exit code 2.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,15 @@ import typer
 
 from ._console import ProgressDisplay, fail, note, print_json, stop_cleanly_on_sigterm, user_errors
 from ._options import expand_option_groups
+
+# OpenMP threads that spin while waiting at the end of each parallel region lose
+# whole scheduler time slices when other processes share the cores: a fit on a busy
+# machine is several times slower spinning (benchmarks/bench_omp_wait.py). This must
+# be set before torch loads its OpenMP runtime, hence here, before any command
+# imports the library; a value the user set is kept. The library itself changes no
+# process-wide setting, and neither does importing this package: its benchmark harness
+# (gpukmeans_cli.benchmarking) leaves the policy to the benchmark that imports it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     help="GPU-accelerated k-means for customer segmentation: from a customer table to "

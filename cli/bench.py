@@ -1,6 +1,6 @@
 """``gpukmeans bench``: a quick version of the benchmark suite, on the user's own machine.
 
-The same protocol as ``benchmarks/bench_lloyd.py`` (see :mod:`gpukmeans._benchmark`)
+The same protocol as ``benchmarks/bench_lloyd.py`` (see :mod:`.benchmarking.protocol`)
 on smaller synthetic data: seconds, not minutes. Peers that are not installed are
 listed as missing. Wire it with ``app.command()(bench)``.
 """
@@ -14,9 +14,9 @@ import typer
 
 
 def _shapes(rows: Optional[int], device: str):
-    from gpukmeans import _benchmark
+    from .benchmarking import QUICK_SHAPES
 
-    shapes = _benchmark.QUICK_SHAPES
+    shapes = QUICK_SHAPES
     if rows is not None:
         shapes = [(rows, d, k) for _, d, k in shapes]
     return shapes
@@ -35,7 +35,7 @@ def bench(
     """Time Lloyd iterations of gpukmeans and the installed peers on this machine."""
     import torch
 
-    from gpukmeans import _benchmark
+    from . import benchmarking
 
     if device not in ("cpu", "cuda", "all"):
         raise typer.BadParameter(f"{device!r}: use cpu, cuda or all.", param_hint="--device")
@@ -44,13 +44,13 @@ def bench(
     devices = ["cpu"] if device == "cpu" else ["cuda"] if device == "cuda" else (
         ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
-    libraries = {"cpu": list(_benchmark.CPU_PEERS), "cuda": list(_benchmark.GPU_PEERS)}
+    libraries = {"cpu": list(benchmarking.CPU_PEERS), "cuda": list(benchmarking.GPU_PEERS)}
     if peers != "all":
         wanted = [name.strip() for name in peers.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in _benchmark.PEERS]
+        unknown = [name for name in wanted if name not in benchmarking.PEERS]
         if unknown:
             raise typer.BadParameter(
-                f"unknown {', '.join(unknown)}; choose from {', '.join(_benchmark.PEERS)}.", param_hint="--peers")
+                f"unknown {', '.join(unknown)}; choose from {', '.join(benchmarking.PEERS)}.", param_hint="--peers")
         libraries = {d: [name for name in names if name in wanted] for d, names in libraries.items()}
 
     def progress(record):
@@ -58,11 +58,11 @@ def bench(
         typer.echo(f"  {record.device} {record.n_samples:,}x{record.n_features} k={record.n_clusters} "
                    f"{record.library}: {figure or record.status}", err=True)
 
-    environment = _benchmark.environment(devices)
-    records = _benchmark.run_comparison(
+    environment = benchmarking.environment(devices)
+    records = benchmarking.run_comparison(
         {d: _shapes(rows, d) for d in devices}, libraries_by_device=libraries,
         n_iter=iterations, repeats=repeats, progress=progress)
-    typer.echo(_benchmark.markdown_table(records))
+    typer.echo(benchmarking.markdown_table(records))
     typer.echo(f"\nMachine: {environment.get('gpu') or environment['cpu']}, {environment['cpu_count']} CPUs, "
                f"load average {environment['load_average_at_start'][0]:.2f} (timings on a busy machine are noisy).")
     if json_path is not None:

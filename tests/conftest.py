@@ -3,21 +3,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 DATA_DIR = Path(__file__).parent / "data"
 MALL_CSV = DATA_DIR / "Mall_Customers.csv"
 RETAIL_CSV = DATA_DIR / "OnlineRetail_sample.csv"
 MALL_COLUMNS = ["Annual Income (k$)", "Spending Score (1-100)"]
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
 
 
 @pytest.fixture

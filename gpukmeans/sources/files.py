@@ -367,7 +367,7 @@ class FileSource(DataSource):
     def chunks(self):
         host_chunks = self._host_chunks()
         if self._device.type == "cuda":
-            from ._streaming import DeviceFeeder
+            from .host_stream import DeviceFeeder
 
             if self._feeder is None:
                 self._feeder = DeviceFeeder(self._device, self.chunk_size, self.n_features, self.storage_dtype)

@@ -9,13 +9,10 @@ dropped when a group converges. The real recording is compared with the
 launch-by-launch loop on a GPU in tests/test_gpu.py.
 """
 
-import os
-
 import pytest
 import torch
 
 from gpukmeans.engine import lloyd as _lloyd
-from gpukmeans._benchmark import PEERS
 from gpukmeans.engine.cuda_graph import cuda_graphs_enabled
 from gpukmeans.sources import InMemorySource
 
@@ -123,20 +120,3 @@ def test_the_environment_switch_turns_recording_off(monkeypatch):
     assert cuda_graphs_enabled()
     monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "0")
     assert not cuda_graphs_enabled()
-
-
-def test_the_launch_by_launch_benchmark_row_fits_with_recording_off(monkeypatch):
-    """The row is timed on GPUs only; the switch it sets is seen by the fit on the CPU too."""
-    seen = []
-    original = _lloyd._recorder_for
-
-    def spy(source):
-        seen.append(cuda_graphs_enabled())
-        return original(source)
-    monkeypatch.setattr(_lloyd, "_recorder_for", spy)
-    monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "1")
-    X = torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
-    fit = PEERS["gpukmeans (launch by launch)"](X, X[:5], [0, 1, 2, 3, 4], "cpu")
-    assert fit(3) == 3
-    assert seen == [False]
-    assert os.environ["GPUKMEANS_CUDA_GRAPHS"] == "1"  # restored after the fit

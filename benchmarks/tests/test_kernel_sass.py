@@ -1,8 +1,8 @@
 """benchmarks/kernel_sass.py: the Triton step compiled for an H100/H200 without a GPU.
 
 The tool counts the machine instructions of the kernel's row loop; the choice of the
-CUDA defaults (docs/speed.md) leans on those counts between GPU sessions, so it must
-keep working where CI runs: on a CPU, with Triton's own ptxas. It runs in a process
+CUDA defaults (triton_assign.Tuning) leans on those counts between GPU sessions, so it
+must keep working where CI runs: on a CPU, with Triton's own ptxas. It runs in a process
 of its own, since the kernel tests switch this one's Triton to the interpreter.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
 
@@ -47,7 +47,7 @@ def test_counts_the_row_loop_of_the_shipped_kernel():
 
 
 def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
-    """What made split_tf32 the float32 default (the H200 timed it too: 10.6 -> 8.8 ms)."""
+    """Why split_tf32 is the float32 default (gpu_kernel_variants.py times the two as well)."""
     _, _, masked, _ = _loop_counts("distance_precision=split_tf32", "sum_precision=split_tf32", "block_m=64")
     _, _, triton_split, _ = _loop_counts("distance_precision=tf32x3", "sum_precision=tf32x3", "block_m=64")
     assert masked < 0.9 * triton_split
@@ -57,7 +57,8 @@ def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
 def test_the_row_loop_copies_the_next_tiles_ahead(dtype):
     """The rows of the next tiles are copied into shared memory while a tile computes
     (cp.async: LDGSTS). Without it every tile waits out a memory round trip; float32 rows
-    lost it when one load fed both tensor-core products (triton_assign._reads_rows_twice)."""
+    keep it only with a load of their own for each tensor-core product
+    (triton_assign._reads_rows_twice)."""
     _, _, _, report = _loop_counts(dtype=dtype)
     assert re.search(r"async copy [1-9]", report), report
 
@@ -133,3 +134,26 @@ def test_the_candidate_potentials_kernel_compiles_for_the_gpu():
     """The k-means++ kernel is tested against the reference under the interpreter only
     (no GPU here): it must also compile for an H100/H200, float32 and bfloat16 rows."""
     assert _compile_in_a_process(_COMPILE_POTENTIALS).count("regs") == 6
+
+
+_VARIANT_RESOURCES = """
+import runpy
+import torch
+from gpukmeans.kernels.triton_assign import Tuning
+
+resources = runpy.run_path("benchmarks/gpu_kernel_variants.py", run_name="variants")["compiled_resources"]
+for name, tuning in (("capped", Tuning()), ("uncapped", Tuning(maxnreg=0)), ("4 per SM", Tuning(programs_per_sm=4))):
+    found = resources(32, 16, torch.float32, tuning, accumulate=True, inertia=False, arch=90)
+    print(name, found["regs"], found["spills"], found["shared"])
+"""
+
+
+def test_gpu_kernel_variants_reads_each_variants_registers_from_the_offline_compile():
+    """The variants table's registers come from this tool's compile of the variant's own
+    tuning: the shipped register cap at k <= 16, and no cap where the variant lifts it."""
+    found = {line.rsplit(" ", 3)[0]: [int(part) for part in line.rsplit(" ", 3)[1:]]
+             for line in _compile_in_a_process(_VARIANT_RESOURCES).splitlines()}
+    assert found["capped"][0] <= 128 < found["uncapped"][0]
+    assert found["4 per SM"] == found["capped"]  # programs per SM size the grid, not the code
+    assert all(spills >= 0 and shared > 0 for _, spills, shared in found.values())
+

@@ -1,9 +1,33 @@
-"""The benchmark harness: what it reports, not how fast anything is (timings live in benchmarks/)."""
+"""The benchmark harness (gpukmeans_cli.benchmarking) and benchmarks/gpu_kernel_variants.py:
+what they report, not how fast anything is."""
+
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from gpukmeans import _benchmark as bench
+from gpukmeans_cli import benchmarking as bench
+from gpukmeans_cli.benchmarking import fit_costs, protocol
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("given, after_command", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_harness_leaves_the_openmp_wait_policy_to_the_command(given, after_command):
+    """Benchmark scripts import the harness and time under the policy they were started
+    with; the ``gpukmeans`` command sleeps its waiting threads unless the user chose."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    script = ("import os, gpukmeans_cli.benchmarking; print(os.environ.get('OMP_WAIT_POLICY')); "
+              "import gpukmeans_cli.app; print(os.environ.get('OMP_WAIT_POLICY'))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(given), after_command]
 
 
 def _unavailable(X, init, init_rows, device):
@@ -107,6 +131,27 @@ def test_the_bfloat16_storage_row_fits_the_same_data_stored_in_16_bits(monkeypat
     assert seen[0] == torch.float32 and set(seen[1:]) == {torch.bfloat16}
 
 
+def test_the_launch_by_launch_row_fits_with_recording_off(monkeypatch):
+    """The row is timed on GPUs only; the switch it sets is seen by the fit on the CPU too,
+    and the caller's value is back after the fit."""
+    from gpukmeans.engine import lloyd
+    from gpukmeans.engine.cuda_graph import cuda_graphs_enabled
+
+    seen = []
+    original = lloyd._recorder_for
+
+    def spy(source):
+        seen.append(cuda_graphs_enabled())
+        return original(source)
+    monkeypatch.setattr(lloyd, "_recorder_for", spy)
+    monkeypatch.setenv("GPUKMEANS_CUDA_GRAPHS", "1")
+    X = torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
+    fit = bench.PEERS["gpukmeans (launch by launch)"](X, X[:5], [0, 1, 2, 3, 4], "cpu")
+    assert fit(3) == 3
+    assert seen == [False]
+    assert os.environ["GPUKMEANS_CUDA_GRAPHS"] == "1"
+
+
 def test_bfloat16_speedups_pair_each_row_with_float32_at_its_shape():
     def record(library, shape, ms, device="cuda"):
         return bench.Measurement(library, device, *shape, status="ok" if ms else "failed: x", ms_per_iter=ms)
@@ -130,7 +175,7 @@ def test_bfloat16_speedups_pair_each_row_with_float32_at_its_shape():
 def test_restart_cost_reports_the_arithmetic_floor_of_the_distances(monkeypatch):
     # the engine runs for real; only its timing is fixed, so the arithmetic can be checked
     seconds = iter([0.002, 0.005])
-    monkeypatch.setattr(bench, "time_per_iteration", lambda *args, **kwargs: next(seconds))
+    monkeypatch.setattr(fit_costs, "time_per_iteration", lambda *args, **kwargs: next(seconds))
     result = bench.n_init_cost(4000, 5, 3, n_init=4, n_iter=2, repeats=1, cpu_time=True)
     assert result["ms_per_iter_1"] == pytest.approx(2.0) and result["ratio"] == pytest.approx(2.5)
     assert result["n_init"] == 4 and result["shape"] == [4000, 5, 3]
@@ -159,8 +204,8 @@ def test_on_cuda_no_timed_fit_pays_for_a_cold_allocator(monkeypatch):
             return fit
         return make
 
-    monkeypatch.setattr(bench, "_release_cached_memory", lambda device: last.__setitem__(0, None))
-    monkeypatch.setattr(bench, "_synchronize", lambda device: None)
+    monkeypatch.setattr(protocol, "_release_cached_memory", lambda device: last.__setitem__(0, None))
+    monkeypatch.setattr(protocol, "_synchronize", lambda device: None)
     monkeypatch.setitem(bench.PEERS, "fake a", peer("a"))
     monkeypatch.setitem(bench.PEERS, "fake b", peer("b"))
     X, init, rows = bench.make_data(100, 2, 3, "cpu")
@@ -172,11 +217,7 @@ def test_on_cuda_no_timed_fit_pays_for_a_cold_allocator(monkeypatch):
 
 def _variants_script():
     pytest.importorskip("triton")
-    import pathlib
-    import runpy
-
-    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_kernel_variants.py"
-    return runpy.run_path(str(script), run_name="variants")
+    return runpy.run_path(str(BENCHMARKS / "gpu_kernel_variants.py"), run_name="variants")
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -203,7 +244,7 @@ def test_the_engine_pass_variant_is_the_engines_lloyd_pass(chunked):
 
 
 def test_the_iteration_variant_times_the_engines_iteration():
-    """The "engine's iteration" rows time ``_lloyd._iterate`` (on a GPU also replayed from a
+    """The "engine's iteration" rows time ``engine.lloyd._iterate`` (on a GPU also replayed from a
     CUDA graph): on the CPU, launch by launch, its totals must be the reference step's."""
     from gpukmeans.kernels import lloyd_step_reference
 
@@ -217,6 +258,34 @@ def test_the_iteration_variant_times_the_engines_iteration():
     assert ms > 0
     assert torch.allclose(got.sums.double(), expected.sums.double(), rtol=1e-5, atol=1e-4)
     assert torch.equal(got.weight_sums.double(), expected.weight_sums.double())
+
+
+def test_a_variants_tuning_reaches_the_engines_steps(monkeypatch):
+    """The "engine's pass" and "engine's iteration" rows of a variant run the engine with
+    the variant's launch settings: its source's backend passes them to every Lloyd step."""
+    from gpukmeans.kernels import lloyd_step_reference
+    from gpukmeans.kernels.triton_assign import Tuning
+
+    variants = _variants_script()
+    seen = []
+
+    def step(*args, compute_inertia=True, tuning):
+        seen.append(tuning)
+        return lloyd_step_reference(*args, compute_inertia=compute_inertia)
+    monkeypatch.setattr(variants["triton_assign"], "lloyd_step_triton", step)
+    X = torch.randn(3000, 4, generator=torch.Generator().manual_seed(5))
+    centers = X[:3][None].clone()
+    norms = (centers * centers).sum(dim=2)
+    tuning = Tuning(block_m=32, maxnreg=0)
+    labels = torch.full((3000, 1), -1, dtype=torch.int8)
+    got = variants["engine_pass_step"](X, centers, norms, None, labels, torch.zeros(1, dtype=torch.int64),
+                                       compute_inertia=False, tuning=tuning)
+    variants["time_iteration"](X, centers, torch.full((3000, 1), -1, dtype=torch.int8), recorded=False,
+                               repeats=1, tuning=tuning)
+    expected = lloyd_step_reference(X, centers, norms, None, torch.full((3000, 1), -1, dtype=torch.int8),
+                                    torch.zeros(1, dtype=torch.int64), compute_inertia=False)
+    assert seen and set(seen) == {tuning}
+    assert torch.allclose(got.sums.double(), expected.sums.double())
 
 
 def _clock_of(durations):
