@@ -13,7 +13,7 @@
 #                settings and precisions, timed and checked against float64 -> gpu-kernel-variants.*
 #   tests        pytest -m gpu: the kernel and dtype tests in parallel (pytest-xdist, where
 #                installed: Triton compiles about a hundred kernel variants), then
-#                tests/test_gpu.py and tests/test_gpu_scale.py alone (they read free GPU memory
+#                tests/gpu/test_gpu.py and tests/gpu/test_gpu_scale.py alone (they read free GPU memory
 #                and one fills it on purpose)
 #   bench        the suite at the GPU shapes whose float32 X is under 4 GiB    -> lloyd-cuda.*
 #   bench-large  the suite at the larger ones, (100M, 32, 16): 12.8 GB of X    -> lloyd-cuda-large.*
@@ -175,7 +175,7 @@ if [[ $REHEARSE == 1 ]]; then
 fi
 
 # --- the stages ----------------------------------------------------------------------------
-SERIAL_GPU_TESTS=(tests/test_gpu.py tests/test_gpu_scale.py)
+SERIAL_GPU_TESTS=(tests/gpu/test_gpu.py tests/gpu/test_gpu_scale.py)
 # the customer-table shape of the floor target, at a tenth of its rows
 PROFILE_SHAPE=10000000,32,16
 PROFILED_VARIANTS=("float32 default" "bfloat16 default")

@@ -2,9 +2,9 @@
 
 Lloyd's loop, the initialisations, mini-batch k-means and the scores are written once
 against this interface (as FAISS does with its ``DatasetAssign``). An in-memory tensor
-on the CPU or a GPU is one implementation; rows streamed from pinned host memory
-(``_streaming``), from Parquet or CSV files (``_file_sources``), and a shard of a table
-split across torch.distributed ranks (``_distributed``) are others.
+on the CPU or a GPU is one implementation (``memory``); rows streamed from pinned host
+memory (``host_stream``), from Parquet or CSV files (``files``), and a shard of a table
+split across torch.distributed ranks (``distributed``) are others.
 
 The seam, for a holder of some of the table's rows:
 
@@ -12,7 +12,7 @@ The seam, for a holder of some of the table's rows:
   ``dtype`` is the *compute* dtype: that of centres, weights and results.
 - ``storage_dtype``: the dtype the rows are stored in and ``chunks()`` hands out. It
   is ``dtype`` except for 16-bit storage (float16, bfloat16), which computes in
-  float32 (see ``_storage``); the kernels take 16-bit rows with float32 centres.
+  float32 (see ``storage``); the kernels take 16-bit rows with float32 centres.
 - ``chunks()``: ``(start, rows, weights or None)`` over this holder's rows, in order;
   ``start`` is the *local* offset of the chunk (it indexes per-row state such as labels).
   ``lloyd_pass_chunks()``: the same for a Lloyd pass, which may take larger pieces.
@@ -29,11 +29,11 @@ The seam, for a holder of some of the table's rows:
 - ``reduce_sum``, ``all_gather``, ``concat``, ``broadcast``, ``rank``, ``world_size``:
   the exchanges between holders (identities when one process holds every row).
 - ``assign(...)``, ``lloyd_step(...)``: the fused kernels, retried in halves on a
-  CUDA out-of-memory error (see ``_oom``); ``assigned_blocks(...)``: ``assign`` over
+  CUDA out-of-memory error (see ``gpukmeans.kernels.resilient``); ``assigned_blocks(...)``: ``assign`` over
   every row in blocks of bounded size.
 - ``minibatches(...)``: an endless stream of mini-batches for mini-batch k-means.
 - ``conditioned(conditioning, storage_dtype)``: the same rows as every pass sees them,
-  conditioned (see ``_conditioning``) and stored in ``storage_dtype``. A fit builds its
+  conditioned (see ``conditioning``) and stored in ``storage_dtype``. A fit builds its
   source from the rows as given, takes their moments, then computes on this one.
 """
 

@@ -16,6 +16,8 @@ from gpukmeans.engine import lloyd as _lloyd
 from gpukmeans.engine.cuda_graph import cuda_graphs_enabled
 from gpukmeans.sources import InMemorySource
 
+from _engine_checks import assert_same_lloyd_result
+
 
 class ReplayedOnCpu:
     def __init__(self, work, device):
@@ -40,15 +42,6 @@ def _fit(X, initial_centers, *, weights=None, recorded, max_iter=50, tol=0.0, mo
         monkeypatch.setattr(_lloyd, "_recorder_for", lambda source: None)
     source = InMemorySource(X, weights, chunk_size=700)
     return _lloyd.lloyd(source, initial_centers, max_iter=max_iter, tol=tol)
-
-
-def assert_same_lloyd_result(a, b):
-    """The same fit, bit for bit (shared with tests/test_gpu.py)."""
-    assert a.n_iter == b.n_iter
-    assert torch.equal(a.labels, b.labels)
-    assert torch.equal(a.inertia, b.inertia)
-    for centers_a, centers_b in zip(a.centers, b.centers):
-        assert torch.equal(centers_a, centers_b)
 
 
 def _blobs(n=3000, d=5, seed=0):

@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
 from gpukmeans.sources.chunking import auto_chunk_size
-from test_lloyd_recording import assert_same_lloyd_result
+from _engine_checks import assert_same_lloyd_result
 
 pytestmark = pytest.mark.gpu
 
