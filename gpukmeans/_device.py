@@ -21,6 +21,14 @@ def work_block_bytes(device: torch.device) -> int:
     return _CUDA_BLOCK_BYTES if torch.device(device).type == "cuda" else WORK_BLOCK_BYTES
 
 
+def widened_block_bytes(device: torch.device) -> int:
+    """Bytes per block of an assignment in float64 (rows widened, see
+    ``DataSource.exactly_assigned_blocks``): larger than :func:`assign_block_bytes` on the
+    CPU, where each block is a hand-off to the worker threads and the widened rows are
+    the block's largest part."""
+    return _CUDA_BLOCK_BYTES if torch.device(device).type == "cuda" else 4 * ASSIGN_BLOCK_BYTES
+
+
 def assign_block_bytes(device: torch.device) -> int:
     """Bytes of per-row results per block of an assignment outside Lloyd's pass."""
     return _CUDA_BLOCK_BYTES if torch.device(device).type == "cuda" else ASSIGN_BLOCK_BYTES

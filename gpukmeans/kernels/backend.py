@@ -130,6 +130,28 @@ class ReferenceBackend:
         return potentials_from_distances(distances, closest, weights, lower_closest=lower_closest,
                                          block_rows=block_rows, block_offset=block_offset)
 
+    def moments(self, X, scale: float = 1.0):
+        """Per-feature moments of the rows ``X * scale`` in float64, in parts:
+        ``(counts (P,), means (P, d), sums of squared deviations (P, d), minima (P, d),
+        maxima (P, d))``, for the caller to merge (Chan et al.'s pairwise formula)."""
+        from .._device import row_blocks, work_block_bytes
+
+        parts = []
+        # one float64 copy of a block, worked on in place
+        for start, stop in row_blocks(X.shape[0], 8 * X.shape[1], work_block_bytes(X.device)):
+            rows = X[start:stop].to(torch.float64, copy=True)  # X is never written
+            if scale != 1.0:
+                rows.mul_(scale)
+            mean = rows.mean(dim=0)
+            parts.append((float(rows.shape[0]), mean, rows.amin(dim=0), rows.amax(dim=0),
+                          rows.sub_(mean).square_().sum(dim=0)))
+        if not parts:
+            empty = torch.zeros((0, X.shape[1]), dtype=torch.float64, device=X.device)
+            return torch.zeros(0, dtype=torch.float64), empty, empty, empty, empty
+        counts, means, minima, maxima, sums = zip(*parts)
+        return (torch.tensor(counts, dtype=torch.float64), torch.stack(means), torch.stack(sums),
+                torch.stack(minima), torch.stack(maxima))
+
     def exact_sq_distances(self, X, centers, labels):
         """(m, G) float64 squared distance from each row to its centre in each group
         (``labels`` (m, G)), by direct difference: exact where the expansion loses digits."""
@@ -186,6 +208,11 @@ class CpuBackend(ReferenceBackend):
     def exact_sq_distances(self, X, centers, labels):
         (X,) = _widened(X)
         return self._cpu.exact_sq_distances_cpu(X, centers, labels)
+
+    def moments(self, X, scale: float = 1.0):
+        if X.dtype not in (torch.float32, torch.float64):
+            return super().moments(X, scale)
+        return tuple(torch.from_numpy(part) for part in self._cpu.moments_cpu(X, scale))
 
 
 class TritonBackend(ReferenceBackend):

@@ -834,6 +834,63 @@ def _exact_sq_distance_rows(X, centers, labels, out, first_row, stop_row):
             out[i, group] = total
 
 
+# Rows whose sums a moments pass keeps before folding them into the part's moments: few
+# enough that the sums of squares about a row of the block lose no digit that matters.
+_MOMENT_BLOCK_ROWS = 256
+
+
+@numba.njit(cache=True, nogil=True)
+def _moment_rows(X, counts, mean, sum_sq_dev, minimum, maximum, part, first_row, stop_row, scale):
+    # Per block of rows: sums and sums of squares about the block's first row (two
+    # multiply-adds per value, in float64, in local arrays so that the loop over the
+    # features vectorises), then Chan et al.'s merge into the part's moments.
+    n_features = X.shape[1]
+    shift = np.empty(n_features)
+    first = np.zeros(n_features)
+    second = np.zeros(n_features)
+    low = np.empty(n_features)
+    high = np.empty(n_features)
+    part_mean = np.zeros(n_features)
+    part_sq = np.zeros(n_features)
+    part_low = np.full(n_features, np.inf)
+    part_high = np.full(n_features, -np.inf)
+    part_count = 0.0
+    for block in range(first_row, stop_row, _MOMENT_BLOCK_ROWS):
+        stop = min(block + _MOMENT_BLOCK_ROWS, stop_row)
+        for feature in range(n_features):
+            value = np.float64(X[block, feature]) * scale
+            shift[feature] = value
+            first[feature] = 0.0
+            second[feature] = 0.0
+            low[feature] = value
+            high[feature] = value
+        for i in range(block, stop):
+            for feature in range(n_features):
+                value = np.float64(X[i, feature]) * scale
+                difference = value - shift[feature]
+                first[feature] += difference
+                second[feature] += difference * difference
+                low[feature] = min(low[feature], value)
+                high[feature] = max(high[feature], value)
+        count = np.float64(stop - block)
+        total = part_count + count
+        for feature in range(n_features):
+            block_mean = shift[feature] + first[feature] / count
+            block_sq = second[feature] - first[feature] * first[feature] / count
+            delta = block_mean - part_mean[feature]
+            part_mean[feature] += delta * (count / total)
+            part_sq[feature] += block_sq + delta * delta * (part_count * count / total)
+            part_low[feature] = min(part_low[feature], low[feature])
+            part_high[feature] = max(part_high[feature], high[feature])
+        part_count = total
+    counts[part] = part_count
+    for feature in range(n_features):
+        mean[part, feature] = part_mean[feature]
+        sum_sq_dev[part, feature] = part_sq[feature]
+        minimum[part, feature] = part_low[feature]
+        maximum[part, feature] = part_high[feature]
+
+
 _pool = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -1167,6 +1224,24 @@ def exact_sq_distances_cpu(X: torch.Tensor, centers: torch.Tensor, labels: torch
     _run_parts(n_rows, n_threads, n_parts,
                lambda part, start, stop: _exact_sq_distance_rows(*arguments, start, stop))
     return torch.from_numpy(out)
+
+
+def moments_cpu(X: torch.Tensor, scale: float = 1.0):
+    """Per-part moments of ``X * scale`` (float64): ``(counts (P,), means (P, d), sums of
+    squared deviations (P, d), minima (P, d), maxima (P, d))``, one pass on the thread
+    pool; the caller merges the parts (Chan et al.'s pairwise formula)."""
+    X = X.detach().contiguous()
+    n_rows, n_features = X.shape
+    n_threads, n_parts = _parts_for(n_rows, 0)
+    counts = np.zeros(n_parts)
+    mean = np.zeros((n_parts, n_features))
+    sum_sq_dev = np.zeros((n_parts, n_features))
+    minimum = np.full((n_parts, n_features), np.inf)
+    maximum = np.full((n_parts, n_features), -np.inf)
+    rows = X.numpy()
+    _run_parts(n_rows, n_threads, n_parts, lambda part, start, stop: _moment_rows(
+        rows, counts, mean, sum_sq_dev, minimum, maximum, part, start, stop, scale))
+    return counts, mean, sum_sq_dev, minimum, maximum
 
 
 def supports(X: torch.Tensor) -> bool:

@@ -42,7 +42,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .._device import assign_block_bytes, row_blocks
+from .._device import assign_block_bytes, row_blocks, widened_block_bytes
 from ..kernels import backend_for
 from ..kernels.resilient import ResilientAssigner
 from .conditioning import Conditioning
@@ -165,7 +165,7 @@ class DataSource:
         # the widened rows, and an int64 label and a float64 distance per group
         bytes_per_row = 8 * centers.shape[2] + 16 * centers.shape[0]
         for chunk_start, chunk, chunk_weights in self.chunks():
-            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, assign_block_bytes(chunk.device)):
+            for start, stop in row_blocks(chunk.shape[0], bytes_per_row, widened_block_bytes(chunk.device)):
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
                 result = self.assign(rows.double(), centers, norms, accumulate=False)

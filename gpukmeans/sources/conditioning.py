@@ -99,7 +99,8 @@ class RowMoments(NamedTuple):
 
 
 def local_moments(source, prescale: int = 0) -> RowMoments:
-    """The moments of this holder's rows (see :class:`RowMoments`), in one pass of chunks."""
+    """The moments of this holder's rows (see :class:`RowMoments`), in one pass of chunks
+    (the backend's ``moments``: one kernel pass on the CPU)."""
     d = source.n_features
     device = source.device
     moments = RowMoments(
@@ -112,17 +113,12 @@ def local_moments(source, prescale: int = 0) -> RowMoments:
     )
     scale = math.ldexp(1.0, -prescale)
     for _, chunk, _ in source.chunks():
-        # one float64 copy of a block, worked on in place
-        for start, stop in row_blocks(chunk.shape[0], 8 * chunk.shape[1], work_block_bytes(chunk.device)):
-            rows = chunk[start:stop].to(device=device, dtype=torch.float64, copy=True)  # X is never written
-            if prescale:
-                rows.mul_(scale)
-            block_mean = rows.mean(dim=0)
-            block = RowMoments(
-                float(rows.shape[0]), block_mean, None, rows.amin(dim=0), rows.amax(dim=0), prescale
-            )
-            block = block._replace(sum_sq_dev=rows.sub_(block_mean).square_().sum(dim=0))
-            moments = moments.merged(block)
+        counts, means, sums, minima, maxima = source.backend.moments(chunk, scale)
+        for part in range(counts.shape[0]):
+            if counts[part] > 0:
+                moments = moments.merged(RowMoments(
+                    float(counts[part]), means[part].to(device), sums[part].to(device), minima[part].to(device),
+                    maxima[part].to(device), prescale))
     return moments
 
 

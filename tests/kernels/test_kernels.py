@@ -726,3 +726,32 @@ def test_cpu_exact_distances_match_the_pytorch_form(dtype, n_rows, n_features, n
     expected = kernels.ReferenceBackend().exact_sq_distances(X, centers, labels)
     assert got.shape == expected.shape == (n_rows, n_groups) and got.dtype == torch.float64
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_rows", [0, 1, 7, 1_000, 20_011])
+def test_cpu_moments_match_the_reference(dtype, n_rows):
+    """The conditioning pass's moments: the CPU kernel's parts merge to the reference's
+    (means and sums of squared deviations to float64 rounding, extremes exactly), far
+    from the origin and scaled too."""
+    from gpukmeans.sources.conditioning import RowMoments
+
+    def merged(parts):
+        total = RowMoments(0.0, torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64),
+                           torch.full((5,), float("inf"), dtype=torch.float64),
+                           torch.full((5,), float("-inf"), dtype=torch.float64))
+        for count, mean, sums, low, high in zip(*parts):
+            if count > 0:
+                total = total.merged(RowMoments(float(count), mean, sums, low, high))
+        return total
+
+    generator = torch.Generator().manual_seed(n_rows)
+    X = (torch.randn(n_rows, 5, generator=generator, dtype=torch.float64) * 3 + 1e4).to(dtype)
+    for scale in (1.0, 2.0**-20):
+        got = merged(kernels.backend_for("cpu", dtype).moments(X, scale))
+        expected = merged(kernels.ReferenceBackend().moments(X, scale))
+        assert got.count == expected.count == n_rows
+        if n_rows:
+            torch.testing.assert_close(got.mean, expected.mean, rtol=1e-13, atol=0)
+            torch.testing.assert_close(got.sum_sq_dev, expected.sum_sq_dev, rtol=1e-9, atol=1e-12)
+            assert torch.equal(got.minimum, expected.minimum) and torch.equal(got.maximum, expected.maximum)
