@@ -26,11 +26,12 @@ def chunk_rows(device: torch.device, n_columns: int) -> int:
     return max(1024, budget // max(1, n_columns))
 
 
-def _float64_blocks(source, labelings):
+def _float64_blocks(source, labelings, n_centroids: int = 0):
     """``(rows, weights or None, [codes of each labelling])`` over a source's rows, in float64
-    blocks of bounded size: this holder's rows, with its slice of every labelling."""
+    blocks of bounded size (a row's features and its ``n_centroids`` products with the
+    centroids): this holder's rows, with its slice of every labelling."""
     for start, chunk, weights in source.chunks():
-        step = chunk_rows(chunk.device, chunk.shape[1])
+        step = chunk_rows(chunk.device, chunk.shape[1] + n_centroids)
         for lo in range(0, chunk.shape[0], step):
             hi = min(lo + step, chunk.shape[0])
             w = None if weights is None else weights[lo:hi].to(torch.float64)
@@ -165,7 +166,7 @@ def ch_db_many(
 
     within = torch.zeros(len(labelings), dtype=torch.float64, device=source.device)
     spread = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
-    for rows, w, codes_of in _float64_blocks(source, labelings):
+    for rows, w, codes_of in _float64_blocks(source, labelings, offsets[-1]):
         products = rows @ centroids.T
         row_sq = (rows * rows).sum(dim=1)
         for g, labels in enumerate(codes_of):
