@@ -102,11 +102,12 @@ def _csv_rows(path: Path) -> int:
 
 # ---------------------------------------------------------------- the Parquet table
 
-#: Raised whenever the generator's output changes, so that a cached table is made again.
+#: One more whenever the generator's output changes, so that cached tables are made again.
 GENERATOR_VERSION = 1
 CACHE_KEY = b"gpukmeans.bench_segment"
 CHANNELS = ("web", "store", "phone")
-#: Column name, kind, and for money and counts the log-scale centre and spread of the latent value.
+#: Column name, kind, and the centre and spread that turn its latent value into the column
+#: (on the log scale for money and counts).
 PARQUET_NUMERIC = (
     ("spend_12m", "money", 6.0, 0.9),
     ("avg_order_value", "money", 3.5, 0.6),
@@ -429,7 +430,8 @@ def markdown(record: dict) -> str:
         lines.append(
             f"| {run_['case']} | `{run_['command']}` | {run_['wall_seconds']:.1f} | {run_['peak_rss_bytes'] / GB:.2f} "
             f"| {_figure(run_.get('engine_seconds'))} | {_figure(run_.get('outside_seconds'))} "
-            f"| {_figure(run_.get('outside_to_engine'), 2)} | {run_.get('k', '-')} | {run_['load_average_1m_after']:.2f} |"
+            f"| {_figure(run_.get('outside_to_engine'), 2)} | {run_.get('k', '-')} "
+            f"| {run_['load_average_1m_after']:.2f} |"
         )
     lines += ["", "## Targets", "", "| case | figure | target | measured | passes |", "|---|---|---:|---:|---|"]
     for check in record["targets"]:
@@ -458,14 +460,27 @@ def _stage_table(runs: list[dict]) -> list[str]:
     timed = [run_ for run_ in runs if run_.get("stages")]
     if not timed:
         return []
-    names = list(dict.fromkeys(name for run_ in timed for name in run_["stages"]))
+    names = stage_order([list(run_["stages"]) for run_ in timed])
     lines = ["## Stages (seconds, from `summary.json`)", "",
              "| case | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for run_ in timed:
         lines.append(f"| {run_['case']} | " + " | ".join(_figure(run_["stages"].get(name)) for name in names) + " |")
     lines += ["", "Time the summary does not record (start-up, imports, writing after the summary) counts in",
-              "the wall time only.", ""]
+              "the wall time only."]
     return lines
+
+
+def stage_order(runs_stages: list[list[str]]) -> list[str]:
+    """Every stage once, in order of first appearance, a stage first seen in a later run
+    placed before the next stage it precedes there (a sweep before the fit, not after ``total``)."""
+    order: list[str] = []
+    for stages in runs_stages:
+        for position, name in enumerate(stages):
+            if name in order:
+                continue
+            following = next((later for later in stages[position + 1:] if later in order), None)
+            order.insert(order.index(following) if following is not None else len(order), name)
+    return order
 
 
 def _figure(value, digits: int = 1) -> str:
