@@ -116,7 +116,8 @@ def note(message: str, *, quiet: bool) -> None:
 
 
 class ProgressDisplay:
-    """Shows each stage of a run as a line with a spinner, then its time.
+    """Shows each stage of a run as a line with a spinner, then its time; a pass
+    over the table also shows its rows read and rows per second.
 
     Only on a terminal and without ``--quiet``; otherwise it does nothing (the
     stage timings still end up in ``summary.json``).
@@ -137,6 +138,7 @@ class ProgressDisplay:
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=24),
                 TimeElapsedColumn(),
+                TextColumn("{task.fields[rows]}"),
                 console=Console(stderr=True),
             )
             self._progress.start()
@@ -148,8 +150,19 @@ class ProgressDisplay:
 
     def started(self, key: str, label: str) -> None:
         if self._progress is not None:
-            self._tasks[key] = self._progress.add_task(label, total=None)
+            self._tasks[key] = self._progress.add_task(label, total=None, rows="")
+
+    def rows_read(self, key: str, rows: int, total: int | None) -> None:
+        """A pass over the table has read ``rows`` of ``total`` (None: not known yet)."""
+        if self._progress is None or key not in self._tasks:
+            return
+        task = self._tasks[key]
+        elapsed = self._progress.tasks[task].elapsed or 0.0
+        rate = f", {rows / elapsed / 1e6:.2f}M rows/s" if elapsed > 0 else ""
+        self._progress.update(task, total=total, completed=rows, rows=f"{rows:,} rows{rate}")
 
     def finished(self, key: str, label: str, seconds: float) -> None:
         if self._progress is not None and key in self._tasks:
-            self._progress.update(self._tasks[key], total=1, completed=1)
+            task = self._tasks[key]
+            total = self._progress.tasks[task].total or 1
+            self._progress.update(task, total=total, completed=total)

@@ -270,30 +270,36 @@ def predict(
                      "\\[default: the training table's]."),
     ] = None,
     force: FileForceOpt = False,
+    device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ):
-    """Assign new customers to the segments of a saved model."""
+    """Assign new customers to the segments of a saved model, batch by batch."""
     from gpukmeans.segmentation import predict as run_predict
 
     with user_errors(quiet=quiet or json_output):
-        segments = run_predict(model, data, out=out, decimal=decimal, force=force)
-    counts = segments.groupby(["segment", "segment_name"]).size()
+        with ProgressDisplay(quiet=quiet or json_output) as progress:
+            prediction = run_predict(model, data, out=out, decimal=decimal, force=force, device=device,
+                                     listener=progress)
+    counts = {key: count for key, count in prediction.counts.items() if count}
     if json_output:
         print_json(
             {
-                "rows": len(segments),
+                "rows": prediction.rows,
                 "out": str(out),
                 "segments": [{"segment": int(s), "name": n, "size": int(c)} for (s, n), c in counts.items()],
             }
         )
         return
     if not quiet:
-        total = max(len(segments), 1)
+        total = max(prediction.rows, 1)
         _print_segments(
             [{"segment": s, "name": n, "size": c, "share": c / total} for (s, n), c in counts.items()]
         )
-        typer.echo(f"Wrote {len(segments):,} rows to {out}")
+        for name, count in prediction.unknown_levels.items():
+            note(f"warning: {count:,} rows hold a level of {name!r} the model never saw (counted in no level)",
+                 quiet=quiet)
+        typer.echo(f"Wrote {prediction.rows:,} rows to {out}")
 
 
 @app.command()

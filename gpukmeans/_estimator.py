@@ -63,14 +63,26 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return tags
 
     # -------------------------------------------------------------- inference
-    def predict(self, X, sample_weight=None):
-        """Index of the closest centre for each row of X (an array, tensor or path)."""
+    def predict(self, X, sample_weight=None, *, return_distance=False):
+        """Index of the closest centre for each row of X (an array, tensor or path).
+
+        With ``return_distance``, also the Euclidean distance of each row to that
+        centre (float64, from the same float64 pass that picks the label), as
+        ``(labels, distances)``.
+        """
         source, output = self._inference_source(X)
         try:
-            labels = self._labels_of(source)
+            if not return_distance:
+                return labels_output(self._labels_of(source), output)
+            centers, _ = self._centers_for(source)
+            labels, sq_distances = [], []
+            for _, _, _, result in source.exactly_assigned_blocks(centers):
+                labels.append(result.labels[:, 0])
+                sq_distances.append(result.min_sq_distances[:, 0])
+            distances = source.conditioning.distances_out(torch.cat(sq_distances).sqrt())
         finally:
             source.close()
-        return labels_output(labels, output)
+        return labels_output(torch.cat(labels), output), _arrays.to_output(distances, output)
 
     def transform(self, X):
         """Euclidean distances from each row of X to every centre, shape (n, k)."""

@@ -7,6 +7,7 @@ then draws the initial centres and runs Lloyd's iterations for every restart at 
 (validation, fitted state, inference) is in :mod:`._estimator`.
 """
 
+import math
 import warnings
 from numbers import Integral
 
@@ -204,6 +205,49 @@ class KMeans(_BaseKMeans):
             source.close()
         self._set_fitted_centers(output, device)
         return self
+
+    @classmethod
+    def from_centers(cls, centers, *, device="auto", **params):
+        """A fitted estimator whose centres are ``centers``, for ``predict``, ``transform``
+        and ``score`` (a saved model's centres, say).
+
+        Parameters
+        ----------
+        centers : array-like or tensor of shape (n_clusters, n_features)
+            Their dtype is the storage dtype of later calls (float32 or float64;
+            other types become float64).
+        device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default="auto"
+        **params
+            Other constructor parameters.
+
+        Returns
+        -------
+        KMeans
+            With ``cluster_centers_``, ``n_features_in_`` and ``device_``; ``inertia_``
+            is NaN and ``n_iter_`` 0, as nothing was fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpukmeans import KMeans
+        >>> km = KMeans.from_centers(np.array([[0.0, 0.0], [10.0, 10.0]]), device="cpu")
+        >>> km.predict(np.array([[1.0, 2.0], [9.0, 8.0]])).tolist()
+        [0, 1]
+        """
+        model = cls(n_clusters=len(centers), device=device, **params)
+        model._validate_params()
+        target = resolve_device(device)
+        tensor, output = model._validate_data(centers, target, reset=True)
+        if tensor.dim() != 2 or tensor.shape[0] < 1:
+            raise ValueError(f"centers must have shape (n_clusters, n_features); got {tuple(tensor.shape)}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError("centers hold NaN or infinity")
+        model._storage_dtype = tensor.dtype
+        model._set_fit_result(Conditioning(), tensor, 0.0)
+        model.inertia_ = math.nan
+        model.n_iter_ = 0
+        model._set_fitted_centers(output, target)
+        return model
 
     @classmethod
     def _fitted_from(

@@ -8,11 +8,16 @@ part of the file before using it (:func:`load_model`): a damaged or edited model
 is refused with one line naming the file and the field, never used to put every
 customer into one segment.
 
-Labels are assigned by :func:`nearest_centers`, an exact float64 computation on
-the CPU whose result for a row does not depend on which other rows are in the
-table, on chunking, or on the device the model was trained on. Because the
-training run labels its rows with the same function, predicting on the training
-table reproduces the training labels exactly.
+Format version 2 stores each feature's conditioning (``shift``, ``unit``) beside
+its centre and scale (see :mod:`~gpukmeans.segmentation.transform`); a version 1
+file, whose centre and scale applied to the raw features, is read as the same
+transformation with centre 0 and scale 1 after them.
+
+Labels are assigned by :func:`nearest_centers`: the engine's float64 assignment
+(:meth:`gpukmeans.KMeans.predict`), whose result for a row does not depend on
+which other rows are in the table or on chunking. Because the training run labels
+its rows with the same computation on the same float32 rows, predicting on the
+training table reproduces the training labels exactly.
 """
 
 from __future__ import annotations
@@ -32,43 +37,39 @@ from .preprocess import Preprocessor
 
 MODEL_FILE = "model.safetensors"
 _FORMAT = "gpukmeans.segmentation-model"
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"
+_READABLE_VERSIONS = ("1", "2")
 _CENTERS = "cluster_centers"
 _CENTERS_DTYPE = "F64"
-_CHUNK_ROWS = 16_384
 
 
-def nearest_centers(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre and Euclidean distance to it for every row, exactly.
+def nearest_centers(X, centers, *, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre and Euclidean distance to it for every row, in float64.
 
-    Distances are summed coordinate by coordinate in float64 (not through the
-    ``|x|^2 - 2 x.c + |c|^2`` expansion, whose rounding depends on matrix-product
-    blocking), so a row's label is the same whatever table it is part of. Ties go
-    to the lowest segment number.
+    The engine's assignment (:meth:`gpukmeans.KMeans.predict` with
+    ``return_distance``) against fixed centres: the rows are widened to float64
+    exactly, and a row's label does not depend on the other rows or on chunking.
+    Ties go to the lowest segment number.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-    centers : ndarray of shape (n_segments, n_features)
+    X : array-like or tensor of shape (n_samples, n_features)
+    centers : array-like of shape (n_segments, n_features)
+    device : str, default="cpu"
 
     Returns
     -------
     labels : ndarray of shape (n_samples,), int64
     distances : ndarray of shape (n_samples,), float64
     """
-    X = np.asarray(X, dtype=np.float64)
-    centers = np.asarray(centers, dtype=np.float64)
-    labels = np.empty(len(X), dtype=np.int64)
-    best = np.empty(len(X), dtype=np.float64)
-    for start in range(0, len(X), _CHUNK_ROWS):
-        block = X[start : start + _CHUNK_ROWS]
-        sq = np.empty((len(block), len(centers)))
-        for c, center in enumerate(centers):
-            diff = block - center
-            sq[:, c] = np.einsum("ij,ij->i", diff, diff)
-        labels[start : start + len(block)] = sq.argmin(axis=1)
-        best[start : start + len(block)] = sq[np.arange(len(block)), labels[start : start + len(block)]]
-    return labels, np.sqrt(best)
+    import torch
+
+    from gpukmeans import KMeans
+
+    assigner = KMeans.from_centers(torch.as_tensor(np.asarray(centers, dtype=np.float64)), device=device)
+    rows = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    labels, distances = assigner.predict(rows, return_distance=True)
+    return labels.cpu().numpy().astype(np.int64), distances.cpu().numpy()
 
 
 @dataclass
@@ -95,7 +96,7 @@ class SegmentModel:
     def n_segments(self) -> int:
         return len(self.cluster_centers)
 
-    def assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def assign(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Labels and distances of preprocessed rows; see :func:`nearest_centers`."""
         if X.shape[1] != self.cluster_centers.shape[1]:
             raise InputError(
@@ -105,7 +106,7 @@ class SegmentModel:
         return nearest_centers(X, self.cluster_centers)
 
     def predict_frame(self, frame: pd.DataFrame, *, source: str = "the table") -> pd.DataFrame:
-        """Segment every row of a raw customer table.
+        """Segment every row of a raw customer table in memory.
 
         Returns
         -------
@@ -113,25 +114,12 @@ class SegmentModel:
             The ID column under its own name (or ``row``, the 0-based position in
             ``frame``, when the model has none), ``segment``, ``segment_name`` and
             ``distance``; rows the preprocessing drops (missing values with
-            ``missing="drop"``) are left out.
+            ``missing="drop"``) are left out. As :func:`~gpukmeans.segmentation.predict`
+            gives it for a file.
         """
-        prepared = self.preprocessor.transform(frame, source=source)
-        labels, distances = self.assign(prepared.X)
-        return segments_frame(prepared.ids, prepared.rows, labels, distances, self.segment_names,
-                              self.preprocessor.id_column_)
+        from .pipeline import predict
 
-
-def segments_frame(ids, rows, labels, distances, names, id_column) -> pd.DataFrame:
-    """The ``segments`` table shared by training and prediction."""
-    key = {id_column: ids.to_numpy()} if id_column is not None else {"row": np.asarray(rows)}
-    return pd.DataFrame(
-        {
-            **key,
-            "segment": labels,
-            "segment_name": np.asarray(names, dtype=object)[labels],
-            "distance": distances,
-        }
-    )
+        return predict(self, frame, device="cpu", source=source).segments
 
 
 def save_model(model: SegmentModel, path: str | os.PathLike) -> Path:
@@ -226,14 +214,18 @@ def _check_format_version(version: str | None) -> None:
     # Every gpukmeans release writes a format_version, so a file without one was
     # not written by gpukmeans and is refused rather than read as some version.
     if version is None:
-        raise InputError(f"the file has no format_version; this gpukmeans reads version {_FORMAT_VERSION}")
-    if version != _FORMAT_VERSION:
+        raise InputError(f"the file has no format_version; this gpukmeans reads {_readable()}")
+    if version not in _READABLE_VERSIONS:
         newer = version.isdecimal() and int(version) > int(_FORMAT_VERSION)
         hint = ", written by a newer gpukmeans" if newer else ""
         raise InputError(
             f"the model is of format version {version!r}{hint}; "
-            f"this gpukmeans reads version {_FORMAT_VERSION}"
+            f"this gpukmeans reads {_readable()}"
         )
+
+
+def _readable() -> str:
+    return "format versions " + " and ".join(_READABLE_VERSIONS)
 
 
 def _check_tensors(tensors: dict[str, tuple[str, list[int]]]) -> None:
@@ -257,7 +249,10 @@ def _model_from_contents(metadata: dict[str, str], centers: np.ndarray) -> Segme
     if not np.isfinite(centers).all():
         raise InputError("centres hold NaN or infinity")
     fields = read_record(metadata, _METADATA_FIELDS, "metadata")
-    preprocessor = Preprocessor.from_dict(fields["preprocessing"])
+    preprocessing = fields["preprocessing"]
+    if metadata.get("format_version") == "1":
+        preprocessing = _from_version_1(preprocessing)
+    preprocessor = Preprocessor.from_dict(preprocessing)
     n_segments, width = centers.shape
     n_features = len(preprocessor.feature_names_out_)
     if width != n_features:
@@ -277,3 +272,16 @@ def _model_from_contents(metadata: dict[str, str], centers: np.ndarray) -> Segme
         segment_names=names,
         info=info,
     )
+
+
+def _from_version_1(preprocessing):
+    """A version 1 preprocessing (centre and scale of the raw features) as version 2:
+    the same transformation, as the conditioning, with centre 0 and scale 1 after it."""
+    if not isinstance(preprocessing, dict) or "shift" in preprocessing or "unit" in preprocessing:
+        return preprocessing
+    upgraded = dict(preprocessing)
+    center, scale = preprocessing.get("center"), preprocessing.get("scale_values")
+    upgraded["shift"], upgraded["unit"] = center, scale
+    if isinstance(center, list) and isinstance(scale, list):
+        upgraded["center"], upgraded["scale_values"] = [0.0] * len(center), [1.0] * len(scale)
+    return upgraded

@@ -222,49 +222,144 @@ def parse_numbers(texts, decimals: Sequence[str] = DECIMAL_SEPARATORS) -> Parsed
     >>> parse_numbers(["12", "many"]) is None
     True
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     texts = as_text_array(texts)
-    if not _head_reads_as_numbers(texts):
+    if not head_reads_as_numbers(texts):
         return None
-    missing, counts = find_placeholders(texts)
-    values = np.full(len(texts), np.nan)
-    present = np.flatnonzero(~missing)
-    if present.size == 0:
-        return ParsedNumbers(values, NumberFormat(decimal=decimals[0]), counts)
-    parts = pc.extract_regex(pc.utf8_trim_whitespace(texts.take(pa.array(present))), _CELL)
-    if parts.null_count:
+    cells = NumberCells.of(texts)
+    styles = cells.styles()
+    if styles is None:
         return None
-    field = {name: parts.field(name) for name in ("open", "sign", "pre", "sign2", "core", "post", "close")}
-    unit = _single_unit(field["pre"], field["post"])
-    if unit is False:
+    number_format = styles.choose(decimals)
+    if number_format is None:
         return None
-    if not _consistent_signs(field):
+    return ParsedNumbers(cells.values(number_format), number_format, cells.placeholders)
+
+
+@dataclass(frozen=True)
+class NumberStyles:
+    """The formats under which every cell seen so far is a number.
+
+    A column read in parts (batches of a file) is a column of numbers when every
+    part is, and the parts agree: :meth:`merge` keeps what all parts allow, so
+    that the format chosen from the merged styles is the one :func:`parse_numbers`
+    would choose for the whole column at once.
+
+    Attributes
+    ----------
+    readings : frozenset of (decimal, thousands)
+        Separator pairs under which every cell's digits are a number.
+    unit : str or None
+        The one currency or ``%`` the cells carry (None: none).
+    parentheses : bool
+        Whether some cell writes a negative in parentheses.
+    """
+
+    readings: frozenset = frozenset((d, t) for d in DECIMAL_SEPARATORS for t, _ in _STYLES[d])
+    unit: str | None = None
+    parentheses: bool = False
+
+    def merge(self, other: "NumberStyles") -> "NumberStyles | None":
+        """The styles both allow, or None when they disagree (two units, no common reading)."""
+        if self.unit is not None and other.unit is not None and self.unit != other.unit:
+            return None
+        readings = self.readings & other.readings
+        if not readings:
+            return None
+        return NumberStyles(readings, self.unit or other.unit, self.parentheses or other.parentheses)
+
+    def choose(self, decimals: Sequence[str] = DECIMAL_SEPARATORS) -> NumberFormat | None:
+        """The first reading in order of preference (``decimals``, then thousands
+        separators from none to space), as a format."""
+        for decimal in decimals:
+            if decimal not in _STYLES:
+                raise ValueError(f"decimal separators must be '.' or ',', got {decimal!r}")
+            for thousands, _ in _STYLES[decimal]:
+                if (decimal, thousands) in self.readings:
+                    return NumberFormat(decimal, thousands, self.unit, self.parentheses)
         return None
-    style = _choose_style(field["core"], decimals)
-    if style is None:
-        return None
-    decimal, thousands = style
-    digits = field["core"]
-    if thousands == " ":
-        digits = pc.replace_substring_regex(digits, f"[{_SPACES}]", "")
-    elif thousands is not None:
-        digits = pc.replace_substring(digits, thousands, "")
-    if decimal != ".":
-        digits = pc.replace_substring(digits, decimal, ".")
-    try:
+
+
+@dataclass
+class NumberCells:
+    """The cells of one part of a column, split into sign, unit and digits.
+
+    Attributes
+    ----------
+    missing : ndarray of shape (n,), bool
+        Null, blank or placeholder cells.
+    placeholders : dict of str to int
+        As :func:`find_placeholders` counts them.
+    parts : pyarrow.StructArray or None
+        The fields of :data:`_CELL` for every present cell; None when a present
+        cell is not shaped like a number at all.
+    """
+
+    missing: np.ndarray
+    placeholders: dict
+    parts: object
+
+    @classmethod
+    def of(cls, texts) -> "NumberCells":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        texts = as_text_array(texts)
+        missing, counts = find_placeholders(texts)
+        present = np.flatnonzero(~missing)
+        parts = pc.extract_regex(pc.utf8_trim_whitespace(texts.take(pa.array(present))), _CELL)
+        return cls(missing, counts, None if parts.null_count else parts)
+
+    def styles(self) -> NumberStyles | None:
+        """The formats under which every present cell is a number; None if there are none."""
+        import pyarrow.compute as pc
+
+        if self.parts is None:
+            return None
+        if len(self.parts) == 0:
+            return NumberStyles()
+        field = self._fields()
+        unit = _single_unit(field["pre"], field["post"])
+        if unit is False or not _consistent_signs(field):
+            return None
+        readings = frozenset(
+            (decimal, thousands)
+            for decimal in DECIMAL_SEPARATORS
+            for thousands, pattern in _STYLES[decimal]
+            if pc.all(pc.match_substring_regex(field["core"], pattern)).as_py()
+        )
+        if not readings:
+            return None
+        parentheses = bool(pc.any(pc.equal(field["open"], "(")).as_py())
+        return NumberStyles(readings, unit, parentheses)
+
+    def values(self, number_format: NumberFormat) -> np.ndarray:
+        """The cells as float64 read in ``number_format`` (NaN where missing); every
+        present cell must be a number in it (see :meth:`styles`)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = np.full(len(self.missing), np.nan)
+        if self.parts is None or len(self.parts) == 0:
+            return values
+        field = self._fields()
+        digits = field["core"]
+        if number_format.thousands == " ":
+            digits = pc.replace_substring_regex(digits, f"[{_SPACES}]", "")
+        elif number_format.thousands is not None:
+            digits = pc.replace_substring(digits, number_format.thousands, "")
+        if number_format.decimal != ".":
+            digits = pc.replace_substring(digits, number_format.decimal, ".")
         magnitudes = pc.cast(digits, pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        return None
-    negative = (
-        pc.is_in(field["sign"], value_set=pa.array(_MINUS)).to_numpy(zero_copy_only=False)
-        | pc.is_in(field["sign2"], value_set=pa.array(_MINUS)).to_numpy(zero_copy_only=False)
-        | pc.equal(field["open"], "(").to_numpy(zero_copy_only=False)
-    )
-    values[present] = np.where(negative, -magnitudes, magnitudes)
-    parentheses = bool(pc.any(pc.equal(field["open"], "(")).as_py())
-    return ParsedNumbers(values, NumberFormat(decimal, thousands, unit, parentheses), counts)
+        negative = (
+            pc.is_in(field["sign"], value_set=pa.array(_MINUS)).to_numpy(zero_copy_only=False)
+            | pc.is_in(field["sign2"], value_set=pa.array(_MINUS)).to_numpy(zero_copy_only=False)
+            | pc.equal(field["open"], "(").to_numpy(zero_copy_only=False)
+        )
+        values[~self.missing] = np.where(negative, -magnitudes, magnitudes)
+        return values
+
+    def _fields(self) -> dict:
+        return {name: self.parts.field(name) for name in ("open", "sign", "pre", "sign2", "core", "post", "close")}
 
 
 def non_numbers(texts) -> tuple[np.ndarray, int]:
@@ -330,7 +425,7 @@ def detect_decimal(cells: Iterable[str]) -> str | None:
 # ---------------------------------------------------------------- helpers
 
 
-def _head_reads_as_numbers(texts, cells: int = 256) -> bool:
+def head_reads_as_numbers(texts, cells: int = 256) -> bool:
     """Whether the first cells could be numbers: a column of text is told by them, cheaply."""
     import pyarrow.compute as pc
 
@@ -374,16 +469,3 @@ def _consistent_signs(field) -> bool:
     if pc.any(pc.and_(signed, signed2)).as_py():
         return False
     return not pc.any(pc.and_(opened, pc.or_(signed, signed2))).as_py()
-
-
-def _choose_style(cores, decimals: Sequence[str]) -> tuple[str, str | None] | None:
-    """The first (decimal, thousands) under which every core is a number."""
-    import pyarrow.compute as pc
-
-    for decimal in decimals:
-        if decimal not in _STYLES:
-            raise ValueError(f"decimal separators must be '.' or ',', got {decimal!r}")
-        for thousands, pattern in _STYLES[decimal]:
-            if pc.all(pc.match_substring_regex(cores, pattern)).as_py():
-                return decimal, thousands
-    return None

@@ -1,8 +1,22 @@
 """``segment``: from a customer table to named segments, a report and a reusable model.
 
 This is what ``gpukmeans segment`` runs; the command line only parses arguments
-and prints. Every stage is timed, and a listener (the command line's progress
-bar) is told when each starts and ends.
+and prints. The table is never held whole: it is read in batches, three times.
+
+1. ``statistics``: the first pass learns every preprocessing step
+   (:func:`~gpukmeans.segmentation.prepare.learn_table`);
+2. ``transform``: the second pass transforms the rows, on the fit's device, into
+   the float32 matrix the engine clusters (``sweep``, then ``fit``);
+3. ``assign``, ``score``, ``name``: on that matrix, on the device: each customer's
+   segment and distance through the engine's float64 assignment, the quality
+   metrics, and the contrasts that name the segments;
+4. ``profile``: the third pass sums each segment's raw values for the profiles and
+   writes the segments file as it goes
+   (:func:`~gpukmeans.segmentation.assignments.profile_and_write`);
+5. ``report`` and ``write``: the report, the model, the profiles and the summary.
+
+Every stage is timed, and a listener (the command line's progress display) is told
+when each starts and ends, and how many rows each pass over the table has read.
 """
 
 from __future__ import annotations
@@ -20,24 +34,23 @@ import pandas as pd
 
 import gpukmeans
 
+from .assignments import SegmentsWriter, profile_and_write, segment_key
 from .errors import InputError
 from .io import (
     PARQUET_SUFFIXES,
-    Table,
     check_decimal,
     check_output_dir,
     check_output_file,
-    frame_text_numbers,
-    read_columns,
-    read_table,
     staged_output_dir,
     write_json,
     write_table,
     write_text,
 )
-from .model_io import MODEL_FILE, SegmentModel, nearest_centers, save_model, segments_frame
-from .preprocess import Preprocessor, looks_like_id
-from .profiles import name_segments, profile_segments, segment_contrasts, segment_means
+from .model_io import MODEL_FILE, SegmentModel, load_model, save_model
+from .prepare import PreparedTable, learn_table, transform_table, transformed_batches
+from .preprocess import Preprocessor
+from .profiles import matrix_contrasts, name_segments, segment_medians
+from .tables import Batch, TableReader
 
 #: Default range of k tried when no k is given.
 DEFAULT_K_RANGE = (2, 12)
@@ -51,9 +64,14 @@ SEGMENT_FILES = (
 #: Every file :func:`sweep_k` writes into its folder.
 SWEEP_FILES = ("sweep.csv", "elbow.png", "silhouette.png", "summary.json")
 
+#: Rows of the clustered matrix handed to the report (a stratified sample).
+_REPORT_ROWS = 20_000
+
 
 class StageListener(Protocol):
-    """Told when each stage of :func:`segment` starts and ends (a progress display)."""
+    """Told when each stage of :func:`segment` starts and ends (a progress display),
+    and, during a pass over the table, how many rows it has read (``rows_read``,
+    optional: a listener without it is not told)."""
 
     def started(self, key: str, label: str) -> None: ...
 
@@ -61,7 +79,7 @@ class StageListener(Protocol):
 
 
 class _Stages:
-    """Times stages and forwards start and end to an optional listener."""
+    """Times stages and forwards start, rows read and end to an optional listener."""
 
     def __init__(self, listener: StageListener | None):
         self.listener = listener
@@ -78,6 +96,13 @@ class _Stages:
         if self.listener is not None:
             self.listener.finished(key, label, seconds)
 
+    def rows(self, total: int | None):
+        """A ``progress(stage, rows)`` callback for a pass over ``total`` rows."""
+        told = getattr(self.listener, "rows_read", None)
+        if told is None:
+            return None
+        return lambda key, rows: told(key, rows, total)
+
 
 @dataclass
 class SegmentationResult:
@@ -86,7 +111,9 @@ class SegmentationResult:
     Attributes
     ----------
     segments : pandas.DataFrame
-        Per customer: the ID column (or ``row``), ``segment``, ``segment_name``, ``distance``.
+        Per customer: the ID column (or ``row``), ``segment``, ``segment_name``,
+        ``distance``. Read back from the segments file on first use when one was
+        written (the run itself never holds it whole).
     profiles : pandas.DataFrame
         Per segment: size, share, mean/median per feature, mean relative to the population.
     contrasts : pandas.DataFrame
@@ -100,9 +127,10 @@ class SegmentationResult:
         Seconds per stage.
     out : pathlib.Path or None
         The output folder, when one was written.
+    segments_file : pathlib.Path or None
+        The segments file, when one was written.
     """
 
-    segments: pd.DataFrame
     profiles: pd.DataFrame
     contrasts: pd.DataFrame
     model: SegmentModel
@@ -110,6 +138,31 @@ class SegmentationResult:
     sweep: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
+    segments_file: Path | None = None
+    _segments: pd.DataFrame | None = None
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        if self._segments is None:
+            if self.segments_file is None:
+                raise RuntimeError("no segments: the run wrote no segments file and kept none in memory")
+            self._segments = read_segments(self.segments_file, self.model.preprocessor.id_column_)
+        return self._segments
+
+
+def read_segments(path: str | os.PathLike, id_column: str | None) -> pd.DataFrame:
+    """A segments file (CSV or Parquet) as a DataFrame, the ID column as written."""
+    import pyarrow as pa
+
+    path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas()
+    import pyarrow.csv as pacsv
+
+    types = {id_column: pa.string()} if id_column is not None else {}
+    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types)).to_pandas()
 
 
 def parse_k_range(text: str) -> tuple[int, int]:
@@ -173,7 +226,8 @@ def segment(
         recommended k is then fitted like a given one, so that ``segment`` and
         ``segment(k=<the recommended k>)`` give the same segments.
     max_iter, seed, device
-        Passed to :class:`gpukmeans.KMeans` (``seed`` as ``random_state``).
+        Passed to :class:`gpukmeans.KMeans` (``seed`` as ``random_state``); the
+        preprocessing runs on ``device`` too.
     sample_size : int, default=10_000
         Rows used for the silhouette (sampled above this) and the report's plots.
     out : path, optional
@@ -210,82 +264,99 @@ def segment(
         target = check_output_dir(out, force=force, own_files=SEGMENT_FILES, inputs=_data_input(data))
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
-    _check_device(device)
+    device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
 
-    table, source, preprocessor, prepared = _prepare(
-        stages, data, source, columns=columns, id_column=id_column, categorical=categorical,
+    reader, preprocessor, prepared = _prepare(
+        stages, data, source, device, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
-    frame = table.frame
     X = prepared.X
-    n_rows = len(X)
+    n_rows = int(X.shape[0])
 
     sweep_result, k_reason = None, None
     if k is None:
-        low, high = _check_k_range(k_range, n_rows, source)
+        low, high = _check_k_range(k_range, n_rows, reader.name)
         with stages("sweep", f"Sweeping k = {low}..{high}"):
             sweep_result = _run_sweep(X, range(low, high + 1), seed, sample_size, device, sweep_n_init, max_iter)
         k = int(sweep_result.recommended_k)
         k_reason = str(sweep_result.reason)
     else:
         if k > n_rows:
-            raise InputError(f"k={k} is larger than the number of rows ({n_rows}) in {source}")
+            raise InputError(f"k={k} is larger than the number of rows ({n_rows}) in {reader.name}")
         k_reason = "k was given"
     with stages("fit", f"Fitting k-means with k = {k}"):
         centers, fit_info = _fit(X, k, seed, n_init, max_iter, device)
 
     with stages("assign", "Assigning customers to segments"):
-        labels, distances = nearest_centers(X, centers)
+        labels, distances = _assign(X, centers, device)
     with stages("score", "Scoring the segments"):
         metrics = _metrics(X, labels, distances, k, seed, sample_size, device)
         metrics.update(fit_info)
-
-    with stages("profile", "Profiling and naming segments"):
-        features = preprocessor.original_units(frame, prepared.rows)
-        contrasts = segment_contrasts(X, labels, k, preprocessor.feature_names_out_)
-        numeric_columns = set(preprocessor.numeric_columns_)
-        level_columns = [c for c in features.columns if c not in numeric_columns]
-        shares = None
-        if level_columns:
-            shares = pd.DataFrame(
-                segment_means(features[level_columns].to_numpy(), labels, k), columns=level_columns
-            )
+    with stages("name", "Naming the segments"):
+        contrasts = matrix_contrasts(X, labels, k, preprocessor.feature_names_out_)
+        shares = _level_shares(X, labels, k, preprocessor)
         names = name_segments(contrasts, shares)
-        profiles = profile_segments(features, labels, k, names)
-        segments = segments_frame(
-            prepared.ids, prepared.rows, labels, distances, names, preprocessor.id_column_
-        )
+    labels_np = labels.cpu().numpy()
+    distances_np = distances.cpu().numpy()
+    medians = _sample_medians(prepared, preprocessor, labels_np, k)
+    report_rows = _report_sample(X, labels_np, seed)
+    del X, labels, distances  # the matrix is not needed past this point
 
     model = SegmentModel(
         preprocessor=preprocessor,
-        cluster_centers=np.asarray(centers, dtype=np.float64),
+        cluster_centers=centers,
         segment_names=names,
-        info={"k": k, "n_rows": n_rows, "inertia": metrics["inertia"], "trained_on": source,
-              "decimal": table.decimal, "gpukmeans": _version()},
+        info={"k": k, "n_rows": n_rows, "inertia": metrics["inertia"], "trained_on": reader.name,
+              "decimal": reader.decimal, "gpukmeans": _version()},
     )
     summary = _summary(
-        source=source, table=table, command=command, prepared=prepared,
-        preprocessor=preprocessor, k=k, k_reason=k_reason, metrics=metrics,
-        sweep_result=sweep_result, names=names, labels=labels, device=fit_info.get("device"),
+        reader=reader, prepared=prepared, command=command, preprocessor=preprocessor, k=k, k_reason=k_reason,
+        metrics=metrics, sweep_result=sweep_result, names=names, labels=labels_np, device=fit_info.get("device"),
     )
-    result = SegmentationResult(
-        segments=segments, profiles=profiles, contrasts=contrasts, model=model,
-        summary=summary, sweep=sweep_result, timings=stages.timings,
-    )
+    result = SegmentationResult(profiles=pd.DataFrame(), contrasts=contrasts, model=model, summary=summary,
+                                sweep=sweep_result, timings=stages.timings)
+    key = preprocessor.id_column_ if preprocessor.id_column_ is not None else "row"
 
-    html = None
-    if report:
-        with stages("report", "Drawing the report"):
-            from .report import render_report
+    def finish(staging: Path | None) -> None:
+        path = None if staging is None else staging / f"segments{'.parquet' if reader.format == 'parquet' else '.csv'}"
+        writer = SegmentsWriter(path, reader.format, names, key)
+        with stages("profile", "Profiling segments and writing each customer's segment"):
+            sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
+                                     progress=stages.rows(prepared.n_rows))
+            result.profiles = sums.table(names, medians)
+        if staging is None:
+            result._segments = writer.frame()
+        html = None
+        if report:
+            with stages("report", "Drawing the report"):
+                from .report import render_report
 
-            html = render_report(result, X=X, labels=labels, seed=seed, sample_size=sample_size)
+                html = render_report(result, X=report_rows[0], labels=report_rows[1], seed=seed,
+                                     sample_size=sample_size)
+        if staging is None:
+            return
+        with stages("write", "Writing the model, profiles and summary"):
+            write_table(result.profiles, staging / "profiles.csv", "csv")
+            if sweep_result is not None:
+                write_table(sweep_result.table, staging / "sweep.csv", "csv")
+            save_model(model, staging / MODEL_FILE)
+            if html is not None:
+                write_text(html, staging / "report.html")
+            files = sorted(p.name for p in staging.iterdir()) + ["summary.json"]
+            summary["outputs"] = {"files": files}
+        # The summary's own write is the last thing done; it records every stage before it.
+        summary["timings"] = _timings(stages.timings, started)
+        write_json(summary, staging / "summary.json")
 
-    if out is not None:
-        with stages("write", "Writing results"):
-            _write(result, target, table.format, html, stages, started)
-            result.out = Path(out)
+    if target is None:
+        finish(None)
+    else:
+        with staged_output_dir(target) as staging:
+            finish(staging)
+        result.out = Path(out)
+        result.segments_file = Path(out) / f"segments{'.parquet' if reader.format == 'parquet' else '.csv'}"
     summary["timings"] = _timings(stages.timings, started)
     return result
 
@@ -331,19 +402,19 @@ def sweep_k(
     target = None
     if out is not None:
         target = check_output_dir(out, force=force, own_files=SWEEP_FILES, inputs=_data_input(data))
-    _check_device(device)
+    device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
-    table, source, preprocessor, prepared = _prepare(
-        stages, data, None, columns=columns, id_column=id_column, categorical=categorical,
+    reader, preprocessor, prepared = _prepare(
+        stages, data, None, device, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
-    low, high = _check_k_range(k_range, len(prepared.X), source)
+    low, high = _check_k_range(k_range, int(prepared.X.shape[0]), reader.name)
     with stages("sweep", f"Sweeping k = {low}..{high}"):
         result = _run_sweep(prepared.X, range(low, high + 1), seed, sample_size, device, n_init, max_iter)
     summary = {
         "command": command,
-        "input": _input_facts(source, table, prepared.report.n_rows),
+        "input": _input_facts(reader, prepared),
         "preprocessing": {**preprocessor.report_.to_dict(), "features": list(preprocessor.feature_names_out_)},
         "recommended_k": int(result.recommended_k),
         "reason": str(result.reason),
@@ -354,16 +425,47 @@ def sweep_k(
     if out is not None:
         from .report import save_png
 
-        with stages("write", "Writing the table and plots"):
-            with staged_output_dir(target) as staging:
+        with staged_output_dir(target) as staging:
+            with stages("write", "Writing the table and plots"):
                 write_table(result.table, staging / "sweep.csv", "csv")
                 save_png(result.plot_elbow(), staging / "elbow.png")
                 save_png(result.plot_silhouette(), staging / "silhouette.png")
-                summary["timings"] = _timings(stages.timings, started)
-                write_json(summary, staging / "summary.json")
+            summary["timings"] = _timings(stages.timings, started)
+            write_json(summary, staging / "summary.json")
         run.out = Path(out)
     summary["timings"] = _timings(stages.timings, started)
     return run
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict` produced.
+
+    Attributes
+    ----------
+    rows : int
+        Customers segmented.
+    counts : dict of (int, str) to int
+        Customers per segment number and name.
+    out : pathlib.Path or None
+        The file written, if any.
+    unknown_levels : dict of str to int
+        Rows per categorical column holding a level the model never saw (all-zero one-hot).
+    """
+
+    rows: int
+    counts: dict
+    out: Path | None = None
+    unknown_levels: dict = field(default_factory=dict)
+    _segments: pd.DataFrame | None = None
+    _id_column: str | None = None
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """The segments table: in memory without ``out``, else read back from it."""
+        if self._segments is None:
+            self._segments = read_segments(self.out, self._id_column)
+        return self._segments
 
 
 def predict(
@@ -373,43 +475,64 @@ def predict(
     out: str | os.PathLike | None = None,
     decimal: str | None = None,
     force: bool = False,
-) -> pd.DataFrame:
-    """Segment new customers with a saved model; optionally write the table to ``out``.
+    device: str = "auto",
+    listener: StageListener | None = None,
+    source: str | None = None,
+) -> Prediction:
+    """Segment new customers with a saved model, batch by batch.
 
-    ``out`` ending in ``.parquet`` is written as Parquet, anything else as CSV.
-    The result has the columns of ``segments`` from :func:`segment`. Numbers
-    written as text are read as in training: ``decimal`` defaults to the
-    decimal separator of the training table. An existing ``out`` is replaced
-    only with ``force``, and never when it is the data, the model or anything
-    but a regular file (see :func:`~gpukmeans.segmentation.io.check_output_file`);
-    it is checked before the model is read.
+    Each batch of rows is read, transformed and assigned on ``device``, and its
+    rows of the segments table written to ``out`` before the next is read, so
+    memory does not grow with the table. ``out`` ending in ``.parquet`` is written
+    as Parquet, anything else as CSV; without ``out`` the table is kept in memory
+    (:attr:`Prediction.segments`). It has the columns of ``segments`` from
+    :func:`segment`, and on the training table it equals that run's segments.
+
+    Numbers written as text are read as in training: ``decimal`` defaults to the
+    decimal separator of the training table. An existing ``out`` is replaced only
+    with ``force``, and never when it is the data, the model or anything but a
+    regular file (see :func:`~gpukmeans.segmentation.io.check_output_file`); it is
+    checked before the model is read. ``source`` names the data in messages
+    (default: its path, or "the table").
     """
-    from .model_io import load_model
-
     check_decimal(decimal)
     if out is not None:
         out = check_output_file(out, force=force, inputs={**_data_input(data), **_model_input(model)})
+    device = _check_device(device)
     if not isinstance(model, SegmentModel):
         model = load_model(model)
     prep = model.preprocessor
-    decimal = decimal or model.info.get("decimal")
-    ids = [prep.id_column_] if prep.id_column_ is not None else []
-    if isinstance(data, pd.DataFrame):
-        frame, source = data.reset_index(drop=True), "the table"
-        frame = frame_text_numbers(frame, decimal or ".", keep_text=ids)[0]
-    else:
-        source = str(data)
-        header = set(read_columns(data))
-        absent = [c for c in prep.input_columns_ if c not in header]
-        if absent:
-            raise InputError(
-                f"{source} does not fit the model: it lacks column(s) {', '.join(repr(c) for c in absent)}"
-            )
-        frame = read_table(data, prep.input_columns_, string_columns=ids, decimal=decimal).frame
-    segments = model.predict_frame(frame, source=source)
-    if out is not None:
-        write_table(segments, out, "parquet" if out.suffix.lower() in PARQUET_SUFFIXES else "csv", replace=force)
-    return segments
+    reader = TableReader.open(data, decimal=decimal or model.info.get("decimal"), name=source)
+    absent = [c for c in prep.input_columns_ if c not in reader.columns]
+    if absent:
+        raise InputError(
+            f"{reader.name} does not fit the model: it lacks column(s) {', '.join(repr(c) for c in absent)}"
+        )
+    stages = _Stages(listener)
+    assigner = gpukmeans.KMeans.from_centers(_centers_on(model.cluster_centers, device), device=device)
+    key = prep.id_column_ if prep.id_column_ is not None else "row"
+    file_format = "parquet" if out is not None and out.suffix.lower() in PARQUET_SUFFIXES else "csv"
+    writer = SegmentsWriter(out, file_format, model.segment_names, key, replace=force)
+    raw = [prep.id_column_] if prep.id_column_ is not None else []
+    unknown: dict[str, int] = {}
+    progress = stages.rows(reader.n_rows)
+    seen = 0
+    with stages("predict", "Segmenting customers"), writer.open():
+        for batch, X, transformed in transformed_batches(prep, reader, device=device, raw=raw):
+            labels, distances = assigner.predict(X, return_distance=True)
+            writer.write(segment_key(batch, transformed.rows, prep.id_column_), labels.cpu().numpy(),
+                         distances.cpu().numpy())
+            for name, count in zip(prep.categories_, transformed.unknown):
+                if count:
+                    unknown[name] = unknown.get(name, 0) + int(count)
+            seen += batch.n_rows
+            if progress is not None:
+                progress("predict", seen)
+    counts = {(s, name): int(n) for s, (name, n) in enumerate(zip(model.segment_names, writer.counts))}
+    result = Prediction(rows=writer.rows, counts=counts, out=out, unknown_levels=unknown, _id_column=prep.id_column_)
+    if out is None:
+        result._segments = writer.frame()
+    return result
 
 
 def _data_input(data) -> dict:
@@ -427,25 +550,27 @@ def _model_input(model) -> dict:
 # ---------------------------------------------------------------- stages
 
 
-def _prepare(stages, data, source, *, columns, id_column, categorical, missing, log, clip, scale, decimal):
-    """Read and preprocess: the first two stages of both ``segment`` and ``sweep_k``."""
+def _prepare(stages, data, source, device, *, columns, id_column, categorical, missing, log, clip, scale, decimal):
+    """The two passes that make the matrix: ``statistics`` and ``transform``."""
     check_decimal(decimal)
-    with stages("read", "Reading the table"):
-        table, default_source = _load(data, columns, id_column, categorical, decimal)
-    source = source or default_source
-    with stages("preprocess", "Preprocessing"):
-        preprocessor = Preprocessor(
-            columns=columns, id_column=id_column, categorical=categorical,
-            missing=missing, log=log, clip=clip, scale=scale,
-        )
-        prepared = preprocessor.fit_transform(table.frame, source=source)
-    return table, source, preprocessor, prepared
+    reader = TableReader.open(data, decimal=decimal, name=source)
+    preprocessor = Preprocessor(
+        columns=columns, id_column=id_column, categorical=categorical,
+        missing=missing, log=log, clip=clip, scale=scale,
+    )
+    with stages("statistics", "Reading the table: statistics"):
+        stats = learn_table(preprocessor, reader, progress=stages.rows(reader.n_rows))
+    with stages("transform", "Reading the table: transforming the rows"):
+        prepared = transform_table(preprocessor, reader, device=device, n_kept=stats.n_kept, fitting=True,
+                                   progress=stages.rows(stats.n_rows))
+    prepared.stats = stats
+    return reader, preprocessor, prepared
 
 
-def _check_device(device) -> None:
-    """Refuse a device this machine lacks before reading anything, not after."""
+def _check_device(device):
+    """The device to run on; a device this machine lacks is refused before anything is read."""
     try:
-        gpukmeans.resolve_device(device)
+        return gpukmeans.resolve_device(device)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -462,67 +587,54 @@ def _check_k_range(k_range, n_rows, source) -> tuple[int, int]:
     return low, high
 
 
-def _load(data, columns, id_column, categorical, decimal) -> tuple[Table, str]:
-    if isinstance(data, pd.DataFrame):
-        frame = data.reset_index(drop=True)
-        id_guess = _id_guess(frame.columns, id_column)
-        decimal = decimal or "."
-        frame, formats, placeholders = frame_text_numbers(frame, decimal, keep_text=[id_guess] if id_guess else ())
-        table = Table(frame=frame, format="csv", decimal=decimal, number_formats=formats, placeholders=placeholders)
-        return table, "the table"
-    path = Path(data)
-    header = read_columns(path)
-    id_guess = _id_guess(header, id_column)
-    wanted = None
-    if columns is not None:
-        wanted = list(dict.fromkeys(([id_guess] if id_guess else []) + list(columns) + list(categorical)))
-    if id_guess is not None and id_guess not in header:
-        raise InputError(f"ID column {id_guess!r} not found in {path}; its columns are: {', '.join(header)}")
-    table = read_table(path, wanted, string_columns=[id_guess] if id_guess else (), decimal=decimal)
-    return table, str(path)
-
-
-def _id_guess(header, id_column) -> str | None:
-    """The column to keep as text while reading: the named ID, or the first named like one."""
-    if id_column == "auto":
-        return next((name for name in header if looks_like_id(name)), None)
-    return id_column
-
-
 def _fit(X, k, seed, n_init, max_iter, device):
+    import torch
+
     km = gpukmeans.KMeans(
         n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed, device=device
-    ).fit(_engine_input(X))
+    ).fit(X)
     info = {"n_iter": int(km.n_iter_), "device": km.device_, "engine_inertia": float(km.inertia_)}
     # Number segments by size, largest first, so that segment 0 means the same
     # kind of thing from run to run instead of whatever order the fit produced.
-    sizes = np.bincount(np.asarray(km.labels_), minlength=k)
+    sizes = torch.bincount(torch.as_tensor(km.labels_).long(), minlength=k).cpu().numpy()
     order = np.argsort(-sizes, kind="stable")
-    return np.asarray(km.cluster_centers_, dtype=np.float64)[order], info
+    centers = torch.as_tensor(km.cluster_centers_).double().cpu().numpy()
+    return centers[order], info
+
+
+def _centers_on(centers: np.ndarray, device):
+    import torch
+
+    return torch.as_tensor(np.asarray(centers, dtype=np.float64)).to(device)
+
+
+def _assign(X, centers: np.ndarray, device):
+    """Each row's segment and distance: the engine's float64 assignment against the
+    model's centres, the same computation :func:`predict` makes."""
+    assigner = gpukmeans.KMeans.from_centers(_centers_on(centers, device), device=device)
+    labels, distances = assigner.predict(X, return_distance=True)
+    return labels, distances
 
 
 def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
     return gpukmeans.sweep(
-        _engine_input(X), k=ks, n_init=n_init, max_iter=max_iter, random_state=seed,
+        X, k=ks, n_init=n_init, max_iter=max_iter, random_state=seed,
         silhouette="auto", sample_size=sample_size, device=device,
     )
 
 
-def _engine_input(X: np.ndarray) -> np.ndarray:
-    # The engine runs in float32 (what GPUs are fast at); the exact assignment
-    # afterwards is float64.
-    return np.ascontiguousarray(X, dtype=np.float32)
-
-
 def _metrics(X, labels, distances, k, seed, sample_size, device) -> dict:
+    import torch
+
     metrics = gpukmeans.metrics
-    result = {"inertia": float(np.sum(distances**2))}
-    present = np.unique(labels).size
-    if present < 2 or present > len(X) - 1:
+    result = {"inertia": float((distances * distances).sum())}
+    present = int((torch.bincount(labels, minlength=k) > 0).sum())
+    n_rows = int(X.shape[0])
+    if present < 2 or present > n_rows - 1:
         result["silhouette"] = None
         return result
     silhouette = metrics.silhouette_score(
-        X, labels, sample_size=sample_size if len(X) > sample_size else None,
+        X, labels, sample_size=sample_size if n_rows > sample_size else None,
         random_state=seed, device=device,
     )
     result.update(_silhouette_fields(silhouette))
@@ -544,32 +656,102 @@ def _silhouette_fields(silhouette) -> dict:
     }
 
 
-def _input_facts(source: str, table: Table, n_rows: int) -> dict:
+def _level_shares(X, labels, k: int, prep: Preprocessor) -> pd.DataFrame | None:
+    """Share of each category level in each segment, counted on the clustered matrix
+    (a level's column holds one value where the level is present)."""
+    import torch
+
+    if not prep.categories_:
+        return None
+    present = prep.level_values()
+    first = len(prep.numeric_columns_)
+    names = prep.feature_names_out_[first:]
+    sizes = torch.bincount(labels, minlength=k).double()
+    shares = np.zeros((k, len(names)))
+    for j in range(len(names)):
+        hits = (X[:, first + j] == float(present[j])).double()
+        counts = torch.zeros(k, dtype=torch.float64, device=X.device).index_add_(0, labels, hits)
+        shares[:, j] = (counts / sizes.clamp_min(1)).cpu().numpy()
+    return pd.DataFrame(shares, columns=names)
+
+
+def _sample_medians(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per segment, the median of every profile column over the uniform sample's rows
+    (every row, for a table no larger than the sample)."""
+    sample = prepared.stats.sample.rows()
+    positions = sample.positions
+    if prepared.rows is None:
+        clustered = positions < labels.size
+        index = positions
+    else:
+        index = np.clip(np.searchsorted(prepared.rows, positions), 0, max(prepared.rows.size - 1, 0))
+        clustered = prepared.rows[index] == positions if prepared.rows.size else np.zeros(positions.size, bool)
+    batch = Batch(start=0, n_rows=int(clustered.sum()),
+                  numbers={n: v[clustered] for n, v in sample.numbers.items()},
+                  texts={n: v.filter(_arrow_mask(clustered)) for n, v in sample.texts.items()})
+    columns = [batch.numbers[name] for name in prep.numeric_columns_]
+    if prep.categories_:
+        codes = prep.category_codes(batch)
+        for c, levels in enumerate(prep.categories_.values()):
+            for level in range(len(levels)):
+                indicator = (codes[c] == level).astype(np.float64)
+                indicator[codes[c] == -2] = np.nan
+                columns.append(indicator)
+    values = np.column_stack(columns) if columns else np.zeros((batch.n_rows, 0))
+    return segment_medians(values, labels[index[clustered]], k)
+
+
+def _arrow_mask(mask: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(mask)
+
+
+def _report_sample(X, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified sample of the clustered rows for the report's figures, on the host."""
+    import torch
+
+    n = labels.size
+    if n <= _REPORT_ROWS:
+        return X.cpu().numpy().astype(np.float64), labels
+    rng = np.random.default_rng(seed)
+    sizes = np.bincount(labels)
+    take = np.maximum(1, np.round(sizes / n * _REPORT_ROWS)).astype(int)
+    rows = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(labels == s), size=min(int(take[s]), int(sizes[s])), replace=False)
+        for s in range(sizes.size) if sizes[s]
+    ]))
+    picked = X[torch.as_tensor(rows, device=X.device)]
+    return picked.cpu().numpy().astype(np.float64), labels[rows]
+
+
+def _input_facts(reader: TableReader, prepared: PreparedTable) -> dict:
     """What reading the table found, for the summary.
 
     ``units`` names each column's currency or ``%``; numbers keep the value as
     written (``12%`` is 12, ``$1,200`` is 1200).
     """
+    formats = reader.number_formats
     facts = {
-        "path": source,
-        "format": table.format,
-        "rows": n_rows,
-        "decimal": table.decimal,
-        "units": {name: f.unit for name, f in table.number_formats.items() if f.unit},
-        "number_formats": {name: f.to_dict() for name, f in table.number_formats.items()},
-        "placeholders": table.placeholders,
+        "path": reader.name,
+        "format": reader.format,
+        "rows": int(prepared.stats.n_rows),
+        "decimal": reader.decimal,
+        "units": {name: f.unit for name, f in formats.items() if f.unit},
+        "number_formats": {name: f.to_dict() for name, f in formats.items()},
+        "placeholders": prepared.stats.placeholders,
     }
     if facts["units"]:
         facts["units_note"] = "numbers are kept as written: 12% is 12, $1,200.50 is 1200.5"
     return facts
 
 
-def _summary(*, source, table, command, prepared, preprocessor, k, k_reason, metrics,
+def _summary(*, reader, prepared, command, preprocessor, k, k_reason, metrics,
              sweep_result, names, labels, device) -> dict:
     sizes = np.bincount(labels, minlength=k)
     return {
         "command": command,
-        "input": _input_facts(source, table, prepared.report.n_rows),
+        "input": _input_facts(reader, prepared),
         "preprocessing": {
             **preprocessor.report_.to_dict(),
             "features": list(preprocessor.feature_names_out_),
@@ -595,23 +777,6 @@ def _records(table: pd.DataFrame) -> list[dict]:
         {key: (None if isinstance(v, float) and not np.isfinite(v) else v) for key, v in row.items()}
         for row in table.astype(object).to_dict("records")
     ]
-
-
-def _write(result, target, table_format, html, stages, started) -> None:
-    suffix = ".parquet" if table_format == "parquet" else ".csv"
-    with staged_output_dir(target) as staging:
-        write_table(result.segments, staging / f"segments{suffix}", table_format)
-        write_table(result.profiles, staging / "profiles.csv", "csv")
-        if result.sweep is not None:
-            write_table(result.sweep.table, staging / "sweep.csv", "csv")
-        save_model(result.model, staging / MODEL_FILE)
-        if html is not None:
-            write_text(html, staging / "report.html")
-        files = sorted(p.name for p in staging.iterdir()) + ["summary.json"]
-        result.summary["outputs"] = {"files": files}
-        # The summary's own write is the last thing timed; it records everything before it.
-        result.summary["timings"] = _timings(stages.timings, started)
-        write_json(result.summary, staging / "summary.json")
 
 
 def _timings(timings: dict[str, float], started: float) -> dict[str, float]:

@@ -19,10 +19,22 @@ transformation to new customers. The steps, in order:
 
 Every column that is not clustered is listed with the reason in the report
 (``left_out``): the ID, text, a column without values, a constant one.
+
+Fitting reads the table twice and never holds it whole (see
+:mod:`~gpukmeans.segmentation.prepare`). The first pass gathers
+:class:`~gpukmeans.segmentation.statistics.TableStatistics`, from which
+:meth:`Preprocessor.learn` decides every step: which columns, codes and constants
+from exact counts, the log transforms from exact skewness, the imputation values
+and clipping bounds from medians and quantiles of a uniform sample (exact when the
+table has at most :data:`~gpukmeans.segmentation.statistics.SAMPLE_ROWS` rows).
+The second pass transforms the rows (:mod:`~gpukmeans.segmentation.transform`)
+and measures the transformed columns exactly; :meth:`Preprocessor.finish` takes
+their means and standard deviations for the standard scaler.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -33,17 +45,21 @@ import pandas as pd
 from . import numbers as number_formats
 from ._fields import check_keys, list_of, mapping, names, number, numbers, one_of, optional, read_record, text
 from .errors import InputError
+from .statistics import MAX_CODE_LEVELS, MAX_LEVELS, Moments, SampleRows, TableStatistics
+from .tables import NUMBER, TEXT, Batch
+from .transform import MISSING_CODE, TransformParameters
 
 SCALERS = ("standard", "robust", "minmax", "none")
 MISSING_POLICIES = ("impute", "drop")
 #: Skewness above which ``log="auto"`` log-transforms a non-negative column.
 SKEW_THRESHOLD = 1.0
-#: More distinct values than this in a categorical column is almost surely a mistake.
-MAX_LEVELS = 100
-
-#: At most this many distinct whole numbers, each seen at least twice on average,
-#: make a column look like codes rather than amounts.
-MAX_CODE_LEVELS = 12
+#: ``scale="none"`` keeps a column's units, shifted by its median only when the
+#: median is more than this many spreads from zero: float32 then keeps at least
+#: 14 of its 24 bits for the differences between customers.
+_OFFSET_SPREADS = 1024.0
+#: ``scale="none"`` divides a column by a power of two only when its values reach
+#: beyond 2**100 or stay below 2**-100, far inside float32's range.
+_MAGNITUDE_LIMIT = 100
 #: Words that name a column of codes; a column whose name holds one as a whole
 #: word ("Region", "customer_type", "StoreNumber") and whose values look like
 #: codes is one-hot encoded without being asked.
@@ -128,7 +144,7 @@ class PreparedData:
     Attributes
     ----------
     X : ndarray of shape (n_used, n_features), float64
-        The matrix to cluster.
+        The matrix to cluster: float32 values (what the engine clusters), widened.
     rows : ndarray of shape (n_used,), int64
         Positions (0-based) in the input table of the rows in ``X``.
     ids : pandas.Series or None
@@ -167,7 +183,8 @@ class Preprocessor:
         Clip each numeric column to its ``[clip, 1 - clip]`` quantiles (after the log).
     scale : {"standard", "robust", "minmax", "none"}, default="standard"
         Scaling of every feature: mean/standard deviation, median/interquartile
-        range, to [0, 1], or none.
+        range, to [0, 1], or none (a column far from zero is then shifted by its
+        median, one beyond float32's comfortable range divided by a power of two).
 
     Attributes
     ----------
@@ -178,6 +195,10 @@ class Preprocessor:
         The levels of each categorical column, in one-hot order.
     feature_names_out_ : list of str
         Names of the columns of the transformed matrix.
+    shift_, unit_ : ndarray of shape (n_features,)
+        The conditioning of each feature, ``g = (v - shift) / unit``.
+    center_, scale_ : ndarray of shape (n_features,)
+        The final centring and scaling of the conditioned values ``g``.
     report_ : PreprocessReport
         What fitting found (missing values, constant and excluded columns...).
 
@@ -210,101 +231,200 @@ class Preprocessor:
         self.clip = clip
         self.scale = scale
 
-    # ------------------------------------------------------------ fitting
+    # ------------------------------------------------------------ tables in memory
 
     def fit(self, frame: pd.DataFrame, *, source: str = "the table") -> "Preprocessor":
         """Learn every preprocessing step from ``frame``.
 
         ``source`` names the table in error messages (the file path, usually).
         """
-        self._validate_params()
-        _check_unique_columns(frame, source)
-        report = PreprocessReport(n_rows=len(frame))
-        self.id_column_ = self._resolve_id(frame, source)
-        report.id_column = self.id_column_
+        self.fit_transform(frame, source=source)
+        return self
+
+    def fit_transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
+        """Fit on ``frame`` and transform it; the result equals ``fit(frame).transform(frame)``."""
+        from .prepare import prepare_table
+        from .tables import TableReader
+
+        reader = TableReader.open(frame, name=source)
+        prepared = prepare_table(self, reader, device="cpu")
+        return self._prepared_data(frame, prepared.X.numpy(), prepared.rows, self.report_)
+
+    def transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
+        """Apply the fitted steps to ``frame`` (training rows or new customers).
+
+        Raises
+        ------
+        InputError
+            If ``frame`` lacks a column the preprocessor was fitted with, or a
+            numeric column holds text.
+        """
+        from .prepare import transform_table
+        from .tables import TableReader
+
+        self._check_fitted()
+        missing_columns = [c for c in self.input_columns_ if c not in {str(c) for c in frame.columns}]
+        if missing_columns:
+            raise InputError(
+                f"{source} lacks column(s) the model was trained on: {', '.join(missing_columns)}"
+            )
+        reader = TableReader.open(frame, name=source)
+        transformed = transform_table(self, reader, device="cpu")
+        report = PreprocessReport(
+            n_rows=len(frame),
+            id_column=self.id_column_,
+            numeric_columns=list(self.numeric_columns_),
+            categorical_columns=list(self.categories_),
+            constant_columns=list(self.report_.constant_columns),
+            log_columns=list(self.log_columns_),
+            missing_counts=transformed.missing_counts,
+            unknown_levels=transformed.unknown_levels,
+        )
+        return self._prepared_data(frame, transformed.X.numpy(), transformed.rows, report)
+
+    def _prepared_data(self, frame, X, rows, report) -> PreparedData:
+        rows = np.arange(len(frame)) if rows is None else rows
+        ids = None
         if self.id_column_ is not None:
-            report.leave_out(self.id_column_, "ID column")
-        numeric, categorical = self._resolve_features(frame, source, report)
+            column = frame.reset_index(drop=True).set_axis([str(c) for c in frame.columns], axis=1)[self.id_column_]
+            ids = column.iloc[rows].reset_index(drop=True)
+        report.n_rows_used = int(rows.size)
+        report.rows_dropped_missing = int(len(frame) - rows.size)
+        return PreparedData(X=X.astype(np.float64), rows=rows, ids=ids, report=report)
 
-        values = _numeric_block(frame, numeric, source)
-        cats = {c: _as_text(frame[c]) for c in categorical}
-        missing_mask, counts = _missing(values, numeric, cats)
-        report.missing_counts = counts
+    # ------------------------------------------------------------ fitting
 
-        keep = ~missing_mask if self.missing == "drop" else np.ones(len(frame), dtype=bool)
-        if not keep.any():
+    def start(self, header: Sequence[str], source: str) -> str | None:
+        """Check the parameters against the table's header before it is read; return
+        the ID column when it is known by name (read untouched, never as a feature)."""
+        self._validate_params()
+        for name in self.categorical:
+            if name not in header:
+                raise InputError(f"categorical column {name!r} not found in {source}")
+        if self.id_column == "auto":
+            named = next((name for name in header if looks_like_id(name)), None)
+        elif self.id_column is None:
+            named = None
+        else:
+            if self.id_column not in header:
+                raise InputError(f"ID column {self.id_column!r} not found in {source}")
+            named = self.id_column
+        if named is not None and named in self.categorical:
+            raise InputError(f"column {named!r} is the ID column and cannot be categorical")
+        if self.columns is not None:
+            for name in self.columns:
+                if name not in header:
+                    raise InputError(f"column {name!r} not found in {source}")
+                if name == named:
+                    raise InputError(f"column {name!r} is the ID column; give --id-column to name another")
+        return named
+
+    def columns_to_read(self, header: Sequence[str], id_column: str | None) -> list[str]:
+        """The columns the statistics pass reads: every one but the ID, or the named ones."""
+        if self.columns is None:
+            return [name for name in header if name != id_column]
+        return list(dict.fromkeys(list(self.columns) + list(self.categorical)))
+
+    def learn(self, stats: TableStatistics, *, header: Sequence[str], kinds: dict[str, str],
+              id_column: str | None, source: str) -> None:
+        """Decide every step from the statistics pass (the first of two fitting steps).
+
+        ``kinds`` says how each column read: "number", "text" or "other". The
+        scaling's final centre and scale wait for :meth:`finish`.
+        """
+        report = PreprocessReport(n_rows=stats.n_rows)
+        if stats.n_rows == 0:
+            raise InputError(f"{source} has a header but no data rows")
+        sample = stats.sample.rows()
+        if id_column is None and self.id_column == "auto":
+            id_column = _distinct_text_column(header, kinds, stats, sample)
+            if id_column is not None and id_column in self.categorical:
+                raise InputError(f"column {id_column!r} is the ID column and cannot be categorical")
+        self.id_column_ = id_column
+        report.id_column = id_column
+        if id_column is not None:
+            report.leave_out(id_column, "ID column")
+        numeric, categorical = self._resolve_features(header, kinds, stats, source, report)
+        self.features_read_ = numeric + categorical
+        report.missing_counts = {
+            name: count for name in numeric + categorical if (count := _missing_count(stats, name))
+        }
+        if stats.n_kept == 0:
             raise InputError(f"every row of {source} has a missing value; try without --drop-missing")
-        values = values[keep]
-        cats = {c: s[keep] for c, s in cats.items()}
 
-        self.impute_values_ = {}
-        for j, name in enumerate(numeric):
-            observed = values[:, j][np.isfinite(values[:, j])]
-            if observed.size == 0:
-                raise InputError(f"column {name!r} in {source} has no values")
-            self.impute_values_[name] = float(np.median(observed))
-        self.category_fill_ = {}
-        for name, series in cats.items():
-            observed = series.dropna()
-            if observed.empty:
-                raise InputError(f"column {name!r} in {source} has no values")
-            counts_by_level = observed.value_counts()
-            top = counts_by_level.max()
-            self.category_fill_[name] = sorted(counts_by_level.index[counts_by_level == top])[0]
-        values = self._impute_numeric(values, numeric)
-        cats = {c: s.fillna(self.category_fill_[c]) for c, s in cats.items()}
+        self.impute_values_ = {name: self._impute_value(name, stats, sample, source) for name in numeric}
+        level_counts = {name: _level_counts(stats, name, source) for name in categorical}
+        self.category_fill_ = {name: _most_frequent(counts, name, source) for name, counts in level_counts.items()}
 
-        constant = [name for j, name in enumerate(numeric) if values[:, j].max() == values[:, j].min()]
-        constant += [name for name, series in cats.items() if series.nunique() <= 1]
+        constant = [name for name in numeric if stats.numbers[name].low == stats.numbers[name].high]
+        constant += [name for name, counts in level_counts.items() if len(counts) <= 1]
         for name in constant:
             report.leave_out(name, "constant")
         if constant:
             report.warnings.append(_columns_warning(constant, "is constant and was left out",
                                                     "are constant and were left out"))
         report.constant_columns = constant
-        constant_set = set(constant)
-        keep_numeric = [j for j, name in enumerate(numeric) if name not in constant_set]
-        numeric = [numeric[j] for j in keep_numeric]
-        values = values[:, keep_numeric]
-        cats = {c: s for c, s in cats.items() if c not in constant_set}
-        if not numeric and not cats:
+        numeric = [name for name in numeric if name not in constant]
+        level_counts = {name: counts for name, counts in level_counts.items() if name not in constant}
+        if not numeric and not level_counts:
             raise InputError(f"{source} has no non-constant columns to cluster")
 
         self.numeric_columns_ = numeric
-        self.log_columns_ = self._choose_log_columns(values, numeric, source)
+        self.log_columns_ = self._choose_log_columns(stats, numeric, source)
         report.log_columns = list(self.log_columns_)
-        position = {name: j for j, name in enumerate(numeric)}
-        self.log_floor_ = {name: float(values[:, position[name]].min()) for name in self.log_columns_}
-        values = self._apply_log(values)
-
+        self.log_floor_ = {name: float(stats.numbers[name].low) for name in self.log_columns_}
+        transformed = {name: self._sample_values(name, sample) for name in numeric}
         self.clip_bounds_ = {}
         if self.clip is not None:
-            lows, highs = np.quantile(values, [self.clip, 1.0 - self.clip], axis=0)
-            self.clip_bounds_ = {n: [float(lo), float(hi)] for n, lo, hi in zip(numeric, lows, highs)}
-            values = self._apply_clip(values)
+            for name, values in transformed.items():
+                low, high = np.quantile(values, [self.clip, 1.0 - self.clip])
+                self.clip_bounds_[name] = [float(low), float(high)]
+                np.clip(values, low, high, out=values)
 
         self.categories_ = {}
-        for name, series in cats.items():
-            levels = sorted(series.unique(), key=_level_order)
-            if len(levels) > MAX_LEVELS:
+        for name, counts in level_counts.items():
+            if len(counts) > MAX_LEVELS:
                 raise InputError(
-                    f"categorical column {name!r} in {source} has {len(levels)} distinct values, "
+                    f"categorical column {name!r} in {source} has {len(counts)} distinct values, "
                     f"more than {MAX_LEVELS}; it looks like an identifier or free text"
                 )
-            self.categories_[name] = levels
-        matrix = np.hstack([values, self._one_hot(cats, len(values))[0]])
+            self.categories_[name] = sorted(counts, key=_level_order)
         self.feature_names_out_ = numeric + [
             f"{name}={level}" for name, levels in self.categories_.items() for level in levels
         ]
-        self.center_, self.scale_ = _scaling(matrix, self.scale, self._level_groups(len(numeric)))
-        self._check_finite(np.vstack([self.center_, self.scale_]), source)
+        self._condition(stats, transformed, level_counts, source)
 
         report.numeric_columns = list(numeric)
         report.categorical_columns = list(self.categories_)
-        report.n_rows_used = int(keep.sum())
-        report.rows_dropped_missing = int((~keep).sum())
+        report.n_rows_used = int(stats.n_kept)
+        report.rows_dropped_missing = int(stats.n_rows - stats.n_kept)
         self.report_ = report
-        return self
+
+    def finish(self, moments: np.ndarray, source: str = "the table") -> None:
+        """Take the final centre and scale from the transform pass (the second fitting step).
+
+        ``moments`` holds, per feature, the count, mean, sum of squared deviations,
+        minimum and maximum of the conditioned values over the kept rows.
+        """
+        center = np.zeros(len(self.feature_names_out_))
+        scale = np.ones(len(self.feature_names_out_))
+        if self.scale == "standard":
+            n_numeric = len(self.numeric_columns_)
+            count = np.maximum(moments[:n_numeric, 0], 1.0)
+            center[:n_numeric] = moments[:n_numeric, 1]
+            spread = np.sqrt(moments[:n_numeric, 2] / count)
+            scale[:n_numeric] = np.where(spread > 0, spread, 1.0)
+        self.center_, self.scale_ = center, scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            reach = np.maximum(np.abs(moments[:, 3] - center), np.abs(moments[:, 4] - center)) / scale
+        too_large = ~(reach <= np.finfo(np.float32).max)
+        if too_large.any():
+            j = int(np.flatnonzero(too_large)[0])
+            raise InputError(
+                f"column {self.feature_names_out_[j]!r} in {source} holds values too large to scale "
+                f"in float32 (centre {self.shift_[j]:.3g}, spread {self.unit_[j]:.3g}); "
+                f"divide it by a power of ten first"
+            )
 
     def _validate_params(self) -> None:
         if self.scale not in SCALERS:
@@ -320,27 +440,19 @@ class Preprocessor:
         if self.clip is not None and not 0.0 < float(self.clip) < 0.5:
             raise InputError(f"clip must be a quantile between 0 and 0.5, e.g. 0.01; got {self.clip}")
 
-    def _resolve_id(self, frame: pd.DataFrame, source: str) -> str | None:
-        if self.id_column == "auto":
-            return detect_id_column(frame)
-        if self.id_column is None:
-            return None
-        if self.id_column not in frame.columns:
-            raise InputError(f"ID column {self.id_column!r} not found in {source}")
-        return self.id_column
-
-    def _resolve_features(self, frame: pd.DataFrame, source: str, report: PreprocessReport):
+    def _resolve_features(self, header, kinds, stats, source, report):
         """The numeric and categorical feature columns; what is left out goes in ``report``."""
         categorical = list(self.categorical)
-        for name in categorical:
-            if name not in frame.columns:
-                raise InputError(f"categorical column {name!r} not found in {source}")
-            if name == self.id_column_:
-                raise InputError(f"column {name!r} is the ID column and cannot be categorical")
         if self.columns is not None:
-            numeric = self._named_numeric_columns(frame, source, set(categorical))
+            numeric = []
+            for name in self.columns:
+                if name in categorical:
+                    continue
+                if kinds.get(name) != NUMBER:
+                    raise InputError(_not_numeric_message(stats.texts.get(name), name, source))
+                numeric.append(name)
         else:
-            numeric, codes = self._numeric_columns_found(frame, set(categorical), report)
+            numeric, codes = self._numeric_columns_found(header, kinds, stats, report)
             report.auto_categorical = codes
             categorical += codes
         if not numeric and not categorical:
@@ -353,44 +465,28 @@ class Preprocessor:
             raise InputError(f"{source} has no numeric columns to cluster{hint}")
         return numeric, categorical
 
-    def _named_numeric_columns(self, frame: pd.DataFrame, source: str, categorical: set) -> list[str]:
-        numeric = []
-        for name in self.columns:
-            if name not in frame.columns:
-                raise InputError(f"column {name!r} not found in {source}")
-            if name == self.id_column_:
-                raise InputError(
-                    f"column {name!r} is the ID column; give --id-column to name another"
-                )
-            if name in categorical:
-                continue
-            if not _is_numeric(frame[name]):
-                raise InputError(_not_numeric_message(frame[name], name, source))
-            numeric.append(name)
-        return numeric
-
-    def _numeric_columns_found(self, frame: pd.DataFrame, categorical: set, report: PreprocessReport):
+    def _numeric_columns_found(self, header, kinds, stats, report):
         """Every numeric column but the ID and the categorical ones, and the columns of codes among them."""
         numeric, codes, empty, look_alikes = [], [], [], {}
-        for name in frame.columns:
-            if name == self.id_column_ or name in categorical:
+        for name in header:
+            if name == self.id_column_ or name in self.categorical:
                 continue
-            column = frame[name]
-            if not _is_numeric(column):
+            if kinds.get(name) != NUMBER:
                 report.excluded_columns.append(name)
-                report.leave_out(name, "not numeric", _text_detail(column))
+                text = stats.texts.get(name)
+                report.leave_out(name, "not numeric", _text_detail(text) if text is not None else None)
                 continue
-            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            if not np.isfinite(values).any():
+            column = stats.numbers[name]
+            if column.finite == 0:
                 report.leave_out(name, "no values")
                 empty.append(name)
                 continue
-            levels = None if pd.api.types.is_bool_dtype(column) else _code_levels(values)
+            levels = _code_levels(column)
             if levels is not None and looks_like_code_name(name):
                 codes.append(name)
                 continue
             # A 0/1 flag is clustered alike as a number or as two levels: only others are flagged.
-            if levels is not None and not set(levels.tolist()) <= {0.0, 1.0}:
+            if levels is not None and not set(levels) <= {0.0, 1.0}:
                 look_alikes[name] = levels
             numeric.append(name)
         if empty:
@@ -410,93 +506,167 @@ class Preprocessor:
             ))
         return numeric, codes
 
-    def _choose_log_columns(self, values: np.ndarray, numeric: list[str], source: str) -> list[str]:
+    def _impute_value(self, name: str, stats: TableStatistics, sample: SampleRows, source: str) -> float:
+        """The median of the column's values in the kept rows (of the sample, above its size)."""
+        column = stats.numbers[name]
+        if column.count == 0:
+            raise InputError(f"column {name!r} in {source} has no values")
+        values = sample.numbers[name][sample.kept]
+        observed = values[np.isfinite(values)]
+        if observed.size == 0:
+            # So few values that the sample holds none: their exact mean stands in.
+            return _mean(column.moments)
+        return float(np.median(observed))
+
+    def _choose_log_columns(self, stats: TableStatistics, numeric: list[str], source: str) -> list[str]:
         if isinstance(self.log, str):
             if self.log == "none":
                 return []
             chosen = []
-            for j, name in enumerate(numeric):
-                column = values[:, j]
-                if column.min() >= 0 and _skewness(column) > SKEW_THRESHOLD and _more_than_two_values(column):
+            for name in numeric:
+                column = stats.numbers[name]
+                fill = self.impute_values_[name]
+                imputed = column.moments.merged(Moments.of_constant(fill, column.kept_missing))
+                if column.low >= 0 and imputed.skewness() > SKEW_THRESHOLD and _more_than_two_values(column, fill):
                     chosen.append(name)
             return chosen
         chosen = []
         for name in self.log:
             if name not in numeric:
                 raise InputError(f"cannot log-transform {name!r}: it is not a numeric feature column")
-            if values[:, numeric.index(name)].min() <= -1:
+            if stats.numbers[name].low <= -1:
                 raise InputError(f"cannot log-transform {name!r} in {source}: it has values <= -1")
             chosen.append(name)
         return chosen
 
+    def _sample_values(self, name: str, sample: SampleRows) -> np.ndarray:
+        """The column's values in the sample's kept rows, imputed and logged (float64)."""
+        values = sample.numbers[name][sample.kept].copy()
+        values[~np.isfinite(values)] = self.impute_values_[name]
+        if name in self.log_columns_:
+            values = np.log1p(np.maximum(values, self.log_floor_[name]))
+        return values
+
+    def _condition(self, stats, transformed, level_counts, source) -> None:
+        """``shift_`` and ``unit_`` of every feature (see :mod:`.transform`), the final
+        centre 0 and scale 1 until :meth:`finish`."""
+        shift, unit = [], []
+        for name in self.numeric_columns_:
+            column_shift, column_unit = self._numeric_conditioning(name, stats, transformed[name])
+            shift.append(column_shift)
+            unit.append(column_unit)
+        for name, levels in self.categories_.items():
+            counts = np.array([level_counts[name].get(level, 0) for level in levels], dtype=np.float64)
+            counts[levels.index(self.category_fill_[name])] += _kept_missing(stats, name)
+            if self.scale in ("standard", "robust"):
+                # The block as a whole weighs as much as one standardised column.
+                share = counts / max(counts.sum(), 1.0)
+                spread = float(np.sqrt(np.sum(share * (1.0 - share))))
+                shift += share.tolist()
+                unit += [spread if spread > 0 else 1.0] * len(levels)
+            else:
+                shift += [0.0] * len(levels)
+                unit += [1.0] * len(levels)
+        self.shift_, self.unit_ = np.asarray(shift, dtype=np.float64), np.asarray(unit, dtype=np.float64)
+        self.center_ = np.zeros(self.shift_.size)
+        self.scale_ = np.ones(self.shift_.size)
+        bad = ~(np.isfinite(self.shift_) & np.isfinite(self.unit_) & (self.unit_ > 0))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"column {self.feature_names_out_[j]!r} in {source} holds values too large to scale in float64 "
+                f"(centre {self.shift_[j]:.3g}, spread {self.unit_[j]:.3g}); divide it by a power of ten first"
+            )
+
+    def _numeric_conditioning(self, name: str, stats: TableStatistics, values: np.ndarray) -> tuple[float, float]:
+        """(shift, unit) of one numeric column; ``values``: its transformed sample."""
+        column = stats.numbers[name]
+        low, high = self._transformed(name, column.low), self._transformed(name, column.high)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.scale == "minmax":
+                return low, _positive(high - low)
+            if self.scale == "standard":
+                if name not in self.log_columns_ and not self.clip_bounds_:
+                    # Without a log or clipping the kept values' moments are exact.
+                    imputed = column.moments.merged(Moments.of_constant(self.impute_values_[name], column.kept_missing))
+                    return _mean(imputed), _positive(_std(imputed))
+                return float(np.mean(values)), _positive(_unit_std(values))
+            median = float(np.median(values))
+            q1, q3 = np.quantile(values, [0.25, 0.75])
+            spread = float(q3 - q1)
+            if self.scale == "robust":
+                # A column that is mostly one value has no interquartile range; fall
+                # back to its standard deviation rather than dividing by zero.
+                return median, _positive(spread if spread > 0 else _unit_std(values))
+            spread = spread if spread > 0 else _unit_std(values)
+            shift = median if abs(median) > _OFFSET_SPREADS * spread else 0.0
+            reach = max(abs(low - shift), abs(high - shift))
+            exponent = math.frexp(reach)[1] if reach > 0 and np.isfinite(reach) else 0
+            unit = math.ldexp(1.0, exponent) if abs(exponent) > _MAGNITUDE_LIMIT else 1.0
+            return shift, unit
+
+    def _transformed(self, name: str, value: float) -> float:
+        """One value through imputation-free steps 2 and 3 (log, clip): for the extremes."""
+        if name in self.log_columns_:
+            value = math.log1p(max(value, self.log_floor_[name]))
+        if name in self.clip_bounds_:
+            low, high = self.clip_bounds_[name]
+            value = min(max(value, low), high)
+        return float(value)
+
     # ------------------------------------------------------------ applying
 
-    def transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
-        """Apply the fitted steps to ``frame`` (training rows or new customers).
-
-        Raises
-        ------
-        InputError
-            If ``frame`` lacks a column the preprocessor was fitted with, or a
-            numeric column holds text.
-        """
+    def parameters(self) -> TransformParameters:
+        """The fitted steps as arrays, for :mod:`~gpukmeans.segmentation.transform`."""
         self._check_fitted()
-        missing_columns = [c for c in self.input_columns_ if c not in frame.columns]
-        if missing_columns:
-            raise InputError(
-                f"{source} lacks column(s) the model was trained on: {', '.join(missing_columns)}"
-            )
-        report = PreprocessReport(
-            n_rows=len(frame),
-            id_column=self.id_column_,
-            numeric_columns=list(self.numeric_columns_),
-            categorical_columns=list(self.categories_),
-            constant_columns=list(self.report_.constant_columns),
-            log_columns=list(self.log_columns_),
+        numeric = self.numeric_columns_
+        sizes = [len(levels) for levels in self.categories_.values()]
+        offsets = len(numeric) + np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        clip = [self.clip_bounds_.get(name, [-np.inf, np.inf]) for name in numeric]
+        return TransformParameters(
+            impute=np.array([self.impute_values_[n] for n in numeric], dtype=np.float64),
+            log=np.array([n in self.log_columns_ for n in numeric], dtype=np.bool_),
+            floor=np.array([self.log_floor_.get(n, -np.inf) for n in numeric], dtype=np.float64),
+            low=np.array([c[0] for c in clip], dtype=np.float64).reshape(-1),
+            high=np.array([c[1] for c in clip], dtype=np.float64).reshape(-1),
+            fill=np.array([levels.index(self.category_fill_[name]) for name, levels in self.categories_.items()],
+                          dtype=np.int32),
+            offsets=offsets,
+            shift=np.asarray(self.shift_, dtype=np.float64),
+            unit=np.asarray(self.unit_, dtype=np.float64),
+            center=np.asarray(self.center_, dtype=np.float64),
+            scale=np.asarray(self.scale_, dtype=np.float64),
         )
-        values = _numeric_block(frame, self.numeric_columns_, source)
-        cats = {c: _as_text(frame[c]) for c in self.categories_}
-        missing_mask, report.missing_counts = _missing(values, self.numeric_columns_, cats)
-        if self.missing == "drop":
-            keep = ~missing_mask
-        else:
-            keep = np.ones(len(frame), dtype=bool)
-        rows = np.flatnonzero(keep)
-        values = self._impute_numeric(values[rows], self.numeric_columns_)
-        cats = {c: s.iloc[rows].fillna(self.category_fill_[c]) for c, s in cats.items()}
-        values = self._apply_clip(self._apply_log(values))
-        dummies, report.unknown_levels = self._one_hot(cats, len(values))
-        with np.errstate(over="ignore", invalid="ignore"):
-            X = (np.hstack([values, dummies]) - self.center_) / self.scale_
-        self._check_finite(X, source)
-        ids = None
-        if self.id_column_ is not None:
-            ids = frame[self.id_column_].iloc[rows].reset_index(drop=True)
-        report.n_rows_used = int(rows.size)
-        report.rows_dropped_missing = int(len(frame) - rows.size)
-        return PreparedData(X=X, rows=rows, ids=ids, report=report)
 
-    def fit_transform(self, frame: pd.DataFrame, *, source: str = "the table") -> PreparedData:
-        """Fit on ``frame`` and transform it; the result equals ``fit(frame).transform(frame)``."""
-        return self.fit(frame, source=source).transform(frame, source=source)
+    def level_values(self) -> np.ndarray:
+        """For each one-hot column, the float32 value of its rows where the level is
+        present (computed as :mod:`~gpukmeans.segmentation.transform` does)."""
+        params = self.parameters()
+        first = len(self.numeric_columns_)
+        g = (1.0 - params.shift[first:]) / params.unit[first:]
+        return ((g.astype(np.float32).astype(np.float64) - params.center[first:]) / params.scale[first:]).astype(
+            np.float32
+        )
 
-    def original_units(self, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-        """The features of ``rows`` as the user knows them, for profiling.
-
-        Numeric columns are the raw values (missing ones stay missing); each
-        categorical level becomes a 0/1 column named ``column=level``.
-        """
-        self._check_fitted()
-        out = {}
+    def numeric_values(self, batch: Batch, source: str) -> list[np.ndarray]:
+        """The batch's numeric feature columns, in order; text in one is an error naming the row."""
+        values = []
         for name in self.numeric_columns_:
-            out[name] = pd.to_numeric(frame[name].iloc[rows], errors="coerce").to_numpy(dtype=np.float64)
-        for name, levels in self.categories_.items():
-            text = _as_text(frame[name].iloc[rows])
-            for level in levels:
-                column = (text == level).to_numpy(dtype=np.float64)
-                column[text.isna().to_numpy()] = np.nan
-                out[f"{name}={level}"] = column
-        return pd.DataFrame(out)
+            if name not in batch.numbers:
+                raise InputError(_not_numeric_message(_first_text(batch, name), name, source))
+            values.append(np.ascontiguousarray(batch.numbers[name], dtype=np.float64))
+        return values
+
+    def category_codes(self, batch: Batch) -> np.ndarray:
+        """Level index of every row in every categorical column (-1: a level the fit
+        never saw; :data:`~.transform.MISSING_CODE`: missing), shape (n_categorical, n)."""
+        codes = np.empty((len(self.categories_), batch.n_rows), dtype=np.int32)
+        for c, (name, levels) in enumerate(self.categories_.items()):
+            if name in batch.numbers:
+                codes[c] = _numeric_codes(batch.numbers[name], levels)
+            else:
+                codes[c] = _text_codes(batch.texts[name], levels)
+        return codes
 
     @property
     def input_columns_(self) -> list[str]:
@@ -505,68 +675,11 @@ class Preprocessor:
         ids = [self.id_column_] if self.id_column_ is not None else []
         return ids + list(self.numeric_columns_) + list(self.categories_)
 
-    def _level_groups(self, offset: int) -> list[slice]:
-        """Where each categorical column's one-hot block sits in the matrix."""
-        groups = []
-        for levels in self.categories_.values():
-            groups.append(slice(offset, offset + len(levels)))
-            offset += len(levels)
-        return groups
-
-    def _impute_numeric(self, values: np.ndarray, numeric: list[str]) -> np.ndarray:
-        values = values.copy()
-        for j, name in enumerate(numeric):
-            bad = ~np.isfinite(values[:, j])
-            if bad.any():
-                values[bad, j] = self.impute_values_[name]
-        return values
-
-    def _apply_log(self, values: np.ndarray) -> np.ndarray:
-        position = self._numeric_positions()
-        for name in self.log_columns_:
-            j = position[name]
-            # New customers below the training minimum are raised to it, so that
-            # the log stays defined for any value a model meets later.
-            values[:, j] = np.log1p(np.maximum(values[:, j], self.log_floor_[name]))
-        return values
-
-    def _apply_clip(self, values: np.ndarray) -> np.ndarray:
-        position = self._numeric_positions()
-        for name, (low, high) in self.clip_bounds_.items():
-            j = position[name]
-            np.clip(values[:, j], low, high, out=values[:, j])
-        return values
-
-    def _numeric_positions(self) -> dict[str, int]:
-        return {name: j for j, name in enumerate(self.numeric_columns_)}
-
-    def _one_hot(self, cats: dict[str, pd.Series], n_rows: int) -> tuple[np.ndarray, dict[str, int]]:
-        blocks, unknown = [], {}
-        for name, series in cats.items():
-            levels = self.categories_[name]
-            codes = pd.Index(levels).get_indexer(series.to_numpy(dtype=object))
-            block = np.zeros((len(series), len(levels)))
-            known = codes >= 0
-            block[np.flatnonzero(known), codes[known]] = 1.0
-            if (~known).any():
-                unknown[name] = int((~known).sum())
-            blocks.append(block)
-        if not blocks:
-            return np.zeros((n_rows, 0)), unknown
-        return np.hstack(blocks), unknown
-
-    def _check_finite(self, X: np.ndarray, source: str) -> None:
-        """A scaled value (or a centre or spread) beyond float64's range is an error naming
-        its column, never a silent infinity."""
-        finite = np.isfinite(X).all(axis=0)
-        if finite.all():
-            return
-        j = int(np.flatnonzero(~finite)[0])
-        name = self.feature_names_out_[j]
-        raise InputError(
-            f"column {name!r} in {source} holds values too large to scale in float64 "
-            f"(centre {self.center_[j]:.3g}, spread {self.scale_[j]:.3g}); divide it by a power of ten first"
-        )
+    @property
+    def feature_columns_(self) -> list[str]:
+        """The input columns that become features (numeric, then categorical)."""
+        self._check_fitted()
+        return list(self.numeric_columns_) + list(self.categories_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "center_"):
@@ -589,8 +702,10 @@ class Preprocessor:
             "clip": self.clip,
             "clip_bounds": dict(self.clip_bounds_),
             "scale": self.scale,
-            "center": self.center_.tolist(),
-            "scale_values": self.scale_.tolist(),
+            "shift": np.asarray(self.shift_).tolist(),
+            "unit": np.asarray(self.unit_).tolist(),
+            "center": np.asarray(self.center_).tolist(),
+            "scale_values": np.asarray(self.scale_).tolist(),
             "feature_names_out": list(self.feature_names_out_),
             "constant_columns": list(self.report_.constant_columns),
         }
@@ -625,6 +740,8 @@ class Preprocessor:
         prep.log_columns_ = fields["log_columns"]
         prep.log_floor_ = fields["log_floor"]
         prep.clip_bounds_ = fields["clip_bounds"]
+        prep.shift_ = fields["shift"]
+        prep.unit_ = fields["unit"]
         prep.center_ = fields["center"]
         prep.scale_ = fields["scale_values"]
         prep.feature_names_out_ = fields["feature_names_out"]
@@ -651,6 +768,8 @@ _FITTED_FIELDS = {
     "clip": optional(number),
     "clip_bounds": mapping(list_of(number, length=2)),
     "scale": one_of(*SCALERS),
+    "shift": numbers,
+    "unit": numbers,
     "center": numbers,
     "scale_values": numbers,
     "feature_names_out": names,
@@ -712,17 +831,172 @@ def _check_fitted_fields(fields: dict) -> None:
             f"preprocessing.feature_names_out[{at}] is {_nth(listed, at)} but the numeric columns "
             f"and category levels give {_nth(features, at)}"
         )
-    for key in ("center", "scale_values"):
+    for key in ("shift", "unit", "center", "scale_values"):
         count = len(fields[key])
         if count != len(features):
             raise InputError(f"preprocessing.{key} has {count} values for {len(features)} features")
-    for name, value in zip(features, fields["scale_values"]):
-        if value <= 0:
-            raise InputError(f"scale of column {name!r} is {value:g}; a model needs positive scales")
+    for key, what in (("unit", "unit"), ("scale_values", "scale")):
+        for name, value in zip(features, fields[key]):
+            if value <= 0:
+                raise InputError(f"{what} of column {name!r} is {value:g}; a model needs positive scales")
 
 
 def _nth(names: list[str], at: int) -> str:
     return repr(names[at]) if at < len(names) else "none"
+
+
+# ---------------------------------------------------------------- deciding from statistics
+
+
+def _distinct_text_column(header, kinds, stats: TableStatistics, sample: SampleRows) -> str | None:
+    """The first text column whose values are all present and, in the sample, distinct."""
+    import pyarrow.compute as pc
+
+    for name in header:
+        if kinds.get(name) != TEXT or name not in stats.texts or stats.n_rows < 2:
+            continue
+        if stats.texts[name].missing == 0 and name in sample.texts:
+            values = sample.texts[name]
+            if pc.count_distinct(values).as_py() == len(values):
+                return name
+    return None
+
+
+def _missing_count(stats: TableStatistics, name: str) -> int:
+    column = stats.numbers.get(name) or stats.texts.get(name)
+    return int(column.missing) if column is not None else 0
+
+
+def _kept_missing(stats: TableStatistics, name: str) -> int:
+    column = stats.numbers.get(name) or stats.texts.get(name)
+    return int(column.kept_missing) if column is not None else 0
+
+
+def _level_counts(stats: TableStatistics, name: str, source: str) -> dict[str, int]:
+    """Count of every level of a categorical column over the kept rows, as text."""
+    if name in stats.texts:
+        return dict(stats.texts[name].levels or {})
+    levels = stats.numbers[name].levels
+    if levels is None:
+        raise InputError(
+            f"categorical column {name!r} in {source} has more than {MAX_LEVELS} distinct values; "
+            f"it looks like an identifier or free text"
+        )
+    # Whole numbers are written without a decimal part, so that code 2 is level "2"
+    # whether the column holds integers or floats (integers with a gap read as floats).
+    whole = all(value == round(value) and abs(value) < 2**53 for value in levels)
+    return {(str(int(value)) if whole else str(float(value))): count for value, count in levels.items()}
+
+
+def _most_frequent(counts: dict[str, int], name: str, source: str) -> str:
+    if not counts:
+        raise InputError(f"column {name!r} in {source} has no values")
+    top = max(counts.values())
+    return sorted(level for level, count in counts.items() if count == top)[0]
+
+
+def _code_levels(column) -> list[float] | None:
+    """The distinct values of a column that looks like codes, else None.
+
+    Codes are whole numbers of moderate size, at least two and at most
+    :data:`MAX_CODE_LEVELS` distinct ones, each seen twice on average: a tiny
+    table of distinct amounts is not a column of codes.
+    """
+    if column.codes is None or not 2 <= len(column.codes) <= MAX_CODE_LEVELS:
+        return None
+    if 2 * len(column.codes) > column.finite:
+        return None
+    return sorted(column.codes)
+
+
+def _more_than_two_values(column, fill: float) -> bool:
+    """Whether the imputed column takes more than two values (a 0/1 flag is never logged)."""
+    if column.levels is None:
+        return True
+    values = set(column.levels)
+    if column.kept_missing:
+        values.add(fill)
+    return len(values) > 2
+
+
+def _mean(moments: Moments) -> float:
+    return math.ldexp(moments.mean, moments.exponent)
+
+
+def _std(moments: Moments) -> float:
+    if moments.count == 0:
+        return 0.0
+    return math.ldexp(math.sqrt(moments.m2 / moments.count), moments.exponent)
+
+
+def _unit_std(values: np.ndarray) -> float:
+    """Standard deviation of ``values`` computed in units of their largest magnitude,
+    so that squares of values near 1e300 or 1e-300 neither overflow nor vanish."""
+    magnitude = float(np.max(np.abs(values))) if values.size else 0.0
+    if magnitude == 0 or not np.isfinite(magnitude):
+        return 0.0 if magnitude == 0 else math.inf
+    exponent = math.frexp(magnitude)[1]
+    return math.ldexp(float(np.std(np.ldexp(values, -exponent))), exponent)
+
+
+def _positive(spread: float) -> float:
+    """A spread to divide by: zero (a column clipping flattened) becomes 1."""
+    return spread if spread != 0 else 1.0
+
+
+# ---------------------------------------------------------------- applying
+
+
+def _numeric_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:
+    """Level index of numeric values whose levels are numbers written as text."""
+    level_values = np.array([_as_number(level) for level in levels])
+    order = np.argsort(level_values, kind="stable")
+    ordered = level_values[order]
+    at = np.clip(np.searchsorted(ordered, values), 0, max(len(levels) - 1, 0))
+    found = ordered[at] == values if len(levels) else np.zeros(values.size, dtype=bool)
+    codes = np.where(found, order[at], -1).astype(np.int32)
+    codes[~np.isfinite(values)] = MISSING_CODE
+    return codes
+
+
+def _as_number(level: str) -> float:
+    try:
+        return float(level)
+    except ValueError:
+        return math.nan
+
+
+def _text_codes(texts, levels: list[str]) -> np.ndarray:
+    """Level index of text values (string or dictionary arrays)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = pa.array(levels, type=pa.string())
+    if pa.types.is_dictionary(texts.type):
+        entries = pc.index_in(texts.dictionary, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False)
+        indices = texts.indices
+        codes = entries[indices.fill_null(0).to_numpy(zero_copy_only=False)].astype(np.int32) if len(entries) \
+            else np.full(len(texts), -1, dtype=np.int32)
+        codes[indices.is_null().to_numpy(zero_copy_only=False)] = MISSING_CODE
+        return codes
+    codes = pc.index_in(texts, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    codes[texts.is_null().to_numpy(zero_copy_only=False)] = MISSING_CODE
+    return codes
+
+
+def _first_text(batch: Batch, name: str) -> tuple[int, str] | None:
+    """Row (in the table) and content of the first cell of ``name`` that is no number."""
+    texts = batch.texts.get(name) if name in batch.texts else batch.raw.get(name)
+    if texts is None:
+        return None
+    import pyarrow as pa
+
+    plain = texts.dictionary_decode() if pa.types.is_dictionary(texts.type) else texts
+    positions, _ = number_formats.non_numbers(plain.cast(pa.string()))
+    if positions.size == 0:
+        return None
+    first = int(positions[0])
+    return batch.start + first, str(plain[first].as_py())
 
 
 # ---------------------------------------------------------------- helpers
@@ -732,25 +1006,6 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    """Categorical values as strings, with missing values kept missing.
-
-    Whole numbers are written without a decimal part whatever their dtype, so
-    that code 2 is level ``"2"`` both in a column of integers and in one of
-    floats (a column of integers with a missing value is read as floats).
-    """
-    if _is_numeric(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        finite = np.isfinite(values)
-        whole = np.all(values[finite] == np.round(values[finite])) and np.all(np.abs(values[finite]) < 2**53)
-        if whole:
-            text = np.full(len(values), None, dtype=object)
-            text[finite] = values[finite].astype(np.int64).astype(str)
-            return pd.Series(text, index=series.index, dtype="string")
-    text = series.astype("string")
-    return text.where(text.str.strip() != "", pd.NA)
-
-
 def _level_order(level: str):
     """Levels that are numbers in numeric order (2 before 10), then the others alphabetically."""
     try:
@@ -758,25 +1013,6 @@ def _level_order(level: str):
     except ValueError:
         return (1, 0.0, level)
     return (0, number, level) if np.isfinite(number) else (1, 0.0, level)
-
-
-def _code_levels(values: np.ndarray) -> np.ndarray | None:
-    """The distinct values of a column that looks like codes, else None.
-
-    Codes are whole numbers of moderate size, at least two and at most
-    :data:`MAX_CODE_LEVELS` distinct ones, each seen twice on average: a tiny
-    table of distinct amounts is not a column of codes.
-    """
-    finite = values[np.isfinite(values)]
-    # Most columns fail on their first values; only columns that might be codes are sorted whole.
-    if np.unique(finite[:1000]).size > MAX_CODE_LEVELS:
-        return None
-    if np.any(np.abs(finite) >= 2**31) or np.any(finite != np.round(finite)):
-        return None
-    levels = np.unique(finite)
-    if not 2 <= levels.size <= MAX_CODE_LEVELS or 2 * levels.size > finite.size:
-        return None
-    return levels
 
 
 #: Column names quoted in one warning; a wide table's long lists end in "and N more".
@@ -793,17 +1029,6 @@ def _columns_warning(names: list[str], one: str, many: str) -> str:
     return f"columns {quoted} {many}"
 
 
-def _check_unique_columns(frame: pd.DataFrame, source: str) -> None:
-    duplicated = frame.columns[frame.columns.duplicated()]
-    if len(duplicated):
-        name = duplicated[0]
-        places = [str(p) for p, other in enumerate(frame.columns, start=1) if other == name]
-        raise InputError(
-            f"{source} has more than one column named {name!r} (columns {', '.join(places[:-1])} "
-            f"and {places[-1]}); rename all but one"
-        )
-
-
 def _check_named_once(names, option: str) -> None:
     if names is None or isinstance(names, str):
         return
@@ -814,114 +1039,23 @@ def _check_named_once(names, option: str) -> None:
         seen.add(name)
 
 
-def _text_detail(series: pd.Series) -> str | None:
+def _text_detail(column) -> str | None:
     """Why a column is text, in words: its first cell that is no number."""
-    positions, present = number_formats.non_numbers(series.astype("string"))
-    if positions.size == 0:
-        return "its numbers mix formats (decimal separators, currencies)" if present else None
-    first = int(positions[0])
-    example = f"row {first + 1} holds {str(series.iloc[first])!r}"
-    if positions.size * 2 < present:
+    if column.first_non_number is None:
+        return "its numbers mix formats (decimal separators, currencies)" if column.looked else None
+    row, value = column.first_non_number
+    example = f"row {row + 1} holds {value!r}"
+    if column.mostly_numbers:
         return f"mostly numbers, but {example}"
     return example
 
 
-def _numeric_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
-    if not columns:
-        return np.zeros((len(frame), 0))
-    for name in columns:
-        if not _is_numeric(frame[name]):
-            raise InputError(_not_numeric_message(frame[name], name, source))
-    # Column-major: every fitting step works column by column.
-    return np.asfortranarray(frame[columns].to_numpy(dtype=np.float64, na_value=np.nan))
-
-
-def _not_numeric_message(series: pd.Series, name: str, source: str) -> str:
-    bad, _ = number_formats.non_numbers(series.astype("string"))
-    example = ""
-    if bad.size:
-        example = f" (row {bad[0] + 1} has {str(series.iloc[bad[0]])!r})"
+def _not_numeric_message(first, name: str, source: str) -> str:
+    """``first``: a column's statistics, or (row, value) of its first non-number, or None."""
+    if first is not None and not isinstance(first, tuple):
+        first = first.first_non_number
+    example = f" (row {first[0] + 1} has {first[1]!r})" if first else ""
     return (
         f"column {name!r} in {source} is not numeric{example}; "
         f"list it with --categorical to one-hot encode it"
     )
-
-
-def _missing(values: np.ndarray, numeric: list[str], cats: dict[str, pd.Series]):
-    """Per-row mask of rows with any missing value, and the count per column."""
-    bad = ~np.isfinite(values)
-    mask = bad.any(axis=1) if values.shape[1] else np.zeros(len(values), dtype=bool)
-    counts = {name: int(n) for name, n in zip(numeric, bad.sum(axis=0)) if n}
-    for name, series in cats.items():
-        isna = series.isna().to_numpy()
-        if isna.any():
-            counts[name] = int(isna.sum())
-            mask = mask | isna
-    return mask, counts
-
-
-def _skewness(column: np.ndarray) -> float:
-    # Skewness does not depend on scale; dividing by the largest magnitude keeps the
-    # cubes finite and non-zero for values anywhere from 1e-300 to 1e300.
-    magnitude = np.max(np.abs(column))
-    if magnitude > 0:
-        column = column / magnitude
-    centered = column - column.mean()
-    squared = centered * centered  # products, not **: numpy's pow is several times slower
-    variance = squared.mean()
-    if variance == 0:
-        return 0.0
-    return float(np.mean(squared * centered) / variance**1.5)
-
-
-def _more_than_two_values(column: np.ndarray) -> bool:
-    first = column[0]
-    other = column[column != first]
-    return other.size > 0 and bool((other != other[0]).any())
-
-
-def _scaling(
-    matrix: np.ndarray, scale: str, level_groups: list[slice]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and spread of every column of ``matrix`` for the chosen scaler.
-
-    One-hot blocks (``level_groups``) are not scaled level by level: that would
-    make a three-level column weigh three times a numeric one and let the
-    categories dominate the clustering. With the standard and robust scalers a
-    block is centred and divided by the square root of its total variance, so
-    that, as for a standardised numeric column, two random customers are on
-    average at squared distance 2 in it. The other scalers leave 0/1 as it is.
-
-    Every column is first divided by its largest magnitude, and its centre and
-    spread multiplied back: squares and differences of values anywhere from
-    1e-300 to 1e300 then neither overflow to infinity nor vanish to zero.
-    """
-    d = matrix.shape[1]
-    if scale == "none":
-        return np.zeros(d), np.ones(d)
-    magnitude = np.max(np.abs(matrix), axis=0) if len(matrix) else np.ones(d)
-    magnitude = np.where((magnitude > 0) & np.isfinite(magnitude), magnitude, 1.0)
-    unit = matrix / magnitude
-    if scale == "standard":
-        center, spread = unit.mean(axis=0), unit.std(axis=0)
-    elif scale == "robust":
-        center = np.median(unit, axis=0)
-        q1, q3 = np.quantile(unit, [0.25, 0.75], axis=0)
-        spread = q3 - q1
-        # A column that is mostly one value has no interquartile range; fall back
-        # to its standard deviation rather than dividing by zero.
-        spread = np.where(spread > 0, spread, unit.std(axis=0))
-    else:  # minmax
-        center = unit.min(axis=0)
-        spread = unit.max(axis=0) - center
-    with np.errstate(over="ignore"):  # beyond float64: an error in Preprocessor.fit
-        center, spread = center * magnitude, spread * magnitude
-    for block in level_groups:
-        if scale == "minmax":
-            center[block], spread[block] = 0.0, 1.0
-        else:
-            center[block] = matrix[:, block].mean(axis=0)
-            spread[block] = np.sqrt(matrix[:, block].var(axis=0).sum())
-    # Clipping can flatten a column completely; leave such a column unscaled.
-    spread = np.where(spread > 0, spread, 1.0)
-    return center, spread

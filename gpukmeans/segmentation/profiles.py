@@ -2,12 +2,19 @@
 
 Two views of every segment:
 
-- :func:`profile_segments`: size, share, and the mean and median of each feature in
-  its original units, with each mean relative to the whole population;
-- :func:`segment_contrasts`: how far each segment's mean lies from the population's,
-  in population standard deviations, measured in the space that was clustered
-  (after log transforms and clipping). This is what sets segments apart, so it
-  drives both the names (:func:`name_segments`) and the profile heatmap.
+- :func:`profile_segments` (a table in memory) or :class:`ProfileSums` (a table read
+  in batches): size, share, and the mean and median of each feature in its original
+  units, with each mean relative to the whole population;
+- :func:`segment_contrasts` (or :func:`matrix_contrasts` on the clustered matrix on
+  its device): how far each segment's mean lies from the population's, in
+  population standard deviations, measured in the space that was clustered (after
+  log transforms and clipping). This is what sets segments apart, so it drives both
+  the names (:func:`name_segments`) and the profile heatmap.
+
+Means and shares are exact: sums over every clustered row. Medians are exact for a
+table of at most :data:`~gpukmeans.segmentation.statistics.SAMPLE_ROWS` rows; above
+that they are the medians of each segment's rows in the uniform sample of the
+statistics pass (see :mod:`~gpukmeans.segmentation.statistics` for their accuracy).
 """
 
 from __future__ import annotations
@@ -214,3 +221,121 @@ def _term(column: str, z: float, shares: pd.DataFrame | None, segment: int) -> s
     else:
         level = "Very Low"
     return f"{level} {column}"
+
+
+# ---------------------------------------------------------------- tables read in batches
+
+
+class ProfileSums:
+    """Per segment, the sums a profile needs, added batch by batch (exact).
+
+    Parameters
+    ----------
+    n_segments : int
+    numeric : sequence of str
+        Numeric columns: their finite raw values are summed and counted.
+    categories : dict of str to list of str
+        Categorical columns and their levels: present values are counted by level.
+    """
+
+    def __init__(self, n_segments: int, numeric: Sequence[str], categories: dict):
+        self.n_segments = n_segments
+        self.numeric = list(numeric)
+        self.categories = {name: list(levels) for name, levels in categories.items()}
+        self.sizes = np.zeros(n_segments, dtype=np.int64)
+        self.sums = np.zeros((n_segments, len(self.numeric)))
+        self.counts = np.zeros((n_segments, len(self.numeric)), dtype=np.int64)
+        self.level_counts = {name: np.zeros((n_segments, len(levels)), dtype=np.int64)
+                             for name, levels in self.categories.items()}
+        self.present = {name: np.zeros(n_segments, dtype=np.int64) for name in self.categories}
+
+    def add(self, batch, kept, labels: np.ndarray, prep) -> None:
+        """Add a batch's clustered rows (``kept``: their positions in the batch, None:
+        all) with their segments ``labels``."""
+        k = self.n_segments
+        labels = np.asarray(labels, dtype=np.int64)
+        self.sizes += np.bincount(labels, minlength=k)
+        for j, name in enumerate(self.numeric):
+            values = batch.numbers[name] if kept is None else batch.numbers[name][kept]
+            finite = np.isfinite(values)
+            self.sums[:, j] += np.bincount(labels[finite], weights=values[finite], minlength=k)
+            self.counts[:, j] += np.bincount(labels[finite], minlength=k)
+        if self.categories:
+            codes = prep.category_codes(batch)
+            if kept is not None:
+                codes = codes[:, kept]
+            for c, name in enumerate(self.categories):
+                n_levels = len(self.categories[name])
+                known = codes[c] >= 0
+                flat = labels[known] * n_levels + codes[c][known]
+                self.level_counts[name] += np.bincount(flat, minlength=k * n_levels).reshape(k, n_levels)
+                self.present[name] += np.bincount(labels[codes[c] >= -1], minlength=k)
+
+    def feature_names(self) -> list[str]:
+        return self.numeric + [f"{name}={level}" for name, levels in self.categories.items() for level in levels]
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per segment and overall, the mean of every feature (a level: its share)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = [self.sums / self.counts]
+            overall = [self.sums.sum(axis=0) / self.counts.sum(axis=0)]
+            for name in self.categories:
+                counts, present = self.level_counts[name], self.present[name]
+                means.append(counts / present[:, None])
+                overall.append(counts.sum(axis=0) / present.sum())
+        return np.hstack(means), np.concatenate(overall)
+
+    def table(self, names: Sequence[str] | None, medians: np.ndarray) -> pd.DataFrame:
+        """The profile table, as :func:`profile_segments` gives it."""
+        means, population = self.means()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            relative = np.where(population != 0, means / population, np.nan)
+        table = {"segment": np.arange(self.n_segments)}
+        if names is not None:
+            table["segment_name"] = list(names)
+        table["size"] = self.sizes
+        table["share"] = self.sizes / max(int(self.sizes.sum()), 1)
+        for j, name in enumerate(self.feature_names()):
+            table[f"{name} mean"] = means[:, j]
+            table[f"{name} median"] = medians[:, j]
+            table[f"{name} vs population"] = relative[:, j]
+        return pd.DataFrame(table)
+
+
+def segment_medians(values: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
+    """Median of every column per segment, ignoring missing values; (n_segments, n_columns)."""
+    values = np.asarray(values, dtype=np.float64)
+    medians = np.full((n_segments, values.shape[1]), np.nan)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_segments))])
+    for s in range(n_segments):
+        block = values[order[bounds[s] : bounds[s + 1]]]
+        for j in range(values.shape[1]):
+            column = block[:, j]
+            column = column[np.isfinite(column)]
+            if column.size:
+                medians[s, j] = np.median(column)
+    return medians
+
+
+def matrix_contrasts(X, labels, n_segments: int, feature_names: Sequence[str], *, block_rows: int = 1 << 20):
+    """:func:`segment_contrasts` of a float32 matrix on its device, summed in float64
+    in blocks of rows; ``labels`` a tensor on the same device."""
+    import torch
+
+    n, d = X.shape
+    sums = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
+    for start in range(0, n, block_rows):
+        sums.index_add_(0, labels[start:start + block_rows], X[start:start + block_rows].double())
+    counts = torch.bincount(labels, minlength=n_segments).double()
+    mean = sums.sum(dim=0) / max(n, 1)
+    squares = torch.zeros(d, dtype=torch.float64, device=X.device)
+    for start in range(0, n, block_rows):
+        deviations = X[start:start + block_rows].double() - mean
+        squares += (deviations * deviations).sum(dim=0)
+    spread = torch.sqrt(squares / max(n, 1))
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        segment_means = (sums / counts[:, None]).cpu().numpy()
+    contrasts = (segment_means - mean.cpu().numpy()) / spread.cpu().numpy()
+    return pd.DataFrame(contrasts, columns=list(feature_names))

@@ -60,14 +60,14 @@ EXPECTED = [
      "info is free-form facts"),
     (r"metadata\.segment_names(\[\d+\])?$", r"^(unknown text|reversed)$", HARMLESS,
      "a segment's name is free text"),
-    (r"metadata\.preprocessing\.(center|scale_values)$", r"^reversed$", HARMLESS,
-     "any finite centres and positive scales of the features are valid"),
+    (r"metadata\.preprocessing\.(center|scale_values|shift|unit)$", r"^reversed$", HARMLESS,
+     "any finite shifts and centres and positive units and scales of the features are valid"),
     (r"metadata\.preprocessing\.id_column$", r"^set to null$", HARMLESS,
      "a model without an ID column numbers the rows instead"),
     (r"metadata\.preprocessing\.id_column$", r"^unknown text$", LEFT_TO_PREDICT,
      "a valid model whose ID column the table lacks: predict names the missing column"),
-    (r"metadata\.preprocessing\.(center|impute_values)\b.*", r"^(zero|negative)$", HARMLESS,
-     "any finite centre of scaling or fill-in value is valid"),
+    (r"metadata\.preprocessing\.(center|shift|impute_values)\b.*", r"^(zero|negative)$", HARMLESS,
+     "any finite centre or shift of scaling, or fill-in value, is valid"),
     (r"metadata\.preprocessing\.log_floor\..*", r"^zero$", HARMLESS,
      "a log floor above -1 is valid"),
     (r"metadata\.preprocessing\.clip_bounds\..*\[0\]$", r"^(zero|negative)$", HARMLESS,
@@ -473,12 +473,12 @@ def _four_names(m):
     m.metadata["segment_names"] = json.dumps(["A", "B", "C", "D"])
 
 
-@named("newer format", "format version '2', written by a newer gpukmeans; this gpukmeans reads version 1")
+@named("newer format", "format version '3', written by a newer gpukmeans; this gpukmeans reads format versions 1 and 2")
 def _newer_version(m):
-    m.metadata["format_version"] = "2"
+    m.metadata["format_version"] = "3"
 
 
-@named("no format version", "has no format_version; this gpukmeans reads version 1")
+@named("no format version", "has no format_version; this gpukmeans reads format versions 1 and 2")
 def _no_version(m):
     del m.metadata["format_version"]
 
@@ -493,6 +493,8 @@ def _log_column_not_numeric(m):
 def _level_added_but_not_to_the_centres(m):
     m.preprocessing["categories"]["Genre"].append("Other")
     m.preprocessing["feature_names_out"].append("Genre=Other")
+    m.preprocessing["shift"].append(0.0)
+    m.preprocessing["unit"].append(1.0)
     m.preprocessing["center"].append(0.0)
     m.preprocessing["scale_values"].append(1.0)
 

@@ -74,7 +74,7 @@ def test_predict_frame_columns():
 
 def test_a_table_that_does_not_fit_the_model_is_a_clear_error():
     model, frame = _model()
-    with pytest.raises(InputError, match="lacks column\\(s\\) the model was trained on: age"):
+    with pytest.raises(InputError, match="new.csv does not fit the model: it lacks column\\(s\\) 'age'"):
         model.predict_frame(frame.drop(columns=["age"]), source="new.csv")
     with pytest.raises(InputError, match="'age' in new.csv is not numeric"):
         model.predict_frame(frame.assign(age="old"), source="new.csv")
@@ -91,3 +91,27 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
     save_file({"x": np.zeros(3)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(InputError, match="is not a gpukmeans segmentation model"):
         load_model(tmp_path / "other.safetensors")
+
+
+def test_a_version_1_model_reads_as_the_same_transformation(tmp_path):
+    # Version 1 stored each feature's centre and scale of the raw features; version 2
+    # stores them as the conditioning, with centre 0 and scale 1 after it. With the
+    # robust scaler the two say the same, so the version 1 file predicts alike.
+    from safetensors.numpy import load, save
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"id": [f"{i:04d}" for i in range(200)], "spend": rng.lognormal(3, 1, 200),
+                          "age": rng.normal(40, 10, 200)})
+    prep = Preprocessor(scale="robust").fit(frame)
+    model = SegmentModel(prep, prep.transform(frame).X[[0, 50, 100]], ["A", "B", "C"], {"k": 3})
+    path = save_model(model, tmp_path / "v2.safetensors")
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+    preprocessing = json.loads(header["preprocessing"])
+    assert preprocessing["center"] == [0.0, 0.0] and preprocessing["scale_values"] == [1.0, 1.0]
+    preprocessing["center"] = preprocessing.pop("shift")
+    preprocessing["scale_values"] = preprocessing.pop("unit")
+    metadata = {**header, "format_version": "1", "preprocessing": json.dumps(preprocessing)}
+    (tmp_path / "v1.safetensors").write_bytes(save(load(raw), metadata=metadata))
+    old = load_model(tmp_path / "v1.safetensors")
+    pd.testing.assert_frame_equal(old.predict_frame(frame), model.predict_frame(frame))

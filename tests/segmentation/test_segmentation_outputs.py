@@ -122,16 +122,16 @@ def test_an_empty_folder_that_fills_during_the_run_is_not_replaced_without_force
 
 
 def test_a_file_that_appears_during_predict_is_replaced_only_with_force(tmp_path, model, monkeypatch):
-    from gpukmeans.segmentation.model_io import SegmentModel
+    from gpukmeans.segmentation import pipeline
 
     out = tmp_path / "p.csv"
-    predict_frame = SegmentModel.predict_frame
+    transformed_batches = pipeline.transformed_batches
 
-    def user_writes_meanwhile(self, frame, **kwargs):
+    def user_writes_meanwhile(*args, **kwargs):
         out.write_text("the user's")
-        return predict_frame(self, frame, **kwargs)
+        yield from transformed_batches(*args, **kwargs)
 
-    monkeypatch.setattr(SegmentModel, "predict_frame", user_writes_meanwhile)
+    monkeypatch.setattr(pipeline, "transformed_batches", user_writes_meanwhile)
     with pytest.raises(InputError, match="appeared during the run; it is left as it is"):
         predict(model, MALL, out=out)
     assert out.read_text() == "the user's"
@@ -261,6 +261,22 @@ def _failing_writer(code: int):
     return write_csv
 
 
+def _failing_streaming_writer(code: int):
+    """pyarrow's streaming CSV writer (segments files are written batch by batch), failing alike."""
+
+    class CSVWriter:
+        def __init__(self, path, schema, *args, **kwargs):
+            self.path = path
+
+        def write_table(self, table):
+            _failing_writer(code)(table, self.path)
+
+        def close(self):
+            pass
+
+    return CSVWriter
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
 def test_a_failed_write_leaves_the_earlier_file_and_no_temporary_one(tmp_path, monkeypatch, code):
     import pyarrow.csv as pacsv
@@ -279,6 +295,7 @@ def test_a_failed_write_in_a_folder_names_the_final_path_and_removes_the_staging
     import pyarrow.csv as pacsv
 
     monkeypatch.setattr(pacsv, "write_csv", _failing_writer(errno.ENOSPC))
+    monkeypatch.setattr(pacsv, "CSVWriter", _failing_streaming_writer(errno.ENOSPC))
     out = tmp_path / "new" / "out"
     with pytest.raises(OutputError, match=f"could not write {out / 'segments.csv'}: No space left on device"):
         segment(MALL, k=3, report=False, out=out)
@@ -301,7 +318,7 @@ def test_a_really_full_disk(tmp_path):
 def test_a_write_failure_is_one_line_from_the_cli(tmp_path, monkeypatch, model):
     import pyarrow.csv as pacsv
 
-    monkeypatch.setattr(pacsv, "write_csv", _failing_writer(errno.ENOSPC))
+    monkeypatch.setattr(pacsv, "CSVWriter", _failing_streaming_writer(errno.ENOSPC))
     args = ["predict", str(model), str(MALL), "--out", str(tmp_path / "p.csv")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2

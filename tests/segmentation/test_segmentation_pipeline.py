@@ -46,7 +46,7 @@ def test_summary_says_what_was_done(mall_result):
     assert summary["k"] == 5 and summary["k_reason"] == "k was given"
     assert summary["preprocessing"]["id_column"] == "CustomerID"
     assert summary["preprocessing"]["features"] == [INCOME, SPENDING]
-    assert {"read", "preprocess", "fit", "assign", "score", "profile", "total"} <= set(summary["timings"])
+    assert {"statistics", "transform", "fit", "assign", "score", "name", "profile", "total"} <= set(summary["timings"])
     assert summary["metrics"]["silhouette"] == pytest.approx(0.5539, abs=1e-3)
     assert summary["device"] == "cpu" or summary["device"].startswith("cuda")
     assert {"gpukmeans", "torch", "numpy", "pandas"} <= set(summary["versions"])
@@ -68,7 +68,8 @@ def test_outputs_are_written_and_predict_from_files_agrees(tmp_path):
     written = read_table(out / "segments.csv", string_columns=["CustomerID"]).frame
     pd.testing.assert_frame_equal(written, result.segments, check_dtype=False)
     predicted = predict(out, MALL, out=tmp_path / "pred.csv")
-    pd.testing.assert_frame_equal(predicted, result.segments)
+    assert predicted.rows == 200 and predicted.out == tmp_path / "pred.csv"
+    pd.testing.assert_frame_equal(predicted.segments, result.segments)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<script" not in html
 
@@ -142,12 +143,12 @@ def test_predict_reads_numbers_as_the_training_table_did(tmp_path):
     # The new table writes nothing that tells its decimal separator.
     (tmp_path / "new.csv").write_text("customer_id;umsatz;menge\nn1;3;1.000\nn2;4;9.000\n")
     assert read_table(tmp_path / "new.csv").frame["menge"].tolist() == [1.0, 9.0]
-    predicted = predict(tmp_path / "run", tmp_path / "new.csv")
+    predicted = predict(tmp_path / "run", tmp_path / "new.csv").segments
     as_numbers = predict(result.model, pd.DataFrame({"customer_id": ["n1", "n2"], "umsatz": [3, 4],
-                                                     "menge": [1000.0, 9000.0]}))
+                                                     "menge": [1000.0, 9000.0]})).segments
     pd.testing.assert_frame_equal(predicted, as_numbers)
     assert predicted["segment"].nunique() == 2
-    assert predict(tmp_path / "run", tmp_path / "new.csv", decimal=".")["segment"].nunique() == 1
+    assert predict(tmp_path / "run", tmp_path / "new.csv", decimal=".").segments["segment"].nunique() == 1
 
 
 def test_a_table_in_memory_with_numbers_as_text_is_segmented_like_its_file(tmp_path):
