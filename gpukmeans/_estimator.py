@@ -120,8 +120,10 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _centers_for(self, source):
         """The fitted centres (conditioned as the source's rows are) as one group in the
-        source's (compute) dtype and device, and their norms."""
-        centers = self._centers[None].to(device=source.device, dtype=source.dtype)
+        source's (compute) dtype, or their own when wider (centres given in float64 for
+        float32 rows stay float64), on the source's device, and their norms."""
+        dtype = torch.promote_types(source.dtype, self._centers.dtype)
+        centers = self._centers[None].to(device=source.device, dtype=dtype)
         valid = torch.ones(centers.shape[:2], dtype=torch.bool, device=source.device)
         return centers, padded_sq_norms(centers, valid)
 

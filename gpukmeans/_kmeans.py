@@ -214,8 +214,8 @@ class KMeans(_BaseKMeans):
         Parameters
         ----------
         centers : array-like or tensor of shape (n_clusters, n_features)
-            Their dtype is the storage dtype of later calls (float32 or float64;
-            other types become float64).
+            float32 or float64 (other types become float64). Later calls keep their
+            rows' own dtype and compare them with these centres in float64.
         device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default="auto"
         **params
             Other constructor parameters.
@@ -242,7 +242,7 @@ class KMeans(_BaseKMeans):
             raise ValueError(f"centers must have shape (n_clusters, n_features); got {tuple(tensor.shape)}")
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError("centers hold NaN or infinity")
-        model._storage_dtype = tensor.dtype
+        model._storage_dtype = None
         model._set_fit_result(Conditioning(), tensor, 0.0)
         model.inertia_ = math.nan
         model.n_iter_ = 0

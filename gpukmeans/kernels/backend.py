@@ -152,6 +152,23 @@ class ReferenceBackend:
         return (torch.tensor(counts, dtype=torch.float64), torch.stack(means), torch.stack(sums),
                 torch.stack(minima), torch.stack(maxima))
 
+    def label_sums(self, X, labels, n_labels: int, weights=None):
+        """Per label, the float64 sum of its (weighted) rows and its total weight:
+        ``(sums (n_labels, d), totals (n_labels,))``; ``labels`` in ``0..n_labels-1``."""
+        from .._device import row_blocks, work_block_bytes
+
+        sums = torch.zeros(n_labels, X.shape[1], dtype=torch.float64, device=X.device)
+        totals = torch.zeros(n_labels, dtype=torch.float64, device=X.device)
+        for start, stop in row_blocks(X.shape[0], 8 * X.shape[1], work_block_bytes(X.device)):
+            rows = X[start:stop].to(torch.float64)
+            unit = torch.ones(stop - start, dtype=torch.float64, device=X.device)
+            if weights is not None:
+                unit = weights[start:stop].to(torch.float64)
+                rows = rows * unit[:, None]
+            sums.index_add_(0, labels[start:stop], rows)
+            totals.index_add_(0, labels[start:stop], unit)
+        return sums, totals
+
     def exact_sq_distances(self, X, centers, labels):
         """(m, G) float64 squared distance from each row to its centre in each group
         (``labels`` (m, G)), by direct difference: exact where the expansion loses digits."""
@@ -208,6 +225,11 @@ class CpuBackend(ReferenceBackend):
     def exact_sq_distances(self, X, centers, labels):
         (X,) = _widened(X)
         return self._cpu.exact_sq_distances_cpu(X, centers, labels)
+
+    def label_sums(self, X, labels, n_labels: int, weights=None):
+        if X.dtype not in (torch.float32, torch.float64):
+            return super().label_sums(X, labels, n_labels, weights)
+        return tuple(torch.from_numpy(part) for part in self._cpu.label_sums_cpu(X, labels, n_labels, weights))
 
     def moments(self, X, scale: float = 1.0):
         if X.dtype not in (torch.float32, torch.float64):

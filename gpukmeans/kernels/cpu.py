@@ -840,6 +840,16 @@ _MOMENT_BLOCK_ROWS = 256
 
 
 @numba.njit(cache=True, nogil=True)
+def _label_sum_rows(X, labels, weights, weighted, sums, totals, first_row, stop_row):
+    for i in range(first_row, stop_row):
+        label = labels[i]
+        weight = weights[i] if weighted else 1.0
+        totals[label] += weight
+        for feature in range(X.shape[1]):
+            sums[label, feature] += weight * np.float64(X[i, feature])
+
+
+@numba.njit(cache=True, nogil=True)
 def _moment_rows(X, counts, mean, sum_sq_dev, minimum, maximum, part, first_row, stop_row, scale):
     # Per block of rows: sums and sums of squares about the block's first row (two
     # multiply-adds per value, in float64, in local arrays so that the loop over the
@@ -1224,6 +1234,22 @@ def exact_sq_distances_cpu(X: torch.Tensor, centers: torch.Tensor, labels: torch
     _run_parts(n_rows, n_threads, n_parts,
                lambda part, start, stop: _exact_sq_distance_rows(*arguments, start, stop))
     return torch.from_numpy(out)
+
+
+def label_sums_cpu(X: torch.Tensor, labels: torch.Tensor, n_labels: int, weights: Optional[torch.Tensor] = None):
+    """Per label, the float64 sum of its (weighted) rows and its total weight, one pass
+    on the thread pool (each part sums into its own totals, merged in part order)."""
+    X = X.detach().contiguous()
+    n_rows, n_features = X.shape
+    n_threads, n_parts = _parts_for(n_rows, n_labels * (n_features + 1) * 8)
+    sums = np.zeros((n_parts, n_labels, n_features))
+    totals = np.zeros((n_parts, n_labels))
+    rows = X.numpy()
+    codes = labels.detach().to(torch.int64).contiguous().numpy()
+    row_weights = np.zeros(0) if weights is None else weights.detach().to(torch.float64).contiguous().numpy()
+    _run_parts(n_rows, n_threads, n_parts, lambda part, start, stop: _label_sum_rows(
+        rows, codes, row_weights, weights is not None, sums[part], totals[part], start, stop))
+    return sums.sum(axis=0), totals.sum(axis=0)
 
 
 def moments_cpu(X: torch.Tensor, scale: float = 1.0):

@@ -5,7 +5,8 @@ Exact values (plain ``float``):
 * :func:`silhouette_score`, :func:`silhouette_samples`: the exact Euclidean
   silhouette, O(n^2) work in tiles, O(n k) memory; matches scikit-learn.
 * :func:`calinski_harabasz_score`, :func:`davies_bouldin_score`: O(n d),
-  with optional frequency ``sample_weight``.
+  with optional frequency ``sample_weight``; :func:`centroid_scores` gives both
+  from the passes one of them takes.
 * :func:`simplified_silhouette_score`, :func:`simplified_silhouette_samples`:
   the centroid-based variant, O(n k d); a different index, named as such.
 
@@ -18,13 +19,15 @@ bare float):
 """
 
 from ._sampled import SilhouetteEstimate, silhouette_score_sampled
-from ._scores import calinski_harabasz_score, davies_bouldin_score
+from ._scores import CentroidScores, calinski_harabasz_score, centroid_scores, davies_bouldin_score
 from ._silhouette import silhouette_samples, silhouette_score
 from ._simplified import simplified_silhouette_samples, simplified_silhouette_score
 
 __all__ = [
+    "CentroidScores",
     "SilhouetteEstimate",
     "calinski_harabasz_score",
+    "centroid_scores",
     "davies_bouldin_score",
     "silhouette_samples",
     "silhouette_score",

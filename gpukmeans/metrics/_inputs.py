@@ -67,6 +67,9 @@ def _encode_labels(labels: Any, n_samples: int, device: torch.device):
             raise ValueError(
                 f"labels has {flat.shape[0]} entries but X has {n_samples} rows"
             )
+        small = _small_integer_codes(flat.to(device))
+        if small is not None:
+            return small
         classes, codes = torch.unique(flat.to(device), return_inverse=True)
         return codes.to(torch.int64), int(classes.shape[0])
     if _is_cupy(labels):
@@ -88,6 +91,27 @@ def _encode_labels(labels: Any, n_samples: int, device: torch.device):
         raise ValueError(f"labels could not be sorted: {error}") from error
     codes = torch.from_numpy(codes.reshape(-1).astype(np.int64)).to(device)
     return codes, int(classes.shape[0])
+
+
+#: Largest label that :func:`_small_integer_codes` counts instead of sorting.
+_COUNTED_LABELS = 1 << 16
+
+
+def _small_integer_codes(labels: torch.Tensor):
+    """Codes of integer labels in ``0.._COUNTED_LABELS``, by counting rather than sorting
+    (a cluster fit's labels, in one pass); the same codes as ``torch.unique``. None for
+    other labels."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
+        return None
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high > _COUNTED_LABELS:
+        return None
+    labels = labels.to(torch.int64)
+    present = torch.bincount(labels, minlength=high + 1) > 0
+    if bool(present.all()):
+        return labels, high + 1
+    mapping = torch.cumsum(present, dim=0) - 1
+    return mapping[labels], int(present.sum())
 
 
 def compact_labels(source, labels: torch.Tensor, n_clusters: int) -> tuple[torch.Tensor, int]:

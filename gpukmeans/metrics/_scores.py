@@ -7,36 +7,14 @@ row ``w`` times, and rows of weight 0 are ignored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from ..kernels.backend import backend_for
 from ._inputs import check_number_of_labels, compact_labels, validate
 
-__all__ = ["calinski_harabasz_score", "ch_db_many", "chunk_rows", "davies_bouldin_score"]
-
-
-# Relative rounding noise of |x|^2 - 2 x.c + |c|^2 in float64 (a few ulps of each term).
-_NOISE = 64 * torch.finfo(torch.float64).eps
-
-
-def chunk_rows(device: torch.device, n_columns: int) -> int:
-    """Rows per block so that a float64 block stays around 64 MB (CPU) / 512 MB (GPU)."""
-    budget = (512 if device.type == "cuda" else 64) * 2**20 // 8
-    return max(1024, budget // max(1, n_columns))
-
-
-def _float64_blocks(source, labelings, n_centroids: int = 0):
-    """``(rows, weights or None, [codes of each labelling])`` over a source's rows, in float64
-    blocks of bounded size (a row's features and its ``n_centroids`` products with the
-    centroids): this holder's rows, with its slice of every labelling."""
-    for start, chunk, weights in source.chunks():
-        step = chunk_rows(chunk.device, chunk.shape[1] + n_centroids)
-        for lo in range(0, chunk.shape[0], step):
-            hi = min(lo + step, chunk.shape[0])
-            w = None if weights is None else weights[lo:hi].to(torch.float64)
-            yield (chunk[lo:hi].to(torch.float64), w,
-                   [labels[start + lo : start + hi].to(chunk.device) for labels in labelings])
+__all__ = ["CentroidScores", "calinski_harabasz_score", "centroid_scores", "ch_db_many", "davies_bouldin_score"]
 
 
 def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int], *,
@@ -51,13 +29,13 @@ def _cluster_centroids(source, labelings: list[torch.Tensor], offsets: list[int]
     """
     sums = torch.zeros(offsets[-1], source.n_features, dtype=torch.float64, device=source.device)
     totals = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
-    for rows, w, codes in _float64_blocks(source, labelings):
-        w = w if weighted else None
-        weighted_rows = rows if w is None else rows * w[:, None]
-        unit = torch.ones(rows.shape[0], dtype=torch.float64, device=rows.device) if w is None else w
-        for g, labels in enumerate(codes):
-            sums.index_add_(0, labels + offsets[g], weighted_rows)
-            totals.index_add_(0, labels + offsets[g], unit)
+    for start, chunk, weights in source.chunks():
+        backend = source.backend if chunk.dtype == source.storage_dtype else backend_for(chunk.device, chunk.dtype)
+        for g, labels in enumerate(labelings):
+            codes = labels[start : start + chunk.shape[0]].to(chunk.device) + offsets[g]
+            part_sums, part_totals = backend.label_sums(chunk, codes, offsets[-1], weights if weighted else None)
+            sums += part_sums.to(sums.device)
+            totals += part_totals.to(totals.device)
     sums, totals = source.reduce_sum(sums), source.reduce_sum(totals)
     return sums / totals[:, None], totals
 
@@ -142,6 +120,37 @@ def davies_bouldin_score(
     return _both_scores(X, labels, sample_weight, device, dtype, columns, distributed)[1]
 
 
+class CentroidScores(NamedTuple):
+    """The two centroid-based indices of one labelling (see :func:`centroid_scores`)."""
+
+    calinski_harabasz: float
+    davies_bouldin: float
+
+
+def centroid_scores(
+    X: Any, labels: Any, *, sample_weight: Any = None, device: Any = "auto", dtype: Any = None,
+    columns: Any = None, distributed: bool = True,
+) -> CentroidScores:
+    """:func:`calinski_harabasz_score` and :func:`davies_bouldin_score` together, from
+    one pair of passes over the rows (what each of them alone costs).
+
+    Parameters are those of :func:`calinski_harabasz_score`.
+
+    Returns
+    -------
+    CentroidScores
+        ``(calinski_harabasz, davies_bouldin)``.
+
+    Examples
+    --------
+    >>> from gpukmeans.metrics import centroid_scores
+    >>> X = [[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]]
+    >>> centroid_scores(X, [0, 0, 1, 1])
+    CentroidScores(calinski_harabasz=50.0, davies_bouldin=0.2)
+    """
+    return CentroidScores(*_both_scores(X, labels, sample_weight, device, dtype, columns, distributed))
+
+
 def ch_db_many(
     source,
     labelings: list[torch.Tensor],
@@ -149,12 +158,11 @@ def ch_db_many(
 ) -> tuple[list[float], list[float]]:
     """Calinski-Harabasz and Davies-Bouldin of several labellings of the same rows.
 
-    ``source`` is a data source: rows on any holder,
-    weights as its ``sample_weight``, its rows conditioned (near the origin, so that
-    the expansion loses nothing that matters). Two passes over the rows serve every
-    labelling (the k's of a sweep): one for the centroids, one for each row's distance
-    to its centroid, where one matrix product against the centroids of all labellings
-    gives ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` for all of them at once. Each
+    ``source`` is a data source: rows on any holder, weights as its ``sample_weight``.
+    Two passes over the rows serve every labelling (the k's of a sweep), each through
+    the source's backend: one for the centroids (``label_sums``), one for each row's
+    distance to its centroid in every labelling, by direct difference
+    (``exact_sq_distances``). Each
     labelling holds this holder's rows' codes ``0..n_labels[g]-1`` with every cluster
     of positive weight and ``2 <= n_labels[g] <= n - 1``; that is the caller's to check.
     """
@@ -162,24 +170,26 @@ def ch_db_many(
     for k in n_labels:
         offsets.append(offsets[-1] + k)
     centroids, totals = _cluster_centroids(source, labelings, offsets)
-    centroid_sq = (centroids * centroids).sum(dim=1)
+    # Every labelling's centroids as one group of a (G, k_max, d) array: one pass of the
+    # backend's direct differences gives each row's distance to its centroid in each.
+    grouped = torch.zeros(len(labelings), max(n_labels), source.n_features, dtype=torch.float64,
+                          device=source.device)
+    for g, k in enumerate(n_labels):
+        grouped[g, :k] = centroids[offsets[g] : offsets[g + 1]]
 
     within = torch.zeros(len(labelings), dtype=torch.float64, device=source.device)
     spread = torch.zeros(offsets[-1], dtype=torch.float64, device=source.device)
-    for rows, w, codes_of in _float64_blocks(source, labelings, offsets[-1]):
-        products = rows @ centroids.T
-        row_sq = (rows * rows).sum(dim=1)
-        for g, labels in enumerate(codes_of):
-            codes = labels + offsets[g]
-            scale = row_sq + centroid_sq[codes]
-            residual_sq = row_sq - 2.0 * products.gather(1, codes[:, None]).squeeze(1) + centroid_sq[codes]
-            # Below the expansion's rounding noise a residual is indistinguishable from 0.
-            residual_sq = torch.where(residual_sq <= _NOISE * scale, 0.0, residual_sq)
-            distance = residual_sq.sqrt()
-            if w is not None:
-                residual_sq, distance = residual_sq * w, distance * w
-            within[g] += residual_sq.sum()
-            spread.index_add_(0, codes, distance)
+    for start, chunk, weights in source.chunks():
+        backend = source.backend if chunk.dtype == source.storage_dtype else backend_for(chunk.device, chunk.dtype)
+        codes = torch.stack([labels[start : start + chunk.shape[0]].to(chunk.device) for labels in labelings], 1)
+        residual_sq = backend.exact_sq_distances(chunk, grouped.to(chunk.device), codes).to(source.device)
+        distance = residual_sq.sqrt()
+        if weights is not None:
+            w = weights.to(torch.float64)[:, None].to(source.device)
+            residual_sq, distance = residual_sq * w, distance * w
+        within += residual_sq.sum(dim=0)
+        for g in range(len(labelings)):
+            spread.index_add_(0, codes[:, g].to(source.device) + offsets[g], distance[:, g])
     within, spread = source.reduce_sum(within).tolist(), source.reduce_sum(spread)
 
     calinski, davies = [], []

@@ -8,7 +8,11 @@ Two operations run over every row of a table, batch by batch:
   1e300 neither overflow nor vanish;
 - :func:`transform_rows` (the transform pass, and every prediction): impute, log,
   clip, one-hot encode and condition each row into float32, and the moments of the
-  conditioned values.
+  conditioned values;
+- :func:`segment_sums` (naming segments): per segment, the sums and sums of squares
+  of the clustered matrix's columns;
+- :func:`profile_sums` (the profile pass): per segment, the sums and counts of the
+  raw numeric values and the counts of each category level.
 
 Both split a batch into parts of :data:`PART_ROWS` rows, whatever the number of
 threads, and merge the parts in order: the result depends on the rows only, not on
@@ -265,3 +269,66 @@ def transform_rows(numbers, codes, positions, params, out, out_start):
                  params.fill, params.offsets, params.shift, params.unit, params.center, params.scale)
     run_parts(n, lambda p, a, b: _transform_part(*arguments, a, b, out, out_start, moments[p]))
     return moments
+
+
+@numba.njit(nogil=True, cache=True)
+def _segment_sum_part(X, labels, start, stop, sums, squares, counts):
+    for i in range(start, stop):
+        label = labels[i]
+        counts[label] += 1.0
+        for j in range(X.shape[1]):
+            value = np.float64(X[i, j])
+            sums[label, j] += value
+            squares[label, j] += value * value
+
+
+def segment_sums(X: np.ndarray, labels: np.ndarray, n_segments: int):
+    """Per segment, the float64 sums and sums of squares of ``X``'s columns and the
+    row count: ``(sums (k, d), squares (k, d), counts (k,))``, merged in part order."""
+    n, d = X.shape
+    n_parts = max(1, -(-n // PART_ROWS))
+    sums = np.zeros((n_parts, n_segments, d))
+    squares = np.zeros((n_parts, n_segments, d))
+    counts = np.zeros((n_parts, n_segments))
+    run_parts(n, lambda p, a, b: _segment_sum_part(X, labels, a, b, sums[p], squares[p], counts[p]))
+    return sums.sum(axis=0), squares.sum(axis=0), counts.sum(axis=0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _profile_part(numbers, codes, offsets, kept, use_kept, labels, start, stop, sums, counts, levels, present):
+    for r in range(start, stop):
+        i = kept[r] if use_kept else r
+        label = labels[r]
+        for j in range(numbers.shape[0]):
+            value = numbers[j, i]
+            if np.isfinite(value):
+                sums[label, j] += value
+                counts[label, j] += 1.0
+        for c in range(codes.shape[0]):
+            code = codes[c, i]
+            if code >= -1:
+                present[label, c] += 1.0
+            if code >= 0:
+                levels[label, offsets[c] + code] += 1.0
+
+
+def profile_sums(numbers: np.ndarray, codes: np.ndarray, offsets: np.ndarray, kept: np.ndarray | None,
+                 labels: np.ndarray, n_segments: int):
+    """Per segment, over a batch's clustered rows (``kept``: their positions in the
+    batch, None: every row; ``labels``: theirs, in that order): the sums and counts of
+    each numeric column's finite values, the count of each level (``codes`` (q, n):
+    level index, -1 unknown, -2 missing; level ``l`` of column ``c`` counted at
+    ``offsets[c] + l``) and of each categorical column's present values.
+
+    Returns ``(sums (k, p), counts (k, p), levels (k, total levels), present (k, q))``.
+    """
+    n = labels.size
+    n_parts = max(1, -(-n // PART_ROWS))
+    sums = np.zeros((n_parts, n_segments, numbers.shape[0]))
+    counts = np.zeros_like(sums)
+    levels = np.zeros((n_parts, n_segments, int(offsets[-1]) if offsets.size else 0))
+    present = np.zeros((n_parts, n_segments, codes.shape[0]))
+    kept_rows = kept if kept is not None else np.zeros(0, dtype=np.int64)
+    run_parts(n, lambda p, a, b: _profile_part(numbers, codes, offsets, kept_rows, kept is not None, labels, a, b,
+                                               sums[p], counts[p], levels[p], present[p]))
+    return sums.sum(axis=0), counts.sum(axis=0), levels.sum(axis=0), present.sum(axis=0)

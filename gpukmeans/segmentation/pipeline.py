@@ -49,7 +49,7 @@ from .io import (
 from .model_io import MODEL_FILE, SegmentModel, load_model, save_model
 from .prepare import PreparedTable, learn_table, transform_table, transformed_batches
 from .preprocess import Preprocessor
-from .profiles import matrix_contrasts, name_segments, segment_medians
+from .profiles import name_segments, segment_medians, summarize_matrix
 from .tables import Batch, TableReader
 
 #: Default range of k tried when no k is given.
@@ -295,9 +295,9 @@ def segment(
         metrics = _metrics(X, labels, distances, k, seed, sample_size, device)
         metrics.update(fit_info)
     with stages("name", "Naming the segments"):
-        contrasts = matrix_contrasts(X, labels, k, preprocessor.feature_names_out_)
-        shares = _level_shares(X, labels, k, preprocessor)
-        names = name_segments(contrasts, shares)
+        summary_of_matrix = summarize_matrix(X, labels, k)
+        contrasts = summary_of_matrix.contrasts(preprocessor.feature_names_out_)
+        names = name_segments(contrasts, _level_shares(summary_of_matrix, preprocessor))
     labels_np = labels.cpu().numpy()
     distances_np = distances.cpu().numpy()
     medians = _sample_medians(prepared, preprocessor, labels_np, k)
@@ -638,8 +638,9 @@ def _metrics(X, labels, distances, k, seed, sample_size, device) -> dict:
         random_state=seed, device=device,
     )
     result.update(_silhouette_fields(silhouette))
-    result["calinski_harabasz"] = float(metrics.calinski_harabasz_score(X, labels))
-    result["davies_bouldin"] = float(metrics.davies_bouldin_score(X, labels))
+    scores = metrics.centroid_scores(X, labels, device=device)
+    result["calinski_harabasz"] = float(scores.calinski_harabasz)
+    result["davies_bouldin"] = float(scores.davies_bouldin)
     return result
 
 
@@ -656,23 +657,19 @@ def _silhouette_fields(silhouette) -> dict:
     }
 
 
-def _level_shares(X, labels, k: int, prep: Preprocessor) -> pd.DataFrame | None:
-    """Share of each category level in each segment, counted on the clustered matrix
-    (a level's column holds one value where the level is present)."""
-    import torch
-
+def _level_shares(summary, prep: Preprocessor) -> pd.DataFrame | None:
+    """Share of each category level in each segment. A level's column of the clustered
+    matrix holds one value where the level is present and another where it is not, so
+    its segment mean is a linear function of the share."""
     if not prep.categories_:
         return None
-    present = prep.level_values()
     first = len(prep.numeric_columns_)
-    names = prep.feature_names_out_[first:]
-    sizes = torch.bincount(labels, minlength=k).double()
-    shares = np.zeros((k, len(names)))
-    for j in range(len(names)):
-        hits = (X[:, first + j] == float(present[j])).double()
-        counts = torch.zeros(k, dtype=torch.float64, device=X.device).index_add_(0, labels, hits)
-        shares[:, j] = (counts / sizes.clamp_min(1)).cpu().numpy()
-    return pd.DataFrame(shares, columns=names)
+    present = prep.level_values().astype(np.float64)
+    absent = prep.level_values(present=False).astype(np.float64)
+    means = summary.means[:, first:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = (means - absent) / (present - absent)
+    return pd.DataFrame(np.clip(shares, 0.0, 1.0), columns=prep.feature_names_out_[first:])
 
 
 def _sample_medians(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarray, k: int) -> np.ndarray:

@@ -638,12 +638,12 @@ class Preprocessor:
             scale=np.asarray(self.scale_, dtype=np.float64),
         )
 
-    def level_values(self) -> np.ndarray:
+    def level_values(self, *, present: bool = True) -> np.ndarray:
         """For each one-hot column, the float32 value of its rows where the level is
-        present (computed as :mod:`~gpukmeans.segmentation.transform` does)."""
+        present (or absent), computed as :mod:`~gpukmeans.segmentation.transform` does."""
         params = self.parameters()
         first = len(self.numeric_columns_)
-        g = (1.0 - params.shift[first:]) / params.unit[first:]
+        g = ((1.0 if present else 0.0) - params.shift[first:]) / params.unit[first:]
         return ((g.astype(np.float32).astype(np.float64) - params.center[first:]) / params.scale[first:]).astype(
             np.float32
         )

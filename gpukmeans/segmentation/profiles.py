@@ -5,8 +5,8 @@ Two views of every segment:
 - :func:`profile_segments` (a table in memory) or :class:`ProfileSums` (a table read
   in batches): size, share, and the mean and median of each feature in its original
   units, with each mean relative to the whole population;
-- :func:`segment_contrasts` (or :func:`matrix_contrasts` on the clustered matrix on
-  its device): how far each segment's mean lies from the population's, in
+- :func:`segment_contrasts` (or :meth:`MatrixSummary.contrasts` of the clustered
+  matrix on its device): how far each segment's mean lies from the population's, in
   population standard deviations, measured in the space that was clustered (after
   log transforms and clipping). This is what sets segments apart, so it drives both
   the names (:func:`name_segments`) and the profile heatmap.
@@ -19,6 +19,7 @@ statistics pass (see :mod:`~gpukmeans.segmentation.statistics` for their accurac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -252,24 +253,22 @@ class ProfileSums:
     def add(self, batch, kept, labels: np.ndarray, prep) -> None:
         """Add a batch's clustered rows (``kept``: their positions in the batch, None:
         all) with their segments ``labels``."""
-        k = self.n_segments
-        labels = np.asarray(labels, dtype=np.int64)
-        self.sizes += np.bincount(labels, minlength=k)
-        for j, name in enumerate(self.numeric):
-            values = batch.numbers[name] if kept is None else batch.numbers[name][kept]
-            finite = np.isfinite(values)
-            self.sums[:, j] += np.bincount(labels[finite], weights=values[finite], minlength=k)
-            self.counts[:, j] += np.bincount(labels[finite], minlength=k)
-        if self.categories:
-            codes = prep.category_codes(batch)
-            if kept is not None:
-                codes = codes[:, kept]
-            for c, name in enumerate(self.categories):
-                n_levels = len(self.categories[name])
-                known = codes[c] >= 0
-                flat = labels[known] * n_levels + codes[c][known]
-                self.level_counts[name] += np.bincount(flat, minlength=k * n_levels).reshape(k, n_levels)
-                self.present[name] += np.bincount(labels[codes[c] >= -1], minlength=k)
+        from ._kernels import profile_sums
+
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.sizes += np.bincount(labels, minlength=self.n_segments)
+        numbers = np.stack([batch.numbers[name] for name in self.numeric]) if self.numeric \
+            else np.zeros((0, batch.n_rows))
+        codes = prep.category_codes(batch) if self.categories else np.zeros((0, batch.n_rows), dtype=np.int32)
+        sizes = [len(levels) for levels in self.categories.values()]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        kept = None if kept is None else np.ascontiguousarray(kept, dtype=np.int64)
+        sums, counts, levels, present = profile_sums(numbers, codes, offsets, kept, labels, self.n_segments)
+        self.sums += sums
+        self.counts += counts.astype(np.int64)
+        for c, name in enumerate(self.categories):
+            self.level_counts[name] += levels[:, offsets[c]:offsets[c + 1]].astype(np.int64)
+            self.present[name] += present[:, c].astype(np.int64)
 
     def feature_names(self) -> list[str]:
         return self.numeric + [f"{name}={level}" for name, levels in self.categories.items() for level in levels]
@@ -318,24 +317,44 @@ def segment_medians(values: np.ndarray, labels: np.ndarray, n_segments: int) -> 
     return medians
 
 
-def matrix_contrasts(X, labels, n_segments: int, feature_names: Sequence[str], *, block_rows: int = 1 << 20):
-    """:func:`segment_contrasts` of a float32 matrix on its device, summed in float64
-    in blocks of rows; ``labels`` a tensor on the same device."""
+@dataclass
+class MatrixSummary:
+    """Per segment, the mean of every column of the clustered matrix, and the
+    population's mean and standard deviation of each column (:func:`summarize_matrix`)."""
+
+    means: np.ndarray
+    sizes: np.ndarray
+    population_mean: np.ndarray
+    population_std: np.ndarray
+
+    def contrasts(self, feature_names: Sequence[str]) -> pd.DataFrame:
+        """:func:`segment_contrasts` from the summary."""
+        spread = np.where(self.population_std > 0, self.population_std, 1.0)
+        return pd.DataFrame((self.means - self.population_mean) / spread, columns=list(feature_names))
+
+
+def summarize_matrix(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -> MatrixSummary:
+    """One pass over the clustered float32 matrix on its device (``labels``: a tensor on
+    the same device), summed in float64: a numba kernel on the CPU, torch elsewhere."""
     import torch
 
     n, d = X.shape
-    sums = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
-    for start in range(0, n, block_rows):
-        sums.index_add_(0, labels[start:start + block_rows], X[start:start + block_rows].double())
-    counts = torch.bincount(labels, minlength=n_segments).double()
-    mean = sums.sum(dim=0) / max(n, 1)
-    squares = torch.zeros(d, dtype=torch.float64, device=X.device)
-    for start in range(0, n, block_rows):
-        deviations = X[start:start + block_rows].double() - mean
-        squares += (deviations * deviations).sum(dim=0)
-    spread = torch.sqrt(squares / max(n, 1))
-    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    if X.device.type == "cpu":
+        from ._kernels import segment_sums
+
+        sums, squares, counts = segment_sums(X.numpy(), labels.to(torch.int64).numpy(), n_segments)
+    else:
+        sums_t = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
+        squares_t = torch.zeros_like(sums_t)
+        for start in range(0, n, block_rows):
+            block, codes = X[start:start + block_rows].double(), labels[start:start + block_rows]
+            sums_t.index_add_(0, codes, block)
+            squares_t.index_add_(0, codes, block * block)
+        sums, squares = sums_t.cpu().numpy(), squares_t.cpu().numpy()
+        counts = torch.bincount(labels, minlength=n_segments).double().cpu().numpy()
+    total = max(n, 1)
+    mean = sums.sum(axis=0) / total
+    variance = np.maximum(squares.sum(axis=0) / total - mean * mean, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        segment_means = (sums / counts[:, None]).cpu().numpy()
-    contrasts = (segment_means - mean.cpu().numpy()) / spread.cpu().numpy()
-    return pd.DataFrame(contrasts, columns=list(feature_names))
+        means = sums / counts[:, None]
+    return MatrixSummary(means, counts.astype(np.int64), mean, np.sqrt(variance))
