@@ -6,6 +6,7 @@ problem a user can cause ends as one line on standard error and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -170,6 +171,23 @@ def _command_line() -> str | None:
     return " ".join(["gpukmeans", *map(shlex.quote, _invocation)]) if _invocation is not None else None
 
 
+@contextlib.contextmanager
+def _torchrun_ranks(device: str):
+    """Join the torchrun run this command belongs to, if any, for the command's
+    duration; yields whether this process is a rank other than 0 (which prints nothing)."""
+    from gpukmeans.segmentation.ranks import start_process_group, stop_process_group, torchrun_world
+
+    world = torchrun_world()
+    if world is None:
+        yield False
+        return
+    start_process_group(device)
+    try:
+        yield world[0] != 0
+    finally:
+        stop_process_group()
+
+
 def _default_out(data: Path, suffix: str) -> Path:
     return Path(f"{data.stem}_{suffix}")
 
@@ -202,13 +220,16 @@ def segment(
     from gpukmeans.segmentation import segment as run_segment
 
     out = out or _default_out(data, "segments")
-    with user_errors(quiet=quiet or json_output):
+    with user_errors(quiet=quiet or json_output), _torchrun_ranks(engine.device) as follower:
+        quiet = quiet or follower
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
                 data, k=k, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
                 out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
             )
+    if result is None:  # a rank other than 0: rank 0 writes and prints
+        return
     summary = result.summary
     if json_output:
         print_json(summary)
@@ -241,13 +262,16 @@ def sweep(
     from gpukmeans.segmentation import parse_k_range, sweep_k
 
     out = out or _default_out(data, "sweep")
-    with user_errors(quiet=quiet or json_output):
+    with user_errors(quiet=quiet or json_output), _torchrun_ranks(engine.device) as follower:
+        quiet = quiet or follower
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             run = sweep_k(
                 data, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
                 out=out, force=force, listener=progress, command=_command_line(),
             )
+    if run is None:
+        return
     if json_output:
         print_json(run.summary)
         return
@@ -276,7 +300,10 @@ def predict(
 ):
     """Assign new customers to the segments of a saved model, batch by batch."""
     from gpukmeans.segmentation import predict as run_predict
+    from gpukmeans.segmentation.ranks import torchrun_world
 
+    if (torchrun_world() or (0, 1))[0] != 0:
+        return  # under torchrun, rank 0 predicts alone: the output is one file
     with user_errors(quiet=quiet or json_output):
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             prediction = run_predict(model, data, out=out, decimal=decimal, force=force, device=device,

@@ -17,6 +17,11 @@ and prints. The table is never held whole: it is read in batches, three times.
 
 Every stage is timed, and a listener (the command line's progress display) is told
 when each starts and ends, and how many rows each pass over the table has read.
+
+Under torchrun (an initialised process group of 2+ ranks), every rank reads,
+transforms and clusters its share of the table, and rank 0 profiles, reports and
+writes, with the same outputs as a single process (see
+:mod:`~gpukmeans.segmentation.ranks`).
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from .io import (
 from .model_io import MODEL_FILE, SegmentModel, load_model, save_model
 from .prepare import PreparedTable, learn_table, transform_table, transformed_batches
 from .preprocess import Preprocessor
-from .profiles import name_segments, segment_medians, summarize_matrix
+from .profiles import matrix_sums, name_segments, segment_medians, summary_of_sums
+from .ranks import Ranks, gather_rows
 from .tables import Batch, TableReader
 
 #: Default range of k tried when no k is given.
@@ -251,6 +257,8 @@ def segment(
     Returns
     -------
     SegmentationResult
+        On rank 0 of a torch.distributed run, and in a single process; None on the
+        other ranks, which write nothing.
 
     Raises
     ------
@@ -259,9 +267,11 @@ def segment(
     OutputError
         If ``out`` is not writable (before any work), or writing fails (a full disk).
     """
+    ranks = Ranks.current()
     target = None
     if out is not None:
-        target = check_output_dir(out, force=force, own_files=SEGMENT_FILES, inputs=_data_input(data))
+        target = _on_rank_0(ranks, lambda: check_output_dir(
+            out, force=force, own_files=SEGMENT_FILES, inputs=_data_input(data)))
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
     device = _check_device(device)
@@ -269,11 +279,11 @@ def segment(
     started = time.perf_counter()
 
     reader, preprocessor, prepared = _prepare(
-        stages, data, source, device, columns=columns, id_column=id_column, categorical=categorical,
+        stages, data, source, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
     X = prepared.X
-    n_rows = int(X.shape[0])
+    n_rows = int(prepared.stats.n_kept) if ranks is not None else int(X.shape[0])
 
     sweep_result, k_reason = None, None
     if k is None:
@@ -287,21 +297,27 @@ def segment(
             raise InputError(f"k={k} is larger than the number of rows ({n_rows}) in {reader.name}")
         k_reason = "k was given"
     with stages("fit", f"Fitting k-means with k = {k}"):
-        centers, fit_info = _fit(X, k, seed, n_init, max_iter, device)
+        centers, fit_info = _fit(X, k, seed, n_init, max_iter, device, ranks)
 
     with stages("assign", "Assigning customers to segments"):
         labels, distances = _assign(X, centers, device)
     with stages("score", "Scoring the segments"):
-        metrics = _metrics(X, labels, distances, k, seed, sample_size, device)
+        metrics = _metrics(X, labels, distances, k, seed, sample_size, device, ranks, n_rows)
         metrics.update(fit_info)
     with stages("name", "Naming the segments"):
-        summary_of_matrix = summarize_matrix(X, labels, k)
+        summary_of_matrix = summary_of_sums(*_summed(ranks, matrix_sums(X, labels, k)))
         contrasts = summary_of_matrix.contrasts(preprocessor.feature_names_out_)
         names = name_segments(contrasts, _level_shares(summary_of_matrix, preprocessor))
-    labels_np = labels.cpu().numpy()
-    distances_np = distances.cpu().numpy()
+    labels_np, distances_np = labels.cpu().numpy(), distances.cpu().numpy()
+    if ranks is not None:
+        labels_np, distances_np, prepared.rows, report_rows = _gather_to_rank_0(
+            ranks, X, labels_np, distances_np, prepared, seed)
+        if not ranks.leads:
+            return None
+        prepared.n_rows = int(prepared.stats.n_rows)
+    else:
+        report_rows = _report_sample(X, labels_np, seed)
     medians = _sample_medians(prepared, preprocessor, labels_np, k)
-    report_rows = _report_sample(X, labels_np, seed)
     del X, labels, distances  # the matrix is not needed past this point
 
     model = SegmentModel(
@@ -315,6 +331,8 @@ def segment(
         reader=reader, prepared=prepared, command=command, preprocessor=preprocessor, k=k, k_reason=k_reason,
         metrics=metrics, sweep_result=sweep_result, names=names, labels=labels_np, device=fit_info.get("device"),
     )
+    if ranks is not None:
+        summary["ranks"] = ranks.world
     result = SegmentationResult(profiles=pd.DataFrame(), contrasts=contrasts, model=model, summary=summary,
                                 sweep=sweep_result, timings=stages.timings)
     key = preprocessor.id_column_ if preprocessor.id_column_ is not None else "row"
@@ -399,19 +417,24 @@ def sweep_k(
     k) and ``summary.json`` into ``out`` when given. Parameters as for :func:`segment`;
     ``force`` replaces a folder holding only these files (:data:`SWEEP_FILES`).
     """
+    ranks = Ranks.current()
     target = None
     if out is not None:
-        target = check_output_dir(out, force=force, own_files=SWEEP_FILES, inputs=_data_input(data))
+        target = _on_rank_0(ranks, lambda: check_output_dir(
+            out, force=force, own_files=SWEEP_FILES, inputs=_data_input(data)))
     device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
     reader, preprocessor, prepared = _prepare(
-        stages, data, None, device, columns=columns, id_column=id_column, categorical=categorical,
+        stages, data, None, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
-    low, high = _check_k_range(k_range, int(prepared.X.shape[0]), reader.name)
+    n_rows = int(prepared.stats.n_kept) if ranks is not None else int(prepared.X.shape[0])
+    low, high = _check_k_range(k_range, n_rows, reader.name)
     with stages("sweep", f"Sweeping k = {low}..{high}"):
         result = _run_sweep(prepared.X, range(low, high + 1), seed, sample_size, device, n_init, max_iter)
+    if ranks is not None and not ranks.leads:
+        return None
     summary = {
         "command": command,
         "input": _input_facts(reader, prepared),
@@ -550,21 +573,63 @@ def _model_input(model) -> dict:
 # ---------------------------------------------------------------- stages
 
 
-def _prepare(stages, data, source, device, *, columns, id_column, categorical, missing, log, clip, scale, decimal):
-    """The two passes that make the matrix: ``statistics`` and ``transform``."""
-    check_decimal(decimal)
-    reader = TableReader.open(data, decimal=decimal, name=source)
-    preprocessor = Preprocessor(
-        columns=columns, id_column=id_column, categorical=categorical,
-        missing=missing, log=log, clip=clip, scale=scale,
-    )
-    with stages("statistics", "Reading the table: statistics"):
-        stats = learn_table(preprocessor, reader, progress=stages.rows(reader.n_rows))
-    with stages("transform", "Reading the table: transforming the rows"):
-        prepared = transform_table(preprocessor, reader, device=device, n_kept=stats.n_kept, fitting=True,
-                                   progress=stages.rows(stats.n_rows))
-    prepared.stats = stats
-    return reader, preprocessor, prepared
+def _prepare(stages, data, source, device, ranks, *, columns, id_column, categorical, missing, log, clip, scale,
+             decimal):
+    """The two passes that make the matrix: ``statistics`` and ``transform`` (of this
+    rank's share, with ``ranks``)."""
+
+    def passes():
+        check_decimal(decimal)
+        reader = TableReader.open(data, decimal=decimal, name=source)
+        preprocessor = Preprocessor(
+            columns=columns, id_column=id_column, categorical=categorical,
+            missing=missing, log=log, clip=clip, scale=scale,
+        )
+        share = reader.n_rows if ranks is None else None
+        with stages("statistics", "Reading the table: statistics"):
+            stats = learn_table(preprocessor, reader, ranks=ranks, progress=stages.rows(share))
+        n_kept = stats.n_kept if ranks is None else stats.kept_by_rank[ranks.rank]
+        with stages("transform", "Reading the table: transforming the rows"):
+            prepared = transform_table(preprocessor, reader, device=device, n_kept=n_kept, ranks=ranks,
+                                       fitting=True, progress=stages.rows(stats.n_rows if ranks is None else None))
+        prepared.stats = stats
+        return reader, preprocessor, prepared
+
+    return passes() if ranks is None else ranks.together(passes)
+
+
+def _on_rank_0(ranks: Ranks | None, check):
+    """``check()`` (an output check) on rank 0 only, its error raised on every rank."""
+    if ranks is None:
+        return check()
+    return ranks.together(lambda: check() if ranks.leads else None)
+
+
+def _summed(ranks: Ranks | None, arrays):
+    """Each of ``arrays`` summed over the ranks."""
+    return arrays if ranks is None else tuple(ranks.sum(a) for a in arrays)
+
+
+def _gather_to_rank_0(ranks: Ranks, X, labels: np.ndarray, distances: np.ndarray, prepared: PreparedTable, seed: int):
+    """Every customer's segment and distance, the table positions of the clustered rows
+    (None when every row is), and the report's sample of the matrix, on rank 0."""
+    offsets = np.concatenate([[0], np.cumsum(prepared.stats.kept_by_rank)])
+    rows = prepared.rows if prepared.rows is not None else np.zeros(0, dtype=np.int64)
+    gathered = gather_rows(ranks, [labels, distances, rows])
+    picked = ranks.broadcast(None if gathered is None else _report_rows(gathered[0], seed))
+    if picked is None:
+        local = np.arange(X.shape[0])
+    else:
+        mine = picked[(picked >= offsets[ranks.rank]) & (picked < offsets[ranks.rank + 1])]
+        local = mine - offsets[ranks.rank]
+    block = X[_index_on(local, X)].cpu().numpy().astype(np.float64)
+    blocks = ranks.gather(block)
+    if gathered is None:
+        return None, None, None, None
+    all_labels, all_distances, all_rows = gathered
+    sample_labels = all_labels if picked is None else all_labels[picked]
+    return (all_labels, all_distances, all_rows if prepared.rows is not None else None,
+            (np.concatenate(blocks), sample_labels))
 
 
 def _check_device(device):
@@ -587,7 +652,7 @@ def _check_k_range(k_range, n_rows, source) -> tuple[int, int]:
     return low, high
 
 
-def _fit(X, k, seed, n_init, max_iter, device):
+def _fit(X, k, seed, n_init, max_iter, device, ranks):
     import torch
 
     km = gpukmeans.KMeans(
@@ -597,6 +662,7 @@ def _fit(X, k, seed, n_init, max_iter, device):
     # Number segments by size, largest first, so that segment 0 means the same
     # kind of thing from run to run instead of whatever order the fit produced.
     sizes = torch.bincount(torch.as_tensor(km.labels_).long(), minlength=k).cpu().numpy()
+    sizes = _summed(ranks, (sizes,))[0]
     order = np.argsort(-sizes, kind="stable")
     centers = torch.as_tensor(km.cluster_centers_).double().cpu().numpy()
     return centers[order], info
@@ -623,13 +689,16 @@ def _run_sweep(X, ks, seed, sample_size, device, n_init, max_iter):
     )
 
 
-def _metrics(X, labels, distances, k, seed, sample_size, device) -> dict:
+def _metrics(X, labels, distances, k, seed, sample_size, device, ranks, n_rows) -> dict:
+    """Inertia, silhouette (on a sample above ``sample_size`` rows), Calinski-Harabasz
+    and Davies-Bouldin; ``n_rows``: the rows of every rank."""
     import torch
 
     metrics = gpukmeans.metrics
-    result = {"inertia": float((distances * distances).sum())}
-    present = int((torch.bincount(labels, minlength=k) > 0).sum())
-    n_rows = int(X.shape[0])
+    inertia, sizes = _summed(ranks, (np.array([float((distances * distances).sum())]),
+                                     torch.bincount(labels, minlength=k).cpu().numpy()))
+    result = {"inertia": float(inertia[0])}
+    present = int((sizes > 0).sum())
     if present < 2 or present > n_rows - 1:
         result["silhouette"] = None
         return result
@@ -706,20 +775,30 @@ def _arrow_mask(mask: np.ndarray):
 
 def _report_sample(X, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A stratified sample of the clustered rows for the report's figures, on the host."""
-    import torch
+    rows = _report_rows(labels, seed)
+    if rows is None:
+        return X.cpu().numpy().astype(np.float64), labels
+    return X[_index_on(rows, X)].cpu().numpy().astype(np.float64), labels[rows]
 
+
+def _report_rows(labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """The rows of the report's stratified sample, in order; None for every row."""
     n = labels.size
     if n <= _REPORT_ROWS:
-        return X.cpu().numpy().astype(np.float64), labels
+        return None
     rng = np.random.default_rng(seed)
     sizes = np.bincount(labels)
     take = np.maximum(1, np.round(sizes / n * _REPORT_ROWS)).astype(int)
-    rows = np.sort(np.concatenate([
+    return np.sort(np.concatenate([
         rng.choice(np.flatnonzero(labels == s), size=min(int(take[s]), int(sizes[s])), replace=False)
         for s in range(sizes.size) if sizes[s]
     ]))
-    picked = X[torch.as_tensor(rows, device=X.device)]
-    return picked.cpu().numpy().astype(np.float64), labels[rows]
+
+
+def _index_on(rows: np.ndarray, X):
+    import torch
+
+    return torch.as_tensor(rows, dtype=torch.int64, device=X.device)
 
 
 def _input_facts(reader: TableReader, prepared: PreparedTable) -> dict:

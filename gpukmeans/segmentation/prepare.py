@@ -27,6 +27,7 @@ import numpy as np
 from . import _kernels
 from .errors import InputError
 from .preprocess import Preprocessor
+from .ranks import Ranks, agree_on_plans, merge_statistics
 from .statistics import TableStatistics
 from .tables import Batch, TableReader, read_pass
 from .transform import TransformedBatch, merge_parts, transform_numpy, transform_torch
@@ -63,22 +64,25 @@ class PreparedTable:
     unknown_levels: dict = field(default_factory=dict)
 
 
-def prepare_table(prep: Preprocessor, reader: TableReader, *, device="cpu", part=None,
+def prepare_table(prep: Preprocessor, reader: TableReader, *, device="cpu", ranks: Ranks | None = None,
                   progress: Callable[[str, int], None] | None = None) -> PreparedTable:
-    """Fit ``prep`` on the table and return the table transformed (see the module's notes).
+    """Fit ``prep`` on the table and return the table transformed (see the module's notes);
+    with ``ranks``, this rank's share of it.
 
     ``progress(pass_name, rows)`` is told the rows read after every batch.
     """
-    stats = learn_table(prep, reader, part=part, progress=progress)
-    prepared = transform_table(prep, reader, device=device, part=part, n_kept=stats.n_kept,
+    stats = learn_table(prep, reader, ranks=ranks, progress=progress)
+    n_kept = stats.n_kept if ranks is None else stats.kept_by_rank[ranks.rank]
+    prepared = transform_table(prep, reader, device=device, ranks=ranks, n_kept=n_kept,
                                progress=progress, fitting=True)
     prepared.stats = stats
     return prepared
 
 
-def learn_table(prep: Preprocessor, reader: TableReader, *, part=None,
+def learn_table(prep: Preprocessor, reader: TableReader, *, ranks: Ranks | None = None,
                 progress: Callable[[str, int], None] | None = None) -> TableStatistics:
-    """The statistics pass and :meth:`Preprocessor.learn`."""
+    """The statistics pass and :meth:`Preprocessor.learn`; with ``ranks``, over this
+    rank's share, then merged so that every rank learns the same steps."""
     id_column = prep.start(reader.columns, reader.name)
     columns = prep.columns_to_read(reader.columns, id_column)
     drop = prep.missing == "drop"
@@ -89,12 +93,18 @@ def learn_table(prep: Preprocessor, reader: TableReader, *, part=None,
             reader, columns,
             lambda: TableStatistics(categorical=prep.categorical, candidates=candidates, drop_missing=drop,
                                     expected_rows=expected),
-            _counted(TableStatistics.add, "statistics", progress), part=part,
+            _counted(TableStatistics.add, "statistics", progress), part=None if ranks is None else ranks.part,
         )
+        stats.placeholders = dict(reader.placeholders)
+        if ranks is not None:
+            widened = agree_on_plans(ranks, reader.plans)
+            if widened is not None:  # another rank's rows need a column read another way
+                reader.adopt_plans(widened)
+                continue
+            stats = merge_statistics(ranks, stats, reader.name)
         if not stats.sample.complete():
             expected = None  # the sample's threshold left too few rows: read again without one
             continue
-        stats.placeholders = dict(reader.placeholders)
         kinds = {name: reader.column_kind(name) for name in columns}
         prep.learn(stats, header=reader.columns, kinds=kinds, id_column=id_column, source=reader.name)
         assumed = [name for name in columns if kinds[name] == "number" or name in prep.categorical]
@@ -105,13 +115,16 @@ def learn_table(prep: Preprocessor, reader: TableReader, *, part=None,
         candidates = prep.features_read_
 
 
-def transform_table(prep: Preprocessor, reader: TableReader, *, device="cpu", part=None, n_kept: int | None = None,
-                    progress: Callable[[str, int], None] | None = None, fitting: bool = False) -> PreparedTable:
-    """The transform pass: the table (or this process's part of it) as one float32
-    matrix on ``device``. With ``fitting``, the pass ends the fit (:meth:`Preprocessor.finish`)."""
+def transform_table(prep: Preprocessor, reader: TableReader, *, device="cpu", n_kept: int | None = None,
+                    ranks: Ranks | None = None, progress: Callable[[str, int], None] | None = None,
+                    fitting: bool = False) -> PreparedTable:
+    """The transform pass: the table (or, with ``ranks``, this rank's share of it) as
+    one float32 matrix on ``device``. With ``fitting``, the pass ends the fit
+    (:meth:`Preprocessor.finish`) with the moments of every rank's batches in table order."""
     import torch
 
     device = torch.device(device)
+    part = None if ranks is None else ranks.part
     if n_kept is None:
         # Rows with a missing value may be dropped: allocate for every row, keep what is used.
         n_kept = _count_rows(reader, prep, part)
@@ -132,6 +145,8 @@ def transform_table(prep: Preprocessor, reader: TableReader, *, device="cpu", pa
             missing += _missing_per_column(prep, batch)
     X = X[:written]
     if fitting:
+        if ranks is not None:
+            moments = [batch for rank_moments in ranks.all_gather(moments) for batch in rank_moments]
         prep.finish(merge_parts(np.stack(moments)) if moments else _no_moments(prep), reader.name)
         _center_and_scale(X, prep.center_, prep.scale_)
     rows = None if prep.missing != "drop" else (np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64))

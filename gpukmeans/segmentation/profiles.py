@@ -336,6 +336,12 @@ class MatrixSummary:
 def summarize_matrix(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -> MatrixSummary:
     """One pass over the clustered float32 matrix on its device (``labels``: a tensor on
     the same device), summed in float64: a numba kernel on the CPU, torch elsewhere."""
+    return summary_of_sums(*matrix_sums(X, labels, n_segments, block_rows=block_rows))
+
+
+def matrix_sums(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment, the float64 sums and sums of squares of the matrix's columns, and
+    the rows (what :func:`summary_of_sums` needs; ranks add theirs)."""
     import torch
 
     n, d = X.shape
@@ -343,16 +349,20 @@ def summarize_matrix(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -
         from ._kernels import segment_sums
 
         sums, squares, counts = segment_sums(X.numpy(), labels.to(torch.int64).numpy(), n_segments)
-    else:
-        sums_t = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
-        squares_t = torch.zeros_like(sums_t)
-        for start in range(0, n, block_rows):
-            block, codes = X[start:start + block_rows].double(), labels[start:start + block_rows]
-            sums_t.index_add_(0, codes, block)
-            squares_t.index_add_(0, codes, block * block)
-        sums, squares = sums_t.cpu().numpy(), squares_t.cpu().numpy()
-        counts = torch.bincount(labels, minlength=n_segments).double().cpu().numpy()
-    total = max(n, 1)
+        return sums, squares, np.asarray(counts, dtype=np.float64)
+    sums_t = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
+    squares_t = torch.zeros_like(sums_t)
+    for start in range(0, n, block_rows):
+        block, codes = X[start:start + block_rows].double(), labels[start:start + block_rows]
+        sums_t.index_add_(0, codes, block)
+        squares_t.index_add_(0, codes, block * block)
+    counts = torch.bincount(labels, minlength=n_segments).double().cpu().numpy()
+    return sums_t.cpu().numpy(), squares_t.cpu().numpy(), counts
+
+
+def summary_of_sums(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> MatrixSummary:
+    """The :class:`MatrixSummary` of a matrix from its :func:`matrix_sums`."""
+    total = max(float(counts.sum()), 1.0)
     mean = sums.sum(axis=0) / total
     variance = np.maximum(squares.sum(axis=0) / total - mean * mean, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):

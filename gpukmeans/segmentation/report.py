@@ -91,7 +91,8 @@ def silhouette_figure(X, labels, *, rng, sample_size, mean=None):
     from gpukmeans.plots import plot_silhouette
 
     rows = _stratified_sample(labels, sample_size, rng)
-    values = np.asarray(metrics.silhouette_samples(X[rows], labels[rows], device="cpu"))
+    # The report's sample is on one process, also in a torch.distributed run.
+    values = np.asarray(metrics.silhouette_samples(X[rows], labels[rows], device="cpu", distributed=False))
     scope = f"all {len(rows):,} rows" if len(rows) == len(labels) else (
         f"stratified sample of {len(rows):,} of {len(labels):,} rows")
     k = int(labels.max()) + 1

@@ -133,6 +133,19 @@ class NumberStats:
         if self.levels is not None:
             self._track_levels(values if keep is None else values[keep])
 
+    def merge(self, other: "NumberStats") -> None:
+        """Take in the same column's statistics over later rows (another rank's)."""
+        self.rows += other.rows
+        self.missing += other.missing
+        self.kept_missing += other.kept_missing
+        self.count += other.count
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.moments = self.moments.merged(other.moments)
+        self.codes = None if self.codes is None or other.codes is None else self.codes | other.codes
+        if self.codes is not None and len(self.codes) > MAX_CODE_LEVELS:
+            self.codes = None
+        self.levels = _added_counts(self.levels, other.levels, MAX_LEVELS)
+
     def _track_codes(self, values: np.ndarray) -> None:
         finite = values[np.isfinite(values)]
         if np.unique(finite[:_HEAD]).size > MAX_CODE_LEVELS:
@@ -200,6 +213,21 @@ class TextStats:
         elif not self.looked and not is_null.all():
             self._look_for_text(texts, start, int((~is_null).sum()))
 
+    def merge(self, other: "TextStats") -> None:
+        """Take in the same column's statistics over later rows (another rank's)."""
+        self.missing += other.missing
+        self.kept_missing += other.kept_missing
+        if self.levels is not None or other.levels is not None:
+            self.levels = {**(self.levels or {})}
+            for level, count in (other.levels or {}).items():
+                self.levels[level] = self.levels.get(level, 0) + count
+        # The earliest row wins: ranks may have read their blocks in turn.
+        earlier = other.first_non_number is not None and (
+            self.first_non_number is None or other.first_non_number[0] < self.first_non_number[0])
+        if earlier or (not self.looked and other.looked):
+            self.first_non_number, self.mostly_numbers = other.first_non_number, other.mostly_numbers
+        self.looked = self.looked or other.looked
+
     def _look_for_text(self, texts, start: int, present: int) -> None:
         import pyarrow as pa
 
@@ -210,6 +238,16 @@ class TextStats:
             first = int(positions[0])
             self.first_non_number = (start + first, str(plain[first].as_py()))
             self.mostly_numbers = positions.size * 2 < present
+
+
+def _added_counts(a: dict | None, b: dict | None, limit: int) -> dict | None:
+    """Counts of both, or None when either gave up or together they exceed ``limit``."""
+    if a is None or b is None:
+        return None
+    total = dict(a)
+    for value, count in b.items():
+        total[value] = total.get(value, 0) + count
+    return None if len(total) > limit else total
 
 
 def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -355,11 +393,21 @@ class RowSample:
 
     def state(self) -> dict:
         """What another process needs to merge this sample with its own (see :meth:`merge`)."""
+        if not self._parts:
+            return {}
         self._trim()
-        return self._parts[0] if self._parts else {}
+        return self._parts[0]
 
-    def merge(self, states: Sequence[dict]) -> None:
-        """Take in other processes' samples: the union keeps the smallest hashes."""
+    @property
+    def seen(self) -> int:
+        """Rows offered to the sample."""
+        return self._seen
+
+    def merge(self, states: Sequence[dict], seen: int | None = None) -> None:
+        """Take in every process's sample (``seen``: the rows all of them were
+        offered): the union keeps the smallest hashes."""
+        if seen is not None:
+            self._seen = seen
         self._parts = [s for s in states if s]
         self._held = sum(s["hashes"].size for s in self._parts)
         if self._parts:
@@ -416,6 +464,7 @@ class TableStatistics:
         self.texts: dict[str, TextStats] = {}
         self.sample = RowSample(sample_rows, expected_rows)
         self.placeholders: dict[str, dict[str, int]] = {}  # by column and spelling, set by the reader
+        self.kept_by_rank: list[int] | None = None  # rows kept in each rank's share, once merged
 
     def add(self, batch: Batch) -> None:
         keep = self._kept(batch) if self.drop_missing else None
@@ -427,6 +476,26 @@ class TableStatistics:
             self.texts.setdefault(name, TextStats()).add(texts, keep, batch.start, name in self.categorical)
         sampled_texts = [n for n in batch.texts if n in self.categorical or n not in self.numbers]
         self.sample.add(batch, list(batch.numbers), sampled_texts, keep)
+
+    def merge(self, other: "TableStatistics") -> None:
+        """Take in the statistics of the rows that follow (another rank's share of the
+        table); the sample is merged apart (:meth:`RowSample.merge`)."""
+        self.n_rows += other.n_rows
+        self.n_kept += other.n_kept
+        for name, column in other.numbers.items():
+            if name in self.numbers:
+                self.numbers[name].merge(column)
+            else:
+                self.numbers[name] = column
+        for name, column in other.texts.items():
+            if name in self.texts:
+                self.texts[name].merge(column)
+            else:
+                self.texts[name] = column
+        for name, spellings in other.placeholders.items():
+            counts = self.placeholders.setdefault(name, {})
+            for spelling, count in spellings.items():
+                counts[spelling] = counts.get(spelling, 0) + count
 
     def _kept(self, batch: Batch) -> np.ndarray:
         keep = np.ones(batch.n_rows, dtype=bool)

@@ -55,8 +55,11 @@ from .io import (
 #: Rows per batch of a Parquet file or a DataFrame (a Parquet row group larger than
 #: this is read in several batches).
 BATCH_ROWS = 1 << 20
-#: Bytes of CSV text per batch (pyarrow's block size).
+#: Bytes of CSV text per batch (pyarrow's block size): a 64th of the file, between
+#: these bounds, so that a file of a few MB still splits across the ranks of a
+#: torch.distributed run, and the batches never depend on how many ranks there are.
 CSV_BLOCK_BYTES = 16 << 20
+CSV_MIN_BLOCK_BYTES = 1 << 20
 #: Restarts of one pass before the reader gives up (each one widens a plan).
 MAX_RESTARTS = 16
 
@@ -387,13 +390,15 @@ class _CsvReader(TableReader):
         self._encoding = layout.encoding
         self._newlines_in_values = False
         self._booleans: set[str] = set()  # number columns written true/false
+        self._block_rows: list[int] | None = None  # rows per block, once a pass has read them all
+        self._block_bytes = int(min(CSV_BLOCK_BYTES, max(CSV_MIN_BLOCK_BYTES, path.stat().st_size // 64)))
 
     def _options(self, columns, raw, types):
         import pyarrow.csv as pacsv
 
         read = pacsv.ReadOptions(
             encoding=self._encoding, column_names=self._layout.columns,
-            skip_rows=_header_rows(self.path, self._encoding), block_size=CSV_BLOCK_BYTES,
+            skip_rows=_header_rows(self.path, self._encoding), block_size=self._block_bytes,
         )
         parse = pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=self._newlines_in_values)
         # Only empty cells are null to the reader: placeholders stay text, so that they
@@ -439,20 +444,28 @@ class _CsvReader(TableReader):
             else:
                 types[name] = pa.bool_() if name in self._booleans else pa.float64()
         read, parse, convert = self._options(columns, raw, types)
-        start, index = 0, 0
+        start, index, block_rows = 0, 0, []
+        # A share is a contiguous run of blocks once a pass has counted them, blocks in
+        # turn before (block boundaries depend only on the bytes, so every pass agrees).
+        share = None
+        if part is not None and self._block_rows is not None:
+            share = set(_contiguous_share(self._block_rows, *part))
         try:
             reader = pacsv.open_csv(self.path, read_options=read, parse_options=parse, convert_options=convert)
             for record_batch in reader:
                 n_rows = record_batch.num_rows
-                if part is None or index % part[1] == part[0]:
+                mine = index in share if share is not None else (part is None or index % part[1] == part[0])
+                if mine:
                     arrays = dict(zip(record_batch.schema.names, record_batch.columns))
                     yield self._batch(start, n_rows, arrays, raw)
+                block_rows.append(n_rows)
                 start += n_rows
                 index += 1
         except pa.ArrowInvalid as exc:
             self._on_error(exc)
             raise PlanChanged(str(exc)) from None
         self.n_rows = start
+        self._block_rows = block_rows
         if start == 0:
             raise InputError(f"{self.path} has a header but no data rows")
 
