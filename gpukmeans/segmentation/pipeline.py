@@ -181,7 +181,7 @@ def parse_k_range(text: str) -> tuple[int, int]:
 
 
 def segment(
-    data: str | os.PathLike | pd.DataFrame,
+    data: str | os.PathLike | pd.DataFrame | np.ndarray,
     *,
     k: int | None = None,
     k_range: tuple[int, int] = DEFAULT_K_RANGE,
@@ -210,8 +210,9 @@ def segment(
 
     Parameters
     ----------
-    data : path or pandas.DataFrame
-        A CSV (any delimiter) or Parquet file, or a table already in memory.
+    data : path, pandas.DataFrame or numpy.ndarray
+        A CSV (any delimiter) or Parquet file, or a table already in memory (a 2-D
+        array's columns are named ``x0``, ``x1``, ...).
     k : int, optional
         Number of segments. Without it a sweep over ``k_range`` runs and its
         recommended k is taken.
@@ -318,7 +319,7 @@ def segment(
     else:
         report_rows = _report_sample(X, labels_np, seed)
     medians = _sample_medians(prepared, preprocessor, labels_np, k)
-    del X, labels, distances  # the matrix is not needed past this point
+    prepared.X = X = labels = distances = None  # the matrix is not needed past this point
 
     model = SegmentModel(
         preprocessor=preprocessor,
@@ -340,19 +341,19 @@ def segment(
     def finish(staging: Path | None) -> None:
         path = None if staging is None else staging / f"segments{'.parquet' if reader.format == 'parquet' else '.csv'}"
         writer = SegmentsWriter(path, reader.format, names, key)
-        with stages("profile", "Profiling segments and writing each customer's segment"):
-            sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
-                                     progress=stages.rows(prepared.n_rows))
-            result.profiles = sums.table(names, medians)
-        if staging is None:
-            result._segments = writer.frame()
-        html = None
-        if report:
-            with stages("report", "Drawing the report"):
-                from .report import render_report
+        with _drawn_meanwhile(report, result, report_rows, seed, sample_size) as figures:
+            with stages("profile", "Profiling segments and writing each customer's segment"):
+                sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
+                                         progress=stages.rows(prepared.n_rows))
+                result.profiles = sums.table(names, medians)
+            if staging is None:
+                result._segments = writer.frame()
+            html = None
+            if report:
+                with stages("report", "Drawing the report"):
+                    from .report import finish_report
 
-                html = render_report(result, X=report_rows[0], labels=report_rows[1], seed=seed,
-                                     sample_size=sample_size)
+                    html = finish_report(result, figures.result())
         if staging is None:
             return
         with stages("write", "Writing the model, profiles and summary"):
@@ -560,7 +561,7 @@ def predict(
 
 def _data_input(data) -> dict:
     """The data as an input an output must not replace (nothing for a table in memory)."""
-    return {} if isinstance(data, pd.DataFrame) else {"input table": data}
+    return {} if isinstance(data, (pd.DataFrame, np.ndarray)) else {"input table": data}
 
 
 def _model_input(model) -> dict:
@@ -596,6 +597,23 @@ def _prepare(stages, data, source, device, ranks, *, columns, id_column, categor
         return reader, preprocessor, prepared
 
     return passes() if ranks is None else ranks.together(passes)
+
+
+@contextlib.contextmanager
+def _drawn_meanwhile(report: bool, result: SegmentationResult, rows, seed: int, sample_size: int):
+    """The report's figures of the matrix, drawn in a thread while the caller goes on
+    (yields a future; None without a report). Drawing is mostly Python, and the last
+    pass mostly pyarrow and numba, which leave the interpreter to it."""
+    if not report:
+        yield None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .report import draw_matrix_figures
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpukmeans-report") as pool:
+        yield pool.submit(draw_matrix_figures, result, X=rows[0], labels=rows[1], seed=seed,
+                          sample_size=sample_size)
 
 
 def _on_rank_0(ranks: Ranks | None, check):

@@ -40,6 +40,19 @@ def render_report(
     sample_size: int = 10_000,
 ) -> str:
     """Return the HTML of the report for ``result`` (``X``/``labels``: the clustered rows)."""
+    return finish_report(result, draw_matrix_figures(result, X=X, labels=labels, seed=seed, sample_size=sample_size))
+
+
+def draw_matrix_figures(
+    result: "SegmentationResult", *, X: np.ndarray, labels: np.ndarray, seed: int = 0,
+    sample_size: int = 10_000,
+) -> list[tuple[str, str]]:
+    """The report's figures that need the clustered rows but not the profiles (the
+    sweep, the silhouettes, the projection), as (title, PNG data URI) pairs.
+
+    They take a few seconds whatever the table's size, so :func:`segment` draws them
+    in a thread while its last pass over the table computes the profiles.
+    """
     summary = result.summary
     names = result.model.segment_names
     centers = result.model.cluster_centers
@@ -60,6 +73,14 @@ def render_report(
         (f"Segments in two dimensions ({projection})",
          _png(pca_figure(X, labels, centers, names, rng=rng, feature_names=features)))
     )
+    return figures
+
+
+def finish_report(result: "SegmentationResult", figures: list[tuple[str, str]]) -> str:
+    """The report's HTML: ``figures`` (from :func:`draw_matrix_figures`), the profile
+    heatmap and the tables; ``result.profiles`` must be filled in."""
+    prep = result.model.preprocessor
+    names = result.model.segment_names
     numeric = set(prep.numeric_columns_)
     levels = [c for c in result.contrasts.columns if c not in numeric]
     shown = distinguishing_features(result.contrasts, SHOWN_FEATURES)
@@ -67,8 +88,7 @@ def render_report(
     if len(shown) < result.contrasts.shape[1]:
         title += f": the {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart"
     heatmap = profile_heatmap(result.contrasts, result.profiles, names, levels)
-    figures.append((title, _png(heatmap)))
-    return _page(result, figures, levels, shown)
+    return _page(result, [*figures, (title, _png(heatmap))], levels, shown)
 
 
 def distinguishing_features(contrasts: pd.DataFrame, limit: int) -> list[str]:

@@ -130,6 +130,56 @@ def read_pass(reader: "TableReader", columns: Sequence[str], start: Callable[[],
     raise InputError(f"{reader.name} could not be read consistently: its columns kept changing type")
 
 
+_END = object()
+
+
+def prefetched(items: Iterator[S], depth: int = 1) -> Iterator[S]:
+    """``items``, produced up to ``depth`` ahead by a background thread.
+
+    Decoding a batch (pyarrow, without the GIL) then overlaps with the work done on
+    the one before. An error of the producer is raised in the consumer, where the
+    batch it stopped at would have been; a consumer that stops early stops the
+    producer at its next batch.
+    """
+    import queue
+    import threading
+
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(entry) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((_END, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            offer((None, error))
+
+    producer = threading.Thread(target=produce, name="gpukmeans-batches", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
 class TableReader:
     """A CSV file, a Parquet file or a DataFrame, read in batches of rows.
 
@@ -164,7 +214,8 @@ class TableReader:
 
     @staticmethod
     def open(data, *, decimal: str | None = None, name: str | None = None) -> "TableReader":
-        """A reader for a path (CSV or Parquet, by suffix or content) or a DataFrame.
+        """A reader for a path (CSV or Parquet, by suffix or content), a DataFrame or
+        a 2-D numpy array (columns ``x0``, ``x1``, ...).
 
         Raises
         ------
@@ -172,6 +223,8 @@ class TableReader:
             If the file is missing, empty, not a table, or names two columns alike.
         """
         check_decimal(decimal)
+        if isinstance(data, np.ndarray):
+            data = array_table(data)
         if isinstance(data, pd.DataFrame):
             return _FrameReader(data, decimal or ".", name or "the table")
         path = _existing_file(data)
@@ -225,7 +278,7 @@ class TableReader:
         self.placeholders = {}
         for name in raw:
             self.plans[name] = ColumnPlan(name, RAW)
-        yield from self._batches(list(columns), list(raw), part)
+        yield from prefetched(self._batches(list(columns), list(raw), part))
 
     def _batches(self, columns, raw, part) -> Iterator[Batch]:
         raise NotImplementedError
@@ -349,6 +402,15 @@ class _ParquetReader(TableReader):
             cells += _decoded(record_batch.column(name)).slice(0, 50).drop_null().to_pylist()
         self.decimal = numbers.detect_decimal(cells) or "."
         self._decimal_given = True
+
+
+def array_table(array: np.ndarray) -> pd.DataFrame:
+    """A 2-D array of numbers as a table with columns ``x0``, ``x1``, ..."""
+    if array.ndim != 2:
+        raise InputError(f"an array to segment must have 2 dimensions (rows, columns), got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"an array to segment must hold numbers, got dtype {array.dtype}")
+    return pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])
 
 
 def _contiguous_share(sizes: Sequence[int], rank: int, n_parts: int) -> range:

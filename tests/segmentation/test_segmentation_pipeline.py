@@ -1,5 +1,6 @@
 """``segment`` end to end from Python: the textbook result, exact predictions, outputs, errors."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,24 @@ def test_a_table_in_memory_with_numbers_as_text_is_segmented_like_its_file(tmp_p
     pd.testing.assert_frame_equal(in_memory.profiles, from_file.profiles)
     assert in_memory.summary["input"]["placeholders"] == {"spend": {"N/A": 3}}
     assert in_memory.summary["preprocessing"]["features"] == ["spend", "visits"]
+
+
+def test_a_numpy_array_is_segmented_like_the_same_table_as_a_dataframe():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 3))
+    X[:300] += 4.0
+    from_array = segment(X, k=2, report=False)
+    frame = pd.DataFrame(X, columns=["x0", "x1", "x2"])
+    from_frame = segment(frame, k=2, report=False)
+    pd.testing.assert_frame_equal(from_array.segments, from_frame.segments)
+    pd.testing.assert_frame_equal(from_array.profiles, from_frame.profiles)
+    assert adjusted_rand_score(from_array.segments["segment"], np.repeat([0, 1], 300)) == 1.0
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros(5), "2 dimensions (rows, columns), got shape (5,)"),
+    (np.array([["a", "b"], ["c", "d"]]), "must hold numbers, got dtype <U1"),
+])
+def test_an_array_that_is_not_a_table_of_numbers_is_refused(array, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        segment(array, k=2, report=False)
