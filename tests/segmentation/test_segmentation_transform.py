@@ -132,4 +132,5 @@ def test_transforming_a_table_uses_the_kernel(missing, new_customers):
     kept = out if kernel.rows is None else out[: kernel.rows.size]
     transformed = prep.transform(new_customers)
     np.testing.assert_array_equal(transformed.X, kept.astype(np.float64))
-    np.testing.assert_array_equal(transformed.rows, np.arange(len(new_customers)) if kernel.rows is None else kernel.rows)
+    rows = np.arange(len(new_customers)) if kernel.rows is None else kernel.rows
+    np.testing.assert_array_equal(transformed.rows, rows)
