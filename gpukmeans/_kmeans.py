@@ -243,7 +243,8 @@ class KMeans(_BaseKMeans):
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError("centers hold NaN or infinity")
         model._storage_dtype = None
-        model._set_fit_result(Conditioning(), tensor, 0.0)
+        conditioning = _conditioning_for_centers(tensor)
+        model._set_fit_result(conditioning, conditioning.rows(tensor), 0.0)
         model.inertia_ = math.nan
         model.n_iter_ = 0
         model._set_fitted_centers(output, target)
@@ -363,6 +364,18 @@ class KMeans(_BaseKMeans):
     def _auto_n_init(self) -> int:
         # as scikit-learn: a random draw or a callable may start anywhere, so ten restarts
         return 10 if (isinstance(self.init, str) and self.init == "random") or callable(self.init) else 1
+
+
+def _conditioning_for_centers(centers: torch.Tensor) -> Conditioning:
+    """Centres known without their rows: move later rows by the centres' mean when it lies
+    farther from the origin than the centres spread (rounded to their dtype, so that a row
+    near it subtracts it exactly), as a fit moves its rows by theirs."""
+    wide = centers.detach().to(torch.float64).cpu()
+    mean = wide.mean(dim=0)
+    spread_sq = float(((wide - mean) ** 2).sum(dim=1).mean())
+    if float((mean * mean).sum()) <= spread_sq:
+        return Conditioning()
+    return Conditioning(mean.to(centers.dtype).double())
 
 
 def fit_device(device_param, *, distributed: bool) -> torch.device:

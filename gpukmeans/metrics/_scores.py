@@ -200,10 +200,18 @@ def ch_db_many(
         grand_mean = (group_centroids * group_totals[:, None]).sum(dim=0) / total_weight
         between = float((group_totals * ((group_centroids - grand_mean) ** 2).sum(dim=1)).sum())
         calinski.append(
-            1.0 if within[g] == 0.0 else between * (total_weight - k) / (within[g] * (k - 1.0))
+            1.0 if _no_spread(within[g], between) else between * (total_weight - k) / (within[g] * (k - 1.0))
         )
         davies.append(_davies_bouldin_from(group_centroids, spread[part] / group_totals))
     return calinski, davies
+
+
+def _no_spread(within: float, between: float) -> bool:
+    """Whether the within-cluster sum of squares is zero but for rounding: each row then
+    equals its centroid, which the conditioned rows' subtraction of a shift and the
+    centroids' division miss by a few ulps (scikit-learn's ``W == 0`` case)."""
+    epsilon = torch.finfo(torch.float64).eps
+    return within <= (4.0 * epsilon) ** 2 * (within + between)
 
 
 def _davies_bouldin_from(centroids: torch.Tensor, spread: torch.Tensor) -> float:

@@ -261,15 +261,14 @@ def _missing_per_column(prep: Preprocessor, batch: Batch) -> np.ndarray:
 
 
 def _counted(add, name, progress):
-    """``add`` that reports the rows seen so far to ``progress``."""
+    """``add`` that reports the rows the pass has taken so far (``state.n_rows``, which
+    starts again with the pass) to ``progress``."""
     if progress is None:
         return add
-    seen = [0]
 
     def counted(state, batch):
         add(state, batch)
-        seen[0] += batch.n_rows
-        progress(name, seen[0])
+        progress(name, state.n_rows)
 
     return counted
 

@@ -695,7 +695,7 @@ class Preprocessor:
             "numeric_columns": list(self.numeric_columns_),
             "categories": {k: list(v) for k, v in self.categories_.items()},
             "missing": self.missing,
-            "impute_values": dict(self.impute_values_),
+            "impute_values": {name: self.impute_values_[name] for name in self.numeric_columns_},
             "category_fill": {k: self.category_fill_[k] for k in self.categories_},
             "log_columns": list(self.log_columns_),
             "log_floor": dict(self.log_floor_),
@@ -722,6 +722,9 @@ class Preprocessor:
             the field as ``preprocessing.<field>``.
         """
         fields = read_record(data, _FITTED_FIELDS, "preprocessing")
+        # Files written before constant columns' imputation values were left out hold them too.
+        fields["impute_values"] = {name: value for name, value in fields["impute_values"].items()
+                                   if name not in fields["constant_columns"]}
         _check_fitted_fields(fields)
         prep = cls(
             columns=list(fields["numeric_columns"]),

@@ -133,6 +133,17 @@ def read_pass(reader: "TableReader", columns: Sequence[str], start: Callable[[],
 _END = object()
 
 
+def _release_cached_memory() -> None:
+    """Hand back to the system what pyarrow's memory pool keeps of freed batches.
+
+    Its allocator keeps freed pages for reuse; over a pass of decoded batches of
+    different sizes that is hundreds of MB the process holds and never uses again.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def prefetched(items: Iterator[S], depth: int = 1) -> Iterator[S]:
     """``items``, produced up to ``depth`` ahead by a background thread.
 
@@ -278,7 +289,10 @@ class TableReader:
         self.placeholders = {}
         for name in raw:
             self.plans[name] = ColumnPlan(name, RAW)
-        yield from prefetched(self._batches(list(columns), list(raw), part))
+        for batch in prefetched(self._batches(list(columns), list(raw), part)):
+            yield batch
+            _release_cached_memory()
+        _release_cached_memory()
 
     def _batches(self, columns, raw, part) -> Iterator[Batch]:
         raise NotImplementedError

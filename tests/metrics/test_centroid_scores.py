@@ -92,10 +92,6 @@ def test_clusters_of_identical_rows_score_as_sklearn_does():
     assert centroid_scores(X, labels, device="cpu") == _sklearn(X, labels) == (1.0, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rows are conditioned (shifted by a centre that is not a whole number) before the centroids are "
-    "taken: each row then differs from its cluster's centroid by a rounding error, W is ~1e-31 instead "
-    "of 0, and Calinski-Harabasz is ~6e32 instead of the documented 1.0"))
 def test_clusters_of_identical_rows_have_no_within_spread():
     X, labels = _identical_rows([0.0, 0.0])
     assert _sklearn(X, labels) == (1.0, 0.0)

@@ -115,3 +115,27 @@ def test_a_version_1_model_reads_as_the_same_transformation(tmp_path):
     (tmp_path / "v1.safetensors").write_bytes(save(load(raw), metadata=metadata))
     old = load_model(tmp_path / "v1.safetensors")
     pd.testing.assert_frame_equal(old.predict_frame(frame), model.predict_frame(frame))
+
+
+def test_a_model_fitted_with_a_constant_column_predicts_from_its_file(tmp_path):
+    from gpukmeans.segmentation import predict, segment
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"CustomerID": np.arange(40) + 1000, "Recency": 3.0,
+                          "Frequency": rng.poisson(3, 40).astype(float), "Monetary": rng.lognormal(4, 1, 40)})
+    path = tmp_path / "rfm.csv"
+    frame.to_csv(path, index=False)
+    result = segment(path, k=3, out=tmp_path / "seg", report=False)
+    assert "Recency" in result.summary["preprocessing"]["constant_columns"]
+    predicted = predict(tmp_path / "seg", path)
+    pd.testing.assert_frame_equal(predicted.segments, result.segments)
+    assert "Recency" not in load_model(tmp_path / "seg").preprocessor.impute_values_
+
+
+def test_a_model_file_that_imputes_a_constant_column_still_loads():
+    prep = Preprocessor().fit(pd.DataFrame({"a": [1.0, 2.0, 3.0, 9.0], "b": [5.0, 5.0, 5.0, 5.0]}))
+    record = prep.to_dict()
+    assert record["constant_columns"] == ["b"] and "b" not in record["impute_values"]
+    record["impute_values"]["b"] = 5.0  # as files written before the fix hold it
+    loaded = Preprocessor.from_dict(record)
+    assert loaded.impute_values_ == {"a": prep.impute_values_["a"]}

@@ -87,9 +87,6 @@ def test_csv_passes_report_rows_up_to_the_table(tmp_path, small_batches):
     _check_pass(predicted, "predict", None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "learn_table's progress counter (_counted) is made once per statistics pass and not reset when "
-    "read_pass restarts it: after a restart the rows reported add up the abandoned pass's rows"))
 def test_a_restarted_pass_reports_rows_from_the_start(tmp_path, small_batches):
     frame = _customers().astype({"visits": object})
     frame.loc[N_ROWS - 10, "visits"] = "N/A"  # in the last block: the statistics pass starts again
