@@ -74,6 +74,22 @@ def test_the_table_is_the_same_every_time(customers, tmp_path):
     assert not pq.read_table(other_seed).equals(pq.read_table(customers))
 
 
+def test_blocks_drawn_by_several_processes_make_the_same_table(customers, tmp_path):
+    parallel = bench.write_customers_parquet(tmp_path / "parallel.parquet", 4000, row_group_rows=1000, workers=2)
+    assert pq.read_table(parallel).equals(pq.read_table(customers))
+
+
+def test_the_twelve_column_table_has_two_more_numeric_columns(customers, tmp_path):
+    wide = bench.write_customers_parquet(tmp_path / "wide.parquet", 4000, row_group_rows=1000, width=12)
+    table, ten = pq.read_table(wide), pq.read_table(customers)
+    assert table.num_rows == 4000 and table.num_columns == 12
+    assert table.column_names == [*ten.column_names[:-1], "web_visits_12m", "returns_share", "channel"]
+    again = bench.write_customers_parquet(tmp_path / "again.parquet", 4000, row_group_rows=1000, width=12, workers=2)
+    assert pq.read_table(again).equals(table)
+    path, _ = bench.cached_parquet(tmp_path, 3000, row_group_rows=1000, width=12)
+    assert path.name == "customers_3kx12.parquet"
+
+
 def test_a_cached_table_is_reused_only_when_made_the_same_way(tmp_path):
     path, how = bench.cached_parquet(tmp_path, 3000, row_group_rows=1000)
     assert path.name == "customers_3k.parquet" and how.startswith("written")
