@@ -42,7 +42,29 @@ app = typer.Typer(
 
 DataArg = Annotated[Path, typer.Argument(help="Customer table: CSV (any delimiter) or Parquet.", show_default=False)]
 KOpt = Annotated[Optional[int], typer.Option("--k", help="Number of segments. Without it, a sweep chooses k.")]
-KRangeOpt = Annotated[str, typer.Option("--k-range", help="Range of k to sweep, both ends included, e.g. 2:12.")]
+KRangeOpt = Annotated[
+    str,
+    typer.Option("--k-range", metavar="LOW:HIGH",
+                 help="Range of k to sweep, both ends included; its top is lowered on a small table."),
+]
+MinShareOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--min-share", metavar="FRACTION",
+        help="No segment smaller than this share of the customers, e.g. 0.05 for 5%. The sweep skips every k "
+        "whose fit has a smaller segment; with --k, such a fit is an error and nothing is written.",
+    ),
+]
+LabelsFileOpt = Annotated[
+    Optional[Path],
+    typer.Option("--labels", metavar="FILE.json",
+                 help='How columns read in segment names and the report: a JSON object such as '
+                 '{"CASH_ADVANCE": "Cash advances"} \\[default: column names made readable].'),
+]
+LabelOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--label", metavar="COLUMN=Label", help="One column's label (repeat for more); overrides --labels."),
+]
 ColumnsOpt = Annotated[
     Optional[str],
     typer.Option(help="Comma-separated numeric columns to cluster \\[default: every numeric column but the ID]."),
@@ -192,6 +214,15 @@ def _default_out(data: Path, suffix: str) -> Path:
     return Path(f"{data.stem}_{suffix}")
 
 
+def _labels(labels_file: Path | None, label: list[str] | None) -> dict[str, str]:
+    """The labels of ``--labels FILE.json``, then of each ``--label COLUMN=Label``."""
+    from gpukmeans.segmentation.labels import parse_label, read_labels_file
+
+    labels = read_labels_file(labels_file) if labels_file is not None else {}
+    labels.update(parse_label(text) for text in label or ())
+    return labels
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -201,7 +232,10 @@ def segment(
     data: DataArg,
     k: KOpt = None,
     k_range: KRangeOpt = "2:12",
+    min_share: MinShareOpt = None,
     preprocessing: Preprocessing = Preprocessing(),
+    labels_file: LabelsFileOpt = None,
+    label: LabelOpt = None,
     out: Annotated[
         Optional[Path], typer.Option(help="Output folder (new or empty) \\[default: DATA's name + _segments].")
     ] = None,
@@ -214,7 +248,8 @@ def segment(
     """Segment customers: clean, scale, choose k, cluster, profile and name the segments.
 
     Writes segments (same format as DATA), profiles.csv, summary.json, report.html
-    and model.safetensors (for `gpukmeans predict`) into the output folder.
+    and model.safetensors (for `gpukmeans predict`) into the output folder, and says
+    how distinct the segments are.
     """
     from gpukmeans.segmentation import parse_k_range
     from gpukmeans.segmentation import segment as run_segment
@@ -223,10 +258,12 @@ def segment(
     with user_errors(quiet=quiet or json_output), _torchrun_ranks(engine.device) as follower:
         quiet = quiet or follower
         low_high = parse_k_range(k_range)
+        labels = _labels(labels_file, label)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
-                data, k=k, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
-                out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
+                data, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
+                **engine.as_kwargs(), out=out, force=force, report=not no_report, listener=progress,
+                command=_command_line(),
             )
     if result is None:  # a rank other than 0: rank 0 writes and prints
         return
@@ -235,9 +272,10 @@ def segment(
         print_json(summary)
         return
     _print_preprocessing_notes(summary["preprocessing"], quiet)
+    _print_run_notes(summary, quiet)
     if quiet:
         return
-    typer.echo(f"k = {summary['k']}: {summary['k_reason']}")
+    _print_choice(summary)
     _print_segments(summary["segments"])
     typer.echo(f"Wrote {out}/ ({', '.join(summary['outputs']['files'])}) in {summary['timings']['total']:.1f} s")
     if not no_report:
@@ -248,7 +286,8 @@ def segment(
 @expand_option_groups
 def sweep(
     data: DataArg,
-    k_range: KRangeOpt = "2:15",
+    k_range: KRangeOpt = "2:12",
+    min_share: MinShareOpt = None,
     preprocessing: Preprocessing = Preprocessing(),
     out: Annotated[
         Optional[Path], typer.Option(help="Folder for sweep.csv and the plots \\[default: DATA's name + _sweep].")
@@ -267,7 +306,7 @@ def sweep(
         low_high = parse_k_range(k_range)
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             run = sweep_k(
-                data, k_range=low_high, **preprocessing.as_kwargs(), **engine.as_kwargs(),
+                data, k_range=low_high, min_share=min_share, **preprocessing.as_kwargs(), **engine.as_kwargs(),
                 out=out, force=force, listener=progress, command=_command_line(),
             )
     if run is None:
@@ -276,9 +315,10 @@ def sweep(
         print_json(run.summary)
         return
     _print_preprocessing_notes(run.summary["preprocessing"], quiet)
+    _print_run_notes(run.summary, quiet)
     if quiet:
         return
-    typer.echo(run.sweep.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    typer.echo(run.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"Recommended k = {run.summary['recommended_k']}: {run.summary['reason']}")
     typer.echo(f"Wrote {out}/ (sweep.csv, elbow.png, silhouette.png, summary.json)")
 
@@ -401,7 +441,7 @@ def demo(
     if quiet:
         return
     typer.echo(f"Generated {rows:,} customers with 5 planted segments: {out / 'customers.csv'}")
-    typer.echo(f"k = {summary['k']}: {summary['k_reason']}")
+    _print_choice(summary)
     _print_segments(summary["segments"])
     typer.echo(
         f"Agreement with the planted segments (adjusted Rand index): {summary['demo']['adjusted_rand_index']:.3f}"
@@ -475,6 +515,19 @@ def _print_preprocessing_notes(prep: dict, quiet: bool) -> None:
         note(f"warning: {warning}", quiet=quiet)
     if prep.get("log_columns"):
         note("note: log1p-transformed: " + _names(prep["log_columns"]), quiet=quiet)
+
+
+def _print_run_notes(summary: dict, quiet: bool) -> None:
+    """What the run changed on its own (a narrowed k range, k's skipped for the minimum share)."""
+    for text in summary.get("notes", []):
+        note(f"note: {text}", quiet=quiet)
+
+
+def _print_choice(summary: dict) -> None:
+    """The k and why, then how distinct the segments are, each on one plain line."""
+    typer.echo(f"k = {summary['k']}: {summary['k_reason']}")
+    if summary.get("structure_note"):
+        typer.echo(summary["structure_note"])
 
 
 def _names(names: list[str]) -> str:

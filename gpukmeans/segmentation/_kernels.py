@@ -1,6 +1,6 @@
 """The hot loops of preprocessing on the CPU: column summaries and the fitted transform.
 
-Two operations run over every row of a table, batch by batch:
+Three operations run over every row of a table, batch by batch:
 
 - :func:`column_summary` (the statistics pass): per column, the missing values,
   the extremes, and the count, mean and second and third central moments of the
@@ -9,13 +9,11 @@ Two operations run over every row of a table, batch by batch:
 - :func:`transform_rows` (the transform pass, and every prediction): impute, log,
   clip, one-hot encode and condition each row into float32, and the moments of the
   conditioned values;
-- :func:`segment_sums` (naming segments): per segment, the sums and sums of squares
-  of the clustered matrix's columns;
 - :func:`profile_sums` (the profile pass): per segment, the sums and counts of the
   raw numeric values and the counts of each category level.
 
-Both split a batch into parts of :data:`PART_ROWS` rows, whatever the number of
-threads, and merge the parts in order: the result depends on the rows only, not on
+Each splits a batch into parts of :data:`PART_ROWS` rows, whatever the number of
+threads, and merges the parts in order: the result depends on the rows only, not on
 the machine. Parts run on a thread pool (numba releases the GIL), as the engine's
 CPU kernels do. :mod:`~gpukmeans.segmentation.transform` holds the same transform as
 torch operations, for CUDA and as the reference the tests compare against.
@@ -269,29 +267,6 @@ def transform_rows(numbers, codes, positions, params, out, out_start):
                  params.fill, params.offsets, params.shift, params.unit, params.center, params.scale)
     run_parts(n, lambda p, a, b: _transform_part(*arguments, a, b, out, out_start, moments[p]))
     return moments
-
-
-@numba.njit(nogil=True, cache=True)
-def _segment_sum_part(X, labels, start, stop, sums, squares, counts):
-    for i in range(start, stop):
-        label = labels[i]
-        counts[label] += 1.0
-        for j in range(X.shape[1]):
-            value = np.float64(X[i, j])
-            sums[label, j] += value
-            squares[label, j] += value * value
-
-
-def segment_sums(X: np.ndarray, labels: np.ndarray, n_segments: int):
-    """Per segment, the float64 sums and sums of squares of ``X``'s columns and the
-    row count: ``(sums (k, d), squares (k, d), counts (k,))``, merged in part order."""
-    n, d = X.shape
-    n_parts = max(1, -(-n // PART_ROWS))
-    sums = np.zeros((n_parts, n_segments, d))
-    squares = np.zeros((n_parts, n_segments, d))
-    counts = np.zeros((n_parts, n_segments))
-    run_parts(n, lambda p, a, b: _segment_sum_part(X, labels, a, b, sums[p], squares[p], counts[p]))
-    return sums.sum(axis=0), squares.sum(axis=0), counts.sum(axis=0)
 
 
 @numba.njit(nogil=True, cache=True)

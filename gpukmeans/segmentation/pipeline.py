@@ -27,12 +27,14 @@ writes, with the same outputs as a single process (see
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,14 +53,16 @@ from .io import (
     write_table,
     write_text,
 )
+from .labels import check_labels, column_labels, feature_labels
 from .model_io import MODEL_FILE, SegmentModel, load_model, save_model
 from .prepare import PreparedTable, learn_table, transform_table, transformed_batches
 from .preprocess import Preprocessor
-from .profiles import matrix_sums, name_segments, segment_medians, summary_of_sums
+from .profiles import name_segments, segment_means, segment_medians, trait_contrasts
 from .ranks import Ranks, gather_rows
 from .tables import Batch, TableReader
 
-#: Default range of k tried when no k is given.
+#: Default range of k tried when no k is given, by ``segment`` and ``sweep`` alike;
+#: its top is lowered on a table too small for it.
 DEFAULT_K_RANGE = (2, 12)
 
 #: Every file :func:`segment` may write into its folder: a folder holding nothing
@@ -123,7 +127,8 @@ class SegmentationResult:
     profiles : pandas.DataFrame
         Per segment: size, share, mean/median per feature, mean relative to the population.
     contrasts : pandas.DataFrame
-        Per segment and feature, the standardised difference from the population mean.
+        Per segment and feature, the standardised difference from the population mean
+        in original units (see :func:`~gpukmeans.segmentation.profiles.trait_contrasts`).
     model : SegmentModel
     summary : dict
         The content of ``summary.json``.
@@ -185,6 +190,7 @@ def segment(
     *,
     k: int | None = None,
     k_range: tuple[int, int] = DEFAULT_K_RANGE,
+    min_share: float | None = None,
     columns: Sequence[str] | None = None,
     id_column: str | None = "auto",
     categorical: Sequence[str] = (),
@@ -193,6 +199,7 @@ def segment(
     clip: float | None = None,
     scale: str = "standard",
     decimal: str | None = None,
+    labels: Mapping[str, str] | None = None,
     n_init: int | str = 10,
     sweep_n_init: int | str = "auto",
     max_iter: int = 300,
@@ -217,13 +224,26 @@ def segment(
         Number of segments. Without it a sweep over ``k_range`` runs and its
         recommended k is taken.
     k_range : (int, int), default=(2, 12)
-        Smallest and largest k of the sweep, both included.
+        Smallest and largest k of the sweep, both included. On a small table the
+        largest is lowered to what its rows allow (the silhouette needs more rows
+        than segments), with a note in ``summary["notes"]``.
+    min_share : float, optional
+        No segment smaller than this share of the customers (between 0 and 0.5,
+        e.g. 0.05). The sweep skips every k whose fit has a smaller segment (its
+        table marks them) and takes the allowed k nearest to its recommendation;
+        a given ``k`` whose fit has one is an :class:`InputError`, since the
+        segments it would write break the requirement.
     columns, id_column, categorical, missing, log, clip, scale
         Preprocessing; see :class:`~gpukmeans.segmentation.Preprocessor`.
     decimal : {".", ","}, optional
         Decimal separator of numbers written as text that read two ways
         (``1.234``); detected from the file by default. See
         :func:`~gpukmeans.segmentation.read_table`.
+    labels : mapping of str to str, optional
+        How columns read in segment names and the report, e.g.
+        ``{"CASH_ADVANCE": "Cash advances"}``; other columns read as their names made
+        readable (see :mod:`~gpukmeans.segmentation.labels`). Each must name a
+        column of the table.
     n_init : int or "auto", default=10
         Restarts of the final fit (restarts share each pass over the data, so
         they cost far less than separate fits). Ten restarts find the textbook
@@ -275,41 +295,43 @@ def segment(
             out, force=force, own_files=SEGMENT_FILES, inputs=_data_input(data)))
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
+    _check_min_share(min_share)
     device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
 
-    reader, preprocessor, prepared = _prepare(
-        stages, data, source, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
-        missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
+    reader, preprocessor, prepared, given_labels = _prepare(
+        stages, data, source, device, ranks, labels=labels, columns=columns, id_column=id_column,
+        categorical=categorical, missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
     X = prepared.X
     n_rows = int(prepared.stats.n_kept) if ranks is not None else int(X.shape[0])
 
-    sweep_result, k_reason = None, None
+    notes: list[str] = []
+    sweep_result, choice, sweep_table, tried = None, None, None, None
     if k is None:
-        low, high = _check_k_range(k_range, n_rows, reader.name)
-        with stages("sweep", f"Sweeping k = {low}..{high}"):
-            sweep_result = _run_sweep(X, range(low, high + 1), seed, sample_size, device, sweep_n_init, max_iter)
-        k = int(sweep_result.recommended_k)
-        k_reason = str(sweep_result.reason)
+        tried = _k_range_for(k_range, n_rows, min_share, notes)
+        with stages("sweep", f"Sweeping k = {tried[0]}..{tried[1]}"):
+            sweep_result = _run_sweep(X, range(tried[0], tried[1] + 1), seed, sample_size, device, sweep_n_init,
+                                      max_iter)
+        choice = _sweep_choice(sweep_result, ranks, n_rows, min_share, notes)
+        sweep_table, candidates = choice.table, choice.candidates
     else:
         if k > n_rows:
             raise InputError(f"k={k} is larger than the number of rows ({n_rows}) in {reader.name}")
-        k_reason = "k was given"
-    with stages("fit", f"Fitting k-means with k = {k}"):
-        centers, fit_info = _fit(X, k, seed, n_init, max_iter, device, ranks)
+        candidates = [k]
+    k, centers, fit_info = _fit_within_share(
+        stages, X, candidates, n_rows, min_share, notes, given=sweep_result is None,
+        seed=seed, n_init=n_init, max_iter=max_iter, device=device, ranks=ranks,
+    )
+    k_reason = choice.reason_for(k) if choice is not None else "given by the user; no sweep ran"
 
     with stages("assign", "Assigning customers to segments"):
-        labels, distances = _assign(X, centers, device)
+        labels_t, distances = _assign(X, centers, device)
     with stages("score", "Scoring the segments"):
-        metrics = _metrics(X, labels, distances, k, seed, sample_size, device, ranks, n_rows)
+        metrics = _metrics(X, labels_t, distances, k, seed, sample_size, device, ranks, n_rows)
         metrics.update(fit_info)
-    with stages("name", "Naming the segments"):
-        summary_of_matrix = summary_of_sums(*_summed(ranks, matrix_sums(X, labels, k)))
-        contrasts = summary_of_matrix.contrasts(preprocessor.feature_names_out_)
-        names = name_segments(contrasts, _level_shares(summary_of_matrix, preprocessor))
-    labels_np, distances_np = labels.cpu().numpy(), distances.cpu().numpy()
+    labels_np, distances_np = labels_t.cpu().numpy(), distances.cpu().numpy()
     if ranks is not None:
         labels_np, distances_np, prepared.rows, report_rows = _gather_to_rank_0(
             ranks, X, labels_np, distances_np, prepared, seed)
@@ -318,8 +340,19 @@ def segment(
         prepared.n_rows = int(prepared.stats.n_rows)
     else:
         report_rows = _report_sample(X, labels_np, seed)
-    medians = _sample_medians(prepared, preprocessor, labels_np, k)
-    prepared.X = X = labels = distances = None  # the matrix is not needed past this point
+    prepared.X = X = labels_t = distances = None  # the matrix is not needed past this point
+
+    with stages("name", "Naming the segments"):
+        traits = _sample_traits(prepared, preprocessor, labels_np, k)
+        readable = column_labels(preprocessor.numeric_columns_ + list(preprocessor.categories_), given_labels)
+        shown_as = feature_labels(preprocessor.feature_names_out_, readable, preprocessor.categories_)
+        names = name_segments(traits.contrasts, traits.level_shares, labels=shown_as)
+    with stages("structure", "Judging how distinct the segments are"):
+        verdict = _structure_verdict(sweep_result, k, metrics.get("silhouette"), report_rows, seed)
+    silhouette_note = _silhouette_note(sweep_result, k, metrics)
+    if silhouette_note:
+        k_reason = (f"{k_reason.rstrip('.')}. The final fit's silhouette is {metrics['silhouette']:.3f} "
+                    f"({silhouette_note}).")
 
     model = SegmentModel(
         preprocessor=preprocessor,
@@ -330,12 +363,23 @@ def segment(
     )
     summary = _summary(
         reader=reader, prepared=prepared, command=command, preprocessor=preprocessor, k=k, k_reason=k_reason,
-        metrics=metrics, sweep_result=sweep_result, names=names, labels=labels_np, device=fit_info.get("device"),
+        metrics=metrics, sweep_table=sweep_table, names=names, labels=labels_np, device=fit_info.get("device"),
     )
+    summary.update({
+        "k_range": list(tried) if tried is not None else None,
+        "min_share": min_share,
+        "notes": notes,
+        "structure": verdict.structure,
+        "structure_note": verdict.sentence,
+        "structure_details": verdict.details,
+        "silhouette_note": silhouette_note,
+        "labels": readable,
+        "feature_labels": shown_as,
+    })
     if ranks is not None:
         summary["ranks"] = ranks.world
-    result = SegmentationResult(profiles=pd.DataFrame(), contrasts=contrasts, model=model, summary=summary,
-                                sweep=sweep_result, timings=stages.timings)
+    result = SegmentationResult(profiles=pd.DataFrame(), contrasts=traits.contrasts, model=model,
+                                summary=summary, sweep=sweep_result, timings=stages.timings)
     key = preprocessor.id_column_ if preprocessor.id_column_ is not None else "row"
 
     def finish(staging: Path | None) -> None:
@@ -345,7 +389,7 @@ def segment(
             with stages("profile", "Profiling segments and writing each customer's segment"):
                 sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
                                          progress=stages.rows(prepared.n_rows))
-                result.profiles = sums.table(names, medians)
+                result.profiles = sums.table(names, traits.medians)
             if staging is None:
                 result._segments = writer.frame()
             html = None
@@ -358,8 +402,8 @@ def segment(
             return
         with stages("write", "Writing the model, profiles and summary"):
             write_table(result.profiles, staging / "profiles.csv", "csv")
-            if sweep_result is not None:
-                write_table(sweep_result.table, staging / "sweep.csv", "csv")
+            if sweep_table is not None:
+                write_table(sweep_table, staging / "sweep.csv", "csv")
             save_model(model, staging / MODEL_FILE)
             if html is not None:
                 write_text(html, staging / "report.html")
@@ -382,9 +426,12 @@ def segment(
 
 @dataclass
 class SweepRun:
-    """What :func:`sweep_k` produced: the sweep result, the summary, the output folder."""
+    """What :func:`sweep_k` produced: the sweep result, its table with each k's smallest
+    segment share (and, with a minimum share, whether it falls below), the summary,
+    the output folder."""
 
     sweep: object
+    table: pd.DataFrame
     summary: dict
     timings: dict[str, float]
     out: Path | None = None
@@ -393,7 +440,8 @@ class SweepRun:
 def sweep_k(
     data: str | os.PathLike | pd.DataFrame,
     *,
-    k_range: tuple[int, int] = (2, 15),
+    k_range: tuple[int, int] = DEFAULT_K_RANGE,
+    min_share: float | None = None,
     columns: Sequence[str] | None = None,
     id_column: str | None = "auto",
     categorical: Sequence[str] = (),
@@ -415,9 +463,12 @@ def sweep_k(
     """Only choose k: preprocess as :func:`segment` does, sweep, and plot.
 
     Writes ``sweep.csv``, ``elbow.png``, ``silhouette.png`` (of the recommended
-    k) and ``summary.json`` into ``out`` when given. Parameters as for :func:`segment`;
-    ``force`` replaces a folder holding only these files (:data:`SWEEP_FILES`).
+    k) and ``summary.json`` into ``out`` when given. Parameters as for
+    :func:`segment`; ``force`` replaces a folder holding only these files
+    (:data:`SWEEP_FILES`). With ``min_share``, the recommended k is the allowed k
+    nearest to the sweep's recommendation, as :func:`segment` takes it.
     """
+    _check_min_share(min_share)
     ranks = Ranks.current()
     target = None
     if out is not None:
@@ -426,34 +477,39 @@ def sweep_k(
     device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
-    reader, preprocessor, prepared = _prepare(
+    reader, preprocessor, prepared, _ = _prepare(
         stages, data, None, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
     n_rows = int(prepared.stats.n_kept) if ranks is not None else int(prepared.X.shape[0])
-    low, high = _check_k_range(k_range, n_rows, reader.name)
+    notes: list[str] = []
+    low, high = _k_range_for(k_range, n_rows, min_share, notes)
     with stages("sweep", f"Sweeping k = {low}..{high}"):
         result = _run_sweep(prepared.X, range(low, high + 1), seed, sample_size, device, n_init, max_iter)
+    choice = _sweep_choice(result, ranks, n_rows, min_share, notes)
     if ranks is not None and not ranks.leads:
         return None
     summary = {
         "command": command,
         "input": _input_facts(reader, prepared),
         "preprocessing": {**preprocessor.report_.to_dict(), "features": list(preprocessor.feature_names_out_)},
-        "recommended_k": int(result.recommended_k),
-        "reason": str(result.reason),
-        "sweep": _records(result.table),
+        "k_range": [low, high],
+        "min_share": min_share,
+        "notes": notes,
+        "recommended_k": choice.candidates[0],
+        "reason": choice.reason_for(choice.candidates[0]),
+        "sweep": _records(choice.table),
         "versions": _versions(),
     }
-    run = SweepRun(sweep=result, summary=summary, timings=stages.timings)
+    run = SweepRun(sweep=result, table=choice.table, summary=summary, timings=stages.timings)
     if out is not None:
         from .report import save_png
 
         with staged_output_dir(target) as staging:
             with stages("write", "Writing the table and plots"):
-                write_table(result.table, staging / "sweep.csv", "csv")
+                write_table(choice.table, staging / "sweep.csv", "csv")
                 save_png(result.plot_elbow(), staging / "elbow.png")
-                save_png(result.plot_silhouette(), staging / "silhouette.png")
+                save_png(result.plot_silhouette(choice.candidates[0]), staging / "silhouette.png")
             summary["timings"] = _timings(stages.timings, started)
             write_json(summary, staging / "summary.json")
         run.out = Path(out)
@@ -574,14 +630,16 @@ def _model_input(model) -> dict:
 # ---------------------------------------------------------------- stages
 
 
-def _prepare(stages, data, source, device, ranks, *, columns, id_column, categorical, missing, log, clip, scale,
-             decimal):
+def _prepare(stages, data, source, device, ranks, *, labels=None, columns, id_column, categorical, missing, log,
+             clip, scale, decimal):
     """The two passes that make the matrix: ``statistics`` and ``transform`` (of this
-    rank's share, with ``ranks``)."""
+    rank's share, with ``ranks``); also the checked ``labels``, checked before the
+    first pass so that a mistyped column costs no reading."""
 
     def passes():
         check_decimal(decimal)
         reader = TableReader.open(data, decimal=decimal, name=source)
+        checked = check_labels(labels or {}, reader.columns, reader.name)
         preprocessor = Preprocessor(
             columns=columns, id_column=id_column, categorical=categorical,
             missing=missing, log=log, clip=clip, scale=scale,
@@ -594,7 +652,7 @@ def _prepare(stages, data, source, device, ranks, *, columns, id_column, categor
             prepared = transform_table(preprocessor, reader, device=device, n_kept=n_kept, ranks=ranks,
                                        fitting=True, progress=stages.rows(stats.n_rows if ranks is None else None))
         prepared.stats = stats
-        return reader, preprocessor, prepared
+        return reader, preprocessor, prepared, checked
 
     return passes() if ranks is None else ranks.together(passes)
 
@@ -658,16 +716,129 @@ def _check_device(device):
         raise InputError(str(exc)) from None
 
 
-def _check_k_range(k_range, n_rows, source) -> tuple[int, int]:
+def _check_min_share(min_share) -> None:
+    if min_share is None:
+        return
+    if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or not 0 < min_share < 0.5:
+        raise InputError(
+            f"the minimum segment share must be a fraction of the customers between 0 and 0.5 "
+            f"(e.g. 0.05 for 5%), got {min_share!r}"
+        )
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with the digits it needs: 0.05 is "5%", 0.1025 is "10.25%"."""
+    return f"{100 * share:.4g}%"
+
+
+def _min_size(min_share: float, n_rows: int) -> int:
+    """The fewest customers a segment of at least ``min_share`` of ``n_rows`` holds."""
+    return max(1, math.ceil(min_share * n_rows - 1e-9))
+
+
+def _k_range_for(k_range, n_rows: int, min_share: float | None, notes: list[str]) -> tuple[int, int]:
+    """The k's to sweep: ``k_range``, its top lowered to what ``n_rows`` allow (the
+    silhouette needs more rows than segments) and, with ``min_share``, to the most
+    segments that can each hold that share; a note says so."""
     low, high = k_range
     if not 2 <= low < high:
         raise InputError(f"k range must go from at least 2 to a larger k, got {low}:{high}")
-    if high > n_rows - 1:
+    limit, why = n_rows - 1, f"the most that {n_rows:,} rows allow"
+    if min_share is not None and n_rows // _min_size(min_share, n_rows) < limit:
+        limit = n_rows // _min_size(min_share, n_rows)
+        why = f"the most segments that can each hold {_percent(min_share)} of the {n_rows:,} customers"
+    if high <= limit:
+        return low, high
+    if limit < low:
+        raise InputError(f"k range {low}:{high} does not fit the table: {why} is {limit}")
+    notes.append(f"k range narrowed to {low}:{limit}: {why}")
+    return low, limit
+
+
+def _without_k(reason: str, k: int) -> str:
+    """The sweep's reason without a leading "k=5:", which the caller shows beside it."""
+    return re.sub(rf"^\s*k\s*=\s*{k}\s*:\s*", "", reason)
+
+
+def _segment_sizes(models: dict, ranks) -> dict[int, np.ndarray]:
+    """Customers per segment of every fit in ``models`` (summed over the ranks)."""
+    import torch
+
+    ks = sorted(models)
+    sizes = [torch.bincount(torch.as_tensor(models[kk].labels_).long().cpu(), minlength=kk).numpy() for kk in ks]
+    return dict(zip(ks, _summed(ranks, tuple(sizes))))
+
+
+@dataclass
+class _SweepChoice:
+    """What a sweep offers the final fit: its table with each k's smallest segment share
+    (and, with a minimum share, whether it falls below), the k's in order of
+    preference, and the sweep's own choice and reason."""
+
+    table: pd.DataFrame
+    candidates: list[int]
+    recommended: int
+    reason: str
+    min_share: float | None = None
+
+    def reason_for(self, k: int) -> str:
+        """Why ``k``, one of :attr:`candidates`, is the one fitted."""
+        if k == self.recommended:
+            return self.reason
+        return (f"the nearest k to the sweep's choice k={self.recommended} whose segments all hold at least "
+                f"{_percent(self.min_share)} of the customers (the notes list the k's that fall short); "
+                f"for k={self.recommended} the sweep found: {self.reason}")
+
+
+def _sweep_choice(sweep_result, ranks, n_rows: int, min_share: float | None, notes: list[str]) -> _SweepChoice:
+    """The :class:`_SweepChoice` of ``sweep_result``.
+
+    Without ``min_share`` the one candidate is the recommended k. With it, the
+    candidates are the k's whose segments all hold at least that share, nearest to
+    the recommended k first (the smaller of two as near): where the recommendation
+    breaks the requirement, the nearest k that keeps it is the one the sweep's
+    reasoning favours most."""
+    sizes = _segment_sizes(sweep_result.models, ranks)
+    table = sweep_result.table.copy()
+    ks = [int(kk) for kk in table["k"]]
+    table["smallest_share"] = [float(sizes[kk].min()) / n_rows for kk in ks]
+    recommended = int(sweep_result.recommended_k)
+    reason = _without_k(str(sweep_result.reason), recommended)
+    if min_share is None:
+        return _SweepChoice(table, [recommended], recommended, reason)
+    allowed = [kk for kk in ks if sizes[kk].min() >= _min_size(min_share, n_rows)]
+    table["below_min_share"] = [kk not in allowed for kk in ks]
+    skipped = [kk for kk in ks if kk not in allowed]
+    if not allowed:
+        best = max(ks, key=lambda kk: sizes[kk].min())
         raise InputError(
-            f"k range {low}:{high} goes beyond the {n_rows} rows of {source}; "
-            f"the largest k the silhouette allows is {n_rows - 1}"
+            f"no k from {ks[0]} to {ks[-1]} keeps every segment at or above {_percent(min_share)} of the customers "
+            f"(the best, k={best}, has a segment of {_percent(sizes[best].min() / n_rows)}); lower the minimum share"
         )
-    return low, high
+    if skipped:
+        notes.append(f"k = {', '.join(map(str, skipped))} skipped: a segment below the minimum share of "
+                     f"{_percent(min_share)} of the customers")
+    candidates = sorted(allowed, key=lambda kk: (abs(kk - recommended), kk))
+    return _SweepChoice(table, candidates, recommended, reason, min_share)
+
+
+def _fit_within_share(stages, X, candidates, n_rows, min_share, notes, *, given, seed, n_init, max_iter, device,
+                      ranks):
+    """The final fit of the first of ``candidates`` whose segments all hold at least
+    ``min_share`` of the customers: ``(k, centres, fit facts)``. A ``given`` k that does
+    not is an :class:`InputError`: the segments it would write break the requirement."""
+    for k in candidates:
+        with stages("fit", f"Fitting k-means with k = {k}"):
+            centers, fit_info, sizes = _fit(X, k, seed, n_init, max_iter, device, ranks)
+        if min_share is None or sizes.min() >= _min_size(min_share, n_rows):
+            return k, centers, fit_info
+        shortfall = (f"the smallest segment holds {_percent(sizes.min() / n_rows)} of the customers "
+                     f"({int(sizes.min()):,} of {n_rows:,}), below the minimum share of {_percent(min_share)}")
+        if given:
+            raise InputError(f"at k={k} {shortfall}; choose a smaller k or a lower minimum share")
+        notes.append(f"k={k} skipped: in its final fit {shortfall}")
+    raise InputError(f"no k the sweep allowed keeps every segment at or above {_percent(min_share)} of the customers "
+                     f"in the final fit; lower the minimum share")
 
 
 def _fit(X, k, seed, n_init, max_iter, device, ranks):
@@ -683,7 +854,7 @@ def _fit(X, k, seed, n_init, max_iter, device, ranks):
     sizes = _summed(ranks, (sizes,))[0]
     order = np.argsort(-sizes, kind="stable")
     centers = torch.as_tensor(km.cluster_centers_).double().cpu().numpy()
-    return centers[order], info
+    return centers[order], info, sizes[order]
 
 
 def _centers_on(centers: np.ndarray, device):
@@ -744,23 +915,19 @@ def _silhouette_fields(silhouette) -> dict:
     }
 
 
-def _level_shares(summary, prep: Preprocessor) -> pd.DataFrame | None:
-    """Share of each category level in each segment. A level's column of the clustered
-    matrix holds one value where the level is present and another where it is not, so
-    its segment mean is a linear function of the share."""
-    if not prep.categories_:
-        return None
-    first = len(prep.numeric_columns_)
-    present = prep.level_values().astype(np.float64)
-    absent = prep.level_values(present=False).astype(np.float64)
-    means = summary.means[:, first:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = (means - absent) / (present - absent)
-    return pd.DataFrame(np.clip(shares, 0.0, 1.0), columns=prep.feature_names_out_[first:])
+@dataclass
+class _Traits:
+    """Per segment, from the uniform sample's rows in original units: the medians, the
+    contrasts that name the segments, and the share of each category level (None
+    without categorical columns)."""
+
+    medians: np.ndarray
+    contrasts: pd.DataFrame
+    level_shares: pd.DataFrame | None
 
 
-def _sample_medians(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per segment, the median of every profile column over the uniform sample's rows
+def _sample_traits(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarray, k: int) -> _Traits:
+    """The :class:`_Traits` of the segments ``labels`` over the uniform sample's rows
     (every row, for a table no larger than the sample)."""
     sample = prepared.stats.sample.rows()
     positions = sample.positions
@@ -782,7 +949,17 @@ def _sample_medians(prepared: PreparedTable, prep: Preprocessor, labels: np.ndar
                 indicator[codes[c] == -2] = np.nan
                 columns.append(indicator)
     values = np.column_stack(columns) if columns else np.zeros((batch.n_rows, 0))
-    return segment_medians(values, labels[index[clustered]], k)
+    sample_labels = labels[index[clustered]]
+    n_numeric = len(prep.numeric_columns_)
+    features = prep.feature_names_out_
+    shares = None
+    if prep.categories_:
+        shares = pd.DataFrame(segment_means(values[:, n_numeric:], sample_labels, k), columns=features[n_numeric:])
+    return _Traits(
+        medians=segment_medians(values, sample_labels, k),
+        contrasts=trait_contrasts(values, sample_labels, k, features, n_numeric=n_numeric),
+        level_shares=shares,
+    )
 
 
 def _arrow_mask(mask: np.ndarray):
@@ -819,6 +996,37 @@ def _index_on(rows: np.ndarray, X):
     return torch.as_tensor(rows, dtype=torch.int64, device=X.device)
 
 
+def _structure_verdict(sweep_result, k: int, silhouette: float | None, sample, seed: int):
+    """How much structure the final segments show (:func:`gpukmeans._structure.assess_structure`
+    on the report's sample of the clustered rows). A verdict the sweep already reached
+    for this k is taken when it judged the same silhouette, i.e. the same fit."""
+    from gpukmeans._structure import assess_structure
+
+    swept = getattr(sweep_result, "structure", None)
+    if isinstance(swept, Mapping):
+        swept = swept.get(k)
+    if (swept is not None and int(sweep_result.recommended_k) == k and silhouette is not None
+            and np.isclose(getattr(swept, "details", {}).get("silhouette", np.nan), silhouette, rtol=1e-9, atol=0)):
+        return swept
+    X_sample, labels_sample = sample
+    return assess_structure(X_sample, labels_sample, silhouette=silhouette, seed=seed)
+
+
+def _silhouette_note(sweep_result, k: int, metrics: dict) -> str | None:
+    """Where the sweep's own fit at the chosen k scored a different silhouette than the
+    final fit (fewer starts, or a sample where the final fit scores every row), a
+    note that says where the sweep's figure comes from; None where the two agree to
+    three decimals."""
+    final = metrics.get("silhouette")
+    if sweep_result is None or final is None:
+        return None
+    row = sweep_result.table.loc[sweep_result.table["k"] == k, "silhouette"]
+    if row.empty or not np.isfinite(float(row.iloc[0])) or f"{float(row.iloc[0]):.3f}" == f"{final:.3f}":
+        return None
+    sampled = " on a sample" if sweep_result.silhouette_method == "sampled" else ""
+    return f"the sweep's own fit at k={k} scored {float(row.iloc[0]):.3f}{sampled}"
+
+
 def _input_facts(reader: TableReader, prepared: PreparedTable) -> dict:
     """What reading the table found, for the summary.
 
@@ -841,7 +1049,7 @@ def _input_facts(reader: TableReader, prepared: PreparedTable) -> dict:
 
 
 def _summary(*, reader, prepared, command, preprocessor, k, k_reason, metrics,
-             sweep_result, names, labels, device) -> dict:
+             sweep_table, names, labels, device) -> dict:
     sizes = np.bincount(labels, minlength=k)
     return {
         "command": command,
@@ -856,7 +1064,7 @@ def _summary(*, reader, prepared, command, preprocessor, k, k_reason, metrics,
         "k": k,
         "k_reason": k_reason,
         "metrics": metrics,
-        "sweep": _records(sweep_result.table) if sweep_result is not None else None,
+        "sweep": _records(sweep_table) if sweep_table is not None else None,
         "segments": [
             {"segment": s, "name": names[s], "size": int(sizes[s]), "share": float(sizes[s] / len(labels))}
             for s in range(k)

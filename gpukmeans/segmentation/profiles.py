@@ -5,31 +5,45 @@ Two views of every segment:
 - :func:`profile_segments` (a table in memory) or :class:`ProfileSums` (a table read
   in batches): size, share, and the mean and median of each feature in its original
   units, with each mean relative to the whole population;
-- :func:`segment_contrasts` (or :meth:`MatrixSummary.contrasts` of the clustered
-  matrix on its device): how far each segment's mean lies from the population's, in
-  population standard deviations, measured in the space that was clustered (after
-  log transforms and clipping). This is what sets segments apart, so it drives both
-  the names (:func:`name_segments`) and the profile heatmap.
+- :func:`trait_contrasts`: how far each segment's mean lies from the population's, in
+  population standard deviations, in the original units, each numeric column first
+  limited to its 1st to 99th percentiles so that a few wild values neither inflate the
+  spread nor drag a mean. This is what a reader sees in the profiles (a segment with
+  twice the population's cash advance stands out by its cash advance), so it drives
+  both the names (:func:`name_segments`) and the profile heatmap.
+  (:func:`segment_contrasts` measures the same in the clustered space, after log
+  transforms, where a column of many zeros makes "low" look larger than it reads.)
 
-Means and shares are exact: sums over every clustered row. Medians are exact for a
-table of at most :data:`~gpukmeans.segmentation.statistics.SAMPLE_ROWS` rows; above
-that they are the medians of each segment's rows in the uniform sample of the
+Means and shares are exact: sums over every clustered row. Medians and contrasts are
+exact for a table of at most :data:`~gpukmeans.segmentation.statistics.SAMPLE_ROWS`
+rows; above that they come from each segment's rows in the uniform sample of the
 statistics pass (see :mod:`~gpukmeans.segmentation.statistics` for their accuracy).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-#: A segment is "High"/"Low" in a feature when its mean is this many population
+from .labels import in_a_name
+
+#: A segment is "high"/"low" in a feature when its mean is this many population
 #: standard deviations above/below the population mean...
 NOTABLE = 0.5
-#: ...and "Very High"/"Very Low" from this many.
+#: ...and "very high"/"very low" from this many.
 EXTREME = 1.5
+#: A segment with no notable feature is "Typical customers", followed by its one or
+#: two strongest features, the second only when it lies at least this far out.
+MILD = 0.25
+#: A name's second feature lies on the other side of the population from its first
+#: (the segment has more of one and less of the other) when such a notable feature
+#: is at least this share as strong as the runner-up on the first one's side.
+OTHER_SIDE = 0.5
+#: Before :func:`trait_contrasts`, each numeric column is limited to the values
+#: between these quantiles.
+TRAIT_QUANTILES = (0.01, 0.99)
 
 
 def segment_means(values: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
@@ -124,40 +138,103 @@ def segment_contrasts(
     return pd.DataFrame(contrasts, columns=list(feature_names))
 
 
+def trait_contrasts(
+    values: np.ndarray, labels: np.ndarray, n_segments: int, feature_names: Sequence[str], *, n_numeric: int
+) -> pd.DataFrame:
+    """Standardised difference between each segment's mean and the population's, in
+    original units.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_features)
+        The rows in original units, missing values as NaN (ignored): first the
+        ``n_numeric`` numeric columns, then 0/1 indicators of category levels.
+    labels : ndarray of shape (n_rows,)
+    n_segments : int
+    feature_names : sequence of str
+    n_numeric : int
+        Numeric columns are limited to their :data:`TRAIT_QUANTILES` first; a column
+        whose only variation lies beyond them (a rare flag) is kept whole.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_segments, n_features)
+        ``(segment mean - population mean) / population standard deviation``.
+    """
+    values = np.array(values, dtype=np.float64)
+    for j in range(n_numeric):
+        values[:, j] = _limited(values[:, j])
+    present = np.isfinite(values)
+    counts = np.maximum(present.sum(axis=0), 1)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / counts
+    spread = np.sqrt(np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / counts)
+    spread = np.where(spread > 0, spread, 1.0)
+    contrasts = (segment_means(values, labels, n_segments) - mean) / spread
+    return pd.DataFrame(contrasts, columns=list(feature_names))
+
+
+def _limited(column: np.ndarray) -> np.ndarray:
+    present = column[np.isfinite(column)]
+    if present.size == 0:
+        return column
+    low, high = np.quantile(present, TRAIT_QUANTILES)
+    limited = np.clip(column, low, high)
+    return limited if low < high else column
+
+
 def name_segments(
     contrasts: pd.DataFrame,
     shares: pd.DataFrame | None = None,
     *,
+    labels: Mapping[str, str] | None = None,
     max_terms: int = 2,
 ) -> list[str]:
-    """Name every segment by its most distinctive features; the names are distinct.
+    """Name every segment by the features that most set it apart; the names are distinct.
 
-    A name lists up to ``max_terms`` features whose segment mean is at least
-    :data:`NOTABLE` population standard deviations from the population mean, the
-    strongest first chosen, shown in column order: "High Annual Income (k$), Low
-    Spending Score (1-100)". A segment with no such feature is "Average", one
-    without customers "Empty". When
-    two segments would share a name, weaker features are added (as
-    "Above-average X" / "Below-average X") until they differ; a number is the
-    last resort.
+    A name lists the ``max_terms`` strongest features whose segment mean is at least
+    :data:`NOTABLE` population standard deviations from the population mean, in
+    column order, so that names compare feature by feature: "Low purchases
+    frequency, high cash advance" ("very high" and "very low" from :data:`EXTREME`).
+    The second says what the first does not when it can: a segment that has more
+    of one thing and less of another is named for both (the strongest feature on
+    the other side, when it is at least :data:`OTHER_SIDE` as strong as the
+    runner-up on the first one's side), rather than for two facets of one habit
+    such as "low purchases, low purchases trx". A segment with no such feature is "Typical
+    customers" with its strongest feature, and its second when that lies at least
+    :data:`MILD` out ("Typical customers, above-average age"); one without
+    customers is "Empty". When two segments would share a name, weaker features
+    are added until they differ; a number is the last resort.
 
     Parameters
     ----------
     contrasts : pandas.DataFrame of shape (n_segments, n_features)
-        From :func:`segment_contrasts`. One-hot columns are named ``column=level``.
+        From :func:`trait_contrasts`. One-hot columns are named ``column=level``.
     shares : pandas.DataFrame, optional
         Segment means of the one-hot columns (the share of each category level,
         one row per segment). Its columns are the ones treated as category
-        levels: worded "Mostly col=level" (share at least one half) or "Often
-        col=level", and used only when the level is over-represented.
+        levels: worded "mostly" (share at least one half) or "often", and used
+        only when the level is over-represented.
+    labels : mapping of str to str, optional
+        How each feature reads (see :mod:`~gpukmeans.segmentation.labels`);
+        a feature without one reads as its name.
     max_terms : int, default=2
 
     Returns
     -------
     list of str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from gpukmeans.segmentation import name_segments
+    >>> contrasts = pd.DataFrame([[0.6, 1.7], [-0.1, 0.3]], columns=["AGE", "CASH_ADVANCE"])
+    >>> name_segments(contrasts, labels={"AGE": "Age", "CASH_ADVANCE": "Cash advance"})
+    ['High age, very high cash advance', 'Typical customers, above-average cash advance']
     """
     z = contrasts.to_numpy(dtype=np.float64)
     columns = list(contrasts.columns)
+    labels = labels or {}
     levels = set(shares.columns) if shares is not None else set()
     n_segments = len(z)
     # Features ordered by strength for each segment. A category level only
@@ -165,19 +242,22 @@ def name_segments(
     # another level's presence.
     ranked = []
     for s in range(n_segments):
-        usable = [j for j in range(len(columns)) if not (columns[j] in levels and z[s, j] <= 0)]
-        ranked.append(sorted(usable, key=lambda j: -abs(z[s, j])))
-    n_terms = [
-        min(max_terms, sum(abs(z[s, j]) >= NOTABLE for j in ranked[s])) for s in range(n_segments)
-    ]
+        usable = [j for j in range(len(columns))
+                  if np.isfinite(z[s, j]) and not (columns[j] in levels and z[s, j] <= 0)]
+        ranked.append(_other_side_second(z[s], sorted(usable, key=lambda j: -abs(z[s, j]))))
+    notable = [sum(abs(z[s, j]) >= NOTABLE for j in ranked[s]) for s in range(n_segments)]
+    n_terms = [min(max_terms, notable[s]) if notable[s] else _mild_terms(z[s], ranked[s])
+               for s in range(n_segments)]
 
     def render(s: int) -> str:
         if np.isnan(z[s]).all():  # a segment with no customers has no means
             return "Empty"
-        chosen = sorted(ranked[s][: n_terms[s]])
-        if not chosen:
-            return "Average"
-        return ", ".join(_term(columns[j], z[s, j], shares, s) for j in chosen)
+        terms = [_term(labels.get(columns[j], columns[j]), z[s, j],
+                       shares[columns[j]].iloc[s] if columns[j] in levels else None)
+                 for j in sorted(ranked[s][: n_terms[s]])]
+        if not notable[s]:
+            terms.insert(0, "typical customers")
+        return _capitalised(", ".join(terms))
 
     names = [render(s) for s in range(n_segments)]
     while True:
@@ -200,6 +280,27 @@ def name_segments(
     return names
 
 
+def _other_side_second(z: np.ndarray, ranked: list[int]) -> list[int]:
+    """``ranked`` (features by strength) with the strongest notable feature on the other
+    side of the population from the first moved second, when it is at least
+    :data:`OTHER_SIDE` as strong as the runner-up."""
+    if len(ranked) < 3 or np.sign(z[ranked[1]]) != np.sign(z[ranked[0]]):
+        return ranked
+    floor = max(NOTABLE, OTHER_SIDE * abs(z[ranked[1]]))
+    for position, j in enumerate(ranked[2:], start=2):
+        if abs(z[j]) < floor:
+            break
+        if np.sign(z[j]) != np.sign(z[ranked[0]]):
+            return [ranked[0], j, *ranked[1:position], *ranked[position + 1:]]
+    return ranked
+
+
+def _mild_terms(z: np.ndarray, ranked: list[int]) -> int:
+    """Features named after "Typical customers": the strongest, and the second when it
+    lies at least :data:`MILD` out."""
+    return min(len(ranked), 1 + int(len(ranked) > 1 and abs(z[ranked[1]]) >= MILD))
+
+
 def _clashing(names: list[str]) -> list[int]:
     counts: dict[str, int] = {}
     for name in names:
@@ -207,21 +308,26 @@ def _clashing(names: list[str]) -> list[int]:
     return [s for s, name in enumerate(names) if counts[name] > 1]
 
 
-def _term(column: str, z: float, shares: pd.DataFrame | None, segment: int) -> str:
-    if shares is not None and column in shares.columns:
-        word = "Mostly" if shares[column].iloc[segment] >= 0.5 else "Often"
-        return f"{word} {column}"
+def _term(label: str, z: float, share: float | None) -> str:
+    """How a feature reads in a name; ``share``: the segment's share of a category level
+    (None for a numeric feature)."""
+    if share is not None:
+        return f"{'mostly' if share >= 0.5 else 'often'} {in_a_name(label)}"
     if z >= EXTREME:
-        level = "Very High"
+        level = "very high"
     elif z >= NOTABLE:
-        level = "High"
+        level = "high"
     elif z > -NOTABLE:
-        level = "Above-average" if z >= 0 else "Below-average"
+        level = "above-average" if z >= 0 else "below-average"
     elif z > -EXTREME:
-        level = "Low"
+        level = "low"
     else:
-        level = "Very Low"
-    return f"{level} {column}"
+        level = "very low"
+    return f"{level} {in_a_name(label)}"
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 # ---------------------------------------------------------------- tables read in batches
@@ -315,56 +421,3 @@ def segment_medians(values: np.ndarray, labels: np.ndarray, n_segments: int) -> 
             if column.size:
                 medians[s, j] = np.median(column)
     return medians
-
-
-@dataclass
-class MatrixSummary:
-    """Per segment, the mean of every column of the clustered matrix, and the
-    population's mean and standard deviation of each column (:func:`summarize_matrix`)."""
-
-    means: np.ndarray
-    sizes: np.ndarray
-    population_mean: np.ndarray
-    population_std: np.ndarray
-
-    def contrasts(self, feature_names: Sequence[str]) -> pd.DataFrame:
-        """:func:`segment_contrasts` from the summary."""
-        spread = np.where(self.population_std > 0, self.population_std, 1.0)
-        return pd.DataFrame((self.means - self.population_mean) / spread, columns=list(feature_names))
-
-
-def summarize_matrix(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -> MatrixSummary:
-    """One pass over the clustered float32 matrix on its device (``labels``: a tensor on
-    the same device), summed in float64: a numba kernel on the CPU, torch elsewhere."""
-    return summary_of_sums(*matrix_sums(X, labels, n_segments, block_rows=block_rows))
-
-
-def matrix_sums(X, labels, n_segments: int, *, block_rows: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per segment, the float64 sums and sums of squares of the matrix's columns, and
-    the rows (what :func:`summary_of_sums` needs; ranks add theirs)."""
-    import torch
-
-    n, d = X.shape
-    if X.device.type == "cpu":
-        from ._kernels import segment_sums
-
-        sums, squares, counts = segment_sums(X.numpy(), labels.to(torch.int64).numpy(), n_segments)
-        return sums, squares, np.asarray(counts, dtype=np.float64)
-    sums_t = torch.zeros((n_segments, d), dtype=torch.float64, device=X.device)
-    squares_t = torch.zeros_like(sums_t)
-    for start in range(0, n, block_rows):
-        block, codes = X[start:start + block_rows].double(), labels[start:start + block_rows]
-        sums_t.index_add_(0, codes, block)
-        squares_t.index_add_(0, codes, block * block)
-    counts = torch.bincount(labels, minlength=n_segments).double().cpu().numpy()
-    return sums_t.cpu().numpy(), squares_t.cpu().numpy(), counts
-
-
-def summary_of_sums(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> MatrixSummary:
-    """The :class:`MatrixSummary` of a matrix from its :func:`matrix_sums`."""
-    total = max(float(counts.sum()), 1.0)
-    mean = sums.sum(axis=0) / total
-    variance = np.maximum(squares.sum(axis=0) / total - mean * mean, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts[:, None]
-    return MatrixSummary(means, counts.astype(np.int64), mean, np.sqrt(variance))

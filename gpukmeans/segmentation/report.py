@@ -1,5 +1,9 @@
 """``report.html``: one self-contained page (tables, PNG images inlined) about a segmentation.
 
+The page opens with the number of segments, why that k, and how distinct the
+segments are (the structure verdict, in one sentence). Features are shown by their
+labels (see :mod:`~gpukmeans.segmentation.labels`), as in the segment names.
+
 Figures: the elbow and the silhouette plots of the sweep (when k was chosen by
 one), the per-segment silhouette of the chosen k, a 2-D PCA projection of a
 sample coloured by segment with the centres, and a profile heatmap whose cells
@@ -87,7 +91,8 @@ def finish_report(result: "SegmentationResult", figures: list[tuple[str, str]]) 
     title = "Segment profiles"
     if len(shown) < result.contrasts.shape[1]:
         title += f": the {len(shown)} of {result.contrasts.shape[1]:,} features that most set segments apart"
-    heatmap = profile_heatmap(result.contrasts, result.profiles, names, levels)
+    heatmap = profile_heatmap(result.contrasts, result.profiles, names, levels,
+                              feature_labels=result.summary.get("feature_labels"))
     return _page(result, [*figures, (title, _png(heatmap))], levels, shown)
 
 
@@ -184,11 +189,13 @@ def _top_components(centered: np.ndarray, n: int, rng: np.random.Generator):
 
 
 def profile_heatmap(
-    contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=(), max_features: int = SHOWN_FEATURES
+    contrasts: pd.DataFrame, profiles: pd.DataFrame, names, level_columns=(), max_features: int = SHOWN_FEATURES,
+    *, feature_labels: dict | None = None,
 ):
     """Segments x features; colour: standardised difference from the population, text: the mean.
 
-    ``level_columns`` are one-hot category levels, whose mean is shown as a share.
+    ``level_columns`` are one-hot category levels, whose mean is shown as a share;
+    ``feature_labels`` how each feature reads (default: its name).
     A feature takes 1.1 inch of width, so of a wide table only the ``max_features``
     that most set segments apart are drawn (see :func:`distinguishing_features`).
     """
@@ -210,7 +217,8 @@ def profile_heatmap(
             text = _format_mean(mean, is_share=feature in level_columns)
             ax.text(j, s, text, ha="center", va="center", fontsize=8.5,
                     color="white" if abs(z[s, j]) > 0.6 * limit else "black")
-    ax.set_xticks(range(d), [_short(c, 28) for c in contrasts.columns], rotation=30, ha="right")
+    shown_as = feature_labels or {}
+    ax.set_xticks(range(d), [_short(shown_as.get(c, c), 28) for c in contrasts.columns], rotation=30, ha="right")
     ax.set_yticks(range(k), row_labels)
     ax.set_xticks(np.arange(-0.5, d), minor=True)
     ax.set_yticks(np.arange(-0.5, k), minor=True)
@@ -296,7 +304,18 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;bord
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f5f5f5}
 td.text,th.text{text-align:left}img{max-width:100%;border:1px solid #eee}.why{background:#f7f9fc;
 border-left:4px solid #4a7bd0;padding:.5rem .8rem}.scroll{overflow-x:auto}ul{margin:.3rem 0}
+.verdict{padding:.5rem .8rem;border-left:4px solid}.strong,.reasonable{background:#f3faf4;border-color:#3a9a4f}
+.weak{background:#fdf8ec;border-color:#d49a1f}.none{background:#fcf1f0;border-color:#c8453a}
+.notes{color:#555;font-size:.9rem}tr.chosen td{font-weight:bold;background:#f7f9fc}
 """
+
+#: How each structure verdict is headed at the top of the report.
+_STRUCTURE_HEADINGS = {
+    "strong": "Clear segments",
+    "reasonable": "Reasonably distinct segments",
+    "weak": "Weak structure",
+    "none": "No real structure",
+}
 
 
 def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, shown) -> str:
@@ -312,6 +331,8 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
         f"{prep['n_rows_used']:,} segmented; device {_e(summary.get('device') or 'unknown')}; "
         f"gpukmeans {_e(summary['versions']['gpukmeans'])}</p>",
         f"<p class='why'><b>Why k = {summary['k']}:</b> {_e(summary['k_reason'])}</p>",
+        _verdict(summary),
+        _notes(summary.get("notes")),
         "<h2>Segments</h2>",
         _overview_table(result),
         "<h2>Figures</h2>",
@@ -326,12 +347,12 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
     parts += [
         "<h2>Profiles (mean per segment in original units; hover for median)</h2>",
         f"<p class='meta'>{scope}</p>",
-        f"<div class='scroll'>{_profile_table(result.profiles, levels, shown)}</div>",
+        f"<div class='scroll'>{_profile_table(result.profiles, levels, shown, summary.get('feature_labels'))}</div>",
         "<h2>Quality</h2>",
-        _metrics_list(metrics),
+        _metrics_list(metrics, summary.get("silhouette_note")),
     ]
     if summary.get("sweep"):
-        parts += ["<h2>Sweep</h2>", f"<div class='scroll'>{_sweep_table(summary['sweep'])}</div>"]
+        parts += ["<h2>Sweep</h2>", f"<div class='scroll'>{_sweep_table(summary['sweep'], summary['k'])}</div>"]
     parts += ["<h2>Preprocessing</h2>", _preprocessing_list(prep, summary["input"])]
     if summary.get("command"):
         parts.append(f"<p class='meta'>Command: <code>{_e(summary['command'])}</code></p>")
@@ -341,6 +362,21 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
 
 def _e(value) -> str:
     return html.escape(str(value))
+
+
+def _verdict(summary: dict) -> str:
+    """The structure verdict, headed by a phrase and coloured by its band."""
+    structure = summary.get("structure")
+    if structure not in _STRUCTURE_HEADINGS:
+        return ""
+    return (f"<p class='verdict {structure}'><b>{_STRUCTURE_HEADINGS[structure]}:</b> "
+            f"{_e(summary.get('structure_note', ''))}</p>")
+
+
+def _notes(notes) -> str:
+    if not notes:
+        return ""
+    return "<ul class='notes'>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>"
 
 
 def _overview_table(result) -> str:
@@ -354,28 +390,33 @@ def _overview_table(result) -> str:
     return "".join(rows)
 
 
-def _profile_table(profiles: pd.DataFrame, levels, features) -> str:
+def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dict | None = None) -> str:
     levels = set(levels)
-    head = "".join(f"<th>{_e(f)}</th>" for f in features)
-    rows = [f"<table><tr><th>segment</th><th>share</th>{head}</tr>"]
+    shown_as = feature_labels or {}
+    head = "".join(f"<th title='{_e(f)}'>{_e(shown_as.get(f, f))}</th>" for f in features)
+    rows = [f"<table><tr><th>segment</th><th class='text'>name</th><th>share</th>{head}</tr>"]
     for _, row in profiles.iterrows():
         cells = "".join(
             f"<td title='median {row[f + ' median']:.4g}; {row[f + ' vs population']:.2f}x the population mean'>"
             f"{_format_mean(row[f + ' mean'], is_share=f in levels)}</td>"
             for f in features
         )
-        rows.append(f"<tr><td>{int(row['segment'])}</td><td>{100 * row['share']:.1f}%</td>{cells}</tr>")
+        name = _e(row["segment_name"]) if "segment_name" in row else ""
+        rows.append(f"<tr><td>{int(row['segment'])}</td><td class='text'>{name}</td>"
+                    f"<td>{100 * row['share']:.1f}%</td>{cells}</tr>")
     rows.append("</table>")
     return "".join(rows)
 
 
-def _metrics_list(metrics: dict) -> str:
+def _metrics_list(metrics: dict, silhouette_note: str | None = None) -> str:
     items = [f"<li>inertia (sum of squared distances, scaled space): {metrics['inertia']:,.2f}</li>"]
     if metrics.get("silhouette") is not None:
         text = f"silhouette: {metrics['silhouette']:.3f}"
         if metrics.get("silhouette_low") is not None:
             text += f" (95% interval {metrics['silhouette_low']:.3f} to {metrics['silhouette_high']:.3f})"
         text += f", {_e(metrics.get('silhouette_method', ''))}"
+        if silhouette_note:
+            text += f" ({_e(silhouette_note)})"
         items.append(f"<li>{text}</li>")
     if metrics.get("calinski_harabasz") is not None:
         items.append(f"<li>Calinski-Harabasz: {metrics['calinski_harabasz']:,.1f}</li>")
@@ -385,15 +426,26 @@ def _metrics_list(metrics: dict) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _sweep_table(records: list[dict]) -> str:
+def _sweep_table(records: list[dict], chosen_k: int) -> str:
+    """The sweep's table, the chosen k in bold; shares as percentages, and a k below
+    the minimum share marked "below"."""
     columns = list(records[0])
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     rows = [f"<table><tr>{head}</tr>"]
     for record in records:
-        cells = "".join(f"<td>{_format_cell(record[c])}</td>" for c in columns)
-        rows.append(f"<tr>{cells}</tr>")
+        cells = "".join(f"<td>{_sweep_cell(c, record[c])}</td>" for c in columns)
+        chosen = " class='chosen'" if record.get("k") == chosen_k else ""
+        rows.append(f"<tr{chosen}>{cells}</tr>")
     rows.append("</table>")
     return "".join(rows)
+
+
+def _sweep_cell(column: str, value) -> str:
+    if column == "smallest_share" and value is not None:
+        return f"{100 * value:.1f}%"
+    if column == "below_min_share":
+        return "below" if value else ""
+    return _format_cell(value)
 
 
 def _format_cell(value) -> str:

@@ -1,6 +1,7 @@
 """The commands, through Typer's runner and as real processes of the installed command, on real files."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_segment_mall_textbook(tmp_path):
     out = tmp_path / "mall"
     result = run("segment", MALL, "--columns", MALL_COLUMNS, "--k", "5", "--scale", "none", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "High Annual Income (k$), Low Spending Score (1-100)" in result.stdout
+    assert "High Annual Income (k$), low Spending Score (1-100)" in result.stdout
     assert f"Report: {out / 'report.html'}" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert round(summary["metrics"]["inertia"], 2) == 44448.46
@@ -135,6 +136,11 @@ def test_demo_end_to_end(tmp_path):
     # Elbow, silhouette per segment, projection, heatmap: all inlined.
     assert (out / "segments" / "report.html").read_text().count("data:image/png;base64,") == 4
     assert f"Open the report: {out / 'segments' / 'report.html'}" in result.stdout
+    # The k line says k once, then the verdict on its own line.
+    lines = result.stdout.splitlines()
+    k_line = next(i for i, line in enumerate(lines) if line.startswith("k = "))
+    assert not re.match(r"k = \d+: k\s*=", lines[k_line]), lines[k_line]
+    assert lines[k_line + 1] == json.loads((out / "segments" / "summary.json").read_text())["structure_note"]
     # A second run replaces the earlier demo without --force.
     assert run("demo", "--rows", "1000", "--out", out, "--device", "cpu", "-q").exit_code == 0
 

@@ -16,15 +16,16 @@ from gpukmeans_cli.app import Engine, Preprocessing, app
 
 MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 
-# What each command listed before its shared options became groups, in --help's order.
+# Every option of each command, in --help's order, with its default.
 SEGMENT_OPTIONS = {
-    "--k": None, "--k-range": "2:12", "--columns": None, "--id-column": "auto", "--categorical": None,
-    "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--decimal": None,
-    "--out": None, "--force": False, "--n-init": "10", "--max-iter": 300, "--seed": 0, "--device": "auto",
+    "--k": None, "--k-range": "2:12", "--min-share": None, "--columns": None, "--id-column": "auto",
+    "--categorical": None, "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard",
+    "--decimal": None, "--labels": None, "--label": None, "--out": None, "--force": False, "--n-init": "10",
+    "--max-iter": 300, "--seed": 0, "--device": "auto",
     "--sample-size": 10_000, "--no-report": False, "--quiet": False, "--json": False,
 }
 SWEEP_OPTIONS = {
-    "--k-range": "2:15", "--columns": None, "--id-column": "auto", "--categorical": None,
+    "--k-range": "2:12", "--min-share": None, "--columns": None, "--id-column": "auto", "--categorical": None,
     "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard", "--decimal": None,
     "--out": None, "--force": False, "--n-init": "auto", "--max-iter": 300, "--seed": 0, "--device": "auto",
     "--sample-size": 10_000, "--quiet": False, "--json": False,
@@ -49,6 +50,8 @@ DESCRIBED_DEFAULTS = [
     ("sweep", "--columns", "[default: every numeric column but the ID]"),
     ("sweep", "--out", "[default: DATA's name + _sweep]"),
     ("rfm", "--date-format", "[default: inferred]"),
+    ("segment", "--k-range", "[default: 2:12]"),
+    ("sweep", "--k-range", "[default: 2:12]"),
 ]
 
 
@@ -84,7 +87,7 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
         command, str(MALL), "--out", str(tmp_path / "o"), "--columns", "Age, Annual Income (k$)",
         "--id-column", "none", "--categorical", "Genre", "--drop-missing", "--log", "Age", "--clip", "0.01",
         "--scale", "robust", "--decimal", ",", "--n-init", "3", "--max-iter", "7", "--seed", "11", "--device", "cpu",
-        "--sample-size", "500",
+        "--sample-size", "500", "--k-range", "3:9", "--min-share", "0.05",
     ])
     assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
     passed = calls[0]
@@ -96,6 +99,7 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
         "missing": "drop", "log": ["Age"], "clip": 0.01, "scale": "robust", "decimal": ",",
         "n_init": 3, "max_iter": 7, "seed": 11, "device": "cpu", "sample_size": 500,
     }
+    assert (passed["k_range"], passed["min_share"]) == ((3, 9), 0.05)
 
     calls.clear()
     defaults = CliRunner().invoke(app, [command, str(MALL), "--out", str(tmp_path / "d")])
@@ -106,6 +110,26 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
         None, "auto", (), "impute"
     )
     assert (passed["max_iter"], passed["seed"], passed["device"], passed["sample_size"]) == (300, 0, "auto", 10_000)
+    assert (passed["k_range"], passed["min_share"]) == ((2, 12), None)
+
+
+def test_labels_from_a_file_and_options_reach_the_library(monkeypatch, tmp_path):
+    calls = []
+
+    def record(data, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("arguments recorded")
+
+    monkeypatch.setattr(gpukmeans.segmentation, "segment", record)
+    (tmp_path / "labels.json").write_text('{"Age": "Age in years", "Annual Income (k$)": "Income"}')
+    result = CliRunner().invoke(app, [
+        "segment", str(MALL), "--out", str(tmp_path / "o"), "--labels", str(tmp_path / "labels.json"),
+        "--label", "Annual Income (k$)=Yearly income", "--label", "Spending Score (1-100)=Spending",
+    ])
+    assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
+    assert calls[0]["labels"] == {
+        "Age": "Age in years", "Annual Income (k$)": "Yearly income", "Spending Score (1-100)": "Spending",
+    }
 
 
 def test_a_bad_n_init_is_one_line_naming_the_option(tmp_path):

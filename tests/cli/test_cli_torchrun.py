@@ -61,6 +61,8 @@ def _same_outputs(single: Path, ranks: Path, segments_file: str):
     assert many["ranks"] == 2 and "ranks" not in one
     assert many["segments"] == one["segments"] and many["k"] == one["k"]
     assert many["preprocessing"] == one["preprocessing"]
+    for key in ("structure", "structure_note", "notes", "k_range", "min_share", "labels"):
+        assert many[key] == one[key], key
     for name, value in one["metrics"].items():
         # Sums over the ranks' rows are added in another order: the last bits may differ.
         expected = pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
@@ -69,7 +71,7 @@ def _same_outputs(single: Path, ranks: Path, segments_file: str):
 
 
 @pytest.mark.parametrize("table, options", [
-    ("customers.parquet", ["--k-range", "2:4", "--categorical", "channel"]),
+    ("customers.parquet", ["--k-range", "2:4", "--categorical", "channel", "--min-share", "0.2"]),
     ("customers.csv", ["--k", "4", "--drop-missing"]),
 ], ids=["parquet-sweep", "csv-drop-missing"])
 def test_two_ranks_write_what_one_process_writes(customers, tmp_path, table, options):

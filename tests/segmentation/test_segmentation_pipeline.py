@@ -14,11 +14,11 @@ DATA = Path(__file__).parents[1] / "data"
 MALL = DATA / "Mall_Customers.csv"
 INCOME, SPENDING = "Annual Income (k$)", "Spending Score (1-100)"
 TEXTBOOK = {
-    "Average": 81,
-    f"High {INCOME}, High {SPENDING}": 39,
-    f"High {INCOME}, Low {SPENDING}": 35,
-    f"Low {INCOME}, Low {SPENDING}": 23,
-    f"Low {INCOME}, High {SPENDING}": 22,
+    f"Typical customers, below-average {INCOME}": 81,
+    f"High {INCOME}, high {SPENDING}": 39,
+    f"High {INCOME}, low {SPENDING}": 35,
+    f"Low {INCOME}, low {SPENDING}": 23,
+    f"Low {INCOME}, high {SPENDING}": 22,
 }
 
 
@@ -33,8 +33,8 @@ def test_mall_textbook_segments(mall_result):
     # Numbered by size, largest first.
     assert mall_result.profiles["size"].tolist() == sorted(TEXTBOOK.values(), reverse=True)
     profile = mall_result.profiles.set_index("segment_name")
-    assert profile.loc[f"High {INCOME}, Low {SPENDING}", f"{INCOME} mean"] == pytest.approx(88.2, abs=0.05)
-    assert profile.loc[f"High {INCOME}, Low {SPENDING}", f"{SPENDING} mean"] == pytest.approx(17.114, abs=1e-3)
+    assert profile.loc[f"High {INCOME}, low {SPENDING}", f"{INCOME} mean"] == pytest.approx(88.2, abs=0.05)
+    assert profile.loc[f"High {INCOME}, low {SPENDING}", f"{SPENDING} mean"] == pytest.approx(17.114, abs=1e-3)
     segments = mall_result.segments
     assert list(segments.columns) == ["CustomerID", "segment", "segment_name", "distance"]
     assert segments["CustomerID"].iloc[0] == "0001"
@@ -44,7 +44,7 @@ def test_mall_textbook_segments(mall_result):
 
 def test_summary_says_what_was_done(mall_result):
     summary = mall_result.summary
-    assert summary["k"] == 5 and summary["k_reason"] == "k was given"
+    assert summary["k"] == 5 and summary["k_reason"] == "given by the user; no sweep ran"
     assert summary["preprocessing"]["id_column"] == "CustomerID"
     assert summary["preprocessing"]["features"] == [INCOME, SPENDING]
     assert {"statistics", "transform", "fit", "assign", "score", "name", "profile", "total"} <= set(summary["timings"])
@@ -100,7 +100,10 @@ def test_planted_demo_segments_are_found():
     [
         ({"k": 500}, "k=500 is larger than the number of rows \\(200\\)"),
         ({"k": 1}, "k must be at least 2"),
-        ({"k_range": (2, 250)}, "k range 2:250 goes beyond the 200 rows"),
+        ({"k_range": (7, 5)}, "k range must go from at least 2 to a larger k, got 7:5"),
+        ({"min_share": 0.5}, "minimum segment share must be a fraction of the customers between 0 and 0.5"),
+        ({"min_share": 0}, "between 0 and 0.5 \\(e.g. 0.05 for 5%\\), got 0"),
+        ({"labels": {"Nope": "No"}}, "a label is given for column 'Nope', which .*Mall_Customers.csv does not have"),
         ({"columns": ["Nope"]}, "column 'Nope' not found"),
         ({"columns": ["Genre"]}, "'Genre' .* is not numeric"),
     ],
