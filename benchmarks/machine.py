@@ -11,9 +11,11 @@ def machine_info() -> dict:
     import torch
 
     from gpukmeans_cli.benchmarking import cpu_model  # one reading of /proc/cpuinfo for both
+    from gpukmeans_cli.benchmarking.environment import git_commit
 
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),  # the checkout measured: a claim quoting the result names it
         "platform": platform.platform(),
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -28,11 +30,11 @@ def machine_info() -> dict:
     return info
 
 
-
 def markdown_header(info: dict) -> str:
     cuda = f", GPU {info['cuda']}" if info["cuda"] else ", no GPU"
+    commit = f" at commit {info['git_commit']}" if info.get("git_commit") else ""
     return (
-        f"Measured {info['date']} on {info['processor']} ({info['cpu_count']} CPUs{cuda}), "
+        f"Measured {info['date']}{commit} on {info['processor']} ({info['cpu_count']} CPUs{cuda}), "
         f"torch {info['torch']}, scikit-learn {info['scikit-learn']}; "
         f"1-minute load average at start {info['load_average_1m']:.2f}."
     )

@@ -319,3 +319,15 @@ def test_a_figure_whose_repeats_spread_more_than_it_measures_is_flagged(monkeypa
     assert record.status.startswith("ok")
     assert ("noisy: the repeats of one fit spread over 500.00 ms" in record.status) == noisy
     assert ("noisy" in record.status) == noisy
+
+
+def test_a_result_names_the_commit_and_the_machine_it_was_measured_on(monkeypatch):
+    # benchmarks/machine.py writes the header of every result that README and docs quote
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import machine
+
+    info = machine.machine_info()
+    assert info["git_commit"] == bench.environment(["cpu"])["git_commit"]
+    header = machine.markdown_header({**info, "git_commit": "abc1234", "processor": "a CPU"})
+    assert header.startswith(f"Measured {info['date']} at commit abc1234 on a CPU (")
+    assert " at commit " not in machine.markdown_header({**info, "git_commit": None})

@@ -2,8 +2,9 @@
 
 Device time is scarce (15 minutes a task, when a task gets any), so the script must work
 the first time: these tests check that it refuses a machine without CUDA in one line, and
-rehearse every stage on the CPU (``GPU_SESSION_REHEARSE=1``) so that a wrong option or
-path shows up here rather than on the GPU.
+rehearse it on the CPU (``GPU_SESSION_REHEARSE=1``) so that a wrong option or path shows up
+here rather than on the GPU: a quick rehearsal of its wiring in the fast tier, and one of
+the stages that run pytest and the benchmark (about 40 s) marked ``slow``.
 """
 
 import json
@@ -66,46 +67,60 @@ def test_an_unknown_stage_is_refused_before_anything_runs():
                             "restarts whole-fit)"]
 
 
-@pytest.mark.slow
-def test_a_rehearsal_runs_the_stages_command_lines_on_the_cpu(tmp_path):
-    out = tmp_path / "out"
-    done = _session("tests", "bench-large", timeout=600, OUT=str(out), GPU_SESSION_REHEARSE="1")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def _plan(log):
+    """The shapes the bench and bench-large stages would measure, from the log's plan line."""
+    plan = re.search(r"^plan: bench at (.*); bench-large at (.*)$", log, re.MULTILINE)
+    assert plan, log[:2000]
+    return [[tuple(int(part) for part in shape.split(",")) for shape in stage.split()] for stage in plan.groups()]
 
-    files = sorted(path.name for path in out.iterdir())
-    assert files == ["lloyd-cpu-large.json", "lloyd-cpu-large.md", "lloyd-cpu-large.png", "session.log"]
-    assert all(path.is_file() and RETURNABLE_NAME.match(path.name) for path in out.iterdir())
+
+def test_a_quick_rehearsal_plans_every_gpu_shape_and_names_scripts_that_exist(tmp_path):
+    # the preamble and the profile stage, which only says what it would run: the script's
+    # wiring (environment, plan, stage dispatch, summary, the files that come back) in seconds
+    out = tmp_path / "out"
+    done = _session("profile", timeout=300, OUT=str(out), GPU_SESSION_REHEARSE="1", GPU_SESSION_MAX_FILES="1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [path.name for path in out.iterdir()] == ["session.log"]  # one file: nothing to pack
     log = (out / "session.log").read_text()
     assert log.endswith(done.stdout[-200:]), "the log holds what the command printed"
 
     # the plan covers every GPU shape of the suite, the 12.8 GB one in a stage of its own
-    plan = re.search(r"^plan: bench at (.*); bench-large at (.*)$", log, re.MULTILINE)
-    assert plan, log[:2000]
-    planned = [tuple(int(part) for part in shape.split(",")) for shape in plan[1].split() + plan[2].split()]
-    assert sorted(planned) == sorted(GPU_SHAPES)
-    assert plan[2].split() == ["100000000,32,16"]
+    small, large = _plan(log)
+    assert sorted(small + large) == sorted(GPU_SHAPES) and large == [(100_000_000, 32, 16)]
+
+    would_run = re.findall(r"^   \(rehearsal: would run\) (.*)$", log, re.MULTILINE)
+    assert len(would_run) == 3, log
+    scripts = {word for line in would_run for word in line.split() if word.startswith("benchmarks/")}
+    assert scripts == {"benchmarks/gpu_kernel_variants.py", "benchmarks/gpu_whole_fit.py"}
+    assert all((REPO / script).is_file() for script in scripts)
+    assert re.search(r"^profile\s+passed", log, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_a_rehearsal_runs_the_stages_command_lines_on_the_cpu(tmp_path):
+    """The tests and bench-large stages on the CPU at toy sizes; their results, past what a
+    reply carries (2 files here, 8 on the GPU machine), come back packed beside the log."""
+    import tarfile
+
+    out = tmp_path / "out"
+    done = _session("tests", "bench-large", timeout=600, OUT=str(out), GPU_SESSION_REHEARSE="1",
+                    GPU_SESSION_MAX_FILES="2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    assert sorted(path.name for path in out.iterdir()) == ["gpu-session-results.tar.gz", "session.log"]
+    assert all(path.is_file() and RETURNABLE_NAME.match(path.name) for path in out.iterdir())
+    with tarfile.open(out / "gpu-session-results.tar.gz") as archive:
+        assert sorted(archive.getnames()) == ["lloyd-cpu-large.json", "lloyd-cpu-large.md", "lloyd-cpu-large.png"]
+        assert all(RETURNABLE_NAME.match(name) for name in archive.getnames())
+        payload = json.load(archive.extractfile("lloyd-cpu-large.json"))
+    log = (out / "session.log").read_text()
+    assert "all but the log are in gpu-session-results.tar.gz" in log
 
     # both pytest selections of the tests stage collect GPU tests (they would skip here)
     collected = [int(count) for count in re.findall(r"^(\d+)(?:/\d+)? tests? collected", log, re.MULTILINE)]
     assert len(collected) == 2 and all(count > 0 for count in collected), collected
 
-    payload = json.loads((out / "lloyd-cpu-large.json").read_text())
     measured = {(r["library"], r["n_samples"], r["n_features"], r["n_clusters"]) for r in payload["results"]}
     assert measured == {("gpukmeans", 4000, 32, 16), ("plain torch", 4000, 32, 16)}
     assert "== summary" in log and re.search(r"^bench-large\s+passed", log, re.MULTILINE)
-
-
-@pytest.mark.slow
-def test_results_past_what_a_reply_carries_come_back_as_one_archive(tmp_path):
-    """A reply carries at most 8 files: past that, everything but the log comes back packed."""
-    import tarfile
-
-    out = tmp_path / "out"
-    done = _session("bench-large", timeout=600, OUT=str(out), GPU_SESSION_REHEARSE="1", GPU_SESSION_MAX_FILES="2")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(path.name for path in out.iterdir()) == ["gpu-session-results.tar.gz", "session.log"]
-    with tarfile.open(out / "gpu-session-results.tar.gz") as archive:
-        assert sorted(archive.getnames()) == ["lloyd-cpu-large.json", "lloyd-cpu-large.md", "lloyd-cpu-large.png"]
-        payload = json.load(archive.extractfile("lloyd-cpu-large.json"))
-    assert {r["library"] for r in payload["results"]} == {"gpukmeans", "plain torch"}
-    assert "all but the log are in gpu-session-results.tar.gz" in (out / "session.log").read_text()
+    assert re.search(r"^tests\s+passed", log, re.MULTILINE)

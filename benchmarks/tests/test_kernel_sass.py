@@ -46,6 +46,7 @@ def test_counts_the_row_loop_of_the_shipped_kernel():
     assert 5 < per_row < 200
 
 
+@pytest.mark.slow
 def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
     """Why split_tf32 is the float32 default (gpu_kernel_variants.py times the two as well)."""
     _, _, masked, _ = _loop_counts("distance_precision=split_tf32", "sum_precision=split_tf32", "block_m=64")
@@ -53,6 +54,7 @@ def test_the_masked_split_issues_fewer_instructions_than_triton_tf32x3():
     assert masked < 0.9 * triton_split
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_row_loop_copies_the_next_tiles_ahead(dtype):
     """The rows of the next tiles are copied into shared memory while a tile computes
@@ -63,6 +65,7 @@ def test_the_row_loop_copies_the_next_tiles_ahead(dtype):
     assert re.search(r"async copy [1-9]", report), report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_kmeans_plusplus_pass_copies_rows_ahead_and_totals_once_a_block(dtype):
     """k-means++'s pass (the last centre and 4 candidates): rows copied ahead as in the
@@ -104,6 +107,7 @@ for center_type in ("fp32", "fp64"):
 """
 
 
+@pytest.mark.slow
 def test_the_center_update_kernel_compiles_for_the_gpu():
     """The interpreter is lenient about types that the compiler rejects: the update
     kernel (tested against the reference under the interpreter) must also compile."""
@@ -130,6 +134,7 @@ for x_type, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
 """
 
 
+@pytest.mark.slow
 def test_the_candidate_potentials_kernel_compiles_for_the_gpu():
     """The k-means++ kernel is tested against the reference under the interpreter only
     (no GPU here): it must also compile for an H100/H200, float32 and bfloat16 rows."""
@@ -148,6 +153,7 @@ for name, tuning in (("capped", Tuning()), ("uncapped", Tuning(maxnreg=0)), ("4 
 """
 
 
+@pytest.mark.slow
 def test_gpu_kernel_variants_reads_each_variants_registers_from_the_offline_compile():
     """The variants table's registers come from this tool's compile of the variant's own
     tuning: the shipped register cap at k <= 16, and no cap where the variant lifts it."""

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from gpukmeans_cli.app import app
@@ -126,6 +127,7 @@ def test_info_lists_versions_and_devices():
     assert facts["optional"]["safetensors"] is True
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = run("demo", "--rows", "3000", "--out", out, "--device", "cpu")
@@ -148,6 +150,7 @@ def test_demo_end_to_end(tmp_path):
 # ------------------------------------------------------------- real processes
 
 
+@pytest.mark.slow
 def test_process_segment_mall_then_predict(tmp_path):
     done = run_process("segment", MALL, "--columns", MALL_COLUMNS, "--k", "5", "--scale", "none",
                        "--out", "mall", cwd=tmp_path)
@@ -164,6 +167,7 @@ def test_process_segment_mall_then_predict(tmp_path):
     assert (tmp_path / "pred.csv").read_text() == (tmp_path / "mall" / "segments.csv").read_text()
 
 
+@pytest.mark.slow
 def test_process_rfm_then_segment(tmp_path):
     done = run_process("rfm", RETAIL, "--out", "rfm.parquet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -16,6 +16,9 @@ import pytest
 
 from gpukmeans.segmentation.pipeline import read_segments
 
+# every case starts torchrun and its ranks: seconds each
+pytestmark = pytest.mark.slow
+
 
 def _gpukmeans() -> str:
     script = Path(sys.executable).with_name("gpukmeans")

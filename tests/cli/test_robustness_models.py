@@ -369,6 +369,7 @@ def test_the_unmutated_model_and_its_re_encoding_predict_the_training_labels(tra
         pd.testing.assert_frame_equal(predicted, training)
 
 
+@pytest.mark.slow
 def test_every_mutation_of_every_field_is_refused_or_declared(trained, tmp_path):
     raw = (trained / "model.safetensors").read_bytes()
     mutations = all_mutations(raw)

@@ -110,6 +110,7 @@ def test_a_folder_holding_a_foreign_file_is_never_replaced(place):
     )
 
 
+@pytest.mark.slow
 def test_an_output_folder_never_holds_the_input(place):
     (place / "data").mkdir()
     shutil.copy(MALL, place / "data" / "m.csv")
@@ -131,6 +132,7 @@ def test_a_read_only_place_is_refused_before_the_data_is_read(place):
         )
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_nothing(place):
     with tmpfs(place / "small", size="4k"):
         assert_fails_and_touches_nothing(
@@ -148,6 +150,7 @@ def test_a_file_on_the_way_is_refused(place):
     )
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(place):
     dead = _dead_pid()
     shutil.copytree(place / "seg", place / f".seg.partial-{dead}-abc123")

@@ -100,6 +100,7 @@ def test_currency_thousands_and_percent_are_read_exactly(tmp_path):
     _assert_profile_means(tmp_path, expected)
 
 
+@pytest.mark.slow
 def test_a_semicolon_file_with_decimal_commas_is_read_as_numbers(tmp_path):
     rng = np.random.default_rng(2)
     ids, revenue, share, quantity, rows = [], [], [], [], []
@@ -171,6 +172,7 @@ def test_integer_codes_are_categories_and_look_alikes_are_flagged(tmp_path):
     assert "warning: column 'children' takes only 5 whole-number values" in run.stderr
 
 
+@pytest.mark.slow
 def test_every_column_left_out_is_listed_with_its_reason(tmp_path):
     rng = np.random.default_rng(4)
     rows = []
@@ -199,6 +201,7 @@ def test_every_column_left_out_is_listed_with_its_reason(tmp_path):
         assert shown in html, shown
 
 
+@pytest.mark.slow
 def test_columns_near_1e300_and_1e_minus_300_are_clustered(tmp_path):
     rng = np.random.default_rng(5)
     planted = np.repeat([0, 1, 2], 12)
@@ -216,6 +219,7 @@ def test_columns_near_1e300_and_1e_minus_300_are_clustered(tmp_path):
     assert len(pairs) == 3 and len({f for _, f in pairs}) == 3  # the planted groups, exactly
 
 
+@pytest.mark.slow
 def test_a_table_of_two_thousand_columns_is_segmented_with_its_report(tmp_path):
     rng = np.random.default_rng(6)
     n, d = 200, 2_000

@@ -5,6 +5,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 
+from _engine_checks import TakeRecordingSource
 from gpukmeans import KMeans, kmeans_plusplus
 
 
@@ -30,11 +31,15 @@ def test_zero_weight_rows_are_never_chosen(blobs, seed):
     weights[allowed] = 1.0
     _, indices = kmeans_plusplus(X, 8, sample_weight=weights, random_state=seed, device="cpu")
     assert set(indices.tolist()) <= set(allowed.tolist())
-    for init in ("random", "k-means||"):
-        km = KMeans(8, init=init, n_init=1, max_iter=1, random_state=seed, device="cpu")
-        km.fit(X, sample_weight=weights)
-        chosen = {tuple(row) for row in np.asarray(km.cluster_centers_)}
-        assert chosen, "the fit produced centres"
+    from gpukmeans.engine import initialisation as _init
+
+    source = TakeRecordingSource(torch.as_tensor(X), torch.as_tensor(weights), chunk_size=64)
+    _, rows = _init.random_rows_init(source, 8, seed)
+    _init.kmeans_parallel(source, 8, seed, torch.Generator().manual_seed(seed))
+    # every row k-means|| reads is a centre or a candidate: its first centre, each
+    # round's sampled rows, and the candidates it weighs
+    read = torch.cat(source.taken).tolist()
+    assert set(rows.tolist()) | set(read) <= set(allowed.tolist())
 
 
 def test_random_init_picks_distinct_weighted_rows(blobs):

@@ -314,6 +314,7 @@ TRITON_TUNINGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", _triton_paths())
 @pytest.mark.parametrize("settings", TRITON_TUNINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
 @pytest.mark.parametrize("n_features, k_max", [(3, 1), (16, 8), (33, 5), (80, 20), (7, 70)])
@@ -678,6 +679,7 @@ def test_a_failing_cuda_potentials_kernel_falls_back_to_the_assignment_with_a_wa
     assert torch.equal(lowered, expected) and bool((lowered < closest).any())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _triton_interpreter_available(), reason="Triton not installed, or not in its interpreter")
 @pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16])
 def test_kmeans_plusplus_through_the_triton_pass_picks_the_rows_the_cpu_kernel_picks(monkeypatch, storage):

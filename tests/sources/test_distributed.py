@@ -48,7 +48,8 @@ def run_ranks(world_size, tmp_path):
     return lambda name, rank: np.load(out / f"{name}_rank{rank}.npz")
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
+# Three ranks (a rank between two others) in the slow tier: the fast one starts two.
+@pytest.fixture(scope="module", params=[2, pytest.param(3, marks=pytest.mark.slow)], ids=["2-ranks", "3-ranks"])
 def ranks(request, tmp_path_factory):
     world_size = request.param
     return world_size, run_ranks(world_size, tmp_path_factory.mktemp(f"dist{world_size}"))
