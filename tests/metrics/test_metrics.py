@@ -265,6 +265,7 @@ def test_full_sample_is_exact(overlapping):
     estimate = silhouette_score(X, y, sample_size=10_000)
     assert estimate.method == "exact" and estimate.is_exact
     assert estimate.low == estimate.value == estimate.high
+    assert estimate.sample_size == estimate.n_samples == 4000 and estimate.confidence == 0.95
     assert estimate.value == pytest.approx(skm.silhouette_score(X, y), rel=1e-6)
 
 
@@ -300,16 +301,114 @@ def test_sampled_estimate_includes_a_tiny_cluster_in_the_score():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"sample_size": 5}, "too small for 4 clusters"),
+        ({"sample_size": 7}, r"too small for 4 clusters: need at least 2 rows per cluster \(8\)"),
         ({"sample_size": 2.5}, "sample_size must be an int"),
-        ({"sample_size": 100, "confidence": 1.5}, "confidence"),
-        ({"sample_size": 100, "random_state": "seed"}, "random_state"),
+        ({"sample_size": 100, "confidence": 1.5}, "confidence must be between 0 and 1"),
+        ({"sample_size": 100, "confidence": 1.0}, "confidence must be between 0 and 1"),
+        ({"sample_size": 100, "confidence": 0.0}, "confidence must be between 0 and 1"),
+        ({"sample_size": 100, "random_state": "seed"}, "random_state must be None, an int, or a numpy/torch generator, got str"),
+        ({"sample_size": 100, "random_state": True}, "random_state must be an int or a generator, got True"),
+        ({"sample_size": 100, "random_state": -1}, "random_state must be non-negative, got -1"),
     ],
 )
 def test_sampled_bad_arguments(overlapping, kwargs, message):
     X, y = overlapping
     with pytest.raises(ValueError, match=message):
         silhouette_score_sampled(X, y, **kwargs)
+
+
+def test_two_rows_per_cluster_is_enough(overlapping):
+    X, y = overlapping
+    estimate = silhouette_score_sampled(X, y, sample_size=8, random_state=0)
+    assert estimate.method == "sampled" and estimate.sample_size == 8
+
+
+def test_the_confidence_sets_the_interval(overlapping):
+    X, y = overlapping
+    wide = silhouette_score_sampled(X, y, sample_size=300, random_state=4)
+    narrow = silhouette_score_sampled(X, y, sample_size=300, random_state=4, confidence=0.5)
+    assert narrow.confidence == 0.5 and narrow.value == wide.value
+    # the same standard error times z(0.75) instead of z(0.975)
+    ratio = NormalDist().inv_cdf(0.75) / NormalDist().inv_cdf(0.975)
+    assert narrow.half_width == pytest.approx(wide.half_width * ratio, rel=1e-9)
+
+
+def test_a_sampled_score_on_cuda_without_one_is_an_error(overlapping):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    X, y = overlapping
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        silhouette_score_sampled(X, y, sample_size=100, device="cuda")
+
+
+@pytest.mark.parametrize("make_state", [
+    lambda: np.random.RandomState(5),
+    lambda: np.random.default_rng(5),
+    lambda: torch.Generator().manual_seed(5),
+], ids=["RandomState", "Generator", "torch.Generator"])
+def test_a_generator_as_random_state_draws_the_seed_from_it(overlapping, make_state):
+    # the same state gives the same estimate; the generator moves on, so the next call
+    # draws another sample; the global generators take no part
+    X, y = overlapping
+    first_state, same_state = make_state(), make_state()
+    torch.manual_seed(1)
+    first = silhouette_score_sampled(X, y, sample_size=100, random_state=first_state)
+    torch.manual_seed(2)
+    assert silhouette_score_sampled(X, y, sample_size=100, random_state=same_state) == first
+    assert silhouette_score_sampled(X, y, sample_size=100, random_state=first_state).value != first.value
+
+
+def test_a_stratified_sample_is_each_clusters_first_rows_in_the_permutation():
+    labels = torch.tensor([2, 0, 1, 0, 2, 2, 1, 0, 0, 2, 1, 2, 0, 2, 1, 0, 2, 2, 0, 1])
+    permutation = torch.randperm(20, generator=torch.Generator().manual_seed(3))
+    indices, sizes, counts, halves = stratified_sample(labels, 3, 9, permutation)
+    assert sizes.tolist() == [7, 5, 8] and counts.sum() == 9
+    expected = []
+    for cluster, wanted in enumerate(counts.tolist()):
+        expected += [int(row) for row in permutation if labels[row] == cluster][:wanted]
+    assert indices.tolist() == expected
+    assert halves.tolist() == sum(([i % 2 for i in range(c)] for c in counts.tolist()), [])
+
+
+@pytest.mark.parametrize("sizes, sample_size, expected", [
+    # the floor is max(2, min(50, budget // 2k)): here 2; the rest in proportion to size,
+    # a cluster whose share is under one row keeping its floor
+    ([1000, 10, 10, 10, 10], 20, [12, 2, 2, 2, 2]),
+    # floor 50; then 900 rows: shares 900 * n_c / 1450 = 558.6, 248.3, 93.1 (largest remainder: the first)
+    ([900, 400, 150], 1050, [609, 298, 143]),
+    # a cluster smaller than its share is taken whole, its share going to the others
+    ([500, 500, 30], 700, [335, 335, 30]),
+])
+def test_the_allocation_is_the_floor_then_largest_remainders(sizes, sample_size, expected):
+    counts = allocate_stratified(sizes, sample_size)
+    assert counts.tolist() == expected and counts.sum() == min(sample_size, sum(sizes))
+
+
+def test_the_stratified_variance_is_the_textbook_formula():
+    from gpukmeans.metrics._sampled import _stratified_variance
+
+    rng = np.random.default_rng(1)
+    labels = np.array([0] * 6 + [1] * 4 + [2] * 5)
+    influence = rng.normal(size=labels.size)
+    counts, sizes = np.array([6.0, 4.0, 5.0]), np.array([40.0, 9.0, 5.0])
+    expected = sum((1 - counts[c] / sizes[c]) * influence[labels == c].var(ddof=1) / counts[c] for c in range(3))
+    ours = _stratified_variance(torch.from_numpy(influence), torch.from_numpy(labels), torch.from_numpy(counts),
+                                torch.from_numpy(sizes))
+    assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_estimates_of_several_labellings_with_every_row_scored_are_exact(overlapping):
+    # what a sweep asks for when its sample covers the table: every labelling exact
+    X, y = overlapping
+    other = (X[:, 0] > 1).astype(np.int64)
+    results = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y), torch.from_numpy(other)], [4, 2],
+                                   10_000, make_generator(0), keep_values=True)
+    for (estimate, rows, values), labels in zip(results, (y, other)):
+        exact = skm.silhouette_samples(X, labels)
+        assert estimate.method == "exact" and estimate.sample_size == estimate.n_samples == 4000
+        assert estimate.low == estimate.value == estimate.high and estimate.confidence == 0.95
+        assert estimate.value == pytest.approx(exact.mean(), rel=1e-9)
+        np.testing.assert_allclose(values.numpy(), exact[rows.numpy()], rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------------ CH and DB
