@@ -38,6 +38,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
+from .. import _prefetch
 from . import numbers
 from .errors import InputError
 from .io import (
@@ -130,9 +131,6 @@ def read_pass(reader: "TableReader", columns: Sequence[str], start: Callable[[],
     raise InputError(f"{reader.name} could not be read consistently: its columns kept changing type")
 
 
-_END = object()
-
-
 def _release_cached_memory() -> None:
     """Hand back to the system what pyarrow's memory pool keeps of freed batches.
 
@@ -142,53 +140,6 @@ def _release_cached_memory() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-
-
-def prefetched(items: Iterator[S], depth: int = 1) -> Iterator[S]:
-    """``items``, produced up to ``depth`` ahead by a background thread.
-
-    Decoding a batch (pyarrow, without the GIL) then overlaps with the work done on
-    the one before. An error of the producer is raised in the consumer, where the
-    batch it stopped at would have been; a consumer that stops early stops the
-    producer at its next batch.
-    """
-    import queue
-    import threading
-
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(entry) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    return
-            offer((_END, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            offer((None, error))
-
-    producer = threading.Thread(target=produce, name="gpukmeans-batches", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item, error = handoff.get()
-            if error is not None:
-                raise error
-            if item is _END:
-                return
-            yield item
-    finally:
-        stop.set()
-        producer.join()
 
 
 class TableReader:
@@ -289,7 +240,7 @@ class TableReader:
         self.placeholders = {}
         for name in raw:
             self.plans[name] = ColumnPlan(name, RAW)
-        for batch in prefetched(self._batches(list(columns), list(raw), part)):
+        for batch in _prefetch.prefetched(self._batches(list(columns), list(raw), part)):
             yield batch
             _release_cached_memory()
         _release_cached_memory()

@@ -9,14 +9,13 @@ the computation; on CUDA the batches then go to the device through pinned buffer
 """
 
 import os
-import queue
-import threading
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .._prefetch import prefetched
 from .base import DataSource
 from .storage import compute_dtype, to_storage
 
@@ -263,47 +262,6 @@ def shard_bounds(n_rows: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
-def prefetched(iterable, depth: int = 2):
-    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
-
-    pyarrow decodes without the GIL, so the next batch is read while this one is
-    computed on. Stopping early (``close()``) stops the thread at its next item.
-    """
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in iterable:
-                if not put(("item", item)):
-                    return
-            put(("end", None))
-        except BaseException as error:  # handed to the consumer, raised there
-            put(("error", error))
-
-    thread = threading.Thread(target=work, name="gpukmeans-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = items.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 class FileSource(DataSource):
     """Rows ``start:stop`` of a table on disk, read anew on every pass.
 
@@ -358,7 +316,7 @@ class FileSource(DataSource):
 
     def _host_chunks(self):
         position = 0
-        for batch in prefetched(self.table.batches(self.start, self.stop)):
+        for batch in prefetched(self.table.batches(self.start, self.stop), depth=2):
             for lo in range(0, batch.shape[0], self.chunk_size):
                 rows = self._stored(torch.from_numpy(batch[lo : lo + self.chunk_size]))
                 yield position, rows
