@@ -13,7 +13,16 @@ runs, again as groups of one run:
 Each k keeps its lowest-inertia run. A growth or a merge is tried again wherever the
 solution it starts from improved in the round before; rounds stop when nothing improved
 (usually after two or three). Starting from a neighbour's solution escapes the local
-minima a random start falls into, which restarts alone escape only by luck.
+minima a random start falls into, which restarts alone escape only by luck. The ends of
+the range are approached from both sides too: one cluster grows into the smallest k, and
+one k above the largest, grown from it, merges back into it.
+
+On a table of more than ``SEARCH_ROWS`` rows the growths and merges search a sample of
+that many rows instead, starting from the restarts' solutions; each k the search improves
+is run again on the whole table from the sample's centres and kept there if better, and
+growths on the whole table then bring down any k left above the one before it. The
+search costs a sample's passes, not the table's: at a million rows the sweep's fits take
+about what its restarts alone take.
 
 Adding a centre never raises a row's distance to its nearest centre and a Lloyd iteration
 never raises the inertia, so a grown k ends at most at its predecessor's inertia: after
@@ -30,10 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .initialisation import extend_kmeans_plusplus
+from ..sources.memory import InMemorySource
+from .initialisation import extend_kmeans_plusplus, random_rows_init
 from .lloyd import lloyd
 
-__all__ = ["GROWTHS", "KFit", "fit_every_k"]
+__all__ = ["GROWTHS", "KFit", "MERGES", "SEARCH_ROWS", "fit_every_k"]
 
 # Relative difference of inertia below which two runs count as equally good.
 TIE = 1e-9
@@ -70,25 +80,64 @@ def fit_every_k(source, starts, *, seed, max_iter, tol, verbose=0) -> dict:
     """The best run of every k, ``{k: KFit}``.
 
     ``starts`` maps each k to its restarts' starting centres (a list of (k, d) tensors);
-    ``seed`` seeds the greedy k-means++ draws of the growths (the same on every holder of
-    rows); ``tol`` is absolute, as in :func:`.lloyd.lloyd`.
+    ``seed`` seeds the draws of the growths and of the search's sample (the same on every
+    holder of rows); ``tol`` is absolute, as in :func:`.lloyd.lloyd`.
     """
     asked = sorted(starts)
-    # The ends of the range are approached from both sides too: the smallest k grows from
-    # one cluster (the rows' mean, whatever row it starts at), and the largest takes merges
-    # from one k more, grown from it.
+    # The smallest k grows from one cluster too (the rows' mean, whatever row it starts at).
     ks = asked if asked[0] == 1 else [1, *asked]
     starts = {1: [source.take(torch.zeros(1, dtype=torch.int64))], **starts}
-    if asked[-1] < getattr(source, "total_samples", source.n_samples):
-        ks = [*ks, asked[-1] + 1]
+    n_rows = getattr(source, "total_samples", source.n_samples)
     work = dict.fromkeys(ks, 0)
     kept = {}
-    runs = _run(source, [(k, start, "restart") for k in ks for start in starts.get(k, [])], max_iter, tol, verbose)
+    runs = _run(source, [(k, start, "restart") for k in ks for start in starts[k]], max_iter, tol, verbose)
     _keep_better(kept, work, runs)
+    if n_rows > SEARCH_ROWS:
+        _search_a_sample(source, kept, work, ks, seed=seed, max_iter=max_iter, tol=tol, verbose=verbose)
+        below = dict(zip(ks[1:], ks[:-1]))
+        rising = [k for k in below if kept[k].inertia > kept[below[k]].inertia]
+        _neighbour_rounds(source, kept, work, ks, rising, merging=False, seed=seed, max_iter=max_iter, tol=tol,
+                          verbose=verbose)
+    else:
+        # the largest k takes merges from one k more, grown from it
+        ks = ks if asked[-1] >= n_rows else [*ks, asked[-1] + 1]
+        _neighbour_rounds(source, kept, work, ks, ks[1:], merging=True, seed=seed, max_iter=max_iter, tol=tol,
+                          verbose=verbose)
+    for k in asked:
+        kept[k].work = work[k]
+    return {k: kept[k] for k in asked}
 
+
+#: Above this many rows, the growths and merges search a sample of this many rows, and
+#: only what they find better is refined on the whole table (benchmarks/bench_k_choice.py,
+#: and the sweep's timings in CHANGELOG.md).
+SEARCH_ROWS = 50_000
+
+
+def _search_a_sample(source, kept, work, ks, *, seed, max_iter, tol, verbose) -> None:
+    """Growths and merges on ``SEARCH_ROWS`` rows drawn by weight, from each k's kept run;
+    each k the sample improves is run again on the whole table from the sample's centres,
+    and kept there if better."""
+    rows, _ = random_rows_init(source, SEARCH_ROWS, seed)
+    # one chunk, whatever the table's: the search does not depend on how the table is chunked
+    sample = InMemorySource(rows, None, chunk_size=rows.shape[0])
+    found, scratch = {}, {}
+    _keep_better(found, scratch, _run(sample, [(k, kept[k].centers, "restart") for k in ks], max_iter, tol, verbose))
+    searched = [*ks, ks[-1] + 1]
+    _neighbour_rounds(sample, found, scratch, searched, searched[1:], merging=True, seed=seed, max_iter=max_iter,
+                      tol=tol, verbose=verbose)
+    moved = [k for k in ks if found[k].origin != "restart"]
+    if moved:
+        runs = _run(source, [(k, found[k].centers, found[k].origin) for k in moved], max_iter, tol, verbose)
+        _keep_better(kept, work, runs)
+
+
+def _neighbour_rounds(source, kept, work, ks, to_grow, *, merging, seed, max_iter, tol, verbose) -> None:
+    """Rounds of growths (of the ks in ``to_grow`` first) and, if ``merging``, merges, until
+    nothing improves; ``kept`` holds a run of every k of ``ks`` but perhaps the last."""
     below = dict(zip(ks[1:], ks[:-1]))
     above = dict(zip(ks[:-1], ks[1:]))
-    to_grow, to_merge = list(below), [k for k in above if above[k] in kept]
+    to_merge = [k for k in above if above[k] in kept] if merging else []
     for attempt in range(_MAX_ROUNDS):
         if not to_grow and not to_merge:
             break
@@ -108,10 +157,7 @@ def fit_every_k(source, starts, *, seed, max_iter, tol, verbose=0) -> dict:
         # to the end, and end: once only growths run, a k changes only where it was grown,
         # so the lowest k grown rises from round to round.
         to_grow = [k for k in below if below[k] in improved or kept[k].inertia > kept[below[k]].inertia]
-        to_merge = [k for k in above if above[k] in improved] if attempt < _MERGE_ROUNDS else []
-    for k in asked:
-        kept[k].work = work[k]
-    return {k: kept[k] for k in asked}
+        to_merge = [k for k in above if above[k] in improved] if merging and attempt < _MERGE_ROUNDS else []
 
 
 # Rounds with merges, and a bound on all rounds, far above what any table has needed.
@@ -153,7 +199,7 @@ def _keep_better(kept, work, runs) -> set:
     improved by more than ``RETRY``."""
     improved = set()
     for run in runs:
-        work[run.k] += run.k * max(1, run.n_iter)
+        work[run.k] = work.get(run.k, 0) + run.k * max(1, run.n_iter)
         if run.k not in kept:
             kept[run.k] = run.kfit()
             improved.add(run.k)

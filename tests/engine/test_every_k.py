@@ -127,3 +127,34 @@ def test_extending_one_draw_continues_kmeans_plusplus(crowded):
     (extended, added), = extend_kmeans_plusplus(source, first, 5, [generator])
     torch.testing.assert_close(extended, whole)
     assert added.tolist() == indices[1:].tolist()
+
+
+@pytest.fixture
+def search_a_sample(monkeypatch):
+    """Tables above 600 rows search a sample of 600 for growths and merges."""
+    monkeypatch.setattr(every_k, "SEARCH_ROWS", 600)
+
+
+def test_a_large_table_searches_a_sample_and_keeps_what_the_table_confirms(crowded, search_a_sample):
+    source = _source(crowded)
+    ks = list(range(2, 16))
+    starts = _random_starts(crowded, ks, seed=0)
+    alone = lloyd(source, [starts[k][0] for k in ks], max_iter=300, tol=0.0).inertia.numpy()
+    kept = fit_every_k(source, starts, seed=3, max_iter=300, tol=0.0)
+    inertia = np.array([kept[k].inertia for k in ks])
+    assert (np.diff(inertia) <= 0).all() and (inertia <= alone).all()
+    assert (inertia < alone * 0.99).any(), "the search found nothing better on this table"
+    for k in ks:  # every kept run is the table's own Lloyd from its start
+        again = lloyd(source, [kept[k].start], max_iter=300, tol=0.0)
+        assert float(again.inertia[0]) == pytest.approx(kept[k].inertia, rel=1e-12)
+
+
+def test_the_sample_search_does_not_depend_on_the_chunk_size(crowded, search_a_sample):
+    ks = list(range(2, 10))
+    results = []
+    for chunk_size in (None, 250):
+        source = _source(crowded, chunk_size)
+        results.append(fit_every_k(source, _nested_starts(source, ks, 2, seed=5), seed=5, max_iter=300, tol=1e-8))
+    for k in ks:
+        torch.testing.assert_close(results[1][k].labels, results[0][k].labels, rtol=0, atol=0)
+        assert results[1][k].origin == results[0][k].origin
