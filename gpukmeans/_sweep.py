@@ -1,13 +1,17 @@
-"""Choosing k: fit every k in one pass over X per Lloyd iteration, then score each.
+"""Choosing k: fit every k in one pass over X per Lloyd iteration, score each, recommend one.
 
 :func:`sweep` stacks the centres of all k (and all restarts) as groups of one
 Lloyd run (:func:`gpukmeans.engine.lloyd.lloyd`): each row is read once per iteration
 for all of them, each k takes its argmin within its own group, and a k that has
-converged stops costing work. Per k, the result is the fit that
-``KMeans(n_clusters=k, init=<same centres>, n_init=1)`` would give.
+converged stops costing work. Every k is then started from its neighbours' solutions
+too (:mod:`gpukmeans.engine.every_k`), so the inertia never rises with k. Per k, the
+result is the fit that ``KMeans(n_clusters=k, init=<its starting centres>, n_init=1)``
+would give.
 
 The scores (silhouette exact / sampled / simplified, Calinski-Harabasz,
-Davies-Bouldin) of all k also share their passes; see :mod:`gpukmeans.metrics`.
+Davies-Bouldin) of all k also share their passes; see :mod:`gpukmeans.metrics`. The
+gap statistic and the rule that recommends k are in :mod:`gpukmeans._k_choice`, the
+verdict on the recommended k's structure in :mod:`gpukmeans._structure`.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ __all__ = ["SweepResult", "sweep"]
 
 SILHOUETTE_MODES = ("auto", "exact", "sampled", "simplified", None)
 # Restarts per k by default (n_init="auto", but for init="random": ten, as KMeans). With the
-# runs started from neighbouring k's, three keep every k within 1% of scikit-learn's best
-# of ten, at about the cost of a tenth of ten restarts' extra (benchmarks/bench_k_choice.py).
+# runs started from neighbouring k's (engine/every_k.py), three keep every k within 1% of
+# scikit-learn's best of ten (tests/estimators/test_sweep.py, benchmarks/bench_k_choice.py)
+# for less than ten restarts alone cost (CHANGELOG.md: the sweep at 1M x 12).
 SWEEP_RESTARTS = 3
 # Above this many (rows x total clusters), exact silhouettes of a sweep are
 # computed one k at a time (O(n k) memory) instead of sharing one pass.
@@ -87,8 +92,9 @@ class SweepResult:
         ``"davies_bouldin"`` (min), ``"knee"``, and ``"gap"`` (the smallest k
         within one standard error of the best gap).
     recommended_k : int
-        The best silhouette among the k's that Calinski-Harabasz or the gap
-        statistic accepts (see :func:`gpukmeans._k_choice.recommend`).
+        The k most of four criteria name (the silhouette, Calinski-Harabasz, the
+        gap statistic, the knee); a tie goes to the better silhouette (see
+        :func:`gpukmeans._k_choice.recommend`).
     reason : str
         One line saying why, naming every criterion and where they disagree.
     structure : StructureVerdict
@@ -191,8 +197,10 @@ def sweep(
         ``2 + int(log k_max)`` candidates per step), so k's share that work.
         "k-means||" draws each k separately.
     n_init : "auto" or int, default="auto"
-        Restarts per k (all run in the same passes); the lowest inertia is kept.
-        "auto" is 10 for "random" and 1 otherwise, as in :class:`~gpukmeans.KMeans`.
+        Restarts per k (all run in the same passes). Every k is then also started
+        from the best solution of the k before it plus a centre and of the k after it
+        less one, in rounds, so the inertia never rises with k; the lowest inertia
+        is kept. "auto" is 3, and 10 for "random".
     max_iter, tol : as in :class:`~gpukmeans.KMeans`.
     random_state : int, RandomState instance or None
     silhouette : {"auto", "exact", "sampled", "simplified", None}, default="auto"
@@ -217,7 +225,7 @@ def sweep(
     -------
     SweepResult
         ``.table``, ``.models``, ``.knee_k``, ``.best_k``, ``.recommended_k``,
-        ``.reason``, ``.plot_elbow()``, ``.plot_silhouette()``.
+        ``.reason``, ``.structure``, ``.plot_elbow()``, ``.plot_silhouette()``.
 
     Examples
     --------
@@ -227,6 +235,8 @@ def sweep(
     >>> result = gpukmeans.sweep(X, k=range(2, 8), random_state=0, device="cpu")
     >>> result.recommended_k
     4
+    >>> result.structure.structure
+    'strong'
     >>> list(result.table.columns[:3])
     ['k', 'inertia', 'silhouette']
     """
