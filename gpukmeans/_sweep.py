@@ -1,13 +1,17 @@
-"""Choosing k: fit every k in one pass over X per Lloyd iteration, then score each.
+"""Choosing k: fit every k in one pass over X per Lloyd iteration, score each, recommend one.
 
 :func:`sweep` stacks the centres of all k (and all restarts) as groups of one
 Lloyd run (:func:`gpukmeans.engine.lloyd.lloyd`): each row is read once per iteration
 for all of them, each k takes its argmin within its own group, and a k that has
-converged stops costing work. Per k, the result is the fit that
-``KMeans(n_clusters=k, init=<same centres>, n_init=1)`` would give.
+converged stops costing work. Every k is then started from its neighbours' solutions
+too (:mod:`gpukmeans.engine.every_k`), so the inertia never rises with k. Per k, the
+result is the fit that ``KMeans(n_clusters=k, init=<its starting centres>, n_init=1)``
+would give.
 
 The scores (silhouette exact / sampled / simplified, Calinski-Harabasz,
-Davies-Bouldin) of all k also share their passes; see :mod:`gpukmeans.metrics`.
+Davies-Bouldin) of all k also share their passes; see :mod:`gpukmeans.metrics`. The
+gap statistic and the rule that recommends k are in :mod:`gpukmeans._k_choice`, the
+verdict on the recommended k's structure in :mod:`gpukmeans._structure`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from sklearn.utils import check_random_state
 from . import _arrays
 from ._kmeans import KMeans, fit_device
 from .engine.initialisation import initial_centers
-from .engine.lloyd import lloyd
+from ._k_choice import CRITERIA_ROWS, criteria, criteria_sample, gap_statistic, recommend
+from ._structure import StructureVerdict, assess_structure
+from .engine.every_k import fit_every_k
 from .engine.uniforms import new_seed
 from .metrics._exact import exact_silhouette_values
 from .metrics._inputs import compact_labels
@@ -42,12 +48,17 @@ from .sources.storage import resolve_storage_dtype
 __all__ = ["SweepResult", "sweep"]
 
 SILHOUETTE_MODES = ("auto", "exact", "sampled", "simplified", None)
+# Restarts per k by default (n_init="auto", but for init="random": ten, as KMeans). With the
+# runs started from neighbouring k's (engine/every_k.py), three keep every k within 1% of
+# scikit-learn's best of ten (tests/estimators/test_sweep.py, benchmarks/bench_k_choice.py)
+# for less than ten restarts alone cost (CHANGELOG.md: the sweep at 1M x 12).
+SWEEP_RESTARTS = 3
 # Above this many (rows x total clusters), exact silhouettes of a sweep are
 # computed one k at a time (O(n k) memory) instead of sharing one pass.
 _SHARED_EXACT_LIMIT = 20_000_000
 TABLE_COLUMNS = [
     "k", "inertia", "silhouette", "silhouette_low", "silhouette_high",
-    "calinski_harabasz", "davies_bouldin", "n_iter", "seconds",
+    "calinski_harabasz", "davies_bouldin", "gap", "gap_sd", "n_iter", "seconds",
 ]
 
 
@@ -59,24 +70,37 @@ class SweepResult:
     ----------
     table : pandas.DataFrame
         Columns ``k, inertia, silhouette, silhouette_low, silhouette_high,
-        calinski_harabasz, davies_bouldin, n_iter, seconds``. For an exact or
-        simplified silhouette, ``silhouette_low == silhouette_high ==
-        silhouette``; without one they are NaN. ``seconds`` is each k's share of
-        the sweep's wall time (shared passes split by work: ``k * iterations``
-        for Lloyd, ``k`` for the rest); the column sums to ``total_seconds``.
+        calinski_harabasz, davies_bouldin, gap, gap_sd, n_iter, seconds``. For an
+        exact or simplified silhouette, ``silhouette_low == silhouette_high ==
+        silhouette``; without one they are NaN. ``gap`` and ``gap_sd`` are the gap
+        statistic and its standard error on a sample of rows (see
+        :mod:`gpukmeans._k_choice`). The inertia never rises with k. ``seconds`` is
+        each k's share of the sweep's wall time (shared passes split by work:
+        ``k * iterations`` of every run for Lloyd, ``k`` for the rest); the column
+        sums to ``total_seconds``.
     models : dict[int, KMeans]
         A fitted :class:`gpukmeans.KMeans` per k (``cluster_centers_``,
         ``labels_``, ``inertia_``, ``n_iter_``; ``predict`` works).
     initial_centers : dict[int, ndarray]
-        The starting centres of each k's kept run, to reproduce it alone.
+        The starting centres of each k's kept run, to reproduce it alone: a
+        restart's k-means++ draw, or the solution of a neighbouring k with a centre
+        added or two merged.
     knee_k : int or None
         Knee of the inertia curve by Kneedle (``kneed``); None if there is none.
     best_k : dict[str, int or None]
         Best k by ``"silhouette"`` (max), ``"calinski_harabasz"`` (max),
-        ``"davies_bouldin"`` (min) and ``"knee"``.
+        ``"davies_bouldin"`` (min), ``"knee"``, and ``"gap"`` (the smallest k
+        within one standard error of the best gap).
     recommended_k : int
+        The k most of four criteria name (the silhouette, Calinski-Harabasz, the
+        gap statistic, the knee); a tie goes to the better silhouette (see
+        :func:`gpukmeans._k_choice.recommend`).
     reason : str
-        One line saying why; it says so when the knee and the silhouette disagree.
+        One line saying why, naming every criterion and where they disagree.
+    structure : StructureVerdict
+        How much structure the recommended k's clustering has (``"strong"``,
+        ``"reasonable"``, ``"weak"`` or ``"none"``), with a plain sentence; see
+        :func:`gpukmeans._structure.assess_structure`.
     silhouette_method : {"exact", "sampled", "simplified", "none"}
     silhouette_estimates : dict[int, SilhouetteEstimate]
         For exact and sampled silhouettes.
@@ -86,7 +110,9 @@ class SweepResult:
         and row indices in X. The silhouette plot draws from these.
     total_seconds : float
     timings : dict[str, float]
-        Wall seconds of the phases: ``"init"``, ``"lloyd"``, ``"scores"``, ``"total"``.
+        Wall seconds of the phases: ``"init"``, ``"lloyd"`` (every fit, with the
+        runs started from neighbouring k's), ``"scores"``, ``"criteria"`` (the gap
+        statistic and the structure verdict), ``"total"``.
     """
 
     table: pd.DataFrame
@@ -101,6 +127,7 @@ class SweepResult:
     silhouette_values: dict = field(default_factory=dict)
     total_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    structure: Optional[StructureVerdict] = None
 
     def plot_elbow(self, path=None, *, title=None):
         """Inertia with the knee marked, silhouette on a second axis (a matplotlib Figure;
@@ -170,8 +197,10 @@ def sweep(
         ``2 + int(log k_max)`` candidates per step), so k's share that work.
         "k-means||" draws each k separately.
     n_init : "auto" or int, default="auto"
-        Restarts per k (all run in the same passes); the lowest inertia is kept.
-        "auto" is 10 for "random" and 1 otherwise, as in :class:`~gpukmeans.KMeans`.
+        Restarts per k (all run in the same passes). Every k is then also started
+        from the best solution of the k before it plus a centre and of the k after it
+        less one, in rounds, so the inertia never rises with k; the lowest inertia
+        is kept. "auto" is 3, and 10 for "random".
     max_iter, tol : as in :class:`~gpukmeans.KMeans`.
     random_state : int, RandomState instance or None
     silhouette : {"auto", "exact", "sampled", "simplified", None}, default="auto"
@@ -196,7 +225,7 @@ def sweep(
     -------
     SweepResult
         ``.table``, ``.models``, ``.knee_k``, ``.best_k``, ``.recommended_k``,
-        ``.reason``, ``.plot_elbow()``, ``.plot_silhouette()``.
+        ``.reason``, ``.structure``, ``.plot_elbow()``, ``.plot_silhouette()``.
 
     Examples
     --------
@@ -206,6 +235,8 @@ def sweep(
     >>> result = gpukmeans.sweep(X, k=range(2, 8), random_state=0, device="cpu")
     >>> result.recommended_k
     4
+    >>> result.structure.structure
+    'strong'
     >>> list(result.table.columns[:3])
     ['k', 'inertia', 'silhouette']
     """
@@ -227,7 +258,7 @@ def sweep(
                   random_state=random_state, device=device, chunk_size=chunk_size, verbose=verbose,
                   distributed=distributed, dtype=dtype)
     KMeans(**params)._validate_params()
-    restarts = (10 if init == "random" else 1) if n_init == "auto" else int(n_init)
+    restarts = (10 if init == "random" else SWEEP_RESTARTS) if n_init == "auto" else int(n_init)
     storage = resolve_storage_dtype(dtype)
     group = active_group(distributed)
     exchange = None if group is None else Exchange(group)
@@ -248,46 +279,36 @@ def sweep(
     source, moments = conditioned_for_fit(source, storage)
     conditioning = source.conditioning
     mode = _resolve_mode(silhouette, n_samples, sample_size)
-    groups = [(kk, r) for kk in ks for r in range(restarts)]
 
     # ---------------------------------------------------------------- fits
     rng = check_random_state(random_state)
-    seeds = [int(source.broadcast(torch.tensor([new_seed(rng)], dtype=torch.int64))[0]) for _ in range(restarts)]
+    seeds = [_shared_seed(source, rng) for _ in range(restarts)]
+    grow_seed = _shared_seed(source, rng)
     starts = _initial_centers(source, init, ks, seeds)
     init_seconds = time.perf_counter() - clock
     if verbose:
-        print(f"gpukmeans.sweep: {len(groups)} runs on {source.device}, initialised in {init_seconds:.2f}s")
+        print(f"gpukmeans.sweep: {len(ks) * restarts} runs on {source.device}, initialised in {init_seconds:.2f}s")
     fit_clock = time.perf_counter()
-    result = lloyd(
-        source,
-        [starts[(kk, r)] for kk, r in groups],
-        max_iter=max_iter,
-        tol=conditioning.tolerance(moments, tol),
-        verbose=verbose,
-    )
+    fits = fit_every_k(source, starts, seed=grow_seed, max_iter=max_iter,
+                       tol=conditioning.tolerance(moments, tol), verbose=verbose)
     lloyd_seconds = time.perf_counter() - fit_clock
-
-    best = {}
-    for kk in ks:
-        candidates = [g for g, (k2, _) in enumerate(groups) if k2 == kk]
-        best[kk] = min(candidates, key=lambda g: float(result.inertia[g]))
-    labels = {kk: result.labels[:, best[kk]].long() for kk in ks}
-    n_iter = {kk: int(result.n_iter[best[kk]]) for kk in ks}
-    inertia = {kk: float(result.inertia[best[kk]]) for kk in ks}  # in conditioned units
+    labels = {kk: fits[kk].labels.long() for kk in ks}
+    n_iter = {kk: fits[kk].n_iter for kk in ks}
+    inertia = {kk: fits[kk].inertia for kk in ks}  # in conditioned units
 
     # -------------------------------------------------------------- scores
     score_clock = time.perf_counter()
     scores = _score_all(
-        source, ks, labels, {kk: result.centers[best[kk]] for kk in ks}, mode, int(sample_size), confidence, rng,
+        source, ks, labels, {kk: fits[kk].centers for kk in ks}, mode, int(sample_size), confidence, rng,
     )
     calinski, davies, estimates, values, simplified = scores
     score_seconds = time.perf_counter() - score_clock
 
-    # --------------------------------------------------------------- table
-    total_seconds = time.perf_counter() - clock
-    seconds = _attribute_seconds(
-        ks, n_iter, restarts, init_seconds, lloyd_seconds, total_seconds - init_seconds - lloyd_seconds
-    )
+    # ------------------------------------------------------- choosing k
+    criteria_clock = time.perf_counter()
+    criteria_seed = _shared_seed(source, rng)
+    sample = criteria_sample(source, CRITERIA_ROWS, criteria_seed)
+    gap = gap_statistic(sample, ks, seed=criteria_seed)
     table_rows = []
     for kk in ks:
         if kk in estimates:
@@ -299,28 +320,39 @@ def sweep(
         table_rows.append({
             "k": kk, "inertia": conditioning.sq_distances_out(inertia[kk]), "silhouette": s, "silhouette_low": lo,
             "silhouette_high": hi, "calinski_harabasz": calinski.get(kk, math.nan),
-            "davies_bouldin": davies.get(kk, math.nan), "n_iter": n_iter[kk],
-            "seconds": seconds[kk],
+            "davies_bouldin": davies.get(kk, math.nan), "gap": gap.of(kk)[0], "gap_sd": gap.of(kk)[1],
+            "n_iter": n_iter[kk],
         })
-    table = pd.DataFrame(table_rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(table_rows, columns=TABLE_COLUMNS[:-1])
     knee_k = find_knee(table["k"].to_numpy(), table["inertia"].to_numpy())
-    best_k = _best_by_metric(table, knee_k)
     method = {"exact": "exact", "sampled": "sampled", "simplified": "simplified", None: "none"}[mode]
     if method == "sampled" and estimates and all(e.is_exact for e in estimates.values()):
         method = "exact"
-    recommended_k, reason = recommend(table, knee_k, best_k, method)
+    recommended_k, reason = recommend(table, knee_k, method)
+    best_k = _best_by_metric(table, knee_k)
+    structure = assess_structure(
+        sample, _nearest(sample, fits[recommended_k].centers),
+        silhouette=float(table.set_index("k").loc[recommended_k, "silhouette"]), seed=criteria_seed,
+    )
+    criteria_seconds = time.perf_counter() - criteria_clock
+
+    total_seconds = time.perf_counter() - clock
+    seconds = _attribute_seconds(
+        ks, {kk: fits[kk].work for kk in ks}, init_seconds, lloyd_seconds, total_seconds - init_seconds - lloyd_seconds
+    )
+    table["seconds"] = [seconds[kk] for kk in ks]
 
     feature_names = _feature_names(X, opened)
     n_features = source.n_features
     models = {
         kk: _fitted_kmeans(
-            params, kk, result.centers[best[kk]], source.concat(labels[kk]) if is_path(X) else labels[kk],
+            params, kk, fits[kk].centers, source.concat(labels[kk]) if is_path(X) else labels[kk],
             inertia[kk], n_iter[kk], opened.output, source.device, conditioning, n_features, feature_names,
         )
         for kk in ks
     }
     initial_centers = {
-        kk: _arrays.to_output(conditioning.centers_out(starts[groups[best[kk]]]).to(source.dtype), opened.output)
+        kk: _arrays.to_output(conditioning.centers_out(fits[kk].start).to(source.dtype), opened.output)
         for kk in ks
     }
     if verbose:
@@ -333,13 +365,14 @@ def sweep(
         best_k=best_k,
         recommended_k=recommended_k,
         reason=reason,
+        structure=structure,
         silhouette_method=method,
         silhouette_estimates=estimates,
         silhouette_values=values,
         total_seconds=total_seconds,
         timings={
             "init": init_seconds, "lloyd": lloyd_seconds, "scores": score_seconds,
-            "total": total_seconds,
+            "criteria": criteria_seconds, "total": total_seconds,
         },
     )
 
@@ -368,19 +401,23 @@ def _resolve_mode(silhouette, n_samples, sample_size):
     return silhouette
 
 
+def _shared_seed(source, rng) -> int:
+    """A seed drawn from ``rng``, rank 0's on every holder of rows."""
+    return int(source.broadcast(torch.tensor([new_seed(rng)], dtype=torch.int64))[0])
+
+
 def _initial_centers(source, init, ks, seeds) -> dict:
-    """Starting centres per (k, restart). Nested draws: for "k-means++" and "random" the
-    k's share one draw for the largest k; "k-means||" draws each k, the draws continuing
-    one generator per restart."""
+    """Starting centres per k, one per restart. Nested draws: for "k-means++" and "random"
+    the k's share one draw for the largest k; "k-means||" draws each k, the draws
+    continuing one generator per restart."""
     k_max = max(ks)
-    starts = {}
-    for restart, seed in enumerate(seeds):
+    starts = {kk: [] for kk in ks}
+    for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         nested = init in ("k-means++", "random")
         full = initial_centers(source, init, k_max, seed, generator) if nested else None
         for kk in ks:
-            starts[(kk, restart)] = (full[:kk].clone() if nested
-                                     else initial_centers(source, init, kk, seed, generator))
+            starts[kk].append(full[:kk].clone() if nested else initial_centers(source, init, kk, seed, generator))
     return starts
 
 
@@ -456,9 +493,8 @@ def _simplified_mean(source, labels, n_clusters, centers) -> float:
     return float(total[0] / total[1])
 
 
-def _attribute_seconds(ks, n_iter, restarts, init_seconds, lloyd_seconds, other_seconds):
-    """Split shared wall time over k: Lloyd by k * iterations, the rest by k."""
-    lloyd_work = {kk: kk * max(1, n_iter[kk]) * restarts for kk in ks}
+def _attribute_seconds(ks, lloyd_work, init_seconds, lloyd_seconds, other_seconds):
+    """Split shared wall time over k: Lloyd by k * iterations (of every run of that k), the rest by k."""
     total_lloyd_work = sum(lloyd_work.values())
     total_k = sum(ks)
     return {
@@ -497,48 +533,14 @@ def _best_by_metric(table: pd.DataFrame, knee_k: Optional[int]) -> dict:
         "calinski_harabasz": pick("calinski_harabasz", True),
         "davies_bouldin": pick("davies_bouldin", False),
         "knee": knee_k,
+        "gap": criteria(table, knee_k).get("gap"),
     }
 
 
-def recommend(table: pd.DataFrame, knee_k, best_k: dict, method: str) -> tuple[int, str]:
-    """The recommended k and a one-line reason.
-
-    Rule: the best silhouette wins (it measures separation directly, while the
-    knee depends on the range of k tried); the reason says whether the knee
-    agrees, and, for a sampled silhouette, whether the knee's score is within
-    the best one's interval (then both are defensible). Without a silhouette,
-    the knee; without a knee either, the best Calinski-Harabasz; else the
-    smallest k.
-    """
-    by_k = table.set_index("k")
-    name = "simplified silhouette" if method == "simplified" else "silhouette"
-    best_s = best_k["silhouette"]
-    if best_s is not None:
-        s = by_k.loc[best_s]
-        score = f"{name} {s['silhouette']:.3f}"
-        if method == "sampled":
-            score += f" [{s['silhouette_low']:.3f}, {s['silhouette_high']:.3f}]"
-        if knee_k is None:
-            return best_s, f"k={best_s}: best {score}; the inertia curve has no clear knee."
-        if knee_k == best_s:
-            return best_s, f"k={best_s}: the inertia knee and the best {score} agree."
-        knee_s = by_k.loc[knee_k, "silhouette"]
-        if method == "sampled" and s["silhouette_low"] <= knee_s <= s["silhouette_high"]:
-            return best_s, (
-                f"k={best_s}: best {score}; the inertia knee k={knee_k} scores {knee_s:.3f}, "
-                "within that interval, so both are defensible."
-            )
-        return best_s, (
-            f"k={best_s}: best {score}, but the inertia knee is at k={knee_k} "
-            f"({name} {knee_s:.3f}): they disagree, compare both on the plots."
-        )
-    if knee_k is not None:
-        return knee_k, f"k={knee_k}: the knee of the inertia curve (Kneedle); no silhouette was computed."
-    if best_k["calinski_harabasz"] is not None:
-        k_ch = best_k["calinski_harabasz"]
-        return k_ch, f"k={k_ch}: best Calinski-Harabasz; no knee and no silhouette to go by."
-    k_min = int(table["k"].min())
-    return k_min, f"k={k_min}: nothing to choose by (too few k or too few rows); the smallest k."
+def _nearest(rows: np.ndarray, centers: torch.Tensor) -> np.ndarray:
+    """Each of ``rows``' (float64, on the host) nearest centre."""
+    centers = centers.double().cpu().numpy()
+    return ((rows[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
 
 
 def _fitted_kmeans(params, k, centers, labels, inertia, n_iter, output, device, conditioning, n_features,

@@ -60,17 +60,60 @@ def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
     blocks it falls in, lowering them as the next pass will (with the same kernel, so to
     the same values). Lowering twice to the same centre changes nothing.
     """
+    first = _draw_proportional(source, None, 1, generator)[:1]
+    (centers, drawn), = extend_kmeans_plusplus(source, source.take(first), n_clusters, [generator], n_local_trials)
+    return centers, torch.cat([first.cpu(), drawn])
+
+
+def extend_kmeans_plusplus(source, centers, n_clusters, generators, n_local_trials=None) -> list:
+    """``centers`` (m, d) followed by ``n_clusters - m`` more, chosen by greedy k-means++ steps
+    (see :func:`kmeans_plusplus_tensor`) against them all; one independent extension per
+    generator. Returns ``[(centers (k, d), indices (k - m,)), ...]``, the indices being the
+    global row indices of the added centres.
+
+    A sweep grows a k from the solution of a smaller k this way: every added centre can
+    only lower a row's distance to its nearest centre, so the inertia of each extension is
+    at most that of ``centers``. The extensions share the passes up to their first choice
+    (the distances to ``centers``, then one pass weighing every extension's candidates).
+    """
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
-    indices = torch.empty(n_clusters, dtype=torch.int64)
-    indices[0] = _draw_proportional(source, None, 1, generator)[0]
-    chosen = source.take(indices[:1])
-    centers = [chosen[0]]
-    if n_clusters == 1:
-        return torch.stack(centers), indices
+    n_given, n_added = centers.shape[0], n_clusters - centers.shape[0]
+    centers = centers.to(source.dtype)
+    if n_added == 0:
+        return [(centers, torch.empty(0, dtype=torch.int64)) for _ in generators]
     closest = torch.full((source.n_samples,), math.inf, dtype=source.dtype, device=source.device)
+    if n_given > 1:
+        _lower_closest(source, closest, centers[:-1])
+    chosen = centers[-1:]
     block_potentials = _lower_and_weigh(source, closest, chosen)[:, 0]
-    for c in range(1, n_clusters):
+    # The first step of every extension: candidates drawn from the same distances, weighed in one pass.
+    candidate_ids = [
+        _draw_by_block_totals(source, block_potentials, _PLUSPLUS_BLOCK_ROWS, n_local_trials, generator,
+                              functools.partial(_lowered_block_values, source, closest, chosen))
+        for generator in generators
+    ]
+    every_candidate = source.take(torch.cat(candidate_ids))
+    block_totals = _lower_and_weigh(source, closest, torch.cat([chosen, every_candidate]))[:, 1:]
+    potentials = source.reduce_sum(block_totals.sum(dim=0).to(source.device)).cpu()
+    extensions = []
+    for e, generator in enumerate(generators):
+        own = slice(e * n_local_trials, (e + 1) * n_local_trials)
+        best = int(torch.argmin(potentials[own]))
+        first = every_candidate[own][best : best + 1]
+        # the last extension lowers the shared distances itself; the others, a copy
+        own_closest = closest if e == len(generators) - 1 or n_added == 1 else closest.clone()
+        more, more_ids = _greedy_steps(source, own_closest, first, block_totals[:, own][:, best], n_added - 1,
+                                       generator, n_local_trials)
+        extensions.append((torch.cat([centers, first, more]), torch.cat([candidate_ids[e][best : best + 1], more_ids])))
+    return extensions
+
+
+def _greedy_steps(source, closest, chosen, block_potentials, n_steps, generator, n_local_trials):
+    """``n_steps`` more greedy k-means++ centres, ``closest`` being lowered to every centre
+    but the last ``chosen`` one, whose potentials per block are ``block_potentials``."""
+    added, indices = [], torch.empty(n_steps, dtype=torch.int64)
+    for step in range(n_steps):
         candidate_ids = _draw_by_block_totals(
             source, block_potentials, _PLUSPLUS_BLOCK_ROWS, n_local_trials, generator,
             functools.partial(_lowered_block_values, source, closest, chosen))
@@ -78,11 +121,12 @@ def kmeans_plusplus_tensor(source, n_clusters, generator, n_local_trials=None):
         block_totals = _lower_and_weigh(source, closest, torch.cat([chosen, candidates]))[:, 1:]
         potentials = source.reduce_sum(block_totals.sum(dim=0).to(source.device)).cpu()
         best = int(torch.argmin(potentials))
-        indices[c] = candidate_ids[best]
+        indices[step] = candidate_ids[best]
         chosen = candidates[best : best + 1]
-        centers.append(chosen[0])
+        added.append(chosen)
         block_potentials = block_totals[:, best]
-    return torch.stack(centers), indices
+    more = torch.cat(added) if added else chosen[:0]
+    return more, indices
 
 
 def _lower_and_weigh(source, closest, points) -> torch.Tensor:

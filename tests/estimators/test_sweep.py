@@ -1,5 +1,6 @@
 """gpukmeans.sweep: per-k equivalence with KMeans, scores, recommendation, plots."""
 
+import json
 import math
 from pathlib import Path
 
@@ -8,7 +9,11 @@ import pandas as pd
 import pytest
 import torch
 from sklearn import metrics as skm
+from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 import gpukmeans
 from gpukmeans import KMeans, kmeans_plusplus
@@ -18,7 +23,11 @@ from gpukmeans.metrics import (
     silhouette_score,
     simplified_silhouette_score,
 )
-from gpukmeans._sweep import TABLE_COLUMNS, find_knee, recommend, sweep
+from gpukmeans._k_choice import criteria
+from gpukmeans._structure import StructureVerdict
+from gpukmeans._sweep import SWEEP_RESTARTS, TABLE_COLUMNS, _initial_centers, find_knee, sweep
+from gpukmeans.engine.uniforms import new_seed
+from gpukmeans.sources.memory import InMemorySource
 
 MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,15 +62,17 @@ def test_each_k_equals_a_separate_kmeans_from_the_same_centres(five_blobs, blob_
         assert model.n_iter_ == alone.n_iter_
 
 
-def test_starting_centres_are_one_nested_kmeans_plusplus_draw(five_blobs, blob_sweep):
-    largest = blob_sweep.initial_centers[8]
-    for k in range(2, 8):
-        np.testing.assert_array_equal(blob_sweep.initial_centers[k], largest[:k])
-    # The largest k starts exactly where KMeans / kmeans_plusplus with the same seed start.
+def test_restarts_start_from_one_nested_kmeans_plusplus_draw(five_blobs):
+    source = InMemorySource(torch.as_tensor(five_blobs), None, chunk_size=len(five_blobs))
+    seeds = [new_seed(check_random_state(0)), 12345]
+    starts = _initial_centers(source, "k-means++", [2, 5, 8], seeds)
+    for restart in range(2):
+        largest = starts[8][restart]
+        for k in (2, 5):
+            torch.testing.assert_close(starts[k][restart], largest[:k], rtol=0, atol=0)
+    # The first restart starts exactly where kmeans_plusplus with the same seed starts.
     expected, _ = kmeans_plusplus(five_blobs, 8, random_state=0, device="cpu")
-    np.testing.assert_array_equal(largest, expected)
-    alone = KMeans(n_clusters=8, random_state=0, device="cpu").fit(five_blobs)
-    np.testing.assert_array_equal(blob_sweep.models[8].labels_, alone.labels_)
+    np.testing.assert_array_equal(starts[8][0].numpy(), expected)
 
 
 def test_models_are_fitted_estimators(five_blobs, blob_sweep):
@@ -81,10 +92,60 @@ def test_models_hold_the_state_fit_leaves(five_blobs, blob_sweep):
     assert model.labels_.dtype == alone.labels_.dtype == np.int32
 
 
-def test_restarts_keep_the_lowest_inertia(five_blobs):
-    one = sweep(five_blobs, k=[6, 7], random_state=1, n_init=1, silhouette=None, device="cpu")
-    several = sweep(five_blobs, k=[6, 7], random_state=1, n_init=4, silhouette=None, device="cpu")
-    assert np.all(several.table["inertia"].to_numpy() <= one.table["inertia"].to_numpy() + 1e-9)
+def test_auto_restarts_are_the_sweeps_default_and_ten_for_random_starts(five_blobs):
+    auto = sweep(five_blobs, k=[3, 6], random_state=1, silhouette=None, device="cpu")
+    three = sweep(five_blobs, k=[3, 6], random_state=1, n_init=SWEEP_RESTARTS, silhouette=None, device="cpu")
+    one = sweep(five_blobs, k=[3, 6], random_state=1, n_init=1, silhouette=None, device="cpu")
+    columns = ["inertia", "n_iter", "gap"]
+    pd.testing.assert_frame_equal(auto.table[columns], three.table[columns])
+    assert SWEEP_RESTARTS == 3 and not one.table[columns].equals(three.table[columns])
+    random_auto = sweep(five_blobs, k=[3], init="random", random_state=1, silhouette=None, device="cpu")
+    random_ten = sweep(five_blobs, k=[3], init="random", n_init=10, random_state=1, silhouette=None, device="cpu")
+    pd.testing.assert_frame_equal(random_auto.table[columns], random_ten.table[columns])
+
+
+@pytest.fixture(scope="module")
+def mall_three():
+    return StandardScaler().fit_transform(pd.read_csv(MALL)[["Age", "Annual Income (k$)", "Spending Score (1-100)"]])
+
+
+def _planted(k, d, n, spread, seed):
+    X, _ = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=spread, center_box=(-10, 10),
+                      random_state=seed)
+    return X
+
+
+@pytest.mark.parametrize("table", ["mall", "seven in 3-d", "nine in 5-d", "twelve in 2-d"])
+def test_every_k_is_within_one_percent_of_scikit_learns_best_of_ten(table, mall_three):
+    X = {"mall": mall_three, "seven in 3-d": _planted(7, 3, 1500, 1.5, 0),
+         "nine in 5-d": _planted(9, 5, 1500, 2.5, 1), "twelve in 2-d": _planted(12, 2, 1500, 1.0, 2)}[table]
+    ks = range(2, 11)
+    result = sweep(X, k=ks, random_state=0, silhouette=None, device="cpu")
+    with threadpool_limits(1):
+        best_of_ten = np.array([SklearnKMeans(k, n_init=10, random_state=0).fit(X).inertia_ for k in ks])
+    assert (result.table["inertia"].to_numpy() <= best_of_ten * 1.01).all()
+
+
+def test_inertia_never_rises_with_k_where_single_starts_do():
+    X = _planted(11, 3, 1500, 1.2, 4)
+    ks = list(range(2, 14))
+    single = [KMeans(k, init="random", n_init=1, random_state=2, device="cpu").fit(X).inertia_ for k in ks]
+    assert (np.diff(single) > 0).any(), "single starts are monotone here: the table tests nothing"
+    result = sweep(X, k=ks, init="random", n_init=1, random_state=2, silhouette=None, device="cpu")
+    assert (np.diff(result.table["inertia"].to_numpy()) <= 0).all()
+
+
+def test_a_seed_gives_the_same_sweep_whatever_the_chunk_size(five_blobs):
+    runs = [sweep(five_blobs, k=range(2, 9), random_state=4, chunk_size=size, device="cpu")
+            for size in ("auto", 997, 250)]
+    columns = [c for c in TABLE_COLUMNS if c != "seconds"]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.table[columns].to_numpy(dtype=float),
+                                   runs[0].table[columns].to_numpy(dtype=float), rtol=1e-9)
+        for k in range(2, 9):
+            np.testing.assert_array_equal(other.models[k].labels_, runs[0].models[k].labels_)
+        assert other.recommended_k == runs[0].recommended_k and other.reason == runs[0].reason
+        assert other.structure.to_dict() == runs[0].structure.to_dict()
 
 
 def test_torch_input_gives_tensor_centres(five_blobs):
@@ -165,7 +226,7 @@ def test_simplified_and_no_silhouette(five_blobs):
     none = sweep(five_blobs, k=range(2, 9), random_state=0, silhouette=None, device="cpu")
     assert none.table["silhouette"].isna().all() and none.silhouette_method == "none"
     assert none.best_k["silhouette"] is None
-    assert none.recommended_k == none.knee_k and "no silhouette" in none.reason
+    assert none.recommended_k == 5 and "no silhouette" in none.reason
 
 
 def test_k_of_one_gets_inertia_but_no_scores(five_blobs):
@@ -199,7 +260,7 @@ def test_clear_blobs_recommend_their_number(blob_sweep):
 def test_mall_customers_recommend_five_segments(mall):
     result = sweep(mall, k=range(2, 11), random_state=0, device="cpu")
     assert result.knee_k == 5 and result.best_k["silhouette"] == 5
-    assert result.recommended_k == 5 and "agree" in result.reason
+    assert result.recommended_k == 5 and "chosen by the silhouette" in result.reason
     labels = result.models[5].labels_
     assert result.table.set_index("k").loc[5, "silhouette"] == pytest.approx(
         skm.silhouette_score(mall, labels), rel=1e-6)
@@ -208,31 +269,30 @@ def test_mall_customers_recommend_five_segments(mall):
     np.testing.assert_array_equal(result.models[5].predict(mall), labels)
 
 
-def _table(silhouette, low=None, high=None):
-    ks = list(range(2, 2 + len(silhouette)))
-    return pd.DataFrame({
-        "k": ks, "inertia": np.linspace(100, 10, len(ks)), "silhouette": silhouette,
-        "silhouette_low": low if low is not None else silhouette,
-        "silhouette_high": high if high is not None else silhouette,
-        "calinski_harabasz": np.ones(len(ks)), "davies_bouldin": np.ones(len(ks)),
-    })
+def test_mall_recommendation_does_not_flip_with_the_seed(mall_three):
+    picks = [sweep(mall_three, k=range(2, 11), random_state=seed, device="cpu").recommended_k for seed in range(5)]
+    assert picks == [6] * 5
 
 
-def test_reason_says_when_knee_and_silhouette_disagree():
-    table = _table([0.4, 0.6, 0.5, 0.45])
-    best = {"silhouette": 3, "calinski_harabasz": 2, "davies_bouldin": 2, "knee": 4}
-    k, reason = recommend(table, 4, best, "exact")
-    assert k == 3 and "disagree" in reason and "k=4" in reason
-    k, reason = recommend(table, 3, dict(best, knee=3), "exact")
-    assert k == 3 and "agree" in reason and "disagree" not in reason
+def test_the_reason_names_every_criterion_and_where_they_disagree(mall_three):
+    result = sweep(mall_three, k=range(2, 11), random_state=0, device="cpu")
+    reason = result.reason
+    assert reason.startswith("k=6: chosen by the silhouette and Calinski-Harabasz")
+    for criterion in ("silhouette 0.427", "the gap statistic", f"the inertia knee k={result.knee_k}"):
+        assert criterion in reason
+    assert result.knee_k != 6
+    assert result.best_k["gap"] == criteria(result.table, result.knee_k)["gap"]
 
 
-def test_reason_calls_a_tie_within_the_interval_defensible():
-    table = _table([0.40, 0.60, 0.58, 0.45], low=[0.38, 0.57, 0.55, 0.43],
-                   high=[0.42, 0.63, 0.61, 0.47])
-    best = {"silhouette": 3, "calinski_harabasz": 2, "davies_bouldin": 2, "knee": 4}
-    k, reason = recommend(table, 4, best, "sampled")
-    assert k == 3 and "within that interval" in reason and "[0.570, 0.630]" in reason
+def test_the_structure_of_the_recommended_k(five_blobs):
+    clear = sweep(five_blobs, k=range(2, 8), random_state=0, device="cpu")
+    assert isinstance(clear.structure, StructureVerdict) and clear.structure.structure == "strong"
+    assert clear.structure.details["silhouette"] == pytest.approx(
+        clear.table.set_index("k").loc[clear.recommended_k, "silhouette"])
+    noise = np.random.default_rng(0).uniform(size=(2000, 3))
+    flat = sweep(noise, k=range(2, 8), random_state=0, device="cpu")
+    assert flat.structure.structure == "none"
+    json.dumps(flat.structure.to_dict(), allow_nan=False)
 
 
 def test_kneedle_finds_the_knee_of_a_clear_elbow():

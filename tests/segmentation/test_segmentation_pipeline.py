@@ -128,7 +128,9 @@ def test_max_iter_reaches_the_sweep():
     """``max_iter`` bounds the sweep's fits too, not only the final fit."""
     options = dict(columns=[INCOME, SPENDING], scale="none", k_range=(2, 6))
     free = sweep_k(MALL, **options).sweep.table
-    assert (free["n_iter"] > 1).all()  # so that max_iter=1 below is a real bound
+    # so that max_iter=1 below is a real bound (a k started from a neighbour's solution may
+    # converge in one iteration)
+    assert (free["n_iter"] > 1).sum() >= 3
     capped = sweep_k(MALL, max_iter=1, **options).sweep.table
     assert capped["n_iter"].tolist() == [1] * 5
     chosen = segment(MALL, max_iter=1, report=False, **options)
