@@ -213,6 +213,51 @@ def test_interval_counts_the_sampled_reference_points(overlapping):
     assert 1.3 < widening < 2.0
 
 
+def _plain_estimate(distances, labels, kept, cluster_shares):
+    """The stratified mean of the silhouettes of the kept sampled rows, each scored against
+    the kept rows only (the estimate before its bias correction)."""
+    rows = np.nonzero(kept)[0]
+    D, codes = distances[np.ix_(rows, rows)], labels[rows]
+    k = len(cluster_shares)
+    sums = np.stack([D[:, codes == c].sum(axis=1) for c in range(k)], axis=1)
+    counts = np.bincount(codes, minlength=k).astype(float)
+    a = sums[np.arange(len(rows)), codes] / (counts[codes] - 1)
+    means = sums / counts
+    means[np.arange(len(rows)), codes] = np.inf
+    b = means.min(axis=1)
+    s = (b - a) / np.maximum(a, b)
+    return sum(cluster_shares[c] * s[codes == c].mean() for c in range(k))
+
+
+def test_interval_width_matches_a_stratified_jackknife_of_the_same_sample(overlapping):
+    # An independent reference for the interval's variance: leave each sampled row out
+    # (as a scored row and as a reference point), recompute the estimate, and combine
+    # the spread per cluster with the finite-population correction. The linearised
+    # variance the interval uses agrees with it to within 0.5% here; the naive one is
+    # 0.56-0.62 of it.
+    X, y = overlapping
+    cluster_shares = np.bincount(y) / len(y)
+    for seed in range(3):
+        ((estimate, rows, _),) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [4], 200,
+                                                      make_generator(seed), keep_values=True)
+        rows = rows.numpy()
+        labels, points = y[rows], X[rows]
+        distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(axis=2))
+        variance = 0.0
+        for c in range(4):
+            members = np.nonzero(labels == c)[0]
+            left_out = []
+            for row in members:
+                kept = np.ones(len(rows), dtype=bool)
+                kept[row] = False
+                left_out.append(_plain_estimate(distances, labels, kept, cluster_shares))
+            m = len(members)
+            spread = (m - 1) / m * np.sum((np.array(left_out) - np.mean(left_out)) ** 2)
+            variance += (1 - m / np.sum(y == c)) * spread
+        standard_error = estimate.half_width / NormalDist().inv_cdf(0.975)
+        assert standard_error == pytest.approx(np.sqrt(variance), rel=0.02)
+
+
 @pytest.mark.slow
 def test_interval_is_as_wide_as_the_estimate_really_varies(overlapping):
     # Over 200 seeds, the honest interval's standard error matches the estimate's
