@@ -31,6 +31,7 @@ while (($#)) && [[ $1 != -- ]]; do TESTS+=("$1"); shift; done
 NAMES=("$@")
 
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mutation.XXXXXX")}
+mkdir -p "$WORK"
 git archive HEAD | tar -x -C "$WORK"
 {
   echo "[mutmut]"
