@@ -43,7 +43,7 @@ git archive HEAD | tar -x -C "$WORK"
   printf 'pytest_add_cli_args=\n    -p\n    no:cacheprovider\n'
   echo "process_isolation=forkserver"
 } >"$WORK/setup.cfg"
-PY=$(realpath "$PY")
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, the venv's link kept
 cd "$WORK"
 echo "mutation: $MODULE against ${TESTS[*]} in $WORK (commit $(git -C "$OLDPWD" rev-parse --short HEAD))"
 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 "$PY" -m mutmut run "${NAMES[@]}" || true
