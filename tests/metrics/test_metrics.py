@@ -258,6 +258,47 @@ def test_interval_width_matches_a_stratified_jackknife_of_the_same_sample(overla
         assert standard_error == pytest.approx(np.sqrt(variance), rel=0.02)
 
 
+def _estimate_against(distances, codes, reference, cluster_shares):
+    """The stratified mean of every sampled row's silhouette against the ``reference`` rows
+    (0/1 per sampled row), a row never its own reference."""
+    k, m = len(cluster_shares), len(codes)
+    sums = np.stack([(distances * reference[None, :])[:, codes == c].sum(axis=1) for c in range(k)], axis=1)
+    counts = np.array([reference[codes == c].sum() for c in range(k)])
+    a = sums[np.arange(m), codes] / (counts[codes] - reference)
+    means = sums / counts
+    means[np.arange(m), codes] = np.inf
+    b = means.min(axis=1)
+    s = (b - a) / np.maximum(a, b)
+    return sum(cluster_shares[c] * s[codes == c].mean() for c in range(k))
+
+
+def test_the_bias_correction_is_the_split_half_formula(overlapping):
+    # estimate - (H - estimate) * (1 - m / n), H the mean of the estimates against each
+    # half of every cluster's sample; a cluster sampled whole (the 10-row one here) or
+    # of fewer than 8 sampled rows keeps its whole sample in both halves
+    X, y = overlapping
+    extra = np.random.default_rng(0).normal(loc=[2, -3, 1, 0], scale=0.7, size=(10, 4))
+    X, y = np.vstack([X, extra]), np.concatenate([y, np.full(10, 4)])
+    sizes = np.bincount(y)
+    for seed in range(2):
+        (estimate,) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [5], 200, make_generator(seed))
+        permutation = torch.randperm(len(y), generator=make_generator(seed))  # as the estimate draws it
+        rows, _, counts, halves = stratified_sample(torch.from_numpy(y), 5, 200, permutation)
+        rows, halves = rows.numpy(), halves.numpy()
+        assert counts[4] == 10
+        codes, points = y[rows], X[rows]
+        distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(axis=2))
+        split = (counts < sizes) & (counts >= 8)
+        whole = _estimate_against(distances, codes, np.ones(len(rows)), sizes / len(y))
+        half_estimates = [
+            _estimate_against(distances, codes, np.where(split[codes], halves == half, True).astype(float),
+                              sizes / len(y))
+            for half in (0, 1)
+        ]
+        corrected = whole - (np.mean(half_estimates) - whole) * (1 - counts.sum() / len(y))
+        assert estimate.value == pytest.approx(corrected, rel=1e-12)
+
+
 @pytest.mark.slow
 def test_interval_is_as_wide_as_the_estimate_really_varies(overlapping):
     # Over 200 seeds, the honest interval's standard error matches the estimate's
