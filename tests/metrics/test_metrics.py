@@ -464,6 +464,10 @@ def test_a_stratified_sample_is_each_clusters_first_rows_in_the_permutation():
     ([900, 400, 150], 1050, [609, 298, 143]),
     # a cluster smaller than its share is taken whole, its share going to the others
     ([500, 500, 30], 700, [335, 335, 30]),
+    # floor 50; shares of 350: 71.43, 238.10, 40.48: the last row to the largest remainder
+    ([300, 1000, 170], 500, [121, 288, 91]),
+    # floor 25; shares of 100: 76.92 and three of 7.69: ties go to the first
+    ([1000, 100, 100, 100], 200, [102, 33, 33, 32]),
 ])
 def test_the_allocation_is_the_floor_then_largest_remainders(sizes, sample_size, expected):
     counts = allocate_stratified(sizes, sample_size)
