@@ -89,6 +89,11 @@ DecimalOpt = Annotated[
                  "\\[default: detected from the file]."),
 ]
 NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts (they share passes over the data), or 'auto'.")]
+SweepNInitOpt = Annotated[
+    str,
+    typer.Option("--sweep-n-init", help="Restarts per k when k is chosen (without --k); 'auto' is three per k, "
+                 "each k also started from its neighbours."),
+]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -121,7 +126,7 @@ def _split(text: str | None) -> list[str] | None:
     return names
 
 
-def _n_init(text: str):
+def _n_init(text: str, option: str = "--n-init"):
     if text == "auto":
         return "auto"
     try:
@@ -129,7 +134,7 @@ def _n_init(text: str):
     except ValueError:
         value = 0
     if value < 1:
-        fail(f"--n-init must be 'auto' or a positive integer, got {text!r}")
+        fail(f"{option} must be 'auto' or a positive integer, got {text!r}")
     return value
 
 
@@ -241,6 +246,7 @@ def segment(
     ] = None,
     force: ForceOpt = False,
     engine: Engine = Engine(n_init="10"),
+    sweep_n_init: SweepNInitOpt = "auto",
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -262,7 +268,8 @@ def segment(
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
                 data, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
-                **engine.as_kwargs(), out=out, force=force, report=not no_report, listener=progress,
+                **engine.as_kwargs(), sweep_n_init=_n_init(sweep_n_init, "--sweep-n-init"), out=out, force=force,
+                report=not no_report, listener=progress,
                 command=_command_line(),
             )
     if result is None:  # a rank other than 0: rank 0 writes and prints

@@ -22,7 +22,7 @@ SEGMENT_OPTIONS = {
     "--categorical": None, "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard",
     "--decimal": None, "--labels": None, "--label": None, "--out": None, "--force": False, "--n-init": "10",
     "--max-iter": 300, "--seed": 0, "--device": "auto",
-    "--sample-size": 10_000, "--no-report": False, "--quiet": False, "--json": False,
+    "--sample-size": 10_000, "--sweep-n-init": "auto", "--no-report": False, "--quiet": False, "--json": False,
 }
 SWEEP_OPTIONS = {
     "--k-range": "2:12", "--min-share": None, "--columns": None, "--id-column": "auto", "--categorical": None,
@@ -100,6 +100,8 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
         "n_init": 3, "max_iter": 7, "seed": 11, "device": "cpu", "sample_size": 500,
     }
     assert (passed["k_range"], passed["min_share"]) == ((3, 9), 0.05)
+    if command == "segment":  # the sweep's restarts have their own option
+        assert passed["sweep_n_init"] == "auto"
 
     calls.clear()
     defaults = CliRunner().invoke(app, [command, str(MALL), "--out", str(tmp_path / "d")])
@@ -111,6 +113,22 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
     )
     assert (passed["max_iter"], passed["seed"], passed["device"], passed["sample_size"]) == (300, 0, "auto", 10_000)
     assert (passed["k_range"], passed["min_share"]) == ((2, 12), None)
+
+
+def test_segment_passes_the_sweeps_restarts_apart_from_the_final_fits(monkeypatch, tmp_path):
+    calls = []
+
+    def record(data, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("arguments recorded")
+
+    monkeypatch.setattr(gpukmeans.segmentation, "segment", record)
+    result = CliRunner().invoke(app, ["segment", str(MALL), "--out", str(tmp_path / "o"), "--n-init", "4",
+                                      "--sweep-n-init", "6"])
+    assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
+    assert (calls[0]["n_init"], calls[0]["sweep_n_init"]) == (4, 6)
+    bad = CliRunner().invoke(app, ["segment", str(MALL), "--out", str(tmp_path / "b"), "--sweep-n-init", "0"])
+    assert bad.exit_code == 2 and "--sweep-n-init must be 'auto' or a positive integer" in bad.stderr
 
 
 def test_labels_from_a_file_and_options_reach_the_library(monkeypatch, tmp_path):
