@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (tables, PNG images inlined) about a segmentation.
 
 The page opens with the number of segments, why that k, and how distinct the
-segments are (the structure verdict, in one sentence). Features are shown by their
+segments are (the structure verdict, in one sentence), then a card per segment
+(:mod:`~gpukmeans.segmentation.cards`). Features are shown by their
 labels (see :mod:`~gpukmeans.segmentation.labels`), as in the segment names.
 
 Figures: the elbow and the silhouette plots of the sweep (when k was chosen by
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from .cards import CARD_CSS, segment_cards
 
 if TYPE_CHECKING:
     from .pipeline import SegmentationResult
@@ -325,7 +328,7 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>Customer segments: gpukmeans report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{_CSS}{CARD_CSS}</style></head><body>",
         f"<h1>{summary['k']} customer segments</h1>",
         f"<p class='meta'>{_e(summary['input']['path'])}: {summary['input']['rows']:,} rows, "
         f"{prep['n_rows_used']:,} segmented; device {_e(summary.get('device') or 'unknown')}; "
@@ -334,7 +337,7 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
         _verdict(summary),
         _notes(summary.get("notes")),
         "<h2>Segments</h2>",
-        _overview_table(result),
+        segment_cards(result),
         "<h2>Figures</h2>",
     ]
     for title, png in figures:
@@ -377,17 +380,6 @@ def _notes(notes) -> str:
     if not notes:
         return ""
     return "<ul class='notes'>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>"
-
-
-def _overview_table(result) -> str:
-    rows = ["<table><tr><th>segment</th><th class='text'>name</th><th>customers</th><th>share</th></tr>"]
-    for item in result.summary["segments"]:
-        rows.append(
-            f"<tr><td>{item['segment']}</td><td class='text'>{_e(item['name'])}</td>"
-            f"<td>{item['size']:,}</td><td>{100 * item['share']:.1f}%</td></tr>"
-        )
-    rows.append("</table>")
-    return "".join(rows)
 
 
 def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dict | None = None) -> str:
