@@ -277,6 +277,7 @@ def segment(
         return
     _print_choice(summary)
     _print_segments(summary["segments"])
+    _print_rules(summary)
     typer.echo(f"Wrote {out}/ ({', '.join(summary['outputs']['files'])}) in {summary['timings']['total']:.1f} s")
     if not no_report:
         typer.echo(f"Report: {out / 'report.html'}")
@@ -539,6 +540,15 @@ def _print_segments(segments: list[dict]) -> None:
     typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  name")
     for item in segments:
         typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {item['name']}")
+
+
+def _print_rules(summary: dict) -> None:
+    """Each segment's rule, after the share of customers the rules give their own segment."""
+    if summary.get("rules_fidelity") is None:
+        return
+    typer.echo(f"Rules (they give {100 * summary['rules_fidelity']:.1f}% of the customers their own segment):")
+    for item in summary["segments"]:
+        typer.echo(f"{item['segment']:>7}  {item['rule']}")
 
 
 def main() -> None:
