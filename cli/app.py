@@ -379,10 +379,10 @@ def compare(
         Optional[Path], typer.Option("--html", help="Also write a flow chart with the table, as one HTML page.")
     ] = None,
     old_model: Annotated[
-        Optional[Path], typer.Option("--old-model", help="OLD's model \[default: model.safetensors beside OLD].")
+        Optional[Path], typer.Option("--old-model", help="OLD's model \\[default: model.safetensors beside OLD].")
     ] = None,
     new_model: Annotated[
-        Optional[Path], typer.Option("--new-model", help="NEW's model \[default: model.safetensors beside NEW].")
+        Optional[Path], typer.Option("--new-model", help="NEW's model \\[default: model.safetensors beside NEW].")
     ] = None,
     force: FileForceOpt = False,
     quiet: QuietOpt = False,

@@ -11,15 +11,18 @@ A customer missing a value that a condition tests does not meet that condition.
 Learning (:func:`learn_rules`) works on the uniform sample of the statistics pass, in
 original units (at most :data:`RULE_ROWS` of its rows):
 
-1. per segment, a shallow decision tree (scikit-learn's ``DecisionTreeClassifier``,
-   depth :data:`MAX_DEPTH`) separates the segment's customers from the rest; a
-   categorical column enters it as one 0/1 column per level. Every node of the tree is
-   a candidate: the conditions on its path, those on one column merged into an
-   interval. One tree per segment, and not one tree for all, gives every segment
-   candidates of its own even when there are more segments than leaves; the classes
-   are weighed equally (``class_weight="balanced"``), so that a small segment's tree
-   splits towards it rather than towards the majority of "the rest"
-   (``benchmarks/bench_rules.py`` compares the four choices on a panel of tables);
+1. shallow decision trees (scikit-learn's ``DecisionTreeClassifier``, depth
+   :data:`MAX_DEPTH`) are grown: one per segment against the rest, which gives every
+   segment candidates of its own even when there are more segments than a tree has
+   leaves, and one for all segments together, whose splits fall between neighbouring
+   segments; a categorical column enters them as one 0/1 column per level. Every node
+   of a tree is a candidate: the conditions on its path, those on one column merged
+   into an interval. The classes are weighed equally (``class_weight="balanced"``), so
+   that a small segment pulls the splits towards it rather than towards the majority.
+   ``benchmarks/bench_rules.py`` compares the six ways (either kind of tree or both,
+   balanced or not) on a panel of tables: both kinds, balanced, give the most faithful
+   rules on average (0.983 against 0.976 for the next) and are within 0.001 of the
+   best on every table;
 2. the candidate with the highest F1 against the segment is kept: recall (the share
    of the segment the rule selects) and precision (the share of the selected who
    belong) weigh alike, since a rule that selects too many claims other segments'
@@ -259,7 +262,7 @@ def learn_rules(
     categories: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     class_weight: str | None = "balanced",
-    trees: str = "one-vs-rest",
+    trees: str = "both",
     max_depth: int = MAX_DEPTH,
 ) -> SegmentRules:
     """Learn one rule per segment from sampled rows (see the module's notes).

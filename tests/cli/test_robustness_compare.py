@@ -50,4 +50,4 @@ def test_an_existing_output_is_kept_without_force(folder):
 def test_an_input_is_never_the_output_even_with_force(folder):
     _segments(folder / "new.csv")
     assert_fails_and_touches_nothing(["compare", "old.csv", "new.csv", "--out", "new.csv", "--force"],
-                                     "new.csv", cwd=folder)
+                                     "output new.csv is the new segments file", "never replaced", cwd=folder)
