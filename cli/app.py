@@ -284,6 +284,7 @@ def segment(
         return
     _print_choice(summary)
     _print_segments(summary["segments"])
+    _print_rules(summary)
     typer.echo(f"Wrote {out}/ ({', '.join(summary['outputs']['files'])}) in {summary['timings']['total']:.1f} s")
     if not no_report:
         typer.echo(f"Report: {out / 'report.html'}")
@@ -374,6 +375,49 @@ def predict(
             note(f"warning: {count:,} rows hold a level of {name!r} the model never saw (counted in no level)",
                  quiet=quiet)
         typer.echo(f"Wrote {prediction.rows:,} rows to {out}")
+
+
+@app.command()
+def compare(
+    old: Annotated[Path, typer.Argument(help="Segments file of the earlier snapshot (from segment or predict).")],
+    new: Annotated[Path, typer.Argument(help="Segments file of the later snapshot.")],
+    out: Annotated[Path, typer.Option(help="Table of counts to write (.csv or .parquet): old segments by new.")],
+    html_out: Annotated[
+        Optional[Path], typer.Option("--html", help="Also write a flow chart with the table, as one HTML page.")
+    ] = None,
+    old_model: Annotated[
+        Optional[Path], typer.Option("--old-model", help="OLD's model \\[default: model.safetensors beside OLD].")
+    ] = None,
+    new_model: Annotated[
+        Optional[Path], typer.Option("--new-model", help="NEW's model \\[default: model.safetensors beside NEW].")
+    ] = None,
+    force: FileForceOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Where customers moved between two snapshots: counts by old and new segment, joined on the ID.
+
+    Segments match by name when both files come from one model, else by their centres
+    (two models over the same features) or by the customers they share.
+    """
+    from gpukmeans.segmentation.compare import compare_segments
+
+    with user_errors(quiet=quiet):
+        comparison = compare_segments(old, new, old_model=old_model, new_model=new_model, out=out,
+                                      html_out=html_out, force=force)
+    for text in comparison.notes:
+        note(f"note: {text}", quiet=quiet)
+    if quiet:
+        return
+    if comparison.method != "name":
+        typer.echo(f"Segments matched by {comparison.method}:")
+        for a, b in comparison.matching.items():
+            typer.echo(f"  {a} -> {b}")
+    if comparison.stayed is not None:
+        typer.echo(f"{100 * comparison.stayed:.1f}% of the {comparison.in_both:,} customers in both files stayed "
+                   f"in their segment")
+    for line in comparison.flow_lines():
+        typer.echo(f"  {line}")
+    typer.echo(f"Wrote {out}" + (f" and {html_out}" if html_out else ""))
 
 
 @app.command()
@@ -546,6 +590,15 @@ def _print_segments(segments: list[dict]) -> None:
     typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  name")
     for item in segments:
         typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {item['name']}")
+
+
+def _print_rules(summary: dict) -> None:
+    """Each segment's rule, after the share of customers the rules give their own segment."""
+    if summary.get("rules_fidelity") is None:
+        return
+    typer.echo(f"Rules (they give {100 * summary['rules_fidelity']:.1f}% of the customers their own segment):")
+    for item in summary["segments"]:
+        typer.echo(f"{item['segment']:>7}  {item['rule']}")
 
 
 def main() -> None:

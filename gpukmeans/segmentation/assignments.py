@@ -133,11 +133,13 @@ def _empty_key():
 
 def profile_and_write(prep: Preprocessor, reader: TableReader, labels: np.ndarray, distances: np.ndarray,
                       rows: np.ndarray | None, n_segments: int, writer: SegmentsWriter,
-                      progress=None) -> ProfileSums:
+                      progress=None, tallies: Sequence = ()) -> ProfileSums:
     """The last pass: profile sums over the clustered rows and the segments table.
 
     ``labels`` and ``distances`` are those of the clustered rows, which are the
-    table's rows ``rows`` (None: every row).
+    table's rows ``rows`` (None: every row). Each of ``tallies`` is handed every batch
+    as :class:`ProfileSums` is (``add(batch, kept, labels, prep)``), to count more
+    over every customer in the same pass.
     """
     sums = ProfileSums(n_segments, prep.numeric_columns_, prep.categories_)
     raw = [prep.id_column_] if prep.id_column_ is not None else []
@@ -148,6 +150,8 @@ def profile_and_write(prep: Preprocessor, reader: TableReader, labels: np.ndarra
             batch_labels = labels[first:first + (batch.n_rows if kept is None else kept.size)]
             batch_distances = distances[first:first + batch_labels.size]
             sums.add(batch, kept, batch_labels, prep)
+            for tally in tallies:
+                tally.add(batch, kept, batch_labels, prep)
             writer.write(segment_key(batch, kept, prep.id_column_), batch_labels, batch_distances)
             seen += batch.n_rows
             if progress is not None:

@@ -59,6 +59,7 @@ from .prepare import PreparedTable, learn_table, transform_table, transformed_ba
 from .preprocess import Preprocessor
 from .profiles import name_segments, segment_means, segment_medians, trait_contrasts
 from .ranks import Ranks, gather_rows
+from .rules import RuleTally, SegmentRules, add_rules_to_summary, segment_rules, with_rules
 from .tables import Batch, TableReader
 
 #: Default range of k tried when no k is given, by ``segment`` and ``sweep`` alike;
@@ -134,6 +135,9 @@ class SegmentationResult:
         The content of ``summary.json``.
     sweep : object or None
         The :func:`gpukmeans.sweep` result when k was chosen by a sweep.
+    rules : SegmentRules or None
+        One rule per segment in the table's columns and units, with its fidelity over
+        every customer (see :mod:`~gpukmeans.segmentation.rules`).
     timings : dict of str to float
         Seconds per stage.
     out : pathlib.Path or None
@@ -150,6 +154,7 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
     segments_file: Path | None = None
+    rules: SegmentRules | None = None
     _segments: pd.DataFrame | None = None
 
     @property
@@ -343,10 +348,13 @@ def segment(
     prepared.X = X = labels_t = distances = None  # the matrix is not needed past this point
 
     with stages("name", "Naming the segments"):
-        traits = _sample_traits(prepared, preprocessor, labels_np, k)
+        sample, sample_labels = _clustered_sample(prepared, labels_np)
+        traits = _sample_traits(sample, sample_labels, preprocessor, k)
         readable = column_labels(preprocessor.numeric_columns_ + list(preprocessor.categories_), given_labels)
         shown_as = feature_labels(preprocessor.feature_names_out_, readable, preprocessor.categories_)
         names = name_segments(traits.contrasts, traits.level_shares, labels=shown_as)
+    with stages("rules", "Learning a rule per segment"):
+        rules = segment_rules(sample, sample_labels, preprocessor, k, seed)
     with stages("structure", "Judging how distinct the segments are"):
         verdict = _structure_verdict(sweep_result, k, metrics.get("silhouette"), report_rows, seed)
     silhouette_note = _silhouette_note(sweep_result, k, metrics)
@@ -387,9 +395,12 @@ def segment(
         writer = SegmentsWriter(path, reader.format, names, key)
         with _drawn_meanwhile(report, result, report_rows, seed, sample_size) as figures:
             with stages("profile", "Profiling segments and writing each customer's segment"):
+                tally = RuleTally(rules, k)
                 sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
-                                         progress=stages.rows(prepared.n_rows))
-                result.profiles = sums.table(names, traits.medians)
+                                         progress=stages.rows(prepared.n_rows), tallies=(tally,))
+                result.rules = tally.finish()
+                result.profiles = with_rules(sums.table(names, traits.medians), result.rules)
+                add_rules_to_summary(summary, result.rules)
             if staging is None:
                 result._segments = writer.frame()
             html = None
@@ -926,9 +937,9 @@ class _Traits:
     level_shares: pd.DataFrame | None
 
 
-def _sample_traits(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarray, k: int) -> _Traits:
-    """The :class:`_Traits` of the segments ``labels`` over the uniform sample's rows
-    (every row, for a table no larger than the sample)."""
+def _clustered_sample(prepared: PreparedTable, labels: np.ndarray) -> tuple[Batch, np.ndarray]:
+    """The uniform sample's clustered rows in original units (every row, for a table no
+    larger than the sample) as a batch, and their segments."""
     sample = prepared.stats.sample.rows()
     positions = sample.positions
     if prepared.rows is None:
@@ -940,6 +951,12 @@ def _sample_traits(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarr
     batch = Batch(start=0, n_rows=int(clustered.sum()),
                   numbers={n: v[clustered] for n, v in sample.numbers.items()},
                   texts={n: v.filter(_arrow_mask(clustered)) for n, v in sample.texts.items()})
+    return batch, labels[index[clustered]]
+
+
+def _sample_traits(batch: Batch, sample_labels: np.ndarray, prep: Preprocessor, k: int) -> _Traits:
+    """The :class:`_Traits` of the segments over the sample's rows ``batch``, whose
+    segments are ``sample_labels``."""
     columns = [batch.numbers[name] for name in prep.numeric_columns_]
     if prep.categories_:
         codes = prep.category_codes(batch)
@@ -949,7 +966,6 @@ def _sample_traits(prepared: PreparedTable, prep: Preprocessor, labels: np.ndarr
                 indicator[codes[c] == -2] = np.nan
                 columns.append(indicator)
     values = np.column_stack(columns) if columns else np.zeros((batch.n_rows, 0))
-    sample_labels = labels[index[clustered]]
     n_numeric = len(prep.numeric_columns_)
     features = prep.feature_names_out_
     shares = None

@@ -2,7 +2,8 @@
 
 The page opens with the number of segments, why that k, and how distinct the
 segments are (the structure verdict, in one sentence), then a card per segment
-(:mod:`~gpukmeans.segmentation.cards`). Features are shown by their
+(:mod:`~gpukmeans.segmentation.cards`) and each segment's rule in the table's own columns
+with its fidelity. Features are shown by their
 labels (see :mod:`~gpukmeans.segmentation.labels`), as in the segment names.
 
 Figures: the elbow and the silhouette plots of the sweep (when k was chosen by
@@ -338,6 +339,7 @@ def _page(result: "SegmentationResult", figures: list[tuple[str, str]], levels, 
         _notes(summary.get("notes")),
         "<h2>Segments</h2>",
         segment_cards(result),
+        _rules_table(summary),
         "<h2>Figures</h2>",
     ]
     for title, png in figures:
@@ -380,6 +382,30 @@ def _notes(notes) -> str:
     if not notes:
         return ""
     return "<ul class='notes'>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>"
+
+
+def _rules_table(summary: dict) -> str:
+    """Each segment's rule with its fidelity and precision, and the rule set's fidelity."""
+    if summary.get("rules_fidelity") is None:
+        return ""
+    rows = ["<h2>Rules: each segment in the table's own columns</h2>",
+            f"<p class='meta'>Together the rules, tried in this order, give {100 * summary['rules_fidelity']:.1f}% "
+            f"of the customers their own segment. Fidelity: the share of the segment's customers its rule "
+            f"selects; precision: the share of those it selects who belong to the segment.</p>",
+            "<table><tr><th>segment</th><th class='text'>name</th><th class='text'>rule</th>"
+            "<th>fidelity</th><th>precision</th></tr>"]
+    for item in summary["segments"]:
+        rows.append(
+            f"<tr><td>{item['segment']}</td><td class='text'>{_e(item['name'])}</td>"
+            f"<td class='text'><code>{_e(item['rule'])}</code></td><td>{_percent_or_dash(item['rule_fidelity'])}</td>"
+            f"<td>{_percent_or_dash(item['rule_precision'])}</td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _percent_or_dash(share) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
 
 
 def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dict | None = None) -> str:

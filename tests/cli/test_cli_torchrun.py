@@ -62,9 +62,9 @@ def _same_outputs(single: Path, ranks: Path, segments_file: str):
     pd.testing.assert_frame_equal(pd.read_csv(ranks / "profiles.csv"), pd.read_csv(single / "profiles.csv"))
     one, many = (json.loads((folder / "summary.json").read_text()) for folder in (single, ranks))
     assert many["ranks"] == 2 and "ranks" not in one
-    assert many["segments"] == one["segments"] and many["k"] == one["k"]
+    assert many["segments"] == one["segments"] and many["k"] == one["k"]  # with each segment's rule and fidelity
     assert many["preprocessing"] == one["preprocessing"]
-    for key in ("structure", "structure_note", "notes", "k_range", "min_share", "labels"):
+    for key in ("structure", "structure_note", "notes", "k_range", "min_share", "labels", "rules_fidelity"):
         assert many[key] == one[key], key
     for name, value in one["metrics"].items():
         # Sums over the ranks' rows are added in another order: the last bits may differ.
