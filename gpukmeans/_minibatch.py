@@ -115,6 +115,8 @@ class MiniBatchKMeans(_BaseKMeans):
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
     }
 
+    _sklearn_private_attributes = ("_counts", "_batch_size", "_init_size", "_n_init", "_n_since_last_reassign")
+
     def __init__(
         self,
         n_clusters=8,
@@ -304,6 +306,12 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
     # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _sklearn_class():
+        from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
+
+        return SklearnMiniBatchKMeans
+
     def _check_params_vs_input(self, n_samples):
         """The settings that depend on the data's size, as scikit-learn resolves them."""
         self._check_n_samples(n_samples)
