@@ -238,7 +238,8 @@ def test_import_gpukmeans_loads_no_optional_library():
 
 
 def test_fits_and_scores_import_no_optional_library_themselves():
-    """pandas, which scikit-learn imports, loads pyarrow: what counts is who imports it."""
+    """pandas, which scikit-learn imports, loads pyarrow: what counts is who imports it.
+    The segmentation and the plots import their libraries where they use them."""
     importers = _python(
         "import importlib.abc, sys, traceback\n"
         "found = set()\n"
@@ -250,6 +251,7 @@ def test_fits_and_scores_import_no_optional_library_themselves():
         "                found.add(caller.filename.split('/gpukmeans/')[-1])\n"
         "sys.meta_path.insert(0, Watch())\n"
         "import numpy as np\n"
+        "import gpukmeans.plots, gpukmeans.segmentation.pipeline\n"
         "from gpukmeans import KMeans, MiniBatchKMeans, metrics, sweep\n"
         "X = np.random.default_rng(0).normal(size=(200, 3))\n"
         "labels = KMeans(3, device='cpu').fit(X).labels_\n"
