@@ -15,10 +15,10 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions, make_constraint
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _arrays, _interop
+from ._constraints import Interval, InvalidParameterError, StrOptions, make_constraint
 from ._device import resolve_device
 from .engine.initialisation import initial_centers
 from .engine.lloyd import padded_sq_norms, weighted_sum

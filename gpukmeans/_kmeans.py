@@ -14,9 +14,9 @@ from numbers import Integral
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
 
 from . import _arrays
+from ._constraints import StrOptions
 from ._device import resolve_device
 from ._estimator import _BaseKMeans, conditioned_init, labels_output
 from .engine.initialisation import kmeans_plusplus_tensor

@@ -17,8 +17,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 
+from ._constraints import Interval
 from ._estimator import _BaseKMeans, conditioned_init, labels_output
 from .engine.lloyd import weighted_sum
 from .engine.minibatch import batch_inertia, minibatch_step
