@@ -37,7 +37,7 @@ def portable_state(state: dict) -> dict:
             state[name] = value.detach().cpu().numpy()
     conditioning = state.get("_conditioning")
     if isinstance(conditioning, Conditioning):
-        shift = None if conditioning.shift is None else conditioning.shift.numpy()
+        shift = None if conditioning.shift is None else conditioning.shift.cpu().numpy()
         state["_conditioning"] = {"shift": shift, "exponent": int(conditioning.exponent)}
     output = state.get("_output")
     if isinstance(output, OutputKind):

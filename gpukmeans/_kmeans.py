@@ -134,6 +134,10 @@ class KMeans(_BaseKMeans):
     names the feature columns (default: every numeric column), and later calls on a
     path read the same columns.
 
+    A fit on numpy data saves without torch objects (pickle or ``skops.io``, which
+    then trusts only this class), and :meth:`to_sklearn` gives the equivalent
+    fitted :class:`sklearn.cluster.KMeans`.
+
     Examples
     --------
     >>> import numpy as np

@@ -90,6 +90,8 @@ class MiniBatchKMeans(_BaseKMeans):
     pass per batch, so there each pass reads the file in order, shuffles every read
     batch and cuts it into mini-batches: every row is seen once per pass.
     MiniBatchKMeans fits one process's rows; for torch.distributed use :class:`KMeans`.
+    Saving (pickle, ``skops.io``) and :meth:`to_sklearn` work as for :class:`KMeans`;
+    the scikit-learn estimator carries the counts, so its ``partial_fit`` goes on.
 
     Examples
     --------
