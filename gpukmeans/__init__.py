@@ -2,13 +2,16 @@
 
 The public names load on first use, so that ``import gpukmeans`` (or a submodule such as
 ``gpukmeans.segmentation.io``) does not pay for torch, scikit-learn or numba until a
-fit needs them; the library changes no process-wide state on import.
+fit needs them; pyarrow, matplotlib, typer and rich load where files, figures and the
+command line need them. The library changes no process-wide state on import.
 """
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["KMeans", "MiniBatchKMeans", "SweepResult", "kmeans_plusplus", "metrics", "resolve_device", "sweep"]
+__all__ = [
+    "KMeans", "MiniBatchKMeans", "SweepResult", "info", "kmeans_plusplus", "metrics", "resolve_device", "sweep",
+]
 
 _HOMES = {
     "KMeans": "._kmeans",
@@ -18,6 +21,7 @@ _HOMES = {
     "sweep": "._sweep",
     "metrics": ".metrics",
     "resolve_device": "._device",
+    "info": "._environment",
 }
 
 

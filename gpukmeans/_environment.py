@@ -7,15 +7,19 @@ import os
 import platform
 from importlib import metadata
 
-#: Optional packages and what each one enables.
+#: The packages a part of gpukmeans works without, or falls back without, and what
+#: each one enables (the package is also the module imported).
 OPTIONAL_PARTS = {
+    "numba": "fused CPU kernels (without it fits use the plain-PyTorch reference, several times slower); "
+             "the sweep's structure check and the segmentation need it",
+    "triton": "fused GPU kernels (without it fits on CUDA use the plain-PyTorch reference)",
+    "cupy": "CuPy array input and output",
     "pyarrow": "Parquet input and output, fast CSV reading",
     "matplotlib": "report.html figures and sweep plots",
-    "safetensors": "saved segmentation models",
     "kneed": "knee of the elbow curve in sweeps",
+    "safetensors": "saved segmentation models",
     "rich": "progress display",
-    "triton": "fused GPU kernels",
-    "cupy": "CuPy array input and output",
+    "typer": "the gpukmeans command",
 }
 
 
@@ -27,7 +31,8 @@ def _version(distribution: str) -> str | None:
 
 
 def environment_info() -> dict:
-    """Versions, CPU and CUDA devices (with free memory), and the optional parts installed.
+    """Versions, CPU and CUDA devices (with free memory), and the optional parts installed
+    (``gpukmeans.info()``; the ``gpukmeans info`` command prints it).
 
     Returns
     -------
@@ -65,10 +70,7 @@ def environment_info() -> dict:
                     "total_gib": total / 2**30,
                 }
             )
-    optional = {}
-    for name in OPTIONAL_PARTS:
-        module = "cupy" if name == "cupy" else name
-        optional[name] = importlib.util.find_spec(module) is not None
+    optional = {name: importlib.util.find_spec(name) is not None for name in OPTIONAL_PARTS}
     return {
         "versions": versions,
         "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
@@ -76,3 +78,6 @@ def environment_info() -> dict:
         "optional": optional,
         "optional_uses": dict(OPTIONAL_PARTS),
     }
+
+
+info = environment_info

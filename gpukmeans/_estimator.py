@@ -14,11 +14,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions, make_constraint
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _arrays
+from . import _arrays, _interop
+from ._constraints import Interval, InvalidParameterError, StrOptions, make_constraint
 from ._device import resolve_device
 from .engine.initialisation import initial_centers
 from .engine.lloyd import padded_sq_norms, weighted_sum
@@ -27,8 +27,17 @@ from .sources import Conditioning, is_path, open_source
 from .sources.storage import DTYPE_CONSTRAINTS, resolve_storage_dtype
 
 
-class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
-    """Shared by the k-means estimators: parameters, validation, fitted state, inference."""
+class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+    """Shared by the k-means estimators: parameters, validation, fitted state, inference.
+
+    ``transform``'s columns are named ``kmeans0``, ``kmeans1``, ... (the lower-cased
+    class name and the centre's index, as scikit-learn names them), so that
+    ``get_feature_names_out`` and ``set_output(transform="pandas")`` work in pipelines.
+    """
+
+    #: Private attributes of scikit-learn's estimator that :meth:`to_sklearn` copies
+    #: where a fit has them.
+    _sklearn_private_attributes: tuple = ()
 
     # The parameters every k-means estimator takes; each subclass adds its own.
     _parameter_constraints: dict = {
@@ -61,6 +70,53 @@ class _BaseKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        """Columns of ``transform``: one distance per centre (for ``get_feature_names_out``)."""
+        return self._centers.shape[0]
+
+    # ---------------------------------------------------- saving and sharing
+    def __getstate__(self):
+        """The state for pickle and ``skops.io``: torch objects as numpy arrays and names."""
+        return _interop.portable_state(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(_interop.restored_state(state))
+
+    def to_sklearn(self):
+        """The equivalent fitted scikit-learn estimator, for tools that know scikit-learn's.
+
+        Its ``cluster_centers_``, ``labels_``, ``inertia_``, ``n_iter_``,
+        ``n_features_in_`` and ``feature_names_in_`` are this fit's, as numpy arrays, so
+        that skops, ONNX converters and other scikit-learn-based tools take the model.
+        Its ``predict`` gives this estimator's labels wherever scikit-learn's arithmetic
+        tells the nearest centre apart: this estimator compares rows and centres in
+        float64 after moving both near the origin, scikit-learn in the rows' dtype as
+        they are, so rows nearly equidistant from two centres, or float32 rows far from
+        the origin, may go to the other centre there.
+
+        Returns
+        -------
+        sklearn.cluster.KMeans or sklearn.cluster.MiniBatchKMeans
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpukmeans import KMeans
+        >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+        >>> km = KMeans(n_clusters=2, random_state=0, device="cpu").fit(X)
+        >>> sk = km.to_sklearn()
+        >>> type(sk).__name__, sk.predict(X).tolist() == km.predict(X).tolist()
+        ('KMeans', True)
+        """
+        check_is_fitted(self)
+        return _interop.sklearn_estimator(self, self._sklearn_class(), self._sklearn_private_attributes)
+
+    @staticmethod
+    def _sklearn_class():
+        """The scikit-learn estimator class this one stands for (imported when asked)."""
+        raise NotImplementedError
 
     # -------------------------------------------------------------- inference
     def predict(self, X, sample_weight=None, *, return_distance=False):

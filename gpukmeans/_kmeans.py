@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from . import _arrays
+from ._constraints import StrOptions
 from ._device import resolve_device
 from ._estimator import _BaseKMeans, conditioned_init, labels_output
 from .engine.initialisation import kmeans_plusplus_tensor
@@ -94,6 +95,16 @@ class KMeans(_BaseKMeans):
         are ``cluster_centers_`` and ``transform``'s distances. A path is converted
         batch by batch as it is read; under torch.distributed every rank must store
         its rows in the same dtype.
+    copy_x : bool, default=True
+        scikit-learn's parameter, with its promise for True: X is not modified. Here
+        that holds for False too: a fit never writes to the caller's X. Rows far from
+        the origin are moved near it before the passes (for exact distances), and
+        what moves is a copy, or the float copy the fit made of X anyway.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Lloyd's algorithm runs. "elkan" is accepted, with a warning that Lloyd runs:
+        Elkan's bounds skip distances that a CPU computes one at a time, while each
+        pass here computes a whole tile of them at once; from the same start both
+        reach the same centres.
 
     Attributes
     ----------
@@ -123,6 +134,10 @@ class KMeans(_BaseKMeans):
     names the feature columns (default: every numeric column), and later calls on a
     path read the same columns.
 
+    A fit on numpy data saves without torch objects (pickle or ``skops.io``, which
+    then trusts only this class), and :meth:`to_sklearn` gives the equivalent
+    fitted :class:`sklearn.cluster.KMeans`.
+
     Examples
     --------
     >>> import numpy as np
@@ -135,7 +150,12 @@ class KMeans(_BaseKMeans):
     True
     """
 
-    _parameter_constraints: dict = {**_BaseKMeans._parameter_constraints, "distributed": ["boolean"]}
+    _parameter_constraints: dict = {
+        **_BaseKMeans._parameter_constraints,
+        "distributed": ["boolean"],
+        "copy_x": ["boolean"],
+        "algorithm": [StrOptions({"lloyd", "elkan"})],
+    }
 
     def __init__(
         self,
@@ -151,6 +171,8 @@ class KMeans(_BaseKMeans):
         verbose=0,
         distributed=True,
         dtype=None,
+        copy_x=True,
+        algorithm="lloyd",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -163,6 +185,8 @@ class KMeans(_BaseKMeans):
         self.verbose = verbose
         self.distributed = distributed
         self.dtype = dtype
+        self.copy_x = copy_x
+        self.algorithm = algorithm
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None, *, columns=None):
@@ -188,6 +212,7 @@ class KMeans(_BaseKMeans):
         self
         """
         self._start_fit()
+        self._warn_if_elkan()
         exchange = self._fit_exchange()
         device = fit_device(self.device, distributed=exchange is not None)
         if self.verbose:
@@ -355,6 +380,20 @@ class KMeans(_BaseKMeans):
         self._set_fit_result(source.conditioning, result.centers[best], float(result.inertia[best]))
         self.n_iter_ = int(result.n_iter[best])
         return labels
+
+    def _warn_if_elkan(self) -> None:
+        if self.algorithm == "elkan":
+            warnings.warn(
+                "algorithm='elkan' runs Lloyd's algorithm in gpukmeans (the same centres from the same start).",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @staticmethod
+    def _sklearn_class():
+        from sklearn.cluster import KMeans as SklearnKMeans
+
+        return SklearnKMeans
 
     def _fit_exchange(self):
         """How the ranks of a torch.distributed fit meet; None: this process fits its rows alone."""

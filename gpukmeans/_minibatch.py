@@ -17,8 +17,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 
+from ._constraints import Interval
 from ._estimator import _BaseKMeans, conditioned_init, labels_output
 from .engine.lloyd import weighted_sum
 from .engine.minibatch import batch_inertia, minibatch_step
@@ -90,6 +90,8 @@ class MiniBatchKMeans(_BaseKMeans):
     pass per batch, so there each pass reads the file in order, shuffles every read
     batch and cuts it into mini-batches: every row is seen once per pass.
     MiniBatchKMeans fits one process's rows; for torch.distributed use :class:`KMeans`.
+    Saving (pickle, ``skops.io``) and :meth:`to_sklearn` work as for :class:`KMeans`;
+    the scikit-learn estimator carries the counts, so its ``partial_fit`` goes on.
 
     Examples
     --------
@@ -114,6 +116,8 @@ class MiniBatchKMeans(_BaseKMeans):
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
     }
+
+    _sklearn_private_attributes = ("_counts", "_batch_size", "_init_size", "_n_init", "_n_since_last_reassign")
 
     def __init__(
         self,
@@ -304,6 +308,12 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
     # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _sklearn_class():
+        from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
+
+        return SklearnMiniBatchKMeans
+
     def _check_params_vs_input(self, n_samples):
         """The settings that depend on the data's size, as scikit-learn resolves them."""
         self._check_n_samples(n_samples)

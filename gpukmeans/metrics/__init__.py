@@ -10,21 +10,23 @@ Exact values (plain ``float``):
 * :func:`simplified_silhouette_score`, :func:`simplified_silhouette_samples`:
   the centroid-based variant, O(n k d); a different index, named as such.
 
-Estimates (a :class:`SilhouetteEstimate` with a confidence interval, never a
-bare float):
+Estimates, stratified by cluster, with an interval from the influence of each
+sampled row:
 
-* :func:`silhouette_score_sampled`, or :func:`silhouette_score` with
-  ``sample_size=``: stratified by cluster, interval from the influence of each
-  sampled row.
+* :func:`silhouette_score_sampled`: a :class:`SilhouetteEstimate` (value and
+  interval), not a float, so that the interval is read.
+* :func:`silhouette_score` with ``sample_size=``: a :class:`SampledSilhouetteScore`,
+  a ``float`` carrying the same estimate, a drop-in for scikit-learn's.
 """
 
-from ._sampled import SilhouetteEstimate, silhouette_score_sampled
+from ._sampled import SampledSilhouetteScore, SilhouetteEstimate, silhouette_score_sampled
 from ._scores import CentroidScores, calinski_harabasz_score, centroid_scores, davies_bouldin_score
 from ._silhouette import silhouette_samples, silhouette_score
 from ._simplified import simplified_silhouette_samples, simplified_silhouette_score
 
 __all__ = [
     "CentroidScores",
+    "SampledSilhouetteScore",
     "SilhouetteEstimate",
     "calinski_harabasz_score",
     "centroid_scores",

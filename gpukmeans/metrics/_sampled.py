@@ -3,7 +3,9 @@
 Design
 ------
 The exact silhouette is O(n^2). For large tables we score a sample instead,
-and we say so: the result is a :class:`SilhouetteEstimate`, never a bare float.
+and we say so: :func:`silhouette_score_sampled` returns a :class:`SilhouetteEstimate`
+(value and interval), and ``silhouette_score(..., sample_size=m)`` a float that carries
+it (:class:`SampledSilhouetteScore`), a drop-in for scikit-learn's.
 
 * **Stratified by cluster.** Every cluster contributes
   ``min(n_c, max(m_min, proportional share))`` rows, so a cluster holding 0.1% of
@@ -50,6 +52,7 @@ from ._pairwise import augment, default_block, distance_matmul
 from ._exact import exact_silhouette_values, resolve_block, silhouette_from_sums
 
 __all__ = [
+    "SampledSilhouetteScore",
     "SilhouetteEstimate",
     "allocate_stratified",
     "estimate_silhouettes",
@@ -85,8 +88,10 @@ class SilhouetteEstimate:
 
     Notes
     -----
-    This deliberately is not a ``float``: use ``.value`` for the number and
-    ``.low`` / ``.high`` for its uncertainty.
+    This is not a ``float``, so that the interval is never dropped unread: use
+    ``.value`` for the number and ``.low`` / ``.high`` for its uncertainty.
+    :func:`~gpukmeans.metrics.silhouette_score` wraps it in a
+    :class:`SampledSilhouetteScore`, a float.
     """
 
     value: float
@@ -117,6 +122,37 @@ class SilhouetteEstimate:
             f"{self.confidence:.0%} CI [{self.low:.6g}, {self.high:.6g}], "
             f"stratified sample of {self.sample_size} of {self.n_samples} rows)"
         )
+
+
+class SampledSilhouetteScore(float):
+    """A sampled silhouette as a ``float`` (the point estimate) that carries its estimate.
+
+    What :func:`~gpukmeans.metrics.silhouette_score` returns with ``sample_size``, so
+    that it stands in for scikit-learn's: it compares, formats and adds as the number
+    it is, while ``low``, ``high``, ``sample_size``, ``n_samples``, ``method``,
+    ``confidence``, ``half_width`` and ``is_exact`` still say how it was obtained, and
+    ``estimate`` is the whole :class:`SilhouetteEstimate`.
+    """
+
+    estimate: SilhouetteEstimate
+
+    def __new__(cls, estimate: SilhouetteEstimate) -> "SampledSilhouetteScore":
+        score = super().__new__(cls, estimate.value)
+        score.estimate = estimate
+        return score
+
+    def __getnewargs__(self):
+        return (self.estimate,)
+
+    value = property(lambda self: self.estimate.value, doc="The point estimate, as a plain float.")
+    low = property(lambda self: self.estimate.low, doc="Lower end of the interval.")
+    high = property(lambda self: self.estimate.high, doc="Upper end of the interval.")
+    sample_size = property(lambda self: self.estimate.sample_size, doc="Rows scored.")
+    n_samples = property(lambda self: self.estimate.n_samples, doc="Rows in the data.")
+    method = property(lambda self: self.estimate.method, doc='"sampled" or "exact".')
+    confidence = property(lambda self: self.estimate.confidence, doc="Level of the interval.")
+    half_width = property(lambda self: self.estimate.half_width, doc="Half the interval's width.")
+    is_exact = property(lambda self: self.estimate.is_exact, doc="Whether every row was scored.")
 
 
 def make_generator(random_state: Any) -> torch.Generator:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from ._exact import exact_silhouette_values, resolve_block
 from ._inputs import to_output, validate
-from ._sampled import silhouette_score_sampled
+from ._sampled import SampledSilhouetteScore, silhouette_score_sampled
 
 __all__ = ["silhouette_samples", "silhouette_score"]
 
@@ -104,10 +104,11 @@ def silhouette_score(
       over all rows, returned as a plain ``float`` (matches scikit-learn's
       ``silhouette_score`` to about 1e-12 in float64).
     * ``sample_size=m``: a stratified-sample **estimate**, returned as a
-      :class:`~gpukmeans.metrics.SilhouetteEstimate` (value, 95% interval, how it
-      was computed); see :func:`silhouette_score_sampled`. The return type is
-      different on purpose, so that an estimate is never mistaken for the exact
-      value: read ``.value``, ``.low`` and ``.high``.
+      :class:`~gpukmeans.metrics.SampledSilhouetteScore`: a ``float`` (the point
+      estimate, as scikit-learn's sampled score is a float) that also carries the
+      interval and how it was computed (``.low``, ``.high``, ``.sample_size``,
+      ``.method``, ``.estimate``); :func:`silhouette_score_sampled` returns the
+      :class:`~gpukmeans.metrics.SilhouetteEstimate` itself.
 
     Parameters
     ----------
@@ -125,10 +126,10 @@ def silhouette_score(
 
     Returns
     -------
-    float or SilhouetteEstimate
-        ``float`` when exact (``sample_size=None``); ``SilhouetteEstimate`` when
-        ``sample_size`` is given (with ``method="exact"`` and a zero-width
-        interval if ``sample_size >= n_samples``).
+    float
+        A plain ``float`` when exact (``sample_size=None``); a
+        ``SampledSilhouetteScore`` (a ``float``) when ``sample_size`` is given (with
+        ``method="exact"`` and a zero-width interval if ``sample_size >= n_samples``).
 
     Examples
     --------
@@ -140,7 +141,7 @@ def silhouette_score(
     """
     _check_metric(metric)
     if sample_size is not None:
-        return silhouette_score_sampled(
+        return SampledSilhouetteScore(silhouette_score_sampled(
             X,
             labels,
             sample_size=sample_size,
@@ -149,7 +150,7 @@ def silhouette_score(
             device=device,
             block_size=block_size,
             dtype=dtype, columns=columns, distributed=distributed,
-        )
+        ))
     data = validate(X, labels, device, dtype=dtype, columns=columns, distributed=distributed)
     block = resolve_block(block_size, data.X.device)
     values = exact_silhouette_values(data.all_rows(), data.labels, data.n_labels, block)

@@ -914,8 +914,9 @@ def _metrics(X, labels, distances, k, seed, sample_size, device, ranks, n_rows) 
 
 
 def _silhouette_fields(silhouette) -> dict:
-    """The silhouette as plain numbers: exact (a float) or estimated (with its interval)."""
-    if isinstance(silhouette, (float, int, np.floating)):
+    """The silhouette as plain numbers: exact (a plain float) or estimated (a float that
+    carries its interval)."""
+    if not isinstance(silhouette, gpukmeans.metrics.SampledSilhouetteScore):
         return {"silhouette": float(silhouette), "silhouette_method": "exact"}
     return {
         "silhouette": float(silhouette.value),

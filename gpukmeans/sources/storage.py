@@ -11,7 +11,8 @@ from typing import Optional
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Options, StrOptions
+
+from .._constraints import Options, StrOptions
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 STORAGE_DTYPES = {

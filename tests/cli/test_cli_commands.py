@@ -124,7 +124,7 @@ def test_info_lists_versions_and_devices():
     assert result.exit_code == 0, result.output
     assert "torch" in result.stdout and ("GPU" in result.stdout)
     facts = json.loads(run("info", "--json").stdout)
-    assert facts["optional"]["safetensors"] is True
+    assert facts["optional"]["safetensors"] is True and facts["optional"]["numba"] is True
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """gpukmeans.metrics against scikit-learn, plus conventions, errors and the sampled interval."""
 
+import pickle
 from pathlib import Path
 from statistics import NormalDist
 
@@ -11,6 +12,7 @@ from sklearn import metrics as skm
 from sklearn.datasets import make_blobs
 
 from gpukmeans.metrics import (
+    SampledSilhouetteScore,
     SilhouetteEstimate,
     calinski_harabasz_score,
     davies_bouldin_score,
@@ -21,6 +23,7 @@ from gpukmeans.metrics import (
     simplified_silhouette_score,
 )
 from gpukmeans.metrics._sampled import allocate_stratified, estimate_silhouettes, make_generator, stratified_sample
+from gpukmeans.segmentation.pipeline import _silhouette_fields
 
 MALL = Path(__file__).parents[1] / "data" / "Mall_Customers.csv"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -176,17 +179,36 @@ def overlapping():
     return X, y
 
 
-def test_sample_size_returns_an_estimate_not_a_float(overlapping):
+def test_sample_size_returns_a_float_carrying_the_estimate(overlapping):
     X, y = overlapping
-    estimate = silhouette_score(X, y, sample_size=800, random_state=0)
+    score = silhouette_score(X, y, sample_size=800, random_state=0)
+    assert isinstance(score, float) and isinstance(score, SampledSilhouetteScore)
+    estimate = silhouette_score_sampled(X, y, sample_size=800, random_state=0)
+    assert score.estimate == estimate  # same seed, same estimate
+    assert float(score) == estimate.value and score == estimate.value and f"{score:.6f}" == f"{estimate.value:.6f}"
+    assert (score.low, score.high, score.half_width) == (estimate.low, estimate.high, estimate.half_width)
+    assert score.method == "sampled" and not score.is_exact and score.sample_size == 800
+    assert score.n_samples == 4000 and score.confidence == 0.95
+    assert np.isclose(score, skm.silhouette_score(X, y), atol=0.05)  # numpy takes it as a number
+    assert pickle.loads(pickle.dumps(score)).estimate == estimate
+
+
+def test_the_full_estimate_is_not_a_float(overlapping):
+    X, y = overlapping
+    estimate = silhouette_score_sampled(X, y, sample_size=800, random_state=0)
     assert isinstance(estimate, SilhouetteEstimate)
-    assert estimate.method == "sampled" and estimate.sample_size == 800
-    assert estimate.n_samples == 4000 and estimate.confidence == 0.95
     with pytest.raises(TypeError):
         float(estimate)
     assert "CI" in repr(estimate) and "800 of 4000" in repr(estimate)
-    same = silhouette_score_sampled(X, y, sample_size=800, random_state=0)
-    assert same == estimate  # same seed, same estimate
+
+
+def test_a_report_keeps_a_sampled_silhouettes_interval(overlapping):
+    X, y = overlapping
+    fields = _silhouette_fields(silhouette_score(X, y, sample_size=800, random_state=0))
+    assert fields["silhouette_method"] == "sampled" and fields["silhouette_sample_size"] == 800
+    assert fields["silhouette_low"] < fields["silhouette"] < fields["silhouette_high"]
+    assert _silhouette_fields(silhouette_score(X[:500], y[:500])) == {
+        "silhouette": pytest.approx(skm.silhouette_score(X[:500], y[:500]), rel=1e-9), "silhouette_method": "exact"}
 
 
 def test_seeded_interval_contains_the_exact_value(overlapping):
