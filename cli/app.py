@@ -241,6 +241,12 @@ def segment(
     ] = None,
     force: ForceOpt = False,
     engine: Engine = Engine(n_init="10"),
+    stability: Annotated[
+        int,
+        typer.Option("--stability", metavar="B",
+                     help="Bootstrap resamples for each segment's stability (Hennig's mean Jaccard, 0 to 1); "
+                     "0 skips it."),
+    ] = 20,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -262,8 +268,8 @@ def segment(
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
                 data, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
-                **engine.as_kwargs(), out=out, force=force, report=not no_report, listener=progress,
-                command=_command_line(),
+                **engine.as_kwargs(), stability=stability, out=out, force=force, report=not no_report,
+                listener=progress, command=_command_line(),
             )
     if result is None:  # a rank other than 0: rank 0 writes and prints
         return
@@ -273,6 +279,7 @@ def segment(
         return
     _print_preprocessing_notes(summary["preprocessing"], quiet)
     _print_run_notes(summary, quiet)
+    _print_dissolving(summary["segments"], quiet)
     if quiet:
         return
     _print_choice(summary)
@@ -535,10 +542,24 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - _NAMES_SHOWN:,} more" if len(names) > _NAMES_SHOWN else "")
 
 
+def _print_dissolving(segments: list[dict], quiet: bool) -> None:
+    """One warning naming the segments whose stability is below 0.6: they dissolve when
+    the customers are resampled (Hennig's reading), so they are not to be acted on."""
+    from gpukmeans.segmentation.stability import DISSOLVES_BELOW
+
+    weak = [item for item in segments if item.get("stability", 1.0) < DISSOLVES_BELOW]
+    if weak:
+        listed = "; ".join(f"{item['segment']} {item['name']!r} {item['stability']:.2f}" for item in weak)
+        note(f"warning: segment(s) that dissolve when the customers are resampled (stability below "
+             f"{DISSOLVES_BELOW}): {listed}", quiet=quiet)
+
+
 def _print_segments(segments: list[dict]) -> None:
-    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  name")
+    with_stability = any("stability" in item for item in segments)
+    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  " + ("stability  " if with_stability else "") + "name")
     for item in segments:
-        typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {item['name']}")
+        stability = f"{item['stability']:>9.2f}  " if with_stability else ""
+        typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {stability}{item['name']}")
 
 
 def main() -> None:
