@@ -1,7 +1,7 @@
 """What each segment's stability costs beside the final fit, in ``segment``.
 
 Stability (:mod:`gpukmeans.segmentation.stability`) refits k-means on B bootstrap
-resamples of the clustered rows (a uniform sample of 200,000 above that), the resamples
+resamples of the clustered rows (a uniform sample of 100,000 above that), the resamples
 sharing each pass (:mod:`gpukmeans.engine.resampled`). Each case runs
 :func:`gpukmeans.segmentation.segment` once in this process with ``k=8`` and the
 default 10 restarts, and reads the stages ``fit`` and ``stability`` from its timings:

@@ -556,10 +556,12 @@ def _print_dissolving(segments: list[dict], quiet: bool) -> None:
 
 def _print_segments(segments: list[dict]) -> None:
     with_stability = any("stability" in item for item in segments)
-    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  " + ("stability  " if with_stability else "") + "name")
+    stability_head = "stability  " if with_stability else ""
+    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  {stability_head}name")
     for item in segments:
         stability = f"{item['stability']:>9.2f}  " if with_stability else ""
-        typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {stability}{item['name']}")
+        size, share = f"{item['size']:>10,}", f"{100 * item['share']:>5.1f}%"
+        typer.echo(f"{item['segment']:>7}  {size}  {share}  {stability}{item['name']}")
 
 
 def main() -> None:

@@ -6,9 +6,12 @@ the algorithm: refit the clustering on resampled data and see whether the cluste
 back. Here:
 
 1. The rows: the clustered matrix, or above :data:`MAX_ROWS` rows a uniform sample of
-   that many (drawn without replacement, once, from the seed). A Jaccard over 200,000
-   rows already varies by far less than the readings' bands, and each resample's cost
-   grows with its rows, so a larger table pays no more (``benchmarks/bench_stability.py``).
+   that many (drawn without replacement, once, from the seed). A Jaccard over 100,000
+   rows varies by far less than the readings' bands, and the refits' cost grows with
+   their rows: B resamples of 100,000 rows with two starts each are 4M row-fits per
+   pass against the final fit's 10M at 1M rows and ten restarts, so stability stays
+   within a few times the final fit, and a larger table pays no more
+   (``benchmarks/bench_stability.py``).
 2. B bootstrap resamples of those rows (multinomial count weights, the nonparametric
    bootstrap Hennig recommends for k-means), each refitted with the same k from
    k-means++ starts (:func:`gpukmeans.engine.resampled.resampled_kmeans`: the
@@ -34,14 +37,14 @@ from .errors import InputError
 DEFAULT_RESAMPLES = 20
 
 #: Rows the resamples are drawn from: a uniform sample of this many above it.
-MAX_ROWS = 200_000
+MAX_ROWS = 100_000
 
 #: Rows per segment below which a bootstrap resample too often holds fewer distinct rows
 #: than segments: stability is skipped on such a small table.
 MIN_ROWS_PER_SEGMENT = 2
 
 #: k-means++ starts per resample, at most (never more than the final fit's restarts).
-MAX_RESTARTS = 3
+MAX_RESTARTS = 2
 
 #: Hennig's bands, highest first: (lowest mean Jaccard, reading); "stable" is strictly above its bound.
 READINGS = ((0.85, "stable"), (0.75, "fairly stable"), (0.6, "a pattern without clear boundaries"),
