@@ -247,6 +247,12 @@ def segment(
     force: ForceOpt = False,
     engine: Engine = Engine(n_init="10"),
     sweep_n_init: SweepNInitOpt = "auto",
+    stability: Annotated[
+        int,
+        typer.Option("--stability", metavar="B",
+                     help="Bootstrap resamples for each segment's stability (Hennig's mean Jaccard, 0 to 1); "
+                     "0 skips it."),
+    ] = 20,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -268,9 +274,8 @@ def segment(
         with ProgressDisplay(quiet=quiet or json_output) as progress:
             result = run_segment(
                 data, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
-                **engine.as_kwargs(), sweep_n_init=_n_init(sweep_n_init, "--sweep-n-init"), out=out, force=force,
-                report=not no_report, listener=progress,
-                command=_command_line(),
+                **engine.as_kwargs(), sweep_n_init=_n_init(sweep_n_init, "--sweep-n-init"), stability=stability,
+                out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
             )
     if result is None:  # a rank other than 0: rank 0 writes and prints
         return
@@ -280,6 +285,7 @@ def segment(
         return
     _print_preprocessing_notes(summary["preprocessing"], quiet)
     _print_run_notes(summary, quiet)
+    _print_dissolving(summary["segments"], quiet)
     if quiet:
         return
     _print_choice(summary)
@@ -586,10 +592,26 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - _NAMES_SHOWN:,} more" if len(names) > _NAMES_SHOWN else "")
 
 
+def _print_dissolving(segments: list[dict], quiet: bool) -> None:
+    """One warning naming the segments whose stability is below 0.6: they dissolve when
+    the customers are resampled (Hennig's reading), so they are not to be acted on."""
+    from gpukmeans.segmentation.stability import DISSOLVES_BELOW
+
+    weak = [item for item in segments if item.get("stability", 1.0) < DISSOLVES_BELOW]
+    if weak:
+        listed = "; ".join(f"{item['segment']} {item['name']!r} {item['stability']:.2f}" for item in weak)
+        note(f"warning: segment(s) that dissolve when the customers are resampled (stability below "
+             f"{DISSOLVES_BELOW}): {listed}", quiet=quiet)
+
+
 def _print_segments(segments: list[dict]) -> None:
-    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  name")
+    with_stability = any("stability" in item for item in segments)
+    stability_head = "stability  " if with_stability else ""
+    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  {stability_head}name")
     for item in segments:
-        typer.echo(f"{item['segment']:>7}  {item['size']:>10,}  {100 * item['share']:>5.1f}%  {item['name']}")
+        stability = f"{item['stability']:>9.2f}  " if with_stability else ""
+        size, share = f"{item['size']:>10,}", f"{100 * item['share']:>5.1f}%"
+        typer.echo(f"{item['segment']:>7}  {size}  {share}  {stability}{item['name']}")
 
 
 def _print_rules(summary: dict) -> None:

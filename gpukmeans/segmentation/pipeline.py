@@ -7,9 +7,10 @@ and prints. The table is never held whole: it is read in batches, three times.
    (:func:`~gpukmeans.segmentation.prepare.learn_table`);
 2. ``transform``: the second pass transforms the rows, on the fit's device, into
    the float32 matrix the engine clusters (``sweep``, then ``fit``);
-3. ``assign``, ``score``, ``name``: on that matrix, on the device: each customer's
-   segment and distance through the engine's float64 assignment, the quality
-   metrics, and the contrasts that name the segments;
+3. ``assign``, ``score``, ``stability``, ``name``: on that matrix, on the device:
+   each customer's segment and distance through the engine's float64 assignment, the
+   quality metrics, each segment's bootstrap stability
+   (:mod:`~gpukmeans.segmentation.stability`), and the contrasts that name the segments;
 4. ``profile``: the third pass sums each segment's raw values for the profiles and
    writes the segments file as it goes
    (:func:`~gpukmeans.segmentation.assignments.profile_and_write`);
@@ -60,6 +61,16 @@ from .preprocess import Preprocessor
 from .profiles import name_segments, segment_means, segment_medians, trait_contrasts
 from .ranks import Ranks, gather_rows
 from .rules import RuleTally, SegmentRules, add_rules_to_summary, segment_rules, with_rules
+from .stability import (
+    DEFAULT_RESAMPLES,
+    MIN_ROWS_PER_SEGMENT,
+    check_resamples,
+    restarts_for,
+    segment_stability,
+    with_stability_column,
+)
+from .stability import segment_fields as stability_segment
+from .stability import summary_fields as stability_summary
 from .tables import Batch, TableReader
 
 #: Default range of k tried when no k is given, by ``segment`` and ``sweep`` alike;
@@ -211,6 +222,7 @@ def segment(
     seed: int = 0,
     device: str = "auto",
     sample_size: int = 10_000,
+    stability: int = DEFAULT_RESAMPLES,
     out: str | os.PathLike | None = None,
     force: bool = False,
     report: bool = True,
@@ -262,6 +274,11 @@ def segment(
         preprocessing runs on ``device`` too.
     sample_size : int, default=10_000
         Rows used for the silhouette (sampled above this) and the report's plots.
+    stability : int, default=20
+        Bootstrap resamples for each segment's stability (Hennig's mean Jaccard, see
+        :mod:`~gpukmeans.segmentation.stability`): a ``stability`` column in the
+        profiles, and per segment in the summary. 0 skips it (no column; the summary
+        says it was skipped).
     out : path, optional
         Folder to write ``segments``, ``profiles.csv``, ``summary.json``,
         ``report.html`` and ``model.safetensors`` into. It must be new or empty
@@ -301,6 +318,7 @@ def segment(
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2, got {k}")
     _check_min_share(min_share)
+    resamples = check_resamples(stability)
     device = _check_device(device)
     stages = _Stages(listener)
     started = time.perf_counter()
@@ -336,6 +354,7 @@ def segment(
     with stages("score", "Scoring the segments"):
         metrics = _metrics(X, labels_t, distances, k, seed, sample_size, device, ranks, n_rows)
         metrics.update(fit_info)
+    stability_result, stability_skipped = _stability(stages, X, labels_t, k, resamples, n_init, seed, max_iter, ranks)
     labels_np, distances_np = labels_t.cpu().numpy(), distances.cpu().numpy()
     if ranks is not None:
         labels_np, distances_np, prepared.rows, report_rows = _gather_to_rank_0(
@@ -383,7 +402,10 @@ def segment(
         "silhouette_note": silhouette_note,
         "labels": readable,
         "feature_labels": shown_as,
+        **stability_summary(stability_result, stability_skipped),
     })
+    for item in summary["segments"]:
+        item.update(stability_segment(stability_result, item["segment"]))
     if ranks is not None:
         summary["ranks"] = ranks.world
     result = SegmentationResult(profiles=pd.DataFrame(), contrasts=traits.contrasts, model=model,
@@ -399,7 +421,8 @@ def segment(
                 sums = profile_and_write(preprocessor, reader, labels_np, distances_np, prepared.rows, k, writer,
                                          progress=stages.rows(prepared.n_rows), tallies=(tally,))
                 result.rules = tally.finish()
-                result.profiles = with_rules(sums.table(names, traits.medians), result.rules)
+                result.profiles = with_stability_column(with_rules(sums.table(names, traits.medians), result.rules),
+                                                        stability_result)
                 add_rules_to_summary(summary, result.rules)
             if staging is None:
                 result._segments = writer.frame()
@@ -866,6 +889,20 @@ def _fit(X, k, seed, n_init, max_iter, device, ranks):
     order = np.argsort(-sizes, kind="stable")
     centers = torch.as_tensor(km.cluster_centers_).double().cpu().numpy()
     return centers[order], info, sizes[order]
+
+
+def _stability(stages, X, labels, k, resamples, n_init, seed, max_iter, ranks):
+    """``(Stability or None, why it was skipped or None)``: each segment's bootstrap
+    stability on the clustered rows, on the fit's device."""
+    if resamples == 0:
+        return None, "--stability 0"
+    if ranks is not None:
+        return None, "not computed across torchrun ranks"
+    if X.shape[0] < MIN_ROWS_PER_SEGMENT * k:
+        return None, f"{X.shape[0]:,} rows are too few to resample {k} segments"
+    with stages("stability", f"Refitting {resamples} resamples for each segment's stability"):
+        return segment_stability(X, labels, k, resamples=resamples, restarts=restarts_for(n_init), seed=seed,
+                                 max_iter=max_iter), None
 
 
 def _centers_on(centers: np.ndarray, device):

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .cards import CARD_CSS, segment_cards
+from .stability import stability_reading
 
 if TYPE_CHECKING:
     from .pipeline import SegmentationResult
@@ -412,7 +413,10 @@ def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dic
     levels = set(levels)
     shown_as = feature_labels or {}
     head = "".join(f"<th title='{_e(f)}'>{_e(shown_as.get(f, f))}</th>" for f in features)
-    rows = [f"<table><tr><th>segment</th><th class='text'>name</th><th>share</th>{head}</tr>"]
+    with_stability = "stability" in profiles.columns
+    stability_head = ("<th title='mean Jaccard of the segment over bootstrap refits (Hennig): above 0.85 stable, "
+                      "below 0.6 it dissolves'>stability</th>") if with_stability else ""
+    rows = [f"<table><tr><th>segment</th><th class='text'>name</th><th>share</th>{stability_head}{head}</tr>"]
     for _, row in profiles.iterrows():
         cells = "".join(
             f"<td title='median {row[f + ' median']:.4g}; {row[f + ' vs population']:.2f}x the population mean'>"
@@ -420,8 +424,10 @@ def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dic
             for f in features
         )
         name = _e(row["segment_name"]) if "segment_name" in row else ""
+        stability = (f"<td class='text'>{row['stability']:.2f} ({_e(stability_reading(row['stability']))})</td>"
+                     if with_stability else "")
         rows.append(f"<tr><td>{int(row['segment'])}</td><td class='text'>{name}</td>"
-                    f"<td>{100 * row['share']:.1f}%</td>{cells}</tr>")
+                    f"<td>{100 * row['share']:.1f}%</td>{stability}{cells}</tr>")
     rows.append("</table>")
     return "".join(rows)
 

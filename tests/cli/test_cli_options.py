@@ -22,7 +22,8 @@ SEGMENT_OPTIONS = {
     "--categorical": None, "--drop-missing": False, "--log": "auto", "--clip": None, "--scale": "standard",
     "--decimal": None, "--labels": None, "--label": None, "--out": None, "--force": False, "--n-init": "10",
     "--max-iter": 300, "--seed": 0, "--device": "auto",
-    "--sample-size": 10_000, "--sweep-n-init": "auto", "--no-report": False, "--quiet": False, "--json": False,
+    "--sample-size": 10_000, "--sweep-n-init": "auto", "--stability": 20, "--no-report": False, "--quiet": False,
+    "--json": False,
 }
 SWEEP_OPTIONS = {
     "--k-range": "2:12", "--min-share": None, "--columns": None, "--id-column": "auto", "--categorical": None,

@@ -80,7 +80,8 @@ def test_the_rules_as_written_select_what_the_fidelities_count(mall):
     per_segment, overall = _fidelities(table, labels, list(profiles["rule"]))
     assert per_segment == pytest.approx(list(profiles["rule_fidelity"]), abs=1e-12)
     assert overall == pytest.approx(result.summary["rules_fidelity"], abs=1e-12)
-    assert list(profiles.columns[:6]) == ["segment", "segment_name", "size", "share", "rule", "rule_fidelity"]
+    assert list(profiles.columns[:7]) == ["segment", "segment_name", "size", "share", "stability", "rule",
+                                         "rule_fidelity"]
 
 
 def test_the_report_shows_every_rule(mall):
