@@ -65,8 +65,11 @@ from .stability import (
     DEFAULT_RESAMPLES,
     MIN_ROWS_PER_SEGMENT,
     check_resamples,
+    method_of,
+    resampled_rows,
     restarts_for,
     segment_stability,
+    stability_of_rows,
     with_stability_column,
 )
 from .stability import segment_fields as stability_segment
@@ -354,7 +357,8 @@ def segment(
     with stages("score", "Scoring the segments"):
         metrics = _metrics(X, labels_t, distances, k, seed, sample_size, device, ranks, n_rows)
         metrics.update(fit_info)
-    stability_result, stability_skipped = _stability(stages, X, labels_t, k, resamples, n_init, seed, max_iter, ranks)
+    stability_result, stability_skipped = _stability(stages, X, labels_t, k, resamples, n_init, seed, max_iter, ranks,
+                                                     prepared)
     labels_np, distances_np = labels_t.cpu().numpy(), distances.cpu().numpy()
     if ranks is not None:
         labels_np, distances_np, prepared.rows, report_rows = _gather_to_rank_0(
@@ -891,18 +895,31 @@ def _fit(X, k, seed, n_init, max_iter, device, ranks):
     return centers[order], info, sizes[order]
 
 
-def _stability(stages, X, labels, k, resamples, n_init, seed, max_iter, ranks):
+def _stability(stages, X, labels, k, resamples, n_init, seed, max_iter, ranks, prepared):
     """``(Stability or None, why it was skipped or None)``: each segment's bootstrap
-    stability on the clustered rows, on the fit's device."""
+    stability on the clustered rows, on the fit's device. Across torchrun ranks, rank 0
+    gathers the rows one process would resample and refits them (the others get None)."""
+    import torch
+
     if resamples == 0:
         return None, "--stability 0"
-    if ranks is not None:
-        return None, "not computed across torchrun ranks"
-    if X.shape[0] < MIN_ROWS_PER_SEGMENT * k:
-        return None, f"{X.shape[0]:,} rows are too few to resample {k} segments"
+    n_rows = int(prepared.stats.n_kept) if ranks is not None else int(X.shape[0])
+    if n_rows < MIN_ROWS_PER_SEGMENT * k:
+        return None, f"{n_rows:,} rows are too few to resample {k} segments"
+    options = dict(resamples=resamples, restarts=restarts_for(n_init), max_iter=max_iter)
     with stages("stability", f"Refitting {resamples} resamples for each segment's stability"):
-        return segment_stability(X, labels, k, resamples=resamples, restarts=restarts_for(n_init), seed=seed,
-                                 max_iter=max_iter), None
+        if ranks is None:
+            return segment_stability(X, labels, k, seed=seed, **options), None
+        sample, rng = resampled_rows(n_rows, seed=seed)
+        picked = np.arange(n_rows) if sample is None else sample
+        first, end = np.concatenate([[0], np.cumsum(prepared.stats.kept_by_rank)])[ranks.rank:ranks.rank + 2]
+        local = picked[(picked >= first) & (picked < end)] - first
+        gathered = gather_rows(ranks, [X[_index_on(local, X)].cpu().numpy(), labels.cpu().numpy()[local]])
+        if gathered is None:
+            return None, None
+        rows = torch.as_tensor(gathered[0], device=X.device)
+        return stability_of_rows(rows, gathered[1].astype(np.int64), k, rng, chunk_size=None,
+                                 method=method_of(n_rows, sample), **options), None
 
 
 def _centers_on(centers: np.ndarray, device):

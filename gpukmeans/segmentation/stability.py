@@ -93,20 +93,40 @@ def segment_stability(X, labels, k: int, *, resamples: int = DEFAULT_RESAMPLES, 
     ``chunk_size`` changes no result."""
     import torch
 
-    from ..engine.resampled import resampled_kmeans
-
-    rng = np.random.default_rng(seed)
     n_rows = int(X.shape[0])
-    sample = np.sort(rng.choice(n_rows, size=max_rows, replace=False)) if n_rows > max_rows else None
+    sample, rng = resampled_rows(n_rows, seed=seed, max_rows=max_rows)
     rows = X if sample is None else X[torch.as_tensor(sample, device=X.device)]
     original = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels, dtype=np.int64)
     original = original if sample is None else original[sample]
+    return stability_of_rows(rows, original, k, rng, resamples=resamples, restarts=restarts, max_iter=max_iter,
+                             chunk_size=chunk_size, method=method_of(n_rows, sample))
+
+
+def resampled_rows(n_rows: int, *, seed: int, max_rows: int = MAX_ROWS):
+    """``(positions, rng)``: the sorted positions of the rows the resamples draw from
+    (None: every row), and the generator that goes on to draw the resamples. The
+    positions depend on ``n_rows`` and ``seed`` alone, so that ranks holding shares of
+    the rows pick the rows one process would."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n_rows, size=max_rows, replace=False)) if n_rows > max_rows else None
+    return sample, rng
+
+
+def stability_of_rows(rows, original: np.ndarray, k: int, rng: np.random.Generator, *, resamples: int,
+                      restarts: int, max_iter: int, chunk_size: int | None, method: str) -> Stability:
+    """The :class:`Stability` of the segments ``original`` of ``rows`` (the rows
+    :func:`resampled_rows` picked, as a tensor), from ``resamples`` bootstraps drawn
+    with ``rng``."""
+    import torch
+
+    from ..engine.resampled import resampled_kmeans
+
     counts = bootstrap_counts(rows.shape[0], resamples, k, rng)
     fits = resampled_kmeans(rows, torch.as_tensor(counts), k, restarts=restarts, seed=int(rng.integers(2**32)),
                             max_iter=max_iter, chunk_size=chunk_size)
     refits = fits.labels.numpy()
     best = np.stack([best_jaccards(original, refits[:, b], counts[b] > 0, k) for b in range(resamples)])
-    return Stability(values=mean_over_resamples(best), resamples=resamples, method=_method(n_rows, sample))
+    return Stability(values=mean_over_resamples(best), resamples=resamples, method=method)
 
 
 def bootstrap_counts(n_rows: int, resamples: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +169,7 @@ def mean_over_resamples(best: np.ndarray) -> np.ndarray:
     return np.where(times > 0, totals / np.maximum(times, 1), 0.0)
 
 
-def _method(n_rows: int, sample) -> str:
+def method_of(n_rows: int, sample) -> str:
     if sample is None:
         return f"bootstrap of all {n_rows:,} rows"
     return f"bootstrap of {sample.size:,} rows sampled from {n_rows:,}"
