@@ -196,6 +196,28 @@ def _model_beside(path: Path, given) -> SegmentModel | None:
     return load_model(beside) if beside.is_file() else None
 
 
+def _numeric_id_hint(old_ids, new_ids) -> str:
+    """A hint when IDs that match nowhere as written match as numbers ("0001" and "1"):
+    one of the files was written by a tool that dropped the leading zeros."""
+    old_numbers = pd.to_numeric(pd.Series(old_ids, dtype=object).astype(str), errors="coerce").dropna()
+    new_numbers = pd.to_numeric(pd.Series(new_ids, dtype=object).astype(str), errors="coerce").dropna()
+    shared = np.intersect1d(old_numbers.to_numpy(), new_numbers.to_numpy())
+    if shared.size == 0:
+        return ""
+    return (f"; {shared.size:,} IDs match when read as numbers (such as {_example(old_ids, shared[0])}): "
+            "IDs are compared as written, so write both files with the same ID format")
+
+
+def _example(ids, number) -> str:
+    for value in ids:
+        try:
+            if float(str(value)) == number:
+                return repr(str(value))
+        except ValueError:
+            continue
+    return repr(str(number))
+
+
 def _compare(before: SegmentsFile, after: SegmentsFile, models) -> Comparison:
     old_at = pd.Series(before.segments, index=before.ids)
     new_at = pd.Series(after.segments, index=after.ids)
@@ -211,7 +233,8 @@ def _compare(before: SegmentsFile, after: SegmentsFile, models) -> Comparison:
     if arrived.sum():
         counts.loc[NEW_CUSTOMERS] = list(arrived) + ([0] if left.sum() else [])
     stayed = float(sum(table[a, b] for a, b in pairs) / len(both)) if len(both) else None
-    notes = [] if len(both) else [f"no customer is in both {before.path} and {after.path}"]
+    notes = [] if len(both) else [f"no customer is in both {before.path} and {after.path}"
+                                  + _numeric_id_hint(before.ids, after.ids)]
     return Comparison(
         counts=counts, matching={before.names[a]: after.names[b] for a, b in pairs}, method=method, stayed=stayed,
         flows=_largest_flows(table, left, pairs, before.names, after.names), key=before.key, in_both=len(both),

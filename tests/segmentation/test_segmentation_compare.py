@@ -124,3 +124,17 @@ def test_the_command_writes_the_table_and_the_flow_chart(snapshots, tmp_path):
     page = (tmp_path / "t.html").read_text()
     assert page.count("<path d=") >= 6 and "<svg" in page and "(new customers)" in page and "(left)" in page
     assert pd.read_csv(tmp_path / "t.csv").shape == (4, 5)
+
+
+def test_ids_that_match_only_as_numbers_are_pointed_out(tmp_path):
+    old = pd.DataFrame({"customer": ["0001", "0002", "0003"], "segment": [0, 1, 1],
+                        "segment_name": ["Low", "High", "High"], "distance": [0.1, 0.2, 0.3]})
+    new = old.assign(customer=["1", "2", "3"])
+    old.to_csv(tmp_path / "old.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    comparison = compare_segments(tmp_path / "old.csv", tmp_path / "new.csv")
+    assert comparison.notes == [
+        f"no customer is in both {tmp_path / 'old.csv'} and {tmp_path / 'new.csv'}; 3 IDs match when read as "
+        "numbers (such as '0001'): IDs are compared as written, so write both files with the same ID format"
+    ]
+    assert comparison.counts.loc["(new customers)"].sum() == 3
