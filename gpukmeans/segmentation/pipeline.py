@@ -70,6 +70,7 @@ from .stability import (
     restarts_for,
     segment_stability,
     stability_of_rows,
+    structure_sentence,
     with_stability_column,
 )
 from .stability import segment_fields as stability_segment
@@ -401,7 +402,7 @@ def segment(
         "min_share": min_share,
         "notes": notes,
         "structure": verdict.structure,
-        "structure_note": verdict.sentence,
+        "structure_note": structure_sentence(verdict.structure, verdict.sentence, k, stability_result),
         "structure_details": verdict.details,
         "silhouette_note": silhouette_note,
         "labels": readable,

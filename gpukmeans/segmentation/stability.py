@@ -183,6 +183,16 @@ def restarts_for(n_init) -> int:
     return max(1, min(int(n_init), MAX_RESTARTS))
 
 
+def structure_sentence(structure: str, sentence: str, k: int, stability: Stability | None) -> str:
+    """The structure verdict's sentence, told what the resamples found: segments that
+    overlap ("weak" by their silhouette) yet all come back when the customers are
+    resampled are a consistent split with soft boundaries, not an arbitrary one."""
+    if structure != "weak" or stability is None or not np.all(stability.values > READINGS[0][0]):
+        return sentence
+    return (f"The {k} segments overlap (a weak silhouette), but every one comes back when the customers are "
+            "resampled: a consistent split whose boundaries are soft, not natural groups with clear gaps.")
+
+
 def summary_fields(stability: Stability | None, skipped_because: str | None = None) -> dict:
     """The summary's top-level stability fields."""
     if stability is None:

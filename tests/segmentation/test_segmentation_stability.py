@@ -175,3 +175,17 @@ def test_the_report_shows_each_segments_stability_with_its_reading(tmp_path):
     profiles = pd.read_csv(tmp_path / "out" / "profiles.csv")
     for value in profiles["stability"]:
         assert f"{value:.2f} ({stability_reading(value)})" in html
+
+
+def test_overlapping_segments_that_all_come_back_are_called_a_consistent_split():
+    from gpukmeans.segmentation.stability import Stability, structure_sentence
+
+    weak = "The 3 segments overlap a lot: treat them as a convenient split, not natural groups."
+    stable = Stability(values=np.array([0.95, 0.9, 0.88]), resamples=20, method="bootstrap of all 300 rows")
+    one_dissolves = Stability(values=np.array([0.95, 0.9, 0.5]), resamples=20, method="bootstrap of all 300 rows")
+    assert structure_sentence("weak", weak, 3, stable).startswith(
+        "The 3 segments overlap (a weak silhouette), but every one comes back when the customers are resampled")
+    assert structure_sentence("weak", weak, 3, one_dissolves) == weak
+    assert structure_sentence("weak", weak, 3, None) == weak
+    assert structure_sentence("strong", "The 3 segments are clearly separated.", 3, stable) == (
+        "The 3 segments are clearly separated.")
