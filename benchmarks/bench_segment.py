@@ -51,7 +51,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 N_SEGMENTS = 8
 N_FEATURES = 12
 CASES = ("csv-k8", "parquet-k8", "parquet-sweep", "parquet-predict")
-ENGINE_STAGES = ("fit", "sweep")
+#: The stages that are k-means fits (the final fit, the sweep, the stability refits).
+ENGINE_STAGES = ("fit", "sweep", "stability")
 GB = 10**9
 
 
@@ -460,7 +461,8 @@ def markdown(record: dict) -> str:
         "",
         *_input_lines(record),
         "Each case is a fresh process (start-up and imports included); peak memory is the process's",
-        "peak resident set (1 GB = 10^9 bytes). Engine: the stages `fit` and `sweep`; outside: every",
+        "peak resident set (1 GB = 10^9 bytes). Engine: the stages `fit`, `sweep` and `stability` (k-means",
+        "fits and refits); outside: every",
         "other stage the run's `summary.json` records (not `total`).",
         "",
         *([record["note"], ""] if record.get("note") else []),
