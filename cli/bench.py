@@ -8,7 +8,7 @@ listed as missing. Wire it with ``app.command()(bench)``.
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -23,7 +23,9 @@ def _shapes(rows: Optional[int], device: str):
 
 
 def bench(
-    device: Annotated[str, typer.Option(help="cpu, cuda, or all (cuda only when present).")] = "all",
+    device: Annotated[
+        Literal["cpu", "cuda", "all"], typer.Option(help="Devices to time; all is cuda only when present.")
+    ] = "all",
     peers: Annotated[
         str, typer.Option(help="Comma-separated libraries to compare, or 'all' (installed ones run, others are listed as missing).")
     ] = "all",
@@ -37,8 +39,6 @@ def bench(
 
     from . import benchmarking
 
-    if device not in ("cpu", "cuda", "all"):
-        raise typer.BadParameter(f"{device!r}: use cpu, cuda or all.", param_hint="--device")
     if device == "cuda" and not torch.cuda.is_available():
         raise typer.BadParameter("no CUDA device on this machine.", param_hint="--device")
     devices = ["cpu"] if device == "cpu" else ["cuda"] if device == "cuda" else (
