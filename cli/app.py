@@ -13,7 +13,8 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from enum import StrEnum
+from typing import Annotated, Optional
 
 import typer
 
@@ -94,9 +95,25 @@ LogOpt = Annotated[
 ClipOpt = Annotated[
     Optional[float], typer.Option(help="Clip numeric columns at this quantile and 1 minus it, e.g. 0.01.")
 ]
-ScaleOpt = Annotated[Literal["standard", "robust", "minmax", "none"], typer.Option(help="How columns are scaled.")]
+
+
+# Options with a fixed set of values are string enums: --help lists the values, Click refuses
+# others, and each value is the plain string the library takes.
+class Scale(StrEnum):
+    standard = "standard"
+    robust = "robust"
+    minmax = "minmax"
+    none = "none"
+
+
+class Decimal(StrEnum):
+    point = "."
+    comma = ","
+
+
+ScaleOpt = Annotated[Scale, typer.Option(help="How columns are scaled.")]
 DecimalOpt = Annotated[
-    Optional[Literal[".", ","]],
+    Optional[Decimal],
     typer.Option(help="Decimal separator of numbers such as 1.234 that read two ways "
                  "\\[default: detected from the file]."),
 ]
@@ -171,7 +188,7 @@ class Preprocessing:
     drop_missing: DropMissingOpt = False
     log: LogOpt = "auto"
     clip: ClipOpt = None
-    scale: ScaleOpt = "standard"
+    scale: ScaleOpt = Scale.standard
     decimal: DecimalOpt = None
 
     def as_kwargs(self) -> dict:
@@ -405,7 +422,7 @@ def predict(
                      "standard output once every row is done, and the messages to standard error."),
     ],
     decimal: Annotated[
-        Optional[Literal[".", ","]],
+        Optional[Decimal],
         typer.Option(help="Decimal separator of numbers such as 1.234 that read two ways "
                      "\\[default: the training table's]."),
     ] = None,

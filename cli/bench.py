@@ -8,7 +8,8 @@ listed as missing. Wire it with ``app.command()(bench)``.
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from enum import StrEnum
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,10 +23,16 @@ def _shapes(rows: Optional[int], device: str):
     return shapes
 
 
+class Devices(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    all = "all"
+
+
 def bench(
     device: Annotated[
-        Literal["cpu", "cuda", "all"], typer.Option(help="Devices to time; all is cuda only when present.")
-    ] = "all",
+        Devices, typer.Option(help="Devices to time; all is cuda only when present.")
+    ] = Devices.all,
     peers: Annotated[
         str, typer.Option(help="Comma-separated libraries to compare, or 'all' (installed ones run, others are listed as missing).")
     ] = "all",

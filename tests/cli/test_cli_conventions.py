@@ -63,11 +63,12 @@ def test_help_offers_shell_completion_and_the_version():
 # ---------------------------------------------------------------- --help of every command
 
 COMMANDS = sorted(get_command(app).commands)
+# The values as --help lists them (Typer's brackets around them differ between versions).
 CHOICES = {
-    "--scale": "<standard|robust|minmax|none>",
-    "--device": "<auto|cpu|cuda|cuda:N>",
-    "--decimal": "<.|,>",
-    "--log": "<auto|none|COLUMNS>",
+    "--scale": "standard|robust|minmax|none",
+    "--device": "auto|cpu|cuda|cuda:N",
+    "--decimal": ".|,",
+    "--log": "auto|none|COLUMNS",
 }
 DEVICE_COMMANDS = ["segment", "sweep", "predict", "demo"]
 
