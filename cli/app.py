@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from enum import StrEnum
 from typing import Annotated, Optional
 
 import typer
 
 from ._console import ProgressDisplay, fail, note, print_json, stop_cleanly_on_sigterm, user_errors
+from ._help import Command, Group
 from ._options import expand_option_groups
+from ._streams import STDIN_NAME, is_stream, spooled_stdin, stdout_spool
 
 # OpenMP threads that spin while waiting at the end of each parallel region lose
 # whole scheduler time slices when other processes share the cores: a fit on a busy
@@ -33,14 +37,21 @@ app = typer.Typer(
     "named segments, a report and a reusable model.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    cls=Group,
 )
 
 # ---------------------------------------------------------------- shared options
 # A help text that names its default writes "\\[default: ...]": --help renders help as rich
 # markup, where a bare "[default: ...]" reads as a style tag and vanishes.
 
-DataArg = Annotated[Path, typer.Argument(help="Customer table: CSV (any delimiter) or Parquet.", show_default=False)]
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Customer table: CSV (any delimiter) or Parquet; '-' reads it from standard input, which is copied "
+        "to a temporary file first (the table is read in several passes) and deleted when the command ends.",
+        show_default=False,
+    ),
+]
 KOpt = Annotated[Optional[int], typer.Option("--k", help="Number of segments. Without it, a sweep chooses k.")]
 KRangeOpt = Annotated[
     str,
@@ -77,15 +88,33 @@ DropMissingOpt = Annotated[
     bool, typer.Option("--drop-missing", help="Drop rows with missing values instead of imputing them.")
 ]
 LogOpt = Annotated[
-    str, typer.Option(help="log1p transform: 'auto' (skewed non-negative columns), 'none', or comma-separated columns.")
+    str,
+    typer.Option(metavar="<auto|none|COLUMNS>",
+                 help="log1p transform: 'auto' (skewed non-negative columns), 'none', or comma-separated columns."),
 ]
 ClipOpt = Annotated[
     Optional[float], typer.Option(help="Clip numeric columns at this quantile and 1 minus it, e.g. 0.01.")
 ]
-ScaleOpt = Annotated[str, typer.Option(help="Scaling: standard, robust, minmax or none.")]
+
+
+# Options with a fixed set of values are string enums: --help lists the values, Click refuses
+# others, and each value is the plain string the library takes.
+class Scale(StrEnum):
+    standard = "standard"
+    robust = "robust"
+    minmax = "minmax"
+    none = "none"
+
+
+class Decimal(StrEnum):
+    point = "."
+    comma = ","
+
+
+ScaleOpt = Annotated[Scale, typer.Option(help="How columns are scaled.")]
 DecimalOpt = Annotated[
-    Optional[str],
-    typer.Option(help="Decimal separator, '.' or ',', of numbers such as 1.234 that read two ways "
+    Optional[Decimal],
+    typer.Option(help="Decimal separator of numbers such as 1.234 that read two ways "
                  "\\[default: detected from the file]."),
 ]
 NInitOpt = Annotated[str, typer.Option("--n-init", help="k-means restarts (they share passes over the data), or 'auto'.")]
@@ -96,7 +125,23 @@ SweepNInitOpt = Annotated[
 ]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed; the same seed gives the same segments.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+#: The values of --device; N is a CUDA device's index.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def _device(text: str) -> str:
+    """A --device value as given, or Click's message for a value outside the choices."""
+    if text in DEVICES[:3] or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise ValueError(f"{text!r} is not one of {', '.join(map(repr, DEVICES))}.")
+
+
+# The device is a fact of the machine, so it can be set once for the machine.
+DeviceOpt = Annotated[
+    str,
+    typer.Option(parser=_device, metavar="<" + "|".join(DEVICES) + ">", envvar="GPUKMEANS_DEVICE",
+                 help="Where to run: auto is CUDA when present, else the CPU."),
+]
 SampleOpt = Annotated[int, typer.Option("--sample-size", help="Rows for the sampled silhouette and the plots.")]
 ForceOpt = Annotated[
     bool,
@@ -148,7 +193,7 @@ class Preprocessing:
     drop_missing: DropMissingOpt = False
     log: LogOpt = "auto"
     clip: ClipOpt = None
-    scale: ScaleOpt = "standard"
+    scale: ScaleOpt = Scale.standard
     decimal: DecimalOpt = None
 
     def as_kwargs(self) -> dict:
@@ -216,7 +261,21 @@ def _torchrun_ranks(device: str):
 
 
 def _default_out(data: Path, suffix: str) -> Path:
-    return Path(f"{data.stem}_{suffix}")
+    return Path(f"{'stdin' if is_stream(data) else data.stem}_{suffix}")
+
+
+def _refuse_folder_on_stdout(out: Path | None) -> None:
+    if is_stream(out):
+        fail("--out names a folder here; only predict and rfm write their table to standard output ('-')")
+
+
+def _refuse_two_writers_of_stdout(out: Path, json_output: bool) -> None:
+    if is_stream(out) and json_output:
+        fail("--out - and --json both write to standard output; give --out a file to have both")
+
+
+def _where(out: Path) -> str:
+    return "standard output" if is_stream(out) else str(out)
 
 
 def _labels(labels_file: Path | None, label: list[str] | None) -> dict[str, str]:
@@ -231,7 +290,35 @@ def _labels(labels_file: Path | None, label: list[str] | None) -> dict[str, str]
 # ---------------------------------------------------------------- commands
 
 
-@app.command()
+def _version() -> str:
+    """The installed package's version, read from its metadata without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gpukmeans")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        import gpukmeans
+
+        return gpukmeans.__version__
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"gpukmeans {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options_of_every_command(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
+):
+    """Options given before the command's name."""
+
+
+
+@app.command(cls=Command)
 @expand_option_groups
 def segment(
     data: DataArg,
@@ -266,16 +353,18 @@ def segment(
     from gpukmeans.segmentation import parse_k_range
     from gpukmeans.segmentation import segment as run_segment
 
+    _refuse_folder_on_stdout(out)
     out = out or _default_out(data, "segments")
     with user_errors(quiet=quiet or json_output), _torchrun_ranks(engine.device) as follower:
         quiet = quiet or follower
         low_high = parse_k_range(k_range)
         labels = _labels(labels_file, label)
-        with ProgressDisplay(quiet=quiet or json_output) as progress:
+        with ProgressDisplay(quiet=quiet or json_output) as progress, spooled_stdin(data) as (table, source):
             result = run_segment(
-                data, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
+                table, k=k, k_range=low_high, min_share=min_share, labels=labels, **preprocessing.as_kwargs(),
                 **engine.as_kwargs(), sweep_n_init=_n_init(sweep_n_init, "--sweep-n-init"), stability=stability,
                 out=out, force=force, report=not no_report, listener=progress, command=_command_line(),
+                source=source,
             )
     if result is None:  # a rank other than 0: rank 0 writes and prints
         return
@@ -296,7 +385,7 @@ def segment(
         typer.echo(f"Report: {out / 'report.html'}")
 
 
-@app.command()
+@app.command(cls=Command)
 @expand_option_groups
 def sweep(
     data: DataArg,
@@ -314,14 +403,15 @@ def sweep(
     """Choose k only: the table of metrics per k, the elbow and silhouette plots, a recommendation."""
     from gpukmeans.segmentation import parse_k_range, sweep_k
 
+    _refuse_folder_on_stdout(out)
     out = out or _default_out(data, "sweep")
     with user_errors(quiet=quiet or json_output), _torchrun_ranks(engine.device) as follower:
         quiet = quiet or follower
         low_high = parse_k_range(k_range)
-        with ProgressDisplay(quiet=quiet or json_output) as progress:
+        with ProgressDisplay(quiet=quiet or json_output) as progress, spooled_stdin(data) as (table, source):
             run = sweep_k(
-                data, k_range=low_high, min_share=min_share, **preprocessing.as_kwargs(), **engine.as_kwargs(),
-                out=out, force=force, listener=progress, command=_command_line(),
+                table, k_range=low_high, min_share=min_share, **preprocessing.as_kwargs(), **engine.as_kwargs(),
+                out=out, force=force, listener=progress, command=_command_line(), source=source,
             )
     if run is None:
         return
@@ -337,14 +427,18 @@ def sweep(
     typer.echo(f"Wrote {out}/ (sweep.csv, elbow.png, silhouette.png, summary.json)")
 
 
-@app.command()
+@app.command(cls=Command)
 def predict(
     model: Annotated[Path, typer.Argument(help="model.safetensors, or the segment output folder holding it.")],
     data: DataArg,
-    out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet), with the columns of segments.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="File to write (.csv or .parquet), with the columns of segments; '-' writes CSV to "
+                     "standard output once every row is done, and the messages to standard error."),
+    ],
     decimal: Annotated[
-        Optional[str],
-        typer.Option(help="Decimal separator, '.' or ',', of numbers such as 1.234 that read two ways "
+        Optional[Decimal],
+        typer.Option(help="Decimal separator of numbers such as 1.234 that read two ways "
                      "\\[default: the training table's]."),
     ] = None,
     force: FileForceOpt = False,
@@ -358,10 +452,12 @@ def predict(
 
     if (torchrun_world() or (0, 1))[0] != 0:
         return  # under torchrun, rank 0 predicts alone: the output is one file
+    _refuse_two_writers_of_stdout(out, json_output)
     with user_errors(quiet=quiet or json_output):
-        with ProgressDisplay(quiet=quiet or json_output) as progress:
-            prediction = run_predict(model, data, out=out, decimal=decimal, force=force, device=device,
-                                     listener=progress)
+        with ProgressDisplay(quiet=quiet or json_output) as progress, spooled_stdin(data) as (table, source), \
+                stdout_spool(out) as target:
+            prediction = run_predict(model, table, out=target, decimal=decimal, force=force, device=device,
+                                     listener=progress, source=source)
     counts = {key: count for key, count in prediction.counts.items() if count}
     if json_output:
         print_json(
@@ -373,17 +469,19 @@ def predict(
         )
         return
     if not quiet:
+        to_stderr = is_stream(out)  # standard output holds the table
         total = max(prediction.rows, 1)
         _print_segments(
-            [{"segment": s, "name": n, "size": c, "share": c / total} for (s, n), c in counts.items()]
+            [{"segment": s, "name": n, "size": c, "share": c / total} for (s, n), c in counts.items()],
+            err=to_stderr,
         )
         for name, count in prediction.unknown_levels.items():
             note(f"warning: {count:,} rows hold a level of {name!r} the model never saw (counted in no level)",
                  quiet=quiet)
-        typer.echo(f"Wrote {prediction.rows:,} rows to {out}")
+        typer.echo(f"Wrote {prediction.rows:,} rows to {_where(out)}", err=to_stderr)
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     old: Annotated[Path, typer.Argument(help="Segments file of the earlier snapshot (from segment or predict).")],
     new: Annotated[Path, typer.Argument(help="Segments file of the later snapshot.")],
@@ -426,10 +524,18 @@ def compare(
     typer.echo(f"Wrote {out}" + (f" and {html_out}" if html_out else ""))
 
 
-@app.command()
+@app.command(cls=Command)
 def rfm(
-    transactions: Annotated[Path, typer.Argument(help="Transaction log: one row per invoice line (CSV or Parquet).")],
-    out: Annotated[Path, typer.Option(help="File to write (.csv or .parquet): one row per customer.")],
+    transactions: Annotated[
+        Path,
+        typer.Argument(help="Transaction log: one row per invoice line (CSV or Parquet); '-' reads it from "
+                       "standard input, which is copied to a temporary file first and deleted when the command ends."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="File to write (.csv or .parquet): one row per customer; '-' writes CSV to standard "
+                     "output, and the messages to standard error."),
+    ],
     force: FileForceOpt = False,
     customer_column: Annotated[str, typer.Option(help="Customer ID column.")] = "CustomerID",
     invoice_column: Annotated[str, typer.Option(help="Invoice number column; 'C...' marks a cancellation.")] = "InvoiceNo",
@@ -449,8 +555,10 @@ def rfm(
         customer=customer_column, invoice=invoice_column, date=date_column,
         quantity=quantity_column, price=price_column,
     )
+    _refuse_two_writers_of_stdout(out, json_output)
     with user_errors(quiet=quiet or json_output):
-        run = rfm_file(transactions, out, columns=columns, date_format=date_format, force=force)
+        with spooled_stdin(transactions) as (log, source), stdout_spool(out) as target:
+            run = rfm_file(log, target, columns=columns, date_format=date_format, force=force, source=source)
     facts = {
         "transactions": run.n_transactions,
         "used": run.n_used,
@@ -465,16 +573,19 @@ def rfm(
         return
     if quiet:
         return
+    to_stderr = is_stream(out)  # standard output holds the table
     dropped = ", ".join(f"{reason}: {n:,}" for reason, n in run.dropped.items() if n) or "none"
     if run.skipped_lines:
         shown = ", ".join(map(str, run.skipped_lines[:10])) + (" ..." if len(run.skipped_lines) > 10 else "")
         note(f"skipped {len(run.skipped_lines)} malformed line(s): {shown}", quiet=quiet)
-    typer.echo(f"{run.n_used:,} of {run.n_transactions:,} transactions used; dropped: {dropped}")
-    typer.echo(f"{len(run.table):,} customers, snapshot date {run.snapshot:%Y-%m-%d %H:%M}; wrote {out}")
-    typer.echo(f"Next: gpukmeans segment {shlex.quote(str(out))}")
+    typer.echo(f"{run.n_used:,} of {run.n_transactions:,} transactions used; dropped: {dropped}", err=to_stderr)
+    typer.echo(f"{len(run.table):,} customers, snapshot date {run.snapshot:%Y-%m-%d %H:%M}; wrote {_where(out)}",
+               err=to_stderr)
+    if not to_stderr:
+        typer.echo(f"Next: gpukmeans segment {shlex.quote(str(out))}")
 
 
-@app.command()
+@app.command(cls=Command)
 def demo(
     rows: Annotated[int, typer.Option(help="Synthetic customers to generate.")] = 20_000,
     out: Annotated[Path, typer.Option(help="Folder for the generated table and the results.")] = Path("gpukmeans-demo"),
@@ -506,7 +617,7 @@ def demo(
     typer.echo(f"Done in {summary['timings']['total']:.1f} s. Open the report: {result.out / 'report.html'}")
 
 
-@app.command()
+@app.command(cls=Command)
 def info(json_output: JsonOpt = False):
     """Versions, devices, GPU memory, and which optional parts are installed."""
     from gpukmeans._environment import environment_info
@@ -532,7 +643,7 @@ def info(json_output: JsonOpt = False):
 # Commands that live in their own modules register here, one line each.
 from .bench import bench  # noqa: E402
 
-app.command()(bench)
+app.command(cls=Command)(bench)
 
 
 # ---------------------------------------------------------------- printing
@@ -604,14 +715,14 @@ def _print_dissolving(segments: list[dict], quiet: bool) -> None:
              f"{DISSOLVES_BELOW}): {listed}", quiet=quiet)
 
 
-def _print_segments(segments: list[dict]) -> None:
+def _print_segments(segments: list[dict], *, err: bool = False) -> None:
     with_stability = any("stability" in item for item in segments)
     stability_head = "stability  " if with_stability else ""
-    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  {stability_head}name")
+    typer.echo(f"{'segment':>7}  {'customers':>10}  {'share':>6}  {stability_head}name", err=err)
     for item in segments:
         stability = f"{item['stability']:>9.2f}  " if with_stability else ""
         size, share = f"{item['size']:>10,}", f"{100 * item['share']:>5.1f}%"
-        typer.echo(f"{item['segment']:>7}  {size}  {share}  {stability}{item['name']}")
+        typer.echo(f"{item['segment']:>7}  {size}  {share}  {stability}{item['name']}", err=err)
 
 
 def _print_rules(summary: dict) -> None:

@@ -8,6 +8,7 @@ listed as missing. Wire it with ``app.command()(bench)``.
 import dataclasses
 import json
 from pathlib import Path
+from enum import StrEnum
 from typing import Annotated, Optional
 
 import typer
@@ -22,8 +23,16 @@ def _shapes(rows: Optional[int], device: str):
     return shapes
 
 
+class Devices(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    all = "all"
+
+
 def bench(
-    device: Annotated[str, typer.Option(help="cpu, cuda, or all (cuda only when present).")] = "all",
+    device: Annotated[
+        Devices, typer.Option(help="Devices to time; all is cuda only when present.")
+    ] = Devices.all,
     peers: Annotated[
         str, typer.Option(help="Comma-separated libraries to compare, or 'all' (installed ones run, others are listed as missing).")
     ] = "all",
@@ -37,8 +46,6 @@ def bench(
 
     from . import benchmarking
 
-    if device not in ("cpu", "cuda", "all"):
-        raise typer.BadParameter(f"{device!r}: use cpu, cuda or all.", param_hint="--device")
     if device == "cuda" and not torch.cuda.is_available():
         raise typer.BadParameter("no CUDA device on this machine.", param_hint="--device")
     devices = ["cpu"] if device == "cpu" else ["cuda"] if device == "cuda" else (

@@ -27,7 +27,7 @@ def _new_figure(width: float, height: float):
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "gpukmeans plots need matplotlib: pip install 'gpukmeans[plot]'"
+            "gpukmeans plots need matplotlib, one of its dependencies: pip install matplotlib"
         ) from error
     figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)

@@ -498,6 +498,7 @@ def sweep_k(
     force: bool = False,
     listener: StageListener | None = None,
     command: str | None = None,
+    source: str | None = None,
 ) -> SweepRun:
     """Only choose k: preprocess as :func:`segment` does, sweep, and plot.
 
@@ -505,7 +506,8 @@ def sweep_k(
     k) and ``summary.json`` into ``out`` when given. Parameters as for
     :func:`segment`; ``force`` replaces a folder holding only these files
     (:data:`SWEEP_FILES`). With ``min_share``, the recommended k is the allowed k
-    nearest to the sweep's recommendation, as :func:`segment` takes it.
+    nearest to the sweep's recommendation, as :func:`segment` takes it. ``source``
+    names the data in messages and the summary (default: its path).
     """
     _check_min_share(min_share)
     ranks = Ranks.current()
@@ -517,7 +519,7 @@ def sweep_k(
     stages = _Stages(listener)
     started = time.perf_counter()
     reader, preprocessor, prepared, _ = _prepare(
-        stages, data, None, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
+        stages, data, source, device, ranks, columns=columns, id_column=id_column, categorical=categorical,
         missing=missing, log=log, clip=clip, scale=scale, decimal=decimal,
     )
     n_rows = int(prepared.stats.n_kept) if ranks is not None else int(prepared.X.shape[0])

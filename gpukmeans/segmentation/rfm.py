@@ -161,6 +161,7 @@ def rfm_file(
     columns: RFMColumns = RFMColumns(),
     date_format: str | None = None,
     force: bool = False,
+    source: str | None = None,
 ) -> RFMResult:
     """Read a transaction log (CSV or Parquet), compute :func:`rfm`, write it to ``out``.
 
@@ -170,13 +171,14 @@ def rfm_file(
     anything else as CSV, atomically. It is checked before the log is read: an
     existing ``out`` is replaced only with ``force``, and never when it is the log
     itself or anything but a regular file (see
-    :func:`~gpukmeans.segmentation.io.check_output_file`).
+    :func:`~gpukmeans.segmentation.io.check_output_file`). ``source`` names the log in
+    messages (default: its path).
     """
     if out is not None:
         out = check_output_file(out, force=force, inputs={"transaction log": path})
     table = read_table(path, columns.as_list(), string_columns=[columns.customer, columns.invoice],
                        bad_lines="skip")
-    result = rfm(table.frame, columns=columns, date_format=date_format, source=str(path))
+    result = rfm(table.frame, columns=columns, date_format=date_format, source=source or str(path))
     result.skipped_lines = table.skipped_lines
     result.n_transactions += len(table.skipped_lines)
     result.dropped = {"malformed line": len(table.skipped_lines), **result.dropped}

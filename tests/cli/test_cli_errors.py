@@ -40,8 +40,6 @@ CASES = {
         _file("t.csv", b"x,y\n1,2\noops,3\n4,5\n"), ["--columns", "x,y"], "'x'"
     ),
     "bad k range": (lambda tmp: MALL, ["--k-range", "9:3"], "k range"),
-    "bad scale": (lambda tmp: MALL, ["--scale", "zscore"], "scale must be one of"),
-    "no such device": (lambda tmp: MALL, ["--device", "tpu"], "device='tpu'"),
 }
 
 
