@@ -117,10 +117,13 @@ DecimalOpt = Annotated[
     typer.Option(help="Decimal separator of numbers such as 1.234 that read two ways "
                  "\\[default: detected from the file]."),
 ]
-NInitOpt = Annotated[str, typer.Option("--n-init", metavar="<auto|N>", help="k-means restarts (they share passes over the data), or 'auto'.")]
+NInitOpt = Annotated[
+    str, typer.Option("--n-init", metavar="<auto|N>", help="k-means restarts (they share passes over the data), or 'auto'.")
+]
 SweepNInitOpt = Annotated[
     str,
-    typer.Option("--sweep-n-init", metavar="<auto|N>", help="Restarts per k when k is chosen (without --k); 'auto' is three per k, "
+    typer.Option("--sweep-n-init", metavar="<auto|N>",
+                 help="Restarts per k when k is chosen (without --k); 'auto' is three per k, "
                  "each k also started from its neighbours."),
 ]
 MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Most Lloyd iterations per fit.")]
