@@ -98,6 +98,17 @@ def _sq_distance(a, b):
 
 
 @numba.njit(cache=True, nogil=True)
+def _nearest(row, centers, k):
+    """(index, squared distance) of the first of ``centers[:k]`` nearest to ``row``."""
+    nearest, nearest_distance = 0, np.inf
+    for c in range(k):
+        distance = _sq_distance(row, centers[c])
+        if distance < nearest_distance:
+            nearest, nearest_distance = c, distance
+    return nearest, nearest_distance
+
+
+@numba.njit(cache=True, nogil=True)
 def _draw(cumulative, target):
     """The first index whose cumulative value reaches ``target`` (binary search)."""
     low, high = 0, cumulative.shape[0] - 1
@@ -156,11 +167,7 @@ def _fit(rows, k, uniforms, tolerance, max_iter, centers, labels):
     for iteration in range(max_iter):
         changed = 0
         for i in range(n_rows):
-            nearest, nearest_distance = 0, np.inf
-            for c in range(k):
-                distance = _sq_distance(rows[i], centers[c])
-                if distance < nearest_distance:
-                    nearest, nearest_distance = c, distance
+            nearest, _ = _nearest(rows[i], centers, k)
             if iteration == 0 or labels[i] != nearest:
                 changed += 1
             labels[i] = nearest
@@ -182,11 +189,6 @@ def _fit(rows, k, uniforms, tolerance, max_iter, centers, labels):
 
     inertia = 0.0
     for i in range(n_rows):
-        nearest, nearest_distance = 0, np.inf
-        for c in range(k):
-            distance = _sq_distance(rows[i], centers[c])
-            if distance < nearest_distance:
-                nearest, nearest_distance = c, distance
-        labels[i] = nearest
+        labels[i], nearest_distance = _nearest(rows[i], centers, k)
         inertia += nearest_distance
     return inertia

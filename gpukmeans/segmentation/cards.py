@@ -163,8 +163,9 @@ def _trait(label: str, profile: pd.Series, feature: str, contrast: float, *, is_
         against = f", against {100 * overall:.0f}% overall" if overall is not None else ""
         return f"{100 * mean:.0f}% {label}{against}"
     if overall is None or overall == 0:
-        return f"{label}: {_number(mean)} on average ({abs(contrast):.1f} standard deviations {direction} the population)"
-    return f"{label}: {_number(mean)} on average, {mean / overall:.2f}x the population's {_number(overall)}"
+        return (f"{label}: {format_mean(mean)} on average ({abs(contrast):.1f} standard deviations {direction} "
+                "the population)")
+    return f"{label}: {format_mean(mean)} on average, {mean / overall:.2f}x the population's {format_mean(overall)}"
 
 
 def _population(profile: pd.Series, feature: str) -> float | None:
@@ -177,15 +178,23 @@ def _population(profile: pd.Series, feature: str) -> float | None:
     return float(mean / ratio)
 
 
-def _number(value: float) -> str:
+def format_mean(value: float, *, is_share: bool = False) -> str:
+    """A mean as the report shows it: a share as a percentage, a number with the digits
+    its size calls for."""
+    if not np.isfinite(value):
+        return ""
+    if is_share:
+        return f"{100 * value:.0f}%"
     magnitude = abs(value)
-    if magnitude >= 1e6:
-        return f"{value:,.3g}"
-    if magnitude >= 100:
+    if magnitude >= 1e9 or 0 < magnitude < 0.01:
+        return f"{value:.3g}"
+    if magnitude >= 10_000:
         return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
     if magnitude >= 1:
         return f"{value:.1f}"
-    return f"{value:.3g}"
+    return f"{value:.2f}"
 
 
 def _e(value) -> str:

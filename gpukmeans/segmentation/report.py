@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .cards import CARD_CSS, segment_cards
+from .cards import CARD_CSS, format_mean, segment_cards
 from .stability import stability_reading
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def profile_heatmap(
     for s in range(k):
         for j, feature in enumerate(contrasts.columns):
             mean = profiles[f"{feature} mean"].iloc[s]
-            text = _format_mean(mean, is_share=feature in level_columns)
+            text = format_mean(mean, is_share=feature in level_columns)
             ax.text(j, s, text, ha="center", va="center", fontsize=8.5,
                     color="white" if abs(z[s, j]) > 0.6 * limit else "black")
     shown_as = feature_labels or {}
@@ -234,23 +234,6 @@ def profile_heatmap(
     ax.set_title("Segment means (text) against the population (colour)")
     fig.tight_layout()
     return fig
-
-
-def _format_mean(value: float, *, is_share: bool) -> str:
-    if not np.isfinite(value):
-        return ""
-    if is_share:
-        return f"{100 * value:.0f}%"
-    magnitude = abs(value)
-    if magnitude >= 1e9 or 0 < magnitude < 0.01:
-        return f"{value:.3g}"
-    if magnitude >= 10_000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 1:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def _stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -420,7 +403,7 @@ def _profile_table(profiles: pd.DataFrame, levels, features, feature_labels: dic
     for _, row in profiles.iterrows():
         cells = "".join(
             f"<td title='median {row[f + ' median']:.4g}; {row[f + ' vs population']:.2f}x the population mean'>"
-            f"{_format_mean(row[f + ' mean'], is_share=f in levels)}</td>"
+            f"{format_mean(row[f + ' mean'], is_share=f in levels)}</td>"
             for f in features
         )
         name = _e(row["segment_name"]) if "segment_name" in row else ""
