@@ -62,3 +62,16 @@ def test_the_transform_on_the_gpu_equals_the_cpu_kernel(customers):
         prep = Preprocessor(categorical=["channel"], clip=0.01, scale="robust")
         matrices.append(prepare_table(prep, TableReader.open(customers), device=device).X.cpu())
     assert torch.equal(matrices[0], matrices[1])
+
+
+def test_the_sweep_rules_and_stability_on_the_gpu_agree_with_the_cpus(customers, tmp_path):
+    options = dict(categorical=["channel"], k_range=(2, 6), stability=10, report=False)
+    cpu = segment(customers, device="cpu", **options)
+    gpu = segment(customers, device="cuda", **options)
+    assert gpu.summary["k"] == cpu.summary["k"] == 4
+    np.testing.assert_allclose([row["inertia"] for row in gpu.summary["sweep"]],
+                               [row["inertia"] for row in cpu.summary["sweep"]], rtol=1e-4)
+    assert gpu.summary["structure"] == cpu.summary["structure"]
+    for on_gpu, on_cpu in zip(gpu.summary["segments"], cpu.summary["segments"]):
+        assert on_gpu["stability"] == pytest.approx(on_cpu["stability"], abs=0.02)
+        assert on_gpu["rule"] == on_cpu["rule"]
