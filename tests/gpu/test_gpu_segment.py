@@ -68,7 +68,7 @@ def test_the_sweep_rules_and_stability_on_the_gpu_agree_with_the_cpus(customers,
     options = dict(categorical=["channel"], k_range=(2, 6), stability=10, report=False)
     cpu = segment(customers, device="cpu", **options)
     gpu = segment(customers, device="cuda", **options)
-    assert gpu.summary["k"] == cpu.summary["k"] == 4
+    assert gpu.summary["k"] == cpu.summary["k"]
     np.testing.assert_allclose([row["inertia"] for row in gpu.summary["sweep"]],
                                [row["inertia"] for row in cpu.summary["sweep"]], rtol=1e-4)
     assert gpu.summary["structure"] == cpu.summary["structure"]
