@@ -331,24 +331,26 @@ def test_interval_is_the_infinitesimal_jackknife_of_the_estimate(overlapping, ta
 def test_the_influence_weights_are_the_derivatives_of_the_silhouette():
     from gpukmeans.metrics._sampled import _influence_weights
 
-    # rows with a < b, a > b, a = b = 0 (pinned to 0), and one alone in its cluster
-    intra = torch.tensor([1.0, 3.0, 0.0, 0.0, 2.0], dtype=torch.float64)
-    inter = torch.tensor([4.0, 2.0, 0.0, 5.0, 0.5], dtype=torch.float64)
-    singleton = torch.tensor([False, False, False, True, False])
-    values = torch.zeros(5, dtype=torch.float64)
-    d_intra, d_inter = _influence_weights(values, intra, inter, singleton)
+    # rows with a < b, a > b, a = 0 (duplicates), b = 0, a = b = 0 and one alone in its
+    # cluster (both pinned to 0), then squares that underflow to 0
+    intra = torch.tensor([1.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1e-200, 0.0], dtype=torch.float64)
+    inter = torch.tensor([4.0, 2.0, 1.0, 0.0, 0.5, 0.0, 5.0, 0.0, 1e-200], dtype=torch.float64)
+    singleton = torch.tensor([False] * 6 + [True, False, False])
+    d_intra, d_inter = _influence_weights(torch.zeros(9, dtype=torch.float64), intra, inter, singleton)
 
     def silhouette(a, b):
         return (b - a) / max(a, b)
 
     step = 1e-6
-    for row in (0, 1, 4):
+    for row in range(5):
         a, b = float(intra[row]), float(inter[row])
         assert float(d_intra[row]) == pytest.approx((silhouette(a + step, b) - silhouette(a - step, b)) / (2 * step),
                                                     rel=1e-6)
         assert float(d_inter[row]) == pytest.approx((silhouette(a, b + step) - silhouette(a, b - step)) / (2 * step),
                                                     rel=1e-6)
-    assert d_intra[2:4].tolist() == [0.0, 0.0] and d_inter[2:4].tolist() == [0.0, 0.0]
+    assert d_intra[5:7].tolist() == [0.0, 0.0] and d_inter[5:7].tolist() == [0.0, 0.0]
+    # b = 0 < a: ds/da = -b / a^2 = 0, ds/db = 1 / a; a = 0 < b: ds/da = -1 / b, ds/db = a / b^2 = 0
+    assert d_intra[7:].tolist() == [0.0, -1e200] and d_inter[7:].tolist() == [1e200, 0.0]
 
 
 def _far_tight_blobs():
