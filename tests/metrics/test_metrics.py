@@ -393,11 +393,26 @@ def test_an_interval_reaching_past_a_bound_of_the_silhouette_ends_there(make_tab
     assert estimate.high == pytest.approx(min(1.0, high), abs=1e-9)
 
 
-def test_a_bias_correction_past_minus_one_stops_at_minus_one():
-    # the split-half formula overshoots -1 on this sample (-1.06); the estimate is -1
-    X, y = _wrong_way_round()
-    estimate, corrected, _ = _split_half_reference(X, y, 5, 16, 0)
-    assert corrected < -1 and estimate.value == -1.0
+def _a_cluster_in_two_places():
+    """A round cluster of 2,000 rows, and a cluster of 20: 12 rows just beside the first,
+    8 far away. When one half of the small cluster's sample holds only its near rows,
+    the first cluster's rows score far lower against that half (b shrinks): the split-half
+    correction then passes 1."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(2000, 2)), rng.normal(loc=[3, 0], scale=0.1, size=(12, 2)),
+                   rng.normal(loc=[1000, 0], size=(8, 2))])
+    return X, np.repeat([0, 1], [2000, 20])
+
+
+@pytest.mark.parametrize("make_table, n_labels, sample_size, seed, bound", [
+    (_wrong_way_round, 5, 16, 0, -1.0),
+    (_a_cluster_in_two_places, 2, 32, 1, 1.0),
+])
+def test_a_bias_correction_past_a_bound_stops_there(make_table, n_labels, sample_size, seed, bound):
+    X, y = make_table()
+    estimate, corrected, _ = _split_half_reference(X, y, n_labels, sample_size, seed)
+    assert abs(corrected) > 1 and np.sign(corrected) == bound
+    assert estimate.value == bound
 
 
 def _estimate_against(distances, codes, reference, cluster_shares):
