@@ -72,3 +72,13 @@ def test_no_centre_below_the_threshold_changes_nothing_but_the_update(ratio):
     new_centers, _ = _step(counts, ratio=ratio)
     assert new_centers.tolist() == [[1.0, 0.0], [10.0, 12.0], [100.0, 100.0]]
     assert counts.tolist() == [4.0, 2.0, 5.0]
+
+
+def test_centres_are_reassigned_only_on_the_steps_that_ask_for_it():
+    # scikit-learn reassigns every few steps: on the others, a rare centre only moves by counts
+    rows, weights, centers = _batch()
+    counts = _tensor([2.0, 0.0, 5.0])
+    new_centers, _ = minibatch_step(rows, weights, centers, counts, np.random.RandomState(0),
+                                    random_reassign=False, reassignment_ratio=0.5, verbose=False)
+    assert new_centers.tolist() == [[1.0, 0.0], [10.0, 12.0], [100.0, 100.0]]
+    assert counts.tolist() == [4.0, 2.0, 5.0]
