@@ -145,6 +145,18 @@ def test_unsupported_metric_and_block_size(six_blobs):
         silhouette_samples(X, y, block_size=0)
 
 
+@pytest.mark.parametrize("block_size", [-3, True, 2.5, "big"])
+def test_block_size_is_a_positive_int_or_auto(six_blobs, block_size):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match=r"^block_size must be a positive int or 'auto', got "):
+        silhouette_samples(X, y, block_size=block_size)
+
+
+def test_a_block_of_one_row_gives_scikit_learns_silhouettes(six_blobs):
+    X, y = six_blobs[0][:60], six_blobs[1][:60]
+    np.testing.assert_allclose(silhouette_samples(X, y, block_size=1), skm.silhouette_samples(X, y), rtol=1e-9)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
 def test_cuda_without_gpu_is_a_value_error(six_blobs):
     X, y = six_blobs
