@@ -6,7 +6,9 @@
 #   bash benchmarks/mutation.sh MODULE TEST_PATH... [-- MUTANT_NAME...]
 #   bash benchmarks/mutation.sh gpukmeans/metrics/_sampled.py tests/metrics/test_metrics.py \
 #        tests/estimators/test_sweep.py
+#   bash benchmarks/mutation.sh gpukmeans/engine/uniforms.py tests/engine -m "not slow"
 #
+# Options among the test paths go to pytest too (-m "not slow": the fast tier).
 # It runs in a copy of the committed checkout (git archive HEAD) in $WORK (default: a new
 # temporary folder), so the working tree is never mutated; names after -- rerun only those
 # mutants. mutmut is a tool, not a dependency: .venv/bin/python -m pip install mutmut.

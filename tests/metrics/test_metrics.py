@@ -148,6 +148,18 @@ def test_unsupported_metric_and_block_size(six_blobs):
         silhouette_samples(X, y, block_size=0)
 
 
+@pytest.mark.parametrize("block_size", [-3, True, 2.5, "big"])
+def test_block_size_is_a_positive_int_or_auto(six_blobs, block_size):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match=r"^block_size must be a positive int or 'auto', got "):
+        silhouette_samples(X, y, block_size=block_size)
+
+
+def test_a_block_of_one_row_gives_scikit_learns_silhouettes(six_blobs):
+    X, y = six_blobs[0][:60], six_blobs[1][:60]
+    np.testing.assert_allclose(silhouette_samples(X, y, block_size=1), skm.silhouette_samples(X, y), rtol=1e-9)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
 def test_cuda_without_gpu_is_a_value_error(six_blobs):
     X, y = six_blobs
@@ -280,6 +292,163 @@ def test_interval_width_matches_a_stratified_jackknife_of_the_same_sample(overla
         assert standard_error == pytest.approx(np.sqrt(variance), rel=0.02)
 
 
+def _weighted_estimate(distances, codes, weights, cluster_shares):
+    """The plain estimate with a weight on every sampled row, as a scored row and as a
+    reference point (all weights 1: the estimate itself); a row is not its own reference,
+    and scores 0 alone in its cluster or where a = b = 0."""
+    one_hot = np.eye(len(cluster_shares))[codes]
+    sums = distances @ (one_hot * weights[:, None])
+    weight_in = one_hot.T @ weights
+    rows = np.arange(len(codes))
+    own_weight = weight_in[codes] - weights
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[rows, codes] / own_weight
+        means = sums / weight_in
+        means[rows, codes] = np.inf
+        b = means.min(axis=1)
+        s = np.where((own_weight <= 0) | ((a == 0) & (b == 0)), 0.0, (b - a) / np.maximum(a, b))
+    return float(cluster_shares @ ((one_hot * (weights * s)[:, None]).sum(axis=0) / weight_in))
+
+
+def _infinitesimal_jackknife_standard_error(X, y, rows, step=1e-6):
+    """The standard error of the estimate on the sampled ``rows`` from its definition:
+    each row's influence is m_c times the estimate's derivative by that row's weight
+    (central differences), combined per cluster with the finite-population correction."""
+    codes, points = y[rows], X[rows]
+    distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(axis=2))
+    sizes = np.bincount(y)
+    counts = np.bincount(codes, minlength=len(sizes))
+    influence = np.empty(len(rows))
+    for row in range(len(rows)):
+        weights = np.ones(len(rows))
+        weights[row] += step
+        up = _weighted_estimate(distances, codes, weights, sizes / len(y))
+        weights[row] -= 2 * step
+        down = _weighted_estimate(distances, codes, weights, sizes / len(y))
+        influence[row] = counts[codes[row]] * (up - down) / (2 * step)
+    variance = sum((1 - counts[c] / sizes[c]) * influence[codes == c].var(ddof=1) / counts[c]
+                   for c in range(len(sizes)) if counts[c] > 1)
+    return np.sqrt(variance)
+
+
+def _awkward_table():
+    """Rows that reach every branch of the influence values: half the labels shuffled
+    (negative silhouettes, a > b), 40 duplicated rows, and a two-row cluster far away."""
+    rng = np.random.default_rng(0)
+    X, y = make_blobs(n_samples=[600, 300, 100], n_features=3, centers=[[0, 0, 0], [4, 0, 0], [0, 4, 0]],
+                      random_state=1)
+    y = np.where(rng.random(len(y)) < 0.5, rng.integers(0, 3, len(y)), y)
+    X = np.vstack([X, X[:40], [[10, 10, 10], [10.5, 10, 10]]])
+    return X, np.concatenate([y, y[:40], [3, 3]])
+
+
+@pytest.mark.parametrize("table, sample_size", [
+    ("overlapping", 200),
+    ("awkward", 120),
+    ("awkward", 16),  # two rows per cluster and the proportional rest; the two-row cluster whole
+])
+def test_interval_is_the_infinitesimal_jackknife_of_the_estimate(overlapping, table, sample_size):
+    # The interval's linearised variance is exactly the infinitesimal jackknife's: the
+    # spread of each sampled row's derivative of the estimate (as a scored row and as a
+    # reference point), computed here by differentiating the estimate's definition
+    # numerically. Unlike the leave-one-out jackknife, it is exact at any sample size.
+    X, y = overlapping if table == "overlapping" else _awkward_table()
+    n_labels = len(np.unique(y))
+    for seed in range(2):
+        ((estimate, rows, _),) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [n_labels],
+                                                      sample_size, make_generator(seed), keep_values=True)
+        standard_error = estimate.half_width / NormalDist().inv_cdf(0.975)
+        assert standard_error == pytest.approx(_infinitesimal_jackknife_standard_error(X, y, rows.numpy()),
+                                               rel=1e-6)
+
+
+def test_the_influence_weights_are_the_derivatives_of_the_silhouette():
+    from gpukmeans.metrics._sampled import _influence_weights
+
+    # rows with a < b, a > b, a = 0 (duplicates), b = 0, a = b = 0 and one alone in its
+    # cluster (both pinned to 0), then squares that underflow to 0
+    intra = torch.tensor([1.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1e-200, 0.0], dtype=torch.float64)
+    inter = torch.tensor([4.0, 2.0, 1.0, 0.0, 0.5, 0.0, 5.0, 0.0, 1e-200], dtype=torch.float64)
+    singleton = torch.tensor([False] * 6 + [True, False, False])
+    d_intra, d_inter = _influence_weights(torch.zeros(9, dtype=torch.float64), intra, inter, singleton)
+
+    def silhouette(a, b):
+        return (b - a) / max(a, b)
+
+    step = 1e-6
+    for row in range(5):
+        a, b = float(intra[row]), float(inter[row])
+        assert float(d_intra[row]) == pytest.approx((silhouette(a + step, b) - silhouette(a - step, b)) / (2 * step),
+                                                    rel=1e-6)
+        assert float(d_inter[row]) == pytest.approx((silhouette(a, b + step) - silhouette(a, b - step)) / (2 * step),
+                                                    rel=1e-6)
+    assert d_intra[5:7].tolist() == [0.0, 0.0] and d_inter[5:7].tolist() == [0.0, 0.0]
+    # b = 0 < a: ds/da = -b / a^2 = 0, ds/db = 1 / a; a = 0 < b: ds/da = -1 / b, ds/db = a / b^2 = 0
+    assert d_intra[7:].tolist() == [0.0, -1e200] and d_inter[7:].tolist() == [1e200, 0.0]
+
+
+def _far_tight_blobs():
+    """Two far apart blobs, most rows on their centre and 5% spread out: a silhouette
+    within a few hundredths of 1."""
+    rng = np.random.default_rng(0)
+    X = np.zeros((800, 2))
+    X[400:, 0] = 100.0
+    spread = rng.random(800) < 0.05
+    X[spread] += rng.normal(scale=5.0, size=(spread.sum(), 2))
+    return X, np.repeat([0, 1], 400)
+
+
+def _wrong_way_round():
+    """Cluster 0 spread over four far corners, each corner also holding a tight two-row
+    cluster: most rows lie much nearer another cluster than their own (silhouette near -1)."""
+    rng = np.random.default_rng(0)
+    parts, labels = [], []
+    for corner, centre in enumerate([[0, 0], [100, 0], [0, 100], [100, 100]]):
+        parts += [np.asarray(centre) + 3 * rng.standard_t(1, size=(200, 2)),
+                  np.asarray(centre) + rng.normal(scale=0.1, size=(2, 2))]
+        labels += [0] * 200 + [corner + 1] * 2
+    return np.vstack(parts), np.array(labels)
+
+
+@pytest.mark.parametrize("make_table, n_labels, sample_size, seed", [
+    (_far_tight_blobs, 2, 10, 1),
+    (_wrong_way_round, 5, 16, 0),
+])
+def test_an_interval_reaching_past_a_bound_of_the_silhouette_ends_there(make_table, n_labels, sample_size, seed):
+    # A silhouette lies in [-1, 1]: the side of value +/- z * standard error (the
+    # infinitesimal jackknife's) that passes a bound ends on it, the other side is kept.
+    X, y = make_table()
+    ((estimate, rows, _),) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [n_labels],
+                                                  sample_size, make_generator(seed), keep_values=True)
+    half = NormalDist().inv_cdf(0.975) * _infinitesimal_jackknife_standard_error(X, y, rows.numpy())
+    low, high = estimate.value - half, estimate.value + half
+    assert low < -1 or high > 1
+    assert estimate.low == pytest.approx(max(-1.0, low), abs=1e-9)
+    assert estimate.high == pytest.approx(min(1.0, high), abs=1e-9)
+
+
+def _a_cluster_in_two_places():
+    """A round cluster of 2,000 rows, and a cluster of 20: 12 rows just beside the first,
+    8 far away. When one half of the small cluster's sample holds only its near rows,
+    the first cluster's rows score far lower against that half (b shrinks): the split-half
+    correction then passes 1."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(2000, 2)), rng.normal(loc=[3, 0], scale=0.1, size=(12, 2)),
+                   rng.normal(loc=[1000, 0], size=(8, 2))])
+    return X, np.repeat([0, 1], [2000, 20])
+
+
+@pytest.mark.parametrize("make_table, n_labels, sample_size, seed, bound", [
+    (_wrong_way_round, 5, 16, 0, -1.0),
+    (_a_cluster_in_two_places, 2, 32, 1, 1.0),
+])
+def test_a_bias_correction_past_a_bound_stops_there(make_table, n_labels, sample_size, seed, bound):
+    X, y = make_table()
+    estimate, corrected, _ = _split_half_reference(X, y, n_labels, sample_size, seed)
+    assert abs(corrected) > 1 and np.sign(corrected) == bound
+    assert estimate.value == bound
+
+
 def _estimate_against(distances, codes, reference, cluster_shares):
     """The stratified mean of every sampled row's silhouette against the ``reference`` rows
     (0/1 per sampled row), a row never its own reference."""
@@ -294,30 +463,43 @@ def _estimate_against(distances, codes, reference, cluster_shares):
     return sum(cluster_shares[c] * s[codes == c].mean() for c in range(k))
 
 
-def test_the_bias_correction_is_the_split_half_formula(overlapping):
-    # estimate - (H - estimate) * (1 - m / n), H the mean of the estimates against each
-    # half of every cluster's sample; a cluster sampled whole (the 10-row one here) or
-    # of fewer than 8 sampled rows keeps its whole sample in both halves
-    X, y = overlapping
-    extra = np.random.default_rng(0).normal(loc=[2, -3, 1, 0], scale=0.7, size=(10, 4))
-    X, y = np.vstack([X, extra]), np.concatenate([y, np.full(10, 4)])
+def _split_half_reference(X, y, n_labels, sample_size, seed):
+    """The estimate of ``seed``'s sample, the same sample's split-half corrected estimate
+    recomputed from its definition (unclamped), and the sample's counts per cluster.
+
+    ``estimate - (H - estimate) * (1 - m / n)``, H the mean of the estimates against each
+    half of every cluster's sample; a cluster sampled whole or of fewer than 8 sampled
+    rows keeps its whole sample in both halves."""
+    (estimate,) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [n_labels], sample_size,
+                                       make_generator(seed))
+    permutation = torch.randperm(len(y), generator=make_generator(seed))  # as the estimate draws it
+    rows, _, counts, halves = stratified_sample(torch.from_numpy(y), n_labels, sample_size, permutation)
+    rows, halves = rows.numpy(), halves.numpy()
     sizes = np.bincount(y)
+    codes, points = y[rows], X[rows]
+    distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(axis=2))
+    split = (counts < sizes) & (counts >= 8)
+    whole = _estimate_against(distances, codes, np.ones(len(rows)), sizes / len(y))
+    half_estimates = [
+        _estimate_against(distances, codes, np.where(split[codes], halves == half, True).astype(float),
+                          sizes / len(y))
+        for half in (0, 1)
+    ]
+    corrected = whole - (np.mean(half_estimates) - whole) * (1 - counts.sum() / len(y))
+    return estimate, corrected, counts
+
+
+@pytest.mark.parametrize("extra_rows, sample_size, extra_sampled", [
+    (10, 200, 10),  # the extra cluster is sampled whole: never split
+    (30, 80, 8),  # the extra cluster has exactly the 8 sampled rows that are split
+])
+def test_the_bias_correction_is_the_split_half_formula(overlapping, extra_rows, sample_size, extra_sampled):
+    X, y = overlapping
+    extra = np.random.default_rng(0).normal(loc=[2, -3, 1, 0], scale=0.7, size=(extra_rows, 4))
+    X, y = np.vstack([X, extra]), np.concatenate([y, np.full(extra_rows, 4)])
     for seed in range(2):
-        (estimate,) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [5], 200, make_generator(seed))
-        permutation = torch.randperm(len(y), generator=make_generator(seed))  # as the estimate draws it
-        rows, _, counts, halves = stratified_sample(torch.from_numpy(y), 5, 200, permutation)
-        rows, halves = rows.numpy(), halves.numpy()
-        assert counts[4] == 10
-        codes, points = y[rows], X[rows]
-        distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(axis=2))
-        split = (counts < sizes) & (counts >= 8)
-        whole = _estimate_against(distances, codes, np.ones(len(rows)), sizes / len(y))
-        half_estimates = [
-            _estimate_against(distances, codes, np.where(split[codes], halves == half, True).astype(float),
-                              sizes / len(y))
-            for half in (0, 1)
-        ]
-        corrected = whole - (np.mean(half_estimates) - whole) * (1 - counts.sum() / len(y))
+        estimate, corrected, counts = _split_half_reference(X, y, 5, sample_size, seed)
+        assert counts[4] == extra_sampled
         assert estimate.value == pytest.approx(corrected, rel=1e-12)
 
 
@@ -375,6 +557,40 @@ def test_full_sample_is_exact(overlapping):
     assert estimate.low == estimate.value == estimate.high
     assert estimate.sample_size == estimate.n_samples == 4000 and estimate.confidence == 0.95
     assert estimate.value == pytest.approx(skm.silhouette_score(X, y), rel=1e-6)
+
+
+def test_an_exact_result_keeps_the_confidence_asked_for():
+    X, y = make_blobs(n_samples=300, n_features=2, centers=3, random_state=0)
+    assert silhouette_score_sampled(X, y, sample_size=300, confidence=0.9).confidence == 0.9
+    (estimate,) = estimate_silhouettes(torch.from_numpy(X), [torch.from_numpy(y)], [3], 300, make_generator(0),
+                                       confidence=0.9)
+    assert estimate.method == "exact" and estimate.confidence == 0.9
+
+
+@pytest.mark.slow
+def test_the_default_sample_is_10000_rows():
+    # one row more than the default sample: sampled, not exact
+    X, y = make_blobs(n_samples=10_001, n_features=2, centers=3, random_state=0)
+    estimate = silhouette_score_sampled(X, y, random_state=0)
+    assert estimate.method == "sampled" and estimate.sample_size == 10_000
+
+
+def test_a_sampled_score_stores_and_selects_the_rows_it_is_asked_to(overlapping, tmp_path):
+    # dtype: the estimate of the rows rounded to bfloat16 (computed in float32);
+    # columns of a file: the estimate of those columns alone, whatever the others hold
+    X, y = overlapping
+    rounded = torch.as_tensor(X).to(torch.bfloat16).float().numpy()
+    stored = silhouette_score_sampled(X, y, sample_size=300, random_state=0, dtype="bfloat16")
+    assert stored.value == pytest.approx(silhouette_score_sampled(rounded, y, sample_size=300, random_state=0).value,
+                                         rel=1e-5)
+    assert stored.value != pytest.approx(silhouette_score_sampled(X, y, sample_size=300, random_state=0).value,
+                                         rel=1e-5)
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(y))
+    pd.DataFrame(X, columns=list("abcd")).assign(noise=noise).to_parquet(path)
+    selected = silhouette_score_sampled(path, y, sample_size=300, random_state=0, columns=list("abcd"))
+    assert selected.value == pytest.approx(silhouette_score_sampled(X, y, sample_size=300, random_state=0).value,
+                                           rel=1e-12)
 
 
 def test_stratified_sample_includes_a_tiny_cluster():
@@ -490,6 +706,17 @@ def test_a_stratified_sample_is_each_clusters_first_rows_in_the_permutation():
     ([300, 1000, 170], 500, [121, 288, 91]),
     # floor 25; shares of 100: 76.92 and three of 7.69: ties go to the first
     ([1000, 100, 100, 100], 200, [102, 33, 33, 32]),
+    # floor 2; shares of 16: 7.46, 1.52, 0.80, 0.22: the two rows left to the largest
+    # remainders (0.80, 0.52); the last cluster, one row from full, is still in the shares
+    ([103, 21, 11, 3], 18, [9, 4, 3, 2]),
+    # floor 36; shares of 112: 18.53 (capped at the first cluster's 8 rows of room), 44.63,
+    # 48.84; two rows to the remainders; the 10 left go to the open clusters alone:
+    # 4.77 and 5.23 of 106 : 116, the last to the larger remainder
+    ([44, 106, 116], 220, [44, 86, 90]),
+    # floor 20; shares of 89: 43.40, 27.47, 18.13 (capped at 13); 6 left: one each to the
+    # first two; then 4 of 79 : 50 are 2.45 and 1.55, the last row to the second cluster's
+    # larger remainder although it has one row of room left
+    ([79, 50, 33, 11], 160, [66, 50, 33, 11]),
 ])
 def test_the_allocation_is_the_floor_then_largest_remainders(sizes, sample_size, expected):
     counts = allocate_stratified(sizes, sample_size)
@@ -500,10 +727,10 @@ def test_the_stratified_variance_is_the_textbook_formula():
     from gpukmeans.metrics._sampled import _stratified_variance
 
     rng = np.random.default_rng(1)
-    labels = np.array([0] * 6 + [1] * 4 + [2] * 5)
+    labels = np.array([0] * 6 + [1] * 4 + [2] * 5 + [3] * 2)  # a cluster of two sampled rows too
     influence = rng.normal(size=labels.size)
-    counts, sizes = np.array([6.0, 4.0, 5.0]), np.array([40.0, 9.0, 5.0])
-    expected = sum((1 - counts[c] / sizes[c]) * influence[labels == c].var(ddof=1) / counts[c] for c in range(3))
+    counts, sizes = np.array([6.0, 4.0, 5.0, 2.0]), np.array([40.0, 9.0, 5.0, 7.0])
+    expected = sum((1 - counts[c] / sizes[c]) * influence[labels == c].var(ddof=1) / counts[c] for c in range(4))
     ours = _stratified_variance(torch.from_numpy(influence), torch.from_numpy(labels), torch.from_numpy(counts),
                                 torch.from_numpy(sizes))
     assert ours == pytest.approx(expected, rel=1e-12)
