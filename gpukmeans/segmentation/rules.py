@@ -316,27 +316,54 @@ def _subset(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 class _Features:
-    """The trees' matrix: each numeric column as it is, each categorical column as one
-    0/1 column per level; and, per matrix column, the part a split on it makes."""
+    """The trees' matrix: each numeric column as the ranks of its distinct values, each
+    categorical column as one 0/1 column per level; and, per matrix column, the part a
+    split on it makes.
+
+    Ranks keep the rows' order exactly in float32, which scikit-learn's trees compute
+    in, whatever the values' size (1e300 overflows float32; 1e6 + 0.5 rounds to 1e6);
+    a split between two ranks becomes a threshold between the two values.
+    """
 
     def __init__(self, columns: Mapping[str, np.ndarray], categories: Mapping[str, list]):
-        blocks, self.meaning = [], []
+        blocks, self.meaning, self.values = [], [], []
         for name, values in columns.items():
             if name in categories:
                 for code, level in enumerate(categories[name]):
                     blocks.append((values == code).astype(np.float32))
                     self.meaning.append((name, code, level))
+                    self.values.append(None)
             else:
-                blocks.append(np.asarray(values, dtype=np.float32))
+                values = np.asarray(values, dtype=np.float64)
+                present = ~np.isnan(values)
+                distinct, ranks = np.unique(values[present], return_inverse=True)
+                column = np.full(values.shape, np.nan, dtype=np.float32)
+                column[present] = ranks
+                blocks.append(column)
                 self.meaning.append((name, None, None))
+                self.values.append(distinct)
         self.matrix = np.column_stack(blocks) if blocks else np.zeros((len(next(iter(columns.values()), [])), 0))
 
     def part(self, feature: int, threshold: float, right: bool):
         """The condition the split ``feature <= threshold`` makes on its ``right`` (>) or left side."""
         name, code, level = self.meaning[feature]
         if code is None:
-            return Bound(name, lower=right, value=float(threshold))
+            return Bound(name, lower=right, value=_between_ranks(self.values[feature], threshold))
         return Levels(name, frozenset([code]), (level,), negated=not right)
+
+
+def _between_ranks(distinct: np.ndarray, threshold: float) -> float:
+    """The value that splits ``distinct`` (sorted) where a split at rank ``threshold``
+    does: midway between the two values around it; below the lowest value when the
+    split only sets missing values (filled below every rank) apart."""
+    below = int(np.floor(threshold))
+    if below < 0:
+        return float(np.nextafter(distinct[0], -np.inf))
+    if below + 1 >= distinct.size:
+        return float(distinct[-1])
+    low, high = float(distinct[below]), float(distinct[below + 1])
+    middle = low / 2 + high / 2  # halves first: the sum of two values near 1e308 overflows
+    return middle if middle < high else low  # two neighbouring floats have no value between them
 
 
 def _candidate_paths(features: _Features, labels, n_segments, grow, *, seed, class_weight, trees, max_depth):

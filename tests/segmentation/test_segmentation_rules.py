@@ -195,3 +195,17 @@ def test_a_rule_keeps_at_most_three_conditions():
     rules = learn_rules(columns, inside.astype(np.int64), 2, seed=0)
     assert all(len(rule.columns) <= 3 for rule in rules)
     assert len(rules[1].columns) == 3
+
+
+@pytest.mark.parametrize("scale, offset", [(1e300, 0.0), (1.0, 1e9)])
+def test_values_float32_cannot_hold_still_split_exactly(scale, offset):
+    # Near 1e300 float32 overflows; at 1e9 its steps are 64 apart, so 1e9 + 3 and 1e9 + 12
+    # would be one value: the trees see ranks, and the thresholds fall between the values.
+    rng = np.random.default_rng(0)
+    group = np.repeat([0, 1], 150)
+    x = offset + scale * (group * 10.0 + rng.uniform(0, 4, group.size))
+    frame = pd.DataFrame({"x": x, "y": rng.normal(0, 1, group.size)})
+    result = segment(frame, columns=["x"], k=2, report=False, stability=0)
+    (low,) = [rule for rule in result.rules if rule.parts[0].symbol in ("<=", "<")]
+    assert result.rules.fidelity == 1.0
+    assert offset + 4 * scale <= low.parts[0].value <= offset + 10 * scale, low.text
