@@ -37,12 +37,14 @@ app = typer.Typer(
     "named segments, a report and a reusable model.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
     cls=Group,
 )
 
 # ---------------------------------------------------------------- shared options
 # A help text that names its default writes "\\[default: ...]": --help renders help as rich
-# markup, where a bare "[default: ...]" reads as a style tag and vanishes.
+# markup (rich_markup_mode="rich", which Typer before 0.20.1 does not take as its default),
+# where a bare "[default: ...]" reads as a style tag and vanishes.
 
 DataArg = Annotated[
     Path,

@@ -7,8 +7,9 @@ weight seen``. Early stopping follows scikit-learn: an exponentially weighted av
 a centre shift within ``tol``. Rare centres are reassigned to random batch rows.
 
 The loop is written against the data-source seam: in memory the batches are drawn
-with replacement as scikit-learn draws them (the same ``random_state`` calls, so the
-same batches); from a file they stream (see ``FileSource.minibatches``).
+with replacement as scikit-learn 1.9 and later draws them, in proportion to the sample
+weights (the same ``random_state`` calls, so the same batches); from a file they stream
+(see ``FileSource.minibatches``).
 """
 
 import warnings
@@ -166,7 +167,7 @@ class MiniBatchKMeans(_BaseKMeans):
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             In memory, rows are drawn into mini-batches with probability proportional
-            to their weight (as scikit-learn); from a file, weights weight the update.
+            to their weight (as scikit-learn 1.9 and later); from a file, weights weight the update.
         columns : list of str, default=None
             For a path only: the feature columns (default: every numeric column).
 

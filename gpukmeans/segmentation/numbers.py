@@ -192,7 +192,10 @@ def blank_placeholders(texts):
     texts = as_text_array(texts)
     missing, counts = find_placeholders(texts)
     if missing.any():
-        texts = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), texts)
+        # An array of nulls, not a null scalar: pyarrow's scalar shortcut of if_else copies
+        # a sliced string array's bytes from the start of its buffer (apache/arrow#41479,
+        # fixed in pyarrow 24), which turns the text of every batch but the first into garbage.
+        texts = pc.if_else(pa.array(missing), pa.nulls(len(texts), pa.string()), texts)
     return texts, counts
 
 

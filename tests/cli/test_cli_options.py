@@ -63,6 +63,7 @@ def test_help_shows_defaults_described_in_words(command, option, described):
     assert result.exit_code == 0, result.output
     option_line = next(line for line in result.stdout.splitlines() if re.search(rf"\s{re.escape(option)}\s", line))
     assert described in option_line and "\\[" not in option_line, option_line
+    assert "[default: None]" not in option_line, option_line  # the described default only
 
 
 @pytest.mark.parametrize("command, options", COMMANDS)

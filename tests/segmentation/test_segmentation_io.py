@@ -4,11 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from gpukmeans.segmentation import InputError, read_table, write_table
 from gpukmeans.segmentation.io import atomic_path, frame_text_numbers, read_columns, staged_output_dir
-from gpukmeans.segmentation.numbers import NumberFormat, detect_decimal, find_placeholders, non_numbers, parse_numbers
+from gpukmeans.segmentation.numbers import (
+    NumberFormat, blank_placeholders, detect_decimal, find_placeholders, non_numbers, parse_numbers,
+)
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -236,6 +239,14 @@ def test_placeholders_are_counted_by_spelling_and_blank_cells_are_missing():
     assert counts == {"N/A": 2, "n/a": 1, "-": 1}
     positions, present = non_numbers(["1", "N/A", "oops", "$2", "Male"])
     assert positions.tolist() == [2, 4] and present == 4
+
+
+def test_placeholders_of_a_slice_are_blanked_in_the_slice_s_own_text():
+    # Readers hand over batches as slices of one column: a slice's text starts past byte 0.
+    column = pa.array(["Köln", "N/A", "Straße", "Nice", None, "-", "Málaga", "Lyon"], pa.string())
+    blanked, counts = blank_placeholders(column.slice(2, 5))
+    assert blanked.to_pylist() == ["Straße", "Nice", None, None, "Málaga"]
+    assert counts == {"-": 1}
 
 
 @pytest.mark.parametrize(
