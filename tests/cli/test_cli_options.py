@@ -117,7 +117,10 @@ def test_shared_options_reach_the_library(monkeypatch, tmp_path, command, librar
     assert (passed["k_range"], passed["min_share"]) == ((2, 12), None)
 
 
-def test_segment_passes_the_sweeps_restarts_apart_from_the_final_fits(monkeypatch, tmp_path):
+@pytest.fixture
+def segment_calls(monkeypatch):
+    """The keyword arguments of each call the CLI makes to the library's ``segment``,
+    which records them and stops there."""
     calls = []
 
     def record(data, **kwargs):
@@ -125,6 +128,11 @@ def test_segment_passes_the_sweeps_restarts_apart_from_the_final_fits(monkeypatc
         raise ValueError("arguments recorded")
 
     monkeypatch.setattr(gpukmeans.segmentation, "segment", record)
+    return calls
+
+
+def test_segment_passes_the_sweeps_restarts_apart_from_the_final_fits(segment_calls, tmp_path):
+    calls = segment_calls
     result = CliRunner().invoke(app, ["segment", str(MALL), "--out", str(tmp_path / "o"), "--n-init", "4",
                                       "--sweep-n-init", "6"])
     assert result.exit_code == 2 and "error: arguments recorded" in result.stderr, result.output
@@ -133,14 +141,8 @@ def test_segment_passes_the_sweeps_restarts_apart_from_the_final_fits(monkeypatc
     assert bad.exit_code == 2 and "--sweep-n-init must be 'auto' or a positive integer" in bad.stderr
 
 
-def test_labels_from_a_file_and_options_reach_the_library(monkeypatch, tmp_path):
-    calls = []
-
-    def record(data, **kwargs):
-        calls.append(kwargs)
-        raise ValueError("arguments recorded")
-
-    monkeypatch.setattr(gpukmeans.segmentation, "segment", record)
+def test_labels_from_a_file_and_options_reach_the_library(segment_calls, tmp_path):
+    calls = segment_calls
     (tmp_path / "labels.json").write_text('{"Age": "Age in years", "Annual Income (k$)": "Income"}')
     result = CliRunner().invoke(app, [
         "segment", str(MALL), "--out", str(tmp_path / "o"), "--labels", str(tmp_path / "labels.json"),
