@@ -165,6 +165,10 @@ def trait_contrasts(
     for j in range(n_numeric):
         values[:, j] = _limited(values[:, j])
     present = np.isfinite(values)
+    # A contrast does not depend on its column's units: each column divided by its largest
+    # magnitude keeps sums and squares finite and above underflow near 1e300 or 1e-300.
+    magnitude = np.max(np.where(present, np.abs(values), 0.0), axis=0, initial=0.0)
+    values = values / np.where(magnitude > 0, magnitude, 1.0)
     counts = np.maximum(present.sum(axis=0), 1)
     filled = np.where(present, values, 0.0)
     mean = filled.sum(axis=0) / counts

@@ -192,3 +192,15 @@ def test_the_heatmap_does_not_grow_with_the_width_of_the_table():
         assert len(shown) == SHOWN_FEATURES and {"f5", f"f{n_features - 1}"} <= set(shown)
         sizes.append(tuple(figure.get_size_inches()))
     assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_trait_contrasts_hold_near_the_ends_of_float64(scale):
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1, 2], 200)
+    values = np.column_stack([labels * 2.0 + rng.normal(0, 1, labels.size), rng.normal(0, 1, labels.size)])
+    expected = trait_contrasts(values, labels, 3, ["a", "b"], n_numeric=2)
+    with np.errstate(all="raise"):  # no overflow or underflow on the way
+        scaled = trait_contrasts(values * scale, labels, 3, ["a", "b"], n_numeric=2)
+    np.testing.assert_allclose(scaled.to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert expected.loc[2, "a"] > 1.0
