@@ -138,8 +138,8 @@ def profile_and_write(prep: Preprocessor, reader: TableReader, labels: np.ndarra
 
     ``labels`` and ``distances`` are those of the clustered rows, which are the
     table's rows ``rows`` (None: every row). Each of ``tallies`` is handed every batch
-    as :class:`ProfileSums` is (``add(batch, kept, labels, prep)``), to count more
-    over every customer in the same pass.
+    as :class:`ProfileSums` is (``add(batch, kept, labels, prep, codes=...)``, ``codes``
+    the batch's ``prep.category_codes``), to count more over every customer in the same pass.
     """
     sums = ProfileSums(n_segments, prep.numeric_columns_, prep.categories_)
     raw = [prep.id_column_] if prep.id_column_ is not None else []
@@ -149,9 +149,10 @@ def profile_and_write(prep: Preprocessor, reader: TableReader, labels: np.ndarra
             kept, first = _kept_in(batch, rows)
             batch_labels = labels[first:first + (batch.n_rows if kept is None else kept.size)]
             batch_distances = distances[first:first + batch_labels.size]
-            sums.add(batch, kept, batch_labels, prep)
+            codes = prep.category_codes(batch)  # once per batch: the sums and every tally read them
+            sums.add(batch, kept, batch_labels, prep, codes=codes)
             for tally in tallies:
-                tally.add(batch, kept, batch_labels, prep)
+                tally.add(batch, kept, batch_labels, prep, codes=codes)
             writer.write(segment_key(batch, kept, prep.id_column_), batch_labels, batch_distances)
             seen += batch.n_rows
             if progress is not None:

@@ -360,16 +360,20 @@ class ProfileSums:
                              for name, levels in self.categories.items()}
         self.present = {name: np.zeros(n_segments, dtype=np.int64) for name in self.categories}
 
-    def add(self, batch, kept, labels: np.ndarray, prep) -> None:
+    def add(self, batch, kept, labels: np.ndarray, prep, codes: np.ndarray | None = None) -> None:
         """Add a batch's clustered rows (``kept``: their positions in the batch, None:
-        all) with their segments ``labels``."""
+        all) with their segments ``labels``; ``codes``: the batch's
+        ``prep.category_codes`` where the caller has them."""
         from ._kernels import profile_sums
 
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         self.sizes += np.bincount(labels, minlength=self.n_segments)
         numbers = np.stack([batch.numbers[name] for name in self.numeric]) if self.numeric \
             else np.zeros((0, batch.n_rows))
-        codes = prep.category_codes(batch) if self.categories else np.zeros((0, batch.n_rows), dtype=np.int32)
+        if not self.categories:
+            codes = np.zeros((0, batch.n_rows), dtype=np.int32)
+        elif codes is None:
+            codes = prep.category_codes(batch)
         sizes = [len(levels) for levels in self.categories.values()]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         kept = None if kept is None else np.ascontiguousarray(kept, dtype=np.int64)

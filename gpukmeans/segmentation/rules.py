@@ -232,14 +232,18 @@ def first_match(selections: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the table's columns
 
 
-def rule_columns(batch, prep, kept: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def rule_columns(batch, prep, kept: np.ndarray | None = None,
+                 codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The values rules test, per column, for a batch's rows (``kept``: positions in
     the batch; None: all): numbers in original units (NaN: missing), and for a
-    categorical column the level codes of ``prep.category_codes``."""
+    categorical column the level codes of ``prep.category_codes`` (``codes``: those
+    codes where the caller has them)."""
     columns = {name: batch.numbers[name] for name in prep.numeric_columns_}
     if prep.categories_:
-        for name, codes in zip(prep.categories_, prep.category_codes(batch)):
-            columns[name] = codes
+        if codes is None:
+            codes = prep.category_codes(batch)
+        for name, column_codes in zip(prep.categories_, codes):
+            columns[name] = column_codes
     if kept is not None:
         columns = {name: values[kept] for name, values in columns.items()}
     return columns
@@ -566,12 +570,13 @@ class RuleTally:
         self.selected_own = np.zeros(n_segments, dtype=np.int64)
         self.first_own = np.zeros(n_segments, dtype=np.int64)
 
-    def add(self, batch, kept, labels: np.ndarray, prep) -> None:
+    def add(self, batch, kept, labels: np.ndarray, prep, codes: np.ndarray | None = None) -> None:
         """Add a batch's clustered rows (``kept``: their positions in the batch, None:
-        all) with their segments ``labels``."""
+        all) with their segments ``labels``; ``codes``: the batch's
+        ``prep.category_codes`` where the caller has them."""
         labels = np.asarray(labels, dtype=np.int64)
         k = self.sizes.size
-        selections = self.rules.selections(rule_columns(batch, prep, kept), labels.size)
+        selections = self.rules.selections(rule_columns(batch, prep, kept, codes), labels.size)
         self.sizes += np.bincount(labels, minlength=k)[:k]
         self.selected += selections.sum(axis=1)
         own = selections[labels, np.arange(labels.size)]
