@@ -232,14 +232,18 @@ def test_a_feeder_hands_over_nothing_for_no_chunks_and_one_for_one(runtime):
 def test_a_file_read_for_a_gpu_goes_through_the_feeder(runtime, tmp_path):
     # batches of 7 rows cut into chunks of 3: the feeder sees chunks that restart at
     # each batch, and hands them over in order with their weights
-    frame = pd.DataFrame(_table(20).numpy(), columns=["a", "b", "c"])
+    # (tenths: a float32 staging buffer would round them)
+    frame = pd.DataFrame((_table(20) + 0.1).numpy(), columns=["a", "b", "c"])
     frame.to_parquet(tmp_path / "table.parquet", row_group_size=7)
     weights = torch.arange(20, dtype=torch.float64)
+    gpu = torch.device("cuda", 1)
     source = FileSource(open_table(tmp_path / "table.parquet"), (0, 20), chunk_size=3,
-                        device=torch.device("cuda"), sample_weight=weights)
+                        device=gpu, sample_weight=weights)
     received = _receive(runtime, source.chunks())
     assert [start for start, _, _ in received] == [0, 3, 6, 7, 10, 13, 14, 17]
-    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(20))
+    assert all(rows.dtype == torch.float64 for _, rows, _ in received)
+    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(20) + 0.1)
+    assert set(runtime.upload_devices) == {gpu}
     assert torch.equal(torch.cat([w for _, _, w in received]), weights)
     uploads = [row for kind, row, *_ in runtime.log if kind == "upload"]
     assert uploads == [0, 3, 6, 7, 10, 13, 14, 17]
