@@ -161,10 +161,66 @@ def test_a_block_of_one_row_gives_scikit_learns_silhouettes(six_blobs):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
-def test_cuda_without_gpu_is_a_value_error(six_blobs):
+@pytest.mark.parametrize("score, kwargs", [
+    (silhouette_score, {}),
+    (silhouette_score, {"sample_size": 100}),
+    (silhouette_samples, {}),
+], ids=["exact", "sampled", "samples"])
+def test_cuda_without_gpu_is_a_value_error(six_blobs, score, kwargs):
     X, y = six_blobs
     with pytest.raises(ValueError, match="CUDA is not available"):
-        silhouette_score(X, y, device="cuda")
+        score(X, y, device="cuda", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"sample_size": 100}], ids=["exact", "sampled"])
+def test_the_score_checks_its_block_size(six_blobs, kwargs):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match=r"^block_size must be a positive int or 'auto', got 0"):
+        silhouette_score(X, y, block_size=0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def three_blobs():
+    X, y = make_blobs(n_samples=600, centers=3, n_features=4, random_state=5)
+    return X, y
+
+
+def _rounded_to_bfloat16(X):
+    return torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+
+
+def test_rows_stored_in_16_bits_give_the_silhouettes_of_the_rounded_rows(three_blobs):
+    # the rounding moves the silhouette by about 1e-3, far more than float32 arithmetic
+    X, y = three_blobs
+    rounded = _rounded_to_bfloat16(X)
+    expected = skm.silhouette_samples(rounded, y)
+    assert np.abs(expected - skm.silhouette_samples(X, y)).max() > 1e-4
+    np.testing.assert_allclose(silhouette_samples(X, y, dtype="bfloat16"), expected, atol=2e-5)
+    # a sample of every row is the exact score, of the stored rows
+    full = silhouette_score(X, y, sample_size=len(y), dtype="bfloat16")
+    assert full.method == "exact" and full == pytest.approx(expected.mean(), abs=2e-6)
+
+
+def test_the_silhouettes_of_a_file_use_the_columns_asked_for(three_blobs, tmp_path):
+    X, y = three_blobs
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(y))
+    pd.DataFrame(X, columns=list("abcd")).assign(noise=noise).to_parquet(path)
+    columns = list("abcd")
+    expected = skm.silhouette_samples(X, y)
+    np.testing.assert_allclose(silhouette_samples(path, y, columns=columns), expected, rtol=1e-6, atol=1e-12)
+    assert silhouette_score(path, y, columns=columns) == pytest.approx(expected.mean(), rel=1e-9)
+    full = silhouette_score(path, y, sample_size=len(y), columns=columns)
+    assert full.method == "exact" and full == pytest.approx(expected.mean(), rel=1e-9)
+
+
+def test_the_sampled_score_takes_the_confidence_asked_for(overlapping):
+    X, y = overlapping
+    wide = silhouette_score(X, y, sample_size=300, random_state=4)
+    narrow = silhouette_score(X, y, sample_size=300, random_state=4, confidence=0.5)
+    assert wide.confidence == 0.95 and narrow.confidence == 0.5 and narrow == wide
+    ratio = NormalDist().inv_cdf(0.75) / NormalDist().inv_cdf(0.975)
+    assert narrow.half_width == pytest.approx(wide.half_width * ratio, rel=1e-9)
 
 
 @pytest.mark.gpu
