@@ -905,6 +905,120 @@ def test_simplified_silhouette_conventions_and_errors(six_blobs):
         simplified_silhouette_score(X, y, centers=np.zeros((7, 3)))
 
 
+def _reference_with_zero_for_ties(X, labels, centers):
+    """The definition with scikit-learn's conventions: 0 where a = b = 0, and 0 in a
+    single-member cluster."""
+    with np.errstate(invalid="ignore"):
+        values = np.nan_to_num(_simplified_reference(X, labels, centers), nan=0.0)
+    sizes = np.bincount(labels)
+    return np.where(sizes[labels] == 1, 0.0, values)
+
+
+def _means(X, labels):
+    return np.stack([X[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+@pytest.mark.parametrize("score", [simplified_silhouette_samples, simplified_silhouette_score])
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_refuses_cuda_without_a_gpu(six_blobs, score, given_centers):
+    X, y = six_blobs
+    centers = _means(X, y) if given_centers else None
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        score(X, y, centers=centers, device="cuda")
+
+
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_of_a_file_uses_the_columns_asked_for(six_blobs, given_centers, tmp_path):
+    X, y = six_blobs
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(y))
+    pd.DataFrame(X, columns=list("abcde")).assign(noise=noise).to_parquet(path)
+    centers = _means(X, y) + (0.3 if given_centers else 0.0)
+    expected = _simplified_reference(X, y, centers).mean()
+    score = simplified_silhouette_score(path, y, centers=centers if given_centers else None, columns=list("abcde"))
+    assert score == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_of_rows_stored_in_16_bits_is_that_of_the_rounded_rows(six_blobs, given_centers):
+    X, y = six_blobs
+    rounded = torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+    centers = _means(X, y) + 0.3 if given_centers else _means(rounded, y)
+    expected = _simplified_reference(rounded, y, centers).mean()
+    assert abs(expected - _simplified_reference(X, y, centers).mean()) > 1e-5
+    score = simplified_silhouette_score(X, y, centers=centers if given_centers else None, dtype="bfloat16")
+    assert score == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_simplified_silhouette_weights_rows_with_given_centers(six_blobs):
+    X, y = six_blobs
+    centers = _means(X, y) + 0.3
+    weights = np.arange(len(y)) % 3
+    assert simplified_silhouette_score(X, y, centers=centers, sample_weight=weights) == pytest.approx(
+        np.average(_simplified_reference(X, y, centers), weights=weights), rel=1e-10)
+
+
+def test_float32_centers_far_from_the_origin_are_used_as_given(six_blobs):
+    # the rows are moved near the origin; the centres move with them in float64
+    X, y = six_blobs
+    X = X + 1000.0
+    centers = (_means(X, y) + 0.3).astype(np.float32)
+    np.testing.assert_allclose(simplified_silhouette_samples(X, y, centers=centers),
+                               _simplified_reference(X, y, centers.astype(np.float64)), rtol=1e-10)
+
+
+def test_the_simplified_silhouette_in_chunks_counts_each_cluster_over_every_chunk(six_blobs, monkeypatch):
+    # chunks of 100 rows; cluster 6 has one row in each of two chunks: not a single-member cluster
+    import gpukmeans.sources.factory
+
+    monkeypatch.setattr(gpukmeans.sources.factory, "auto_chunk_size", lambda *args: 100)
+    X, y = six_blobs
+    y = y.copy()
+    y[[50, 450]] = 6
+    weights = np.arange(len(y)) % 3
+    expected = _reference_with_zero_for_ties(X, y, _means(X, y))
+    assert expected[50] != 0.0 and expected[450] != 0.0
+    np.testing.assert_allclose(simplified_silhouette_samples(X, y), expected, rtol=1e-10)
+    assert simplified_silhouette_score(X, y) == pytest.approx(expected.mean(), rel=1e-10)
+    assert simplified_silhouette_score(X, y, sample_weight=weights) == pytest.approx(
+        np.average(expected, weights=weights), rel=1e-10)
+
+
+def test_a_row_as_near_its_centre_as_the_nearest_other_scores_zero():
+    # the two clusters share their centroid 0; the rows at 0 have a = b = 0
+    X = np.array([[-1.0], [0.0], [1.0], [-2.0], [0.0], [2.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    expected = _reference_with_zero_for_ties(X, labels, np.zeros((2, 1)))
+    np.testing.assert_array_equal(simplified_silhouette_samples(X, labels), expected)
+
+
+def test_labels_given_with_centers_as_a_series_and_with_a_single_member_cluster(six_blobs):
+    X, y = six_blobs
+    y = y.copy()
+    y[0] = 6
+    centers = _means(X, y) + 0.3
+    expected = _reference_with_zero_for_ties(X, y, centers)
+    np.testing.assert_allclose(simplified_silhouette_samples(X, pd.Series(y), centers=centers), expected,
+                               rtol=1e-10)
+    # two clusters, one of a single row, are two clusters
+    X, y, centers = np.array([[0.0], [1.0], [2.0], [9.0]]), np.array([0, 0, 0, 1]), np.array([[1.0], [8.0]])
+    assert simplified_silhouette_score(X, y, centers=centers) == pytest.approx(
+        _reference_with_zero_for_ties(X, y, centers).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0.0, 1.0, 0.0, 1.0]), r"integers in 0\.\.1"),  # floats, though whole numbers
+    (np.array([0, 1, 2, 1]), r"integers in 0\.\.1"),  # one past the last centre
+    (np.array([5, 5, 5, 5]), r"integers in 0\.\.1"),  # out of range before too few clusters
+    (np.array([0, 0, 0, 0]), "Number of labels is 1"),  # a centre no row is labelled with
+], ids=["floats", "one-past-the-end", "out-of-range", "one-cluster-present"])
+def test_labels_given_with_centers_are_checked(labels, message):
+    X = np.arange(8.0).reshape(4, 2)
+    with pytest.raises(ValueError, match=message):
+        simplified_silhouette_score(X, labels, centers=np.zeros((2, 2)))
+
+
 # ------------------------------------------------------- what fit takes, the scores take
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_scores_of_a_file_equal_the_scores_in_memory(tmp_path, suffix):
