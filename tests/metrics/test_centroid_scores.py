@@ -1,6 +1,7 @@
 """``centroid_scores``: Calinski-Harabasz and Davies-Bouldin together, equal to scikit-learn's."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn import metrics as skm
@@ -105,3 +106,118 @@ def test_too_few_or_too_many_clusters_are_refused_like_sklearn(labels):
         skm.calinski_harabasz_score(X, labels)
     with pytest.raises(ValueError, match="Number of labels"):
         centroid_scores(X, labels, device="cpu")
+
+
+def test_one_pass_scores_several_labellings_in_chunks_as_sklearn_scores_each():
+    # what a sweep asks for: the labellings' clusters side by side in one array, the rows
+    # visited in chunks that do not divide the table (the last one partial)
+    from gpukmeans.metrics._scores import ch_db_many
+    from gpukmeans.sources import InMemorySource
+
+    X, three = make_blobs(n_samples=500, n_features=3, centers=3, random_state=2)
+    five = np.digitize(X[:, 0], np.quantile(X[:, 0], [0.2, 0.4, 0.6, 0.8]))
+    two = (X[:, 1] > np.median(X[:, 1])).astype(np.int64)
+    labellings = [three, five, two]
+    weights = np.random.default_rng(1).integers(1, 4, size=len(X))
+    for sample_weight in (None, weights):
+        source = InMemorySource(torch.from_numpy(X), None if sample_weight is None else torch.from_numpy(
+            sample_weight.astype(np.float64)), chunk_size=97)
+        calinski, davies = ch_db_many(source, [torch.from_numpy(labels) for labels in labellings], [3, 5, 2])
+        rows = np.arange(len(X)) if sample_weight is None else np.repeat(np.arange(len(X)), sample_weight)
+        for labels, ch, db in zip(labellings, calinski, davies):
+            assert (ch, db) == pytest.approx(_sklearn(X[rows], labels[rows]), rel=1e-9)
+
+
+def _weighted_scores_by_definition(X, labels, weights):
+    """Calinski-Harabasz and Davies-Bouldin with real-valued weights, straight from
+    the definitions (weighted means, weighted sums of squares), in numpy."""
+    clusters = np.unique(labels)
+    total = weights.sum()
+    grand = (weights[:, None] * X).sum(axis=0) / total
+    centroids = np.stack([np.average(X[labels == c], axis=0, weights=weights[labels == c]) for c in clusters])
+    sizes = np.array([weights[labels == c].sum() for c in clusters])
+    within = sum((weights[labels == c] * ((X[labels == c] - centroids[i]) ** 2).sum(axis=1)).sum()
+                 for i, c in enumerate(clusters))
+    between = (sizes * ((centroids - grand) ** 2).sum(axis=1)).sum()
+    k = len(clusters)
+    calinski = between * (total - k) / (within * (k - 1))
+    spread = np.array([np.average(np.linalg.norm(X[labels == c] - centroids[i], axis=1), weights=weights[labels == c])
+                       for i, c in enumerate(clusters)])
+    distances = np.linalg.norm(centroids[:, None] - centroids[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    davies = ((spread[:, None] + spread[None, :]) / distances).max(axis=1).mean()
+    return calinski, davies
+
+
+def test_real_valued_weights_follow_the_weighted_definitions():
+    X, labels = _labelled("blobs")
+    weights = np.random.default_rng(2).uniform(0.05, 3.0, size=len(labels))
+    np.testing.assert_allclose(centroid_scores(X, labels, sample_weight=weights, device="cpu"),
+                               _weighted_scores_by_definition(X, labels, weights), rtol=1e-9)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+@pytest.mark.parametrize("score", [calinski_harabasz_score, davies_bouldin_score, centroid_scores])
+def test_cuda_without_a_gpu_is_refused(score):
+    X, labels = _labelled("random-labels")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        score(X, labels, device="cuda")
+
+
+@pytest.mark.parametrize("score, index", [(calinski_harabasz_score, 0), (davies_bouldin_score, 1),
+                                          (centroid_scores, slice(None))])
+def test_the_scores_of_a_file_use_the_columns_asked_for(score, index, tmp_path):
+    X, labels = _labelled("blobs")
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(labels))
+    pd.DataFrame(X, columns=list("abcde")).assign(noise=noise).to_parquet(path)
+    expected = np.array(_sklearn(X, labels))[index]
+    np.testing.assert_allclose(score(path, labels, columns=list("abcde"), device="cpu"), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("score, index", [(calinski_harabasz_score, 0), (davies_bouldin_score, 1),
+                                          (centroid_scores, slice(None))])
+def test_rows_stored_in_16_bits_are_scored_as_the_rounded_rows(score, index):
+    X, labels = _labelled("blobs")
+    rounded = torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+    expected = np.array(_sklearn(rounded, labels))[index]
+    assert not np.allclose(np.array(_sklearn(X, labels))[index], expected, rtol=1e-5)
+    np.testing.assert_allclose(score(X, labels, dtype="bfloat16", device="cpu"), expected, rtol=1e-6)
+
+
+def test_identical_rows_in_every_cluster_score_as_sklearn_does():
+    # no spread within or between the clusters: scikit-learn's W == 0 case
+    X, labels = np.full((6, 2), 3.0), np.array([0, 0, 0, 1, 1, 1])
+    assert _sklearn(X, labels) == (1.0, 0.0)
+    assert centroid_scores(X, labels, device="cpu") == (1.0, 0.0)
+
+
+def test_a_within_spread_far_below_the_between_spread_is_still_a_spread():
+    # W / (W + B) about 1e-15: tiny, yet some 10^16 ulps of the squares, not rounding
+    X = np.array([[0.0], [3e-8], [1.0], [1.0 + 3e-8]])
+    labels = np.array([0, 0, 1, 1])
+    calinski, davies = centroid_scores(X, labels, device="cpu")
+    assert calinski > 1e15 and calinski == pytest.approx(skm.calinski_harabasz_score(X, labels), rel=1e-6)
+    # each cluster's spread is 1.5e-8 and the centroids are 1 apart (scikit-learn's
+    # distances by expansion lose three digits of it)
+    assert davies == pytest.approx(3e-8, rel=1e-6)
+
+
+@pytest.mark.parametrize("X", [
+    np.array([[0.0], [1e-10], [1.0], [1.0 + 1e-10]]),  # spreads below isclose's 1e-8
+    np.array([[-1.0], [1.0], [-1.0 + 1e-10], [1.0 + 1e-10]]),  # centroids 1e-10 apart
+], ids=["no-spread", "coincident-centroids"])
+def test_davies_bouldin_takes_near_zero_as_zero_as_sklearn_does(X):
+    labels = np.array([0, 0, 1, 1])
+    assert skm.davies_bouldin_score(X, labels) == 0.0
+    assert davies_bouldin_score(X, labels, device="cpu") == 0.0
+
+
+def test_a_weighted_table_needs_more_rows_of_positive_weight_than_clusters():
+    # three rows of positive weight in three clusters: scikit-learn refuses the repeated rows
+    X, labels = np.arange(8.0).reshape(4, 2), np.array([0, 1, 2, 2])
+    weights = np.array([1.0, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="Number of labels"):
+        skm.calinski_harabasz_score(X[:3], labels[:3])
+    with pytest.raises(ValueError, match="Number of labels is 3"):
+        centroid_scores(X, labels, sample_weight=weights, device="cpu")

@@ -161,10 +161,66 @@ def test_a_block_of_one_row_gives_scikit_learns_silhouettes(six_blobs):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
-def test_cuda_without_gpu_is_a_value_error(six_blobs):
+@pytest.mark.parametrize("score, kwargs", [
+    (silhouette_score, {}),
+    (silhouette_score, {"sample_size": 100}),
+    (silhouette_samples, {}),
+], ids=["exact", "sampled", "samples"])
+def test_cuda_without_gpu_is_a_value_error(six_blobs, score, kwargs):
     X, y = six_blobs
     with pytest.raises(ValueError, match="CUDA is not available"):
-        silhouette_score(X, y, device="cuda")
+        score(X, y, device="cuda", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"sample_size": 100}], ids=["exact", "sampled"])
+def test_the_score_checks_its_block_size(six_blobs, kwargs):
+    X, y = six_blobs
+    with pytest.raises(ValueError, match=r"^block_size must be a positive int or 'auto', got 0"):
+        silhouette_score(X, y, block_size=0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def three_blobs():
+    X, y = make_blobs(n_samples=600, centers=3, n_features=4, random_state=5)
+    return X, y
+
+
+def _rounded_to_bfloat16(X):
+    return torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+
+
+def test_rows_stored_in_16_bits_give_the_silhouettes_of_the_rounded_rows(three_blobs):
+    # the rounding moves the silhouette by about 1e-3, far more than float32 arithmetic
+    X, y = three_blobs
+    rounded = _rounded_to_bfloat16(X)
+    expected = skm.silhouette_samples(rounded, y)
+    assert np.abs(expected - skm.silhouette_samples(X, y)).max() > 1e-4
+    np.testing.assert_allclose(silhouette_samples(X, y, dtype="bfloat16"), expected, atol=2e-5)
+    # a sample of every row is the exact score, of the stored rows
+    full = silhouette_score(X, y, sample_size=len(y), dtype="bfloat16")
+    assert full.method == "exact" and full == pytest.approx(expected.mean(), abs=2e-6)
+
+
+def test_the_silhouettes_of_a_file_use_the_columns_asked_for(three_blobs, tmp_path):
+    X, y = three_blobs
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(y))
+    pd.DataFrame(X, columns=list("abcd")).assign(noise=noise).to_parquet(path)
+    columns = list("abcd")
+    expected = skm.silhouette_samples(X, y)
+    np.testing.assert_allclose(silhouette_samples(path, y, columns=columns), expected, rtol=1e-6, atol=1e-12)
+    assert silhouette_score(path, y, columns=columns) == pytest.approx(expected.mean(), rel=1e-9)
+    full = silhouette_score(path, y, sample_size=len(y), columns=columns)
+    assert full.method == "exact" and full == pytest.approx(expected.mean(), rel=1e-9)
+
+
+def test_the_sampled_score_takes_the_confidence_asked_for(overlapping):
+    X, y = overlapping
+    wide = silhouette_score(X, y, sample_size=300, random_state=4)
+    narrow = silhouette_score(X, y, sample_size=300, random_state=4, confidence=0.5)
+    assert wide.confidence == 0.95 and narrow.confidence == 0.5 and narrow == wide
+    ratio = NormalDist().inv_cdf(0.75) / NormalDist().inv_cdf(0.975)
+    assert narrow.half_width == pytest.approx(wide.half_width * ratio, rel=1e-9)
 
 
 @pytest.mark.gpu
@@ -847,6 +903,120 @@ def test_simplified_silhouette_conventions_and_errors(six_blobs):
         simplified_silhouette_score(X, y, centers=np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"shape \(n_clusters, 5\)"):
         simplified_silhouette_score(X, y, centers=np.zeros((7, 3)))
+
+
+def _reference_with_zero_for_ties(X, labels, centers):
+    """The definition with scikit-learn's conventions: 0 where a = b = 0, and 0 in a
+    single-member cluster."""
+    with np.errstate(invalid="ignore"):
+        values = np.nan_to_num(_simplified_reference(X, labels, centers), nan=0.0)
+    sizes = np.bincount(labels)
+    return np.where(sizes[labels] == 1, 0.0, values)
+
+
+def _means(X, labels):
+    return np.stack([X[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+@pytest.mark.parametrize("score", [simplified_silhouette_samples, simplified_silhouette_score])
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_refuses_cuda_without_a_gpu(six_blobs, score, given_centers):
+    X, y = six_blobs
+    centers = _means(X, y) if given_centers else None
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        score(X, y, centers=centers, device="cuda")
+
+
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_of_a_file_uses_the_columns_asked_for(six_blobs, given_centers, tmp_path):
+    X, y = six_blobs
+    path = tmp_path / "table.parquet"
+    noise = np.random.default_rng(0).normal(scale=50, size=len(y))
+    pd.DataFrame(X, columns=list("abcde")).assign(noise=noise).to_parquet(path)
+    centers = _means(X, y) + (0.3 if given_centers else 0.0)
+    expected = _simplified_reference(X, y, centers).mean()
+    score = simplified_silhouette_score(path, y, centers=centers if given_centers else None, columns=list("abcde"))
+    assert score == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("given_centers", [False, True], ids=["means", "centers"])
+def test_the_simplified_silhouette_of_rows_stored_in_16_bits_is_that_of_the_rounded_rows(six_blobs, given_centers):
+    X, y = six_blobs
+    rounded = torch.as_tensor(X).to(torch.bfloat16).double().numpy()
+    centers = _means(X, y) + 0.3 if given_centers else _means(rounded, y)
+    expected = _simplified_reference(rounded, y, centers).mean()
+    assert abs(expected - _simplified_reference(X, y, centers).mean()) > 1e-5
+    score = simplified_silhouette_score(X, y, centers=centers if given_centers else None, dtype="bfloat16")
+    assert score == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_simplified_silhouette_weights_rows_with_given_centers(six_blobs):
+    X, y = six_blobs
+    centers = _means(X, y) + 0.3
+    weights = np.arange(len(y)) % 3
+    assert simplified_silhouette_score(X, y, centers=centers, sample_weight=weights) == pytest.approx(
+        np.average(_simplified_reference(X, y, centers), weights=weights), rel=1e-10)
+
+
+def test_float32_centers_far_from_the_origin_are_used_as_given(six_blobs):
+    # the rows are moved near the origin; the centres move with them in float64
+    X, y = six_blobs
+    X = X + 1000.0
+    centers = (_means(X, y) + 0.3).astype(np.float32)
+    np.testing.assert_allclose(simplified_silhouette_samples(X, y, centers=centers),
+                               _simplified_reference(X, y, centers.astype(np.float64)), rtol=1e-10)
+
+
+def test_the_simplified_silhouette_in_chunks_counts_each_cluster_over_every_chunk(six_blobs, monkeypatch):
+    # chunks of 100 rows; cluster 6 has one row in each of two chunks: not a single-member cluster
+    import gpukmeans.sources.factory
+
+    monkeypatch.setattr(gpukmeans.sources.factory, "auto_chunk_size", lambda *args: 100)
+    X, y = six_blobs
+    y = y.copy()
+    y[[50, 450]] = 6
+    weights = np.arange(len(y)) % 3
+    expected = _reference_with_zero_for_ties(X, y, _means(X, y))
+    assert expected[50] != 0.0 and expected[450] != 0.0
+    np.testing.assert_allclose(simplified_silhouette_samples(X, y), expected, rtol=1e-10)
+    assert simplified_silhouette_score(X, y) == pytest.approx(expected.mean(), rel=1e-10)
+    assert simplified_silhouette_score(X, y, sample_weight=weights) == pytest.approx(
+        np.average(expected, weights=weights), rel=1e-10)
+
+
+def test_a_row_as_near_its_centre_as_the_nearest_other_scores_zero():
+    # the two clusters share their centroid 0; the rows at 0 have a = b = 0
+    X = np.array([[-1.0], [0.0], [1.0], [-2.0], [0.0], [2.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    expected = _reference_with_zero_for_ties(X, labels, np.zeros((2, 1)))
+    np.testing.assert_array_equal(simplified_silhouette_samples(X, labels), expected)
+
+
+def test_labels_given_with_centers_as_a_series_and_with_a_single_member_cluster(six_blobs):
+    X, y = six_blobs
+    y = y.copy()
+    y[0] = 6
+    centers = _means(X, y) + 0.3
+    expected = _reference_with_zero_for_ties(X, y, centers)
+    np.testing.assert_allclose(simplified_silhouette_samples(X, pd.Series(y), centers=centers), expected,
+                               rtol=1e-10)
+    # two clusters, one of a single row, are two clusters
+    X, y, centers = np.array([[0.0], [1.0], [2.0], [9.0]]), np.array([0, 0, 0, 1]), np.array([[1.0], [8.0]])
+    assert simplified_silhouette_score(X, y, centers=centers) == pytest.approx(
+        _reference_with_zero_for_ties(X, y, centers).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0.0, 1.0, 0.0, 1.0]), r"integers in 0\.\.1"),  # floats, though whole numbers
+    (np.array([0, 1, 2, 1]), r"integers in 0\.\.1"),  # one past the last centre
+    (np.array([5, 5, 5, 5]), r"integers in 0\.\.1"),  # out of range before too few clusters
+    (np.array([0, 0, 0, 0]), "Number of labels is 1"),  # a centre no row is labelled with
+], ids=["floats", "one-past-the-end", "out-of-range", "one-cluster-present"])
+def test_labels_given_with_centers_are_checked(labels, message):
+    X = np.arange(8.0).reshape(4, 2)
+    with pytest.raises(ValueError, match=message):
+        simplified_silhouette_score(X, labels, centers=np.zeros((2, 2)))
 
 
 # ------------------------------------------------------- what fit takes, the scores take

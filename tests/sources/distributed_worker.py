@@ -68,6 +68,50 @@ def estimator_params(params, X):
     return params
 
 
+def exchanges(rank, world_size):
+    """What the exchanges of one process group give on this rank, on small tensors whose
+    answers the test knows by hand, and what they leave of the caller's tensors."""
+    import torch
+    import torch.distributed as dist
+
+    from gpukmeans.sources.distributed import Exchange, join_ranks
+    from gpukmeans.sources.memory import InMemorySource
+
+    exchange = Exchange(dist.group.WORLD)
+    mine = torch.tensor([rank + 1.0], dtype=torch.float64)
+    results = dict(summed=exchange.reduce_sum(mine), sent=mine.clone(),
+                   broadcast=exchange.broadcast(torch.tensor([rank + 10.0])),
+                   ragged=exchange.concat(torch.full((rank + 1, 2), float(rank))))
+    X, w = table(), weights()
+    rows = rank_rows(len(X), rank, world_size)
+    edges = np.array(sorted({0, len(X) - 1, *(rank_rows(len(X), r, world_size).start + d
+                                              for r in range(1, world_size) for d in (-1, 0))}))
+    indices = torch.from_numpy(edges)
+    unweighted = join_ranks(InMemorySource(torch.from_numpy(X[rows]), None, 100), exchange, torch.float64,
+                            shared_table=False)
+    weighted = join_ranks(InMemorySource(torch.from_numpy(X[rows]), torch.from_numpy(w[rows]), 100), exchange,
+                          torch.float64, shared_table=False)
+    results.update(edges=edges, rows=unweighted.take(indices), unit_weights=unweighted.weights_of(indices),
+                   weights=weighted.weights_of(indices))
+    # rank 0's rows weigh nothing: the table's weights are the other ranks'
+    light = torch.full((rows.stop - rows.start,), 0.0 if rank == 0 else 1e-6, dtype=torch.float64)
+    results["light_total"] = join_ranks(InMemorySource(torch.from_numpy(X[rows]), light, 100), exchange,
+                                        torch.float64, shared_table=False).reduce_sum(light.sum())
+    try:
+        join_ranks(InMemorySource(torch.from_numpy(X[rows]), light * 0, 100), exchange, torch.float64,
+                   shared_table=False)
+        results["weightless"] = "no error"
+    except ValueError as error:
+        results["weightless"] = str(error)
+    try:  # the last rank rejects its data; every rank raises
+        exchange.all_ok(ValueError("bad rows") if rank == world_size - 1 else None)
+        results["rejected"] = "no error"
+    except ValueError as error:
+        results["rejected"] = str(error)
+    exchange.all_ok(None)
+    return {name: np.asarray(value) for name, value in results.items()}
+
+
 def main():
     rank, world_size, init_method, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
     parquet_path = sys.argv[5] if len(sys.argv) > 5 else None
@@ -118,6 +162,8 @@ def main():
     if parquet_path is not None:
         on_file = sweep(parquet_path, k=[3, 6], random_state=0, device="cpu", sample_size=500)
         save("sweep_parquet", table=on_file.table.drop(columns="seconds").to_numpy())
+
+    save("exchanges", **exchanges(rank, world_size))
 
     # Ranks that disagree on the number of features all raise (none waits forever).
     X = table()[:, : 5 - (rank % 2)]

@@ -89,6 +89,32 @@ def test_distributed_false_fits_each_ranks_rows_alone(ranks):
         np.testing.assert_allclose(result("opt_out", rank)["centers"], alone.cluster_centers_)
 
 
+def test_exchanges_give_the_answers_known_by_hand(ranks):
+    world_size, result = ranks
+    X, w = worker.table(), worker.weights()
+    expected_concat = np.concatenate([np.full((r + 1, 2), float(r)) for r in range(world_size)])
+    for rank in range(world_size):
+        part = result("exchanges", rank)
+        assert float(part["summed"][0]) == world_size * (world_size + 1) / 2  # 1 + 2 + ...
+        assert float(part["sent"][0]) == rank + 1  # the caller's tensor is left as it was
+        assert float(part["broadcast"][0]) == 10.0  # rank 0's
+        np.testing.assert_array_equal(part["ragged"], expected_concat)
+        edges = part["edges"]  # each rank's first and last rows, and the table's
+        assert len(edges) == 2 * world_size
+        np.testing.assert_array_equal(part["rows"], X[edges])
+        np.testing.assert_array_equal(part["unit_weights"], np.ones(len(edges)))
+        np.testing.assert_array_equal(part["weights"], w[edges])
+        n_light = len(X) - worker.rank_rows(len(X), 0, world_size).stop
+        assert float(part["light_total"]) == pytest.approx(1e-6 * n_light, rel=1e-9)
+        assert str(part["weightless"]) == (
+            "sample_weight must have at least one positive weight; every weight is zero.")
+        if rank == world_size - 1:
+            assert str(part["rejected"]) == "bad rows"
+        else:
+            assert str(part["rejected"]) == (
+                f"gpukmeans: rank(s) [{world_size - 1}] rejected their data; see their error.")
+
+
 def test_ranks_that_disagree_on_features_all_raise(ranks):
     world_size, result = ranks
     for rank in range(world_size):

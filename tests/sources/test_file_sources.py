@@ -1,6 +1,7 @@
 """Fitting a table on disk: Parquet files, folders of them, CSV; the same fit as in memory."""
 
 import gc
+import itertools
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
+from gpukmeans.sources import files as files_module
 from gpukmeans.sources.files import FileSource, open_table, prefetched, shard_bounds
 
 FEATURES = ["recency", "frequency", "monetary", "tenure"]
@@ -212,3 +214,159 @@ def test_an_error_while_reading_reaches_the_consumer():
 
     with pytest.raises(ValueError, match="bad batch"):
         list(prefetched(broken()))
+
+
+# ----------------------------------------------------- folders, names, messages
+def test_hidden_and_underscore_files_are_not_part_of_a_folder(tmp_path):
+    # Spark and Hive leave _temporary/ folders and .crc or _SUCCESS files beside the parts
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    (tmp_path / "_temporary" / "0").mkdir(parents=True)
+    frame.to_parquet(tmp_path / "part-0.parquet")
+    frame.to_parquet(tmp_path / ".part-1.parquet")
+    frame.to_parquet(tmp_path / "_part-2.parquet")
+    frame.to_parquet(tmp_path / "_temporary" / "0" / "part-3.parquet")
+    table = open_table(tmp_path)
+    assert table.files == [tmp_path / "part-0.parquet"] and table.n_rows == 3
+
+
+@pytest.mark.parametrize("name", ["table.csv.gz", "table.csv.bz2", "TABLE.CSV"])
+def test_compressed_and_upper_case_csv_names_are_csv(tmp_path, name):
+    frame = pd.DataFrame({"a": [0.5, 1.5, 2.5], "b": [3.0, 4.0, 5.0]})
+    frame.to_csv(tmp_path / name, index=False)
+    table = open_table(tmp_path / name)
+    assert type(table).__name__ == "CsvTable" and table.n_rows == 3
+    np.testing.assert_array_equal(np.concatenate(list(table.batches(0, 3))), frame.to_numpy())
+
+
+def test_a_decimal_column_is_numeric(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    amounts = pa.array([decimal.Decimal("1.25"), decimal.Decimal("-2.50")], pa.decimal128(5, 2))
+    pq.write_table(pa.table({"amount": amounts, "visits": [3, 4]}), tmp_path / "money.parquet")
+    table = open_table(tmp_path / "money.parquet")
+    assert table.columns == ["amount", "visits"] and table.dtype == np.float64
+    np.testing.assert_array_equal(table.rows_at(np.array([0, 1])), [[1.25, 3.0], [-2.5, 4.0]])
+
+
+def test_a_csv_column_of_integers_then_decimals_reads_as_float(tmp_path, monkeypatch):
+    # pyarrow infers a column's type from its first block: the selected columns are read
+    # as float64 whatever the first block holds
+    monkeypatch.setattr(files_module, "_CSV_BLOCK_BYTES", 256)
+    path = tmp_path / "mixed.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(200)) + "0.5,7\n")
+    table = open_table(path)
+    assert table.n_rows == 201
+    np.testing.assert_array_equal(np.concatenate(list(table.batches(199, 201))), [[199.0, 199.0], [0.5, 7.0]])
+
+
+def _message(call) -> str:
+    with pytest.raises(ValueError) as error:
+        call()
+    return str(error.value)
+
+
+def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(files_module, "READ_ROWS", 4)
+    assert _message(lambda: open_table(tmp_path, [])) == "columns must name at least one column."
+    gaps = tmp_path / "gaps.parquet"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0, None], "b": np.arange(6.0)}).to_parquet(gaps)
+    assert _message(lambda: list(open_table(gaps).batches(0, 6))) == (
+        f"{gaps}: column 'a' has missing values near row 4; fill or drop them before clustering.")
+    for name in ("far.parquet", "far.csv"):
+        path = tmp_path / name
+        frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, np.inf, 6.0], "b": np.arange(7.0)})
+        frame.to_parquet(path) if name.endswith("parquet") else frame.to_csv(path, index=False)
+        assert _message(lambda: list(open_table(path).batches(0, 7))) == f"{path}: NaN or infinity in rows 4..6."
+        assert _message(lambda: open_table(path).rows_at(np.array([5]))).startswith(f"{path}: NaN or infinity in rows ")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame({"a": [1.0], "b": [2.0]}).to_parquet(folder / "part-0.parquet")
+    pd.DataFrame({"a": [1.0]}).to_parquet(folder / "part-1.parquet")
+    assert _message(lambda: open_table(folder, ["a", "b"])) == (
+        f"{folder / 'part-1.parquet'}: lacks column(s) ['b'] that {folder / 'part-0.parquet'} has.")
+    text = tmp_path / "text.csv"
+    monkeypatch.setattr(files_module, "_CSV_BLOCK_BYTES", 64)
+    text.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(30)) + "x,7\n")
+    assert _message(lambda: open_table(text)).startswith(
+        f"{text}: a selected column does not parse as a number (")
+
+
+# --------------------------------------------------- reading across batch edges
+@pytest.fixture
+def numbered(tmp_path, monkeypatch):
+    """A 1000-row table (row i is [i, -i]) as Parquet (row groups of 300) and as CSV, read
+    in batches of 64 rows and CSV blocks of 2 KiB, and the CSV's block edges as pyarrow
+    finds them."""
+    import pyarrow.csv as pa_csv
+
+    monkeypatch.setattr(files_module, "READ_ROWS", 64)
+    monkeypatch.setattr(files_module, "_CSV_BLOCK_BYTES", 2048)
+    X = np.stack([np.arange(1000.0), -np.arange(1000.0)], axis=1)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame.to_parquet(tmp_path / "numbered.parquet", row_group_size=300)
+    frame.to_csv(tmp_path / "numbered.csv", index=False)
+    reader = pa_csv.open_csv(tmp_path / "numbered.csv", read_options=pa_csv.ReadOptions(block_size=2048))
+    block_edges = np.cumsum([batch.num_rows for batch in reader])[:-1]
+    assert len(block_edges) >= 3
+    return tmp_path, X, [int(edge) for edge in block_edges]
+
+
+@pytest.mark.parametrize("name", ["numbered.parquet", "numbered.csv"])
+def test_rows_at_and_batches_across_batch_and_block_edges(numbered, name):
+    folder, X, csv_edges = numbered
+    table = open_table(folder / name)
+    edges = [64, 128, 300, 364, 600, 900, *csv_edges]
+    for edge in edges:
+        for row in (edge - 1, edge):  # alone: the last row read is the one asked for
+            np.testing.assert_array_equal(table.rows_at(np.array([row])), X[[row]])
+    for wanted in (np.arange(1000), np.arange(0, 1000, 7), np.array(sorted({0, 999, *edges}))):
+        np.testing.assert_array_equal(table.rows_at(wanted), X[wanted])
+    for start, stop in [(0, 1000), (63, 641), (edges[-1], 1000), (300, 600), (csv_edges[0], csv_edges[1])]:
+        got = list(table.batches(start, stop))
+        assert all(0 < batch.shape[0] <= 64 for batch in got)
+        np.testing.assert_array_equal(np.concatenate(got), X[start:stop])
+
+
+# ------------------------------------------------------------- a file's source
+def test_a_source_of_some_rows_counts_from_its_first_row(numbered):
+    folder, X, _ = numbered
+    source = FileSource(open_table(folder / "numbered.parquet"), (350, 710), chunk_size=50,
+                        device=torch.device("cpu"))
+    assert (source.n_samples, source.row_offset) == (360, 350)
+    chunks = list(source.chunks())
+    # batches of 64 rows from each row group's start (300, 364, ..., 556, 600, 664), cut in 50s
+    assert [start for start, _, _ in chunks] == [0, 14, 64, 78, 128, 142, 192, 206, 250, 300, 314]
+    np.testing.assert_array_equal(torch.cat([rows for _, rows, _ in chunks]).numpy(), X[350:710])
+    taken = source.take_local(torch.tensor([359, 0, 14, 0]))
+    np.testing.assert_array_equal(taken.numpy(), X[[709, 350, 364, 350]])
+
+
+def test_a_chunk_size_of_one_hands_out_single_rows(numbered):
+    folder, X, _ = numbered
+    source = FileSource(open_table(folder / "numbered.parquet"), (10, 13), chunk_size=1, device=torch.device("cpu"))
+    assert [(start, rows.numpy().tolist()) for start, rows, _ in source.chunks()] == [
+        (0, [[10.0, -10.0]]), (1, [[11.0, -11.0]]), (2, [[12.0, -12.0]])]
+
+
+def test_file_minibatches_visit_every_row_once_an_epoch_with_its_weight(tmp_path):
+    X = np.stack([np.arange(10.0), np.zeros(10)], axis=1)
+    pd.DataFrame(X, columns=["a", "b"]).to_parquet(tmp_path / "ten.parquet")
+    weights = torch.arange(1.0, 11.0, dtype=torch.float64)  # row i weighs i + 1
+    source = FileSource(open_table(tmp_path / "ten.parquet"), (0, 10), chunk_size=3, device=torch.device("cpu"),
+                        sample_weight=weights)
+    stream = source.minibatches(4, np.random.RandomState(0))
+    batches = [next(stream) for _ in range(5)]  # 20 rows: two epochs
+    assert all(rows.shape == (4, 2) and batch_weights.shape == (4,) for rows, batch_weights in batches)
+    rows = torch.cat([rows for rows, _ in batches])[:, 0]
+    np.testing.assert_array_equal(torch.cat([w for _, w in batches]).numpy(), rows.numpy() + 1)
+    for epoch in (rows[:10], rows[10:]):
+        # each chunk of 3 rows read (and the last one of 1) is shuffled in place
+        assert sorted(epoch.tolist()) == list(range(10))
+        for lo in (0, 3, 6, 9):
+            assert sorted(epoch[lo : lo + 3].tolist()) == list(range(lo, min(lo + 3, 10)))
+    assert not torch.equal(rows[:10], torch.arange(10.0)) or not torch.equal(rows[10:], torch.arange(10.0))
+    unweighted = FileSource(open_table(tmp_path / "ten.parquet"), (0, 10), chunk_size=3, device=torch.device("cpu"))
+    assert all(w is None for _, w in itertools.islice(unweighted.minibatches(4, np.random.RandomState(0)), 3))

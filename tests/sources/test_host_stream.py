@@ -9,6 +9,7 @@ overlap) is left to the GPU tests (tests/gpu/test_gpu_scale.py).
 """
 
 import contextlib
+import logging
 import types
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from gpukmeans.sources import host_stream
+from gpukmeans.sources.conditioning import Conditioning
 from gpukmeans.sources.files import FileSource, open_table
 from gpukmeans.sources.host_stream import DeviceFeeder, HostStreamSource
 
@@ -30,11 +32,14 @@ class FakeCuda:
     waiting for that upload; ``("keep for compute", 4)`` its memory kept for the compute
     stream; ``("stage", buffer, 8)`` chunk 8 copied into staging buffer ``buffer``;
     ``("staging waits", 0)`` the host waiting for upload 0 before refilling its buffer;
-    ``("allocate", buffer, rows)`` a pinned staging buffer.
+    ``("allocate", buffer, rows)`` a pinned staging buffer. ``devices`` holds the device
+    each stream was asked for, and ``upload_devices`` the target of each upload.
     """
 
     def __init__(self):
         self.log = []
+        self.devices = {}
+        self.upload_devices = []
         self.current_stream = "compute"
         self._event_rows = {}
         self._buffers = {}
@@ -63,9 +68,15 @@ class FakeCuda:
             finally:
                 runtime.current_stream = previous
 
-        self.cuda = types.SimpleNamespace(
-            Stream=lambda device: Stream("copy"), Event=Event, stream=stream,
-            current_stream=lambda device: Stream("compute"))
+        def copy_stream(device):
+            runtime.devices["copy stream"] = device
+            return Stream("copy")
+
+        def current_stream(device):
+            runtime.devices["compute stream"] = device
+            return Stream("compute")
+
+        self.cuda = types.SimpleNamespace(Stream=copy_stream, Event=Event, stream=stream, current_stream=current_stream)
 
     def empty(self, shape, dtype, pin_memory=False):
         assert pin_memory, "staging buffers are pinned"
@@ -78,7 +89,8 @@ class FakeCuda:
     def buffer_name(self, rows) -> str:
         return self._buffers[rows.untyped_storage().data_ptr()]
 
-    def upload(self, rows):
+    def upload(self, rows, device):
+        self.upload_devices.append(device)
         self._last_upload = int(rows[0, 0])
         self.log.append(("upload", self._last_upload, self.current_stream))
         return rows.as_subclass(torch.Tensor).clone().as_subclass(DeviceRows)
@@ -102,7 +114,7 @@ class HostRows(torch.Tensor):
 
     def to(self, device, non_blocking=False):
         assert non_blocking, "uploads do not block the host"
-        return HostRows.runtime.upload(self)
+        return HostRows.runtime.upload(self, device)
 
 
 class PinnedRows(HostRows):
@@ -220,14 +232,99 @@ def test_a_feeder_hands_over_nothing_for_no_chunks_and_one_for_one(runtime):
 def test_a_file_read_for_a_gpu_goes_through_the_feeder(runtime, tmp_path):
     # batches of 7 rows cut into chunks of 3: the feeder sees chunks that restart at
     # each batch, and hands them over in order with their weights
-    frame = pd.DataFrame(_table(20).numpy(), columns=["a", "b", "c"])
+    # (tenths: a float32 staging buffer would round them)
+    frame = pd.DataFrame((_table(20) + 0.1).numpy(), columns=["a", "b", "c"])
     frame.to_parquet(tmp_path / "table.parquet", row_group_size=7)
     weights = torch.arange(20, dtype=torch.float64)
+    gpu = torch.device("cuda", 1)
     source = FileSource(open_table(tmp_path / "table.parquet"), (0, 20), chunk_size=3,
-                        device=torch.device("cuda"), sample_weight=weights)
+                        device=gpu, sample_weight=weights)
     received = _receive(runtime, source.chunks())
     assert [start for start, _, _ in received] == [0, 3, 6, 7, 10, 13, 14, 17]
-    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(20))
+    assert all(rows.dtype == torch.float64 for _, rows, _ in received)
+    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(20) + 0.1)
+    assert set(runtime.upload_devices) == {gpu}
     assert torch.equal(torch.cat([w for _, _, w in received]), weights)
     uploads = [row for kind, row, *_ in runtime.log if kind == "upload"]
     assert uploads == [0, 3, 6, 7, 10, 13, 14, 17]
+
+
+def test_rows_keep_their_dtype_and_go_to_the_feeders_device(runtime):
+    # tenths are not float32 values: a staging buffer of another dtype would round them
+    X = (_table(10) + 0.1).as_subclass(HostRows)
+    gpu = torch.device("cuda", 1)  # not the current device: every stream and copy must name it
+    source = HostStreamSource(X, None, chunk_size=4, device=gpu)
+    received = _receive(runtime, source.chunks())
+    assert all(rows.dtype == torch.float64 for _, rows, _ in received)
+    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(10) + 0.1)
+    assert runtime.devices == {"copy stream": gpu, "compute stream": gpu}
+    assert runtime.upload_devices == [gpu, gpu, gpu]
+
+
+def test_a_short_first_chunk_still_gets_a_whole_chunks_buffer(runtime):
+    # a file's first batch may be shorter than a chunk; the buffer is sized for the
+    # full chunks that follow, so that they reuse it
+    feeder = DeviceFeeder(torch.device("cuda"), 4, 3, torch.float64)
+    X = _table(10).as_subclass(HostRows)
+    received = list(feeder.feed(iter([(0, X[0:2]), (2, X[2:6]), (6, X[6:10])])))
+    assert [entry for entry in runtime.log if entry[0] == "allocate"] == [
+        ("allocate", "buffer 0", 4), ("allocate", "buffer 1", 4)]
+    assert [start for start, _ in received] == [0, 2, 6]
+    assert torch.equal(torch.cat([rows.as_subclass(torch.Tensor) for _, rows in received]), _table(10))
+
+
+def test_a_table_fits_on_the_device_up_to_half_its_free_memory(runtime):
+    asked = []
+
+    def mem_get_info(device):
+        asked.append(device)
+        return 1000, 4000  # free and total bytes
+
+    runtime.cuda.mem_get_info = mem_get_info
+    gpu = torch.device("cuda", 1)
+    assert host_stream.fits_on_device(500, gpu)
+    assert not host_stream.fits_on_device(501, gpu)
+    assert asked == [gpu, gpu]
+    assert host_stream.fits_on_device(10**15, torch.device("cpu"))  # computed where the rows are
+    assert asked == [gpu, gpu]
+
+
+def test_unpinned_rows_are_announced_and_pinned_ones_are_not(runtime, caplog):
+    caplog.set_level(logging.INFO, logger="gpukmeans")
+    HostStreamSource(_table(4).as_subclass(PinnedRows), None, chunk_size=2, device="cuda")
+    assert caplog.messages == []
+    HostStreamSource(_table(4).as_subclass(HostRows), None, chunk_size=2, device="cuda")
+    assert caplog.messages == [
+        "gpukmeans: streaming host data through pinned staging buffers (pass a pinned tensor to skip them)."]
+
+
+def test_rows_taken_by_index_reach_the_device_in_the_compute_dtype(runtime, monkeypatch):
+    gpu = torch.device("cuda", 1)
+    source = HostStreamSource(_table(10).to(torch.bfloat16).as_subclass(HostRows), None, chunk_size=4, device=gpu)
+    copied_to = []
+
+    def blocking_copy(rows, device):  # a few rows (centres) are copied as they are asked for
+        copied_to.append(device)
+        return rows.as_subclass(torch.Tensor).clone()
+
+    monkeypatch.setattr(HostRows, "to", blocking_copy)
+    taken = source.take_local(torch.tensor([7, 2]))
+    assert copied_to == [gpu]
+    assert taken.dtype == torch.float32  # bfloat16 rows compute in float32
+    assert torch.equal(taken, _table(10)[[7, 2]].float())  # i + 0.25 j: exact in bfloat16
+
+
+def test_conditioned_rows_stay_in_host_memory_with_their_weights_and_chunks(runtime):
+    gpu = torch.device("cuda", 1)
+    weights = torch.linspace(1.0, 2.0, 10, dtype=torch.float64)
+    source = HostStreamSource(_table(10) + 1000.0, weights, chunk_size=4, device=gpu)
+    conditioning = Conditioning(shift=torch.full((3,), 1000.0, dtype=torch.float64), exponent=1)
+    conditioned = source.conditioned(conditioning)
+    assert isinstance(conditioned, HostStreamSource) and conditioned.conditioning is conditioning
+    assert conditioned.device == gpu and conditioned.X.device.type == "cpu"
+    assert torch.equal(conditioned.X, _table(10) / 2)  # (x - 1000) * 2**-1
+    received = _receive(runtime, conditioned.chunks())
+    assert [start for start, _, _ in received] == [0, 4, 8]
+    assert torch.equal(torch.cat([rows for _, rows, _ in received]), _table(10) / 2)
+    assert torch.equal(torch.cat([w for _, _, w in received]), weights)
+    assert runtime.upload_devices == [gpu, gpu, gpu]
