@@ -81,7 +81,7 @@ def exchanges(rank, world_size):
     mine = torch.tensor([rank + 1.0], dtype=torch.float64)
     results = dict(summed=exchange.reduce_sum(mine), sent=mine.clone(),
                    broadcast=exchange.broadcast(torch.tensor([rank + 10.0])),
-                   ragged=exchange.concat(torch.full((rank + 1, 2), float(rank))))
+                   ragged=exchange.concat(torch.full((rank + 1, 2), rank + 0.1, dtype=torch.float64)))
     X, w = table(), weights()
     rows = rank_rows(len(X), rank, world_size)
     edges = np.array(sorted({0, len(X) - 1, *(rank_rows(len(X), r, world_size).start + d
@@ -91,8 +91,11 @@ def exchanges(rank, world_size):
                             shared_table=False)
     weighted = join_ranks(InMemorySource(torch.from_numpy(X[rows]), torch.from_numpy(w[rows]), 100), exchange,
                           torch.float64, shared_table=False)
+    # only rank 0 passes weights: the others' rows weigh 1
+    mixed = join_ranks(InMemorySource(torch.from_numpy(X[rows]), torch.from_numpy(w[rows]) if rank == 0 else None, 100),
+                       exchange, torch.float64, shared_table=False)
     results.update(edges=edges, rows=unweighted.take(indices), unit_weights=unweighted.weights_of(indices),
-                   weights=weighted.weights_of(indices))
+                   weights=weighted.weights_of(indices), mixed_weights=mixed.weights_of(indices))
     # rank 0's rows weigh nothing: the table's weights are the other ranks'
     light = torch.full((rows.stop - rows.start,), 0.0 if rank == 0 else 1e-6, dtype=torch.float64)
     results["light_total"] = join_ranks(InMemorySource(torch.from_numpy(X[rows]), light, 100), exchange,

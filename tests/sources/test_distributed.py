@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from gpukmeans import KMeans, sweep
+from gpukmeans.sources import distributed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker as worker  # noqa: E402
@@ -92,7 +94,7 @@ def test_distributed_false_fits_each_ranks_rows_alone(ranks):
 def test_exchanges_give_the_answers_known_by_hand(ranks):
     world_size, result = ranks
     X, w = worker.table(), worker.weights()
-    expected_concat = np.concatenate([np.full((r + 1, 2), float(r)) for r in range(world_size)])
+    expected_concat = np.concatenate([np.full((r + 1, 2), r + 0.1) for r in range(world_size)])
     for rank in range(world_size):
         part = result("exchanges", rank)
         assert float(part["summed"][0]) == world_size * (world_size + 1) / 2  # 1 + 2 + ...
@@ -104,6 +106,8 @@ def test_exchanges_give_the_answers_known_by_hand(ranks):
         np.testing.assert_array_equal(part["rows"], X[edges])
         np.testing.assert_array_equal(part["unit_weights"], np.ones(len(edges)))
         np.testing.assert_array_equal(part["weights"], w[edges])
+        rank_0_stop = worker.rank_rows(len(X), 0, world_size).stop
+        np.testing.assert_array_equal(part["mixed_weights"], np.where(edges < rank_0_stop, w[edges], 1.0))
         n_light = len(X) - worker.rank_rows(len(X), 0, world_size).stop
         assert float(part["light_total"]) == pytest.approx(1e-6 * n_light, rel=1e-9)
         assert str(part["weightless"]) == (
@@ -126,8 +130,9 @@ def test_ranks_that_disagree_on_the_storage_dtype_all_raise(ranks):
     world_size, result = ranks
     for rank in range(world_size):
         message = str(result("dtype_mismatch", rank)["message"])
-        assert "same features and dtype" in message and "rank 0: 5 features, bfloat16" in message, message
-        assert "rank 1: 5 features, float32" in message, message
+        others = "".join(f", rank {r}: 5 features, float32" for r in range(1, world_size))
+        assert message == (
+            f"Every rank must hold rows with the same features and dtype; got rank 0: 5 features, bfloat16{others}.")
 
 
 def test_sweep_over_every_ranks_rows_equals_the_single_process_sweep(ranks):
@@ -171,3 +176,14 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
             assert float(part[name]) == pytest.approx(value, rel=1e-9), name
         rows = worker.rank_rows(len(X), rank, world_size)
         np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
+
+
+def test_each_torchrun_rank_takes_its_own_gpu(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert distributed.local_cuda_device() is None  # not under torchrun
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.local_cuda_device() is None  # no GPU: the device parameter decides
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.local_cuda_device() == torch.device("cuda", 1)  # local rank 3 on a box of 2 GPUs
