@@ -145,3 +145,20 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
             assert float(part[name]) == pytest.approx(value, rel=1e-9), name
         rows = worker.rank_rows(len(X), rank, world_size)
         np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
+
+
+def test_scores_that_opt_out_are_each_ranks_own(ranks):
+    from gpukmeans import metrics
+
+    world_size, result = ranks
+    X = worker.table()
+    for rank in range(world_size):
+        mine, labels = X[worker.rank_rows(len(X), rank, world_size)], result("sweep", rank)["labels"]
+        part = result("metrics_alone", rank)
+        assert float(part["silhouette"]) == pytest.approx(metrics.silhouette_score(mine, labels), rel=1e-9)
+        assert float(part["sampled"]) == pytest.approx(
+            metrics.silhouette_score(mine, labels, sample_size=300, random_state=1).value, rel=1e-9)
+        np.testing.assert_allclose(part["samples"], metrics.silhouette_samples(mine, labels), rtol=1e-9)
+        np.testing.assert_allclose(part["centroid"], metrics.centroid_scores(mine, labels), rtol=1e-9)
+        assert float(part["simplified"]) == pytest.approx(metrics.simplified_silhouette_score(mine, labels),
+                                                          rel=1e-9)
