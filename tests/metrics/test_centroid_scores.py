@@ -221,3 +221,23 @@ def test_a_weighted_table_needs_more_rows_of_positive_weight_than_clusters():
         skm.calinski_harabasz_score(X[:3], labels[:3])
     with pytest.raises(ValueError, match="Number of labels is 3"):
         centroid_scores(X, labels, sample_weight=weights, device="cpu")
+
+
+def test_a_cluster_of_rows_of_weight_zero_is_absent():
+    # cluster 3 (the last) has only rows of weight 0; cluster 1 one row of positive weight
+    X, labels = _labelled("random-labels")
+    labels = labels % 4
+    weights = np.random.default_rng(3).integers(1, 4, size=len(labels)).astype(np.float64)
+    weights[labels == 3] = 0.0
+    weights[labels == 1] = 0.0
+    weights[np.flatnonzero(labels == 1)[0]] = 2.0
+    kept = np.repeat(np.arange(len(labels)), weights.astype(int))
+    np.testing.assert_allclose(centroid_scores(X, labels, sample_weight=weights, device="cpu"),
+                               _sklearn(X[kept], labels[kept]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("score", [calinski_harabasz_score, davies_bouldin_score, centroid_scores])
+def test_weights_that_are_all_zero_are_refused(score):
+    X, labels = _labelled("random-labels")
+    with pytest.raises(ValueError, match="every weight is zero"):
+        score(X, labels, sample_weight=np.zeros(len(labels)), device="cpu")

@@ -121,7 +121,8 @@ def test_number_of_labels_checked_like_sklearn(n_labels):
     labels = np.arange(10) % n_labels
     with pytest.raises(ValueError, match="Number of labels is"):
         silhouette_score(X, labels)
-    with pytest.raises(ValueError, match="Valid values are 2 to n_samples - 1"):
+    with pytest.raises(ValueError, match=rf"^Number of labels is {n_labels}\. Valid values are 2 to "
+                                         r"n_samples - 1 \(inclusive\), here 2 to 9$"):
         silhouette_samples(X, labels)
 
 
@@ -138,6 +139,42 @@ def test_number_of_labels_checked_like_sklearn(n_labels):
 def test_bad_input_is_a_clear_value_error(X, labels, message):
     with pytest.raises(ValueError, match=message):
         silhouette_score(X, labels)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0.0, np.nan, 1.0, 1.0]), r"^labels contain NaN$"),
+    (torch.tensor([0.0, float("nan"), 1.0, 1.0]), r"^labels contain NaN$"),
+    (np.array([[0], [0], [1], [1]]), r"^labels must be 1-D, got an array of shape \(4, 1\)$"),
+    (torch.tensor([[0], [0], [1], [1]]), r"^labels must be 1-D, got a tensor of shape \(4, 1\)$"),
+    (torch.tensor([0, 1, 1]), r"^labels has 3 entries but X has 4 rows$"),
+    (np.array([0, "a", 0, "a"], dtype=object), r"^labels could not be sorted: "),
+], ids=["nan", "nan-tensor", "2-d", "2-d-tensor", "short-tensor", "unsortable"])
+def test_bad_labels_are_a_clear_value_error(labels, message):
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 0.0], [5.0, 1.0]])
+    with pytest.raises(ValueError, match=message):
+        silhouette_score(X, labels)
+
+
+@pytest.mark.parametrize("values", [
+    [0, 2, 5, 9],  # gaps
+    [-3, 0, 4, 1],  # negative
+    [7, 70_000, 65_536, 3],  # beyond the labels counted rather than sorted, and the last counted
+    [0.25, 0.75, 1.5, 3.0],  # fractions (two of them in one unit)
+], ids=["gaps", "negative", "large", "fractions"])
+def test_labels_as_tensors_are_scored_as_sklearn_scores_the_same_labels(values):
+    # three clusters and one single-row cluster, under labels of every kind
+    X, y = make_blobs(n_samples=300, centers=3, n_features=3, random_state=4)
+    y[7] = 3
+    labels = np.array(values)[y]
+    ours = silhouette_samples(X, torch.from_numpy(labels))
+    np.testing.assert_allclose(ours, skm.silhouette_samples(X, labels), rtol=1e-9, atol=1e-12)
+
+
+def test_boolean_labels_as_a_tensor_are_two_clusters():
+    X, y = make_blobs(n_samples=200, centers=2, n_features=2, random_state=6)
+    labels = y.astype(bool)
+    np.testing.assert_allclose(silhouette_samples(X, torch.from_numpy(labels)), skm.silhouette_samples(X, labels),
+                               rtol=1e-9, atol=1e-12)
 
 
 def test_unsupported_metric_and_block_size(six_blobs):

@@ -187,3 +187,20 @@ def test_each_torchrun_rank_takes_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert distributed.local_cuda_device() == torch.device("cuda", 1)  # local rank 3 on a box of 2 GPUs
+
+
+def test_scores_that_opt_out_are_each_ranks_own(ranks):
+    from gpukmeans import metrics
+
+    world_size, result = ranks
+    X = worker.table()
+    for rank in range(world_size):
+        mine, labels = X[worker.rank_rows(len(X), rank, world_size)], result("sweep", rank)["labels"]
+        part = result("metrics_alone", rank)
+        assert float(part["silhouette"]) == pytest.approx(metrics.silhouette_score(mine, labels), rel=1e-9)
+        assert float(part["sampled"]) == pytest.approx(
+            metrics.silhouette_score(mine, labels, sample_size=300, random_state=1).value, rel=1e-9)
+        np.testing.assert_allclose(part["samples"], metrics.silhouette_samples(mine, labels), rtol=1e-9)
+        np.testing.assert_allclose(part["centroid"], metrics.centroid_scores(mine, labels), rtol=1e-9)
+        assert float(part["simplified"]) == pytest.approx(metrics.simplified_silhouette_score(mine, labels),
+                                                          rel=1e-9)
