@@ -213,3 +213,171 @@ def test_kmeans_plusplus_picks_the_same_rows_whatever_the_chunk_size(weighted):
                                           torch.Generator().manual_seed(3))[1]
              for chunk in (9_000, 4_096, 1_000, 333)]
     assert all(torch.equal(p, picks[0]) for p in picks[1:])
+
+
+def _weighted_lloyd(X, weights, centres, n_iter):
+    """Lloyd's iterations from their definition (numpy, float64): each row to its nearest
+    centre, each centre to the weighted mean of its rows; stops early once no label
+    changes. Returns the centres and whether it stopped early."""
+    labels = None
+    for _ in range(n_iter):
+        new_labels = ((X[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            return centres, True
+        labels = new_labels
+        totals = np.bincount(labels, weights, minlength=len(centres))
+        assert (totals > 0).all()  # no cluster empties here: no relocation to mirror
+        sums = np.stack([np.bincount(labels, weights * X[:, j], minlength=len(centres)) for j in range(X.shape[1])], 1)
+        centres = sums / totals[:, None]
+    return centres, False
+
+
+def _kmeans_parallel_recording_lloyd(monkeypatch, X, weights, n_clusters, **options):
+    """k-means|| on ``X``; returns its centres, the rows it read, and the source and
+    seeds its refinement ran Lloyd on."""
+    from gpukmeans.engine import initialisation as _init
+
+    refinements = []
+
+    def recording_lloyd(source, initial_centers, **kwargs):
+        refinements.append((source, initial_centers[0].clone()))
+        return lloyd(source, initial_centers, **kwargs)
+
+    lloyd = _init.lloyd
+    monkeypatch.setattr(_init, "lloyd", recording_lloyd)
+    source = TakeRecordingSource(torch.from_numpy(X), torch.from_numpy(weights), chunk_size=500)
+    centres = _init.kmeans_parallel(source, n_clusters, 3, torch.Generator().manual_seed(1), **options)
+    (candidate_source, seeds), = refinements
+    return centres.numpy(), source.taken, candidate_source, seeds.numpy()
+
+
+def test_kmeans_parallel_weighs_each_candidate_by_the_weight_nearest_to_it(monkeypatch):
+    # the candidates are the rows the rounds read; each weighs the total sample weight
+    # of the rows nearest to it, and Lloyd on them (converged here) gives the centres
+    rng = np.random.default_rng(0)
+    X = rng.random((2_000, 2))
+    weights = rng.uniform(0.5, 2.0, 2_000)
+    centres, taken, candidate_source, seeds = _kmeans_parallel_recording_lloyd(monkeypatch, X, weights, 12)
+    candidates = np.unique(torch.cat(taken[:-1]).numpy())
+    assert 12 < len(candidates) < 500
+    np.testing.assert_array_equal(candidate_source.X.numpy(), X[candidates])
+    nearest = ((X[:, None, :] - X[candidates][None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    expected_weights = np.bincount(nearest, weights, minlength=len(candidates))
+    np.testing.assert_allclose(candidate_source.sample_weight.numpy(), expected_weights, rtol=1e-13)
+    expected, converged = _weighted_lloyd(X[candidates], expected_weights, seeds, 30)
+    assert converged
+    np.testing.assert_allclose(centres, expected, rtol=1e-10)
+
+
+def test_kmeans_parallel_refines_its_seeds_by_thirty_lloyd_iterations(monkeypatch):
+    # Rows on a line at almost even gaps converge slowly: 30 iterations leave the
+    # centres still moving. With l = 100k every row is a candidate of its own weight.
+    rng = np.random.default_rng(0)
+    X = ((np.arange(2_000) + rng.uniform(-0.3, 0.3, 2_000)) / 2_000)[:, None]
+    weights = rng.uniform(0.5, 2.0, 2_000)
+    centres, _, candidate_source, seeds = _kmeans_parallel_recording_lloyd(monkeypatch, X, weights, 20,
+                                                                           oversampling=50.0)
+    np.testing.assert_array_equal(candidate_source.X.numpy(), X)
+    expected, converged = _weighted_lloyd(X, weights, seeds, 30)
+    assert not converged and not np.allclose(_weighted_lloyd(X, weights, expected, 1)[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(centres, expected, rtol=1e-10)
+
+
+def test_kmeans_parallel_on_rows_that_all_coincide_returns_the_row_k_times():
+    # every w * D^2 is 0 from the first draw on: no round keeps a row
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
+
+    X = torch.tensor([[1.5, -2.0]], dtype=torch.float64).repeat(10, 1)
+    centres = _init.kmeans_parallel(InMemorySource(X, None, chunk_size=4), 3, 0, torch.Generator().manual_seed(0))
+    assert torch.equal(centres, X[:3])
+
+
+@pytest.mark.parametrize("n_clusters", [1, 3])
+def test_kmeans_parallel_with_too_few_candidates_is_kmeans_plusplus_over_every_row(blobs, n_clusters):
+    # No round: the first centre is the only candidate, at most k of them, so the
+    # centres are greedy k-means++ over every row, from the generator as the first draw
+    # left it (the global generator takes no part).
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
+
+    X, _ = blobs
+    source = InMemorySource(torch.as_tensor(X), torch.as_tensor(np.linspace(0.5, 2.0, len(X))), chunk_size=100)
+    generator = torch.Generator().manual_seed(7)
+    first = _init._draw_proportional(source, None, 1, generator)
+    expected, rows = _init.kmeans_plusplus_tensor(source, n_clusters, generator)
+    assert int(rows[0]) != int(first[0])  # a second draw, not the first candidate again
+    torch.manual_seed(123)
+    centres = _init.kmeans_parallel(source, n_clusters, 0, torch.Generator().manual_seed(7), n_rounds=0)
+    assert torch.equal(centres, expected)
+
+
+def test_initial_centers_continues_the_generator_it_is_given(blobs):
+    # seed only seeds a generator of its own; a given generator's draws go on from its state
+    from gpukmeans.engine.initialisation import initial_centers
+    from gpukmeans.sources import InMemorySource
+
+    source = InMemorySource(torch.as_tensor(blobs[0]), None, chunk_size=100)
+    given = initial_centers(source, "k-means++", 5, 0, torch.Generator().manual_seed(9))
+    assert torch.equal(given, initial_centers(source, "k-means++", 5, 9))
+    assert not torch.equal(given, initial_centers(source, "k-means++", 5, 0))
+
+
+def test_initial_centers_names_the_methods_it_knows():
+    from gpukmeans.engine.initialisation import initial_centers
+    from gpukmeans.sources import InMemorySource
+
+    source = InMemorySource(torch.zeros(4, 2), None, chunk_size=4)
+    with pytest.raises(ValueError, match=r"init must be 'k-means\+\+', 'random' or 'k-means\|\|', got 'kmeans'"):
+        initial_centers(source, "kmeans", 2, 0)
+
+
+def test_kmeans_plusplus_of_one_centre_returns_one_row_index(blobs):
+    X, _ = blobs
+    centers, indices = kmeans_plusplus(X, 1, random_state=0, device="cpu")
+    assert indices.dtype == np.int64 and indices.shape == (1,)
+    np.testing.assert_array_equal(centers, X[indices])
+
+
+def test_kmeans_plusplus_weighs_two_plus_log_k_candidates_a_step(blobs):
+    # as scikit-learn: 2 + int(ln k) candidates per greedy step (k = 10: 4)
+    from gpukmeans.engine import initialisation as _init
+
+    source = TakeRecordingSource(torch.as_tensor(blobs[0]), None, chunk_size=100)
+    _init.kmeans_plusplus_tensor(source, 10, torch.Generator().manual_seed(0))
+    assert [taken.numel() for taken in source.taken] == [1] + [4] * 9
+
+
+def test_random_init_keeps_the_rows_of_largest_key_over_every_block(monkeypatch):
+    # Efraimidis and Spirakis from the definition: the k largest log(u_i) / w_i, u_i the
+    # row's uniform; blocks of three rows leave every block but the first at an offset
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.engine.uniforms import row_uniforms
+    from gpukmeans.sources import InMemorySource
+
+    monkeypatch.setattr(_init, "_BLOCK_ROWS", 3)
+    rng = np.random.default_rng(1)
+    X = torch.from_numpy(rng.standard_normal((20, 2)))
+    weights = torch.from_numpy(rng.uniform(0.1, 3.0, 20))
+    for seed in range(5):
+        keys = torch.log(row_uniforms(seed, torch.arange(20))) / weights
+        _, rows = _init.random_rows_init(InMemorySource(X, weights, chunk_size=7), 4, seed)
+        assert rows.tolist() == torch.argsort(keys, descending=True)[:4].tolist()
+
+
+def test_draw_block_totals_of_a_holder_without_rows_are_empty():
+    # a torch.distributed rank may hold no rows: no blocks, float64 as every holder's
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
+
+    totals = _init._block_totals(InMemorySource(torch.zeros(0, 3), None, chunk_size=4), None)
+    assert totals.shape == (0,) and totals.dtype == torch.float64
+
+
+def test_every_weight_zero_is_an_error_not_a_draw():
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
+
+    source = InMemorySource(torch.ones(5, 2), torch.zeros(5), chunk_size=2)
+    with pytest.raises(ValueError, match="at least one positive weight; every weight is zero"):
+        _init.kmeans_plusplus_tensor(source, 2, torch.Generator().manual_seed(0))

@@ -16,6 +16,7 @@ from scipy import stats
 from _engine_checks import TakeRecordingSource
 from gpukmeans import kernels
 from gpukmeans.engine import initialisation as _init
+from gpukmeans.engine.uniforms import row_uniforms
 from gpukmeans.sources import InMemorySource
 
 # Eight rows on a line at uneven gaps, so that D and D^2 give very different odds.
@@ -130,3 +131,108 @@ def test_random_init_draws_rows_by_weight(weighted):
     assert _p_value(counts, WEIGHTS if weighted else torch.ones(8)) >= ACCEPT
     if weighted:
         assert _p_value(counts, torch.ones(8)) < REJECT
+
+
+def _kept_by_rounds(X, weights, first, seed, n_clusters, oversampling, n_rounds):
+    """k-means||'s sampling rounds from their definition: round r keeps row i when its
+    uniform ``row_uniforms(seed + r, i)`` is at most ``min(1, l * w_i * D_i^2 / phi)``,
+    D being the distance to the nearest row chosen so far (``first`` and every earlier
+    round's rows), ``l = oversampling * k`` and ``phi`` the sum of ``w * D^2``; the rounds
+    stop when ``phi`` is 0. Returns each round's kept rows (empty rounds included)."""
+    X, weights = X.numpy(), weights.numpy()
+    closest = ((X - X[first]) ** 2).sum(axis=1)
+    rounds = []
+    for round_number in range(n_rounds):
+        total = (weights * closest).sum()
+        if total <= 0:
+            break
+        probability = np.minimum(1.0, oversampling * n_clusters * weights * closest / total)
+        uniforms = row_uniforms(seed + round_number, torch.arange(len(X))).numpy()
+        kept = np.flatnonzero(uniforms <= probability)
+        rounds.append(kept)
+        for row in kept:
+            closest = np.minimum(closest, ((X - X[row]) ** 2).sum(axis=1))
+    return rounds
+
+
+def _check_rounds(X, weights, seed, n_clusters, **options):
+    """Runs k-means|| on ``X`` and checks the rows each round read against the
+    definition; returns the rounds' kept rows."""
+    source = TakeRecordingSource(X, weights, chunk_size=150)
+    _init.kmeans_parallel(source, n_clusters, seed, torch.Generator().manual_seed(seed), **options)
+    defaults = {"oversampling": 2.0, "n_rounds": 5}  # the documented defaults
+    rounds = _kept_by_rounds(X, weights, int(source.taken[0]), seed, n_clusters, **{**defaults, **options})
+    nonempty = [kept for kept in rounds if kept.size]
+    # the first centre, then one read per round that kept rows, then the candidates
+    read_by_rounds = source.taken[1 : 1 + len(nonempty)]
+    assert [kept.tolist() for kept in read_by_rounds] == [kept.tolist() for kept in nonempty]
+    candidates = np.unique(np.concatenate([source.taken[0].numpy(), *nonempty]))
+    assert source.taken[1 + len(nonempty)].tolist() == candidates.tolist()
+    return rounds
+
+
+def test_kmeans_parallel_rounds_keep_the_rows_their_definition_keeps(monkeypatch):
+    # The default five rounds of l = 2k, over blocks of 64 rows, on one feature: a sum
+    # of w * D^2 below 1 (rows within 0.01 of each other) must not stop the rounds.
+    monkeypatch.setattr(_init, "_BLOCK_ROWS", 64)
+    rng = np.random.default_rng(4)
+    X = torch.from_numpy(rng.uniform(0.0, 0.01, (600, 1)))
+    weights = torch.from_numpy(rng.uniform(0.5, 1.5, 600))
+    rounds = _check_rounds(X, weights, 11, 10)
+    assert len(rounds) == 5 and all(kept.size > 1 for kept in rounds)
+
+
+@pytest.mark.parametrize("rows_as_ints", [True, False])
+def test_kmeans_parallel_rounds_that_keep_no_row_or_one_row(monkeypatch, rows_as_ints):
+    # About one row a round (l = 1): rounds that keep no row, one row or two, and a
+    # round that keeps rows after one that kept none. The CPU gathers the kept rows as
+    # Python ints; a GPU as tensors, which this runs on the CPU too.
+    monkeypatch.setattr(_init, "_rows_as_python_ints", lambda device: rows_as_ints)
+    monkeypatch.setattr(_init, "_BLOCK_ROWS", 64)
+    rng = np.random.default_rng(2)
+    X = torch.from_numpy(rng.standard_normal((300, 2)))
+    weights = torch.from_numpy(rng.uniform(0.5, 1.5, 300))
+    rounds = _check_rounds(X, weights, 5, 2, oversampling=0.5, n_rounds=8)
+    sizes = [kept.size for kept in rounds]
+    assert {0, 1, 2} <= set(sizes) and any(a == 0 and b > 0 for a, b in zip(sizes, sizes[1:])), sizes
+
+
+def _seed_whose_uniform_is_one(row: int) -> int:
+    """The seed that gives ``row`` the uniform 1 exactly (the top 53 bits of its hash
+    all ones): splitmix64's finaliser run backwards from the hash 2**64 - 1."""
+    mask = (1 << 64) - 1
+
+    def undo_xor_shift(y, bits):
+        x = y
+        for _ in range(64 // bits + 1):
+            x = y ^ (x >> bits)
+        return x
+
+    x = undo_xor_shift(mask, 31) * pow(0x94D049BB133111EB, -1, 1 << 64) & mask
+    x = undo_xor_shift(x, 27) * pow(0xBF58476D1CE4E5B9, -1, 1 << 64) & mask
+    x = undo_xor_shift(x, 30)
+    return (x - row * 0x9E3779B97F4A7C15 - 1) * pow(0x632BE59BD9B4E019, -1, 1 << 64) & mask
+
+
+def test_a_zero_weight_row_is_never_drawn_even_at_a_uniform_of_one():
+    # Its key log(1) / 0 is 0 / 0: the zero weight must rule it out, not the division.
+    seed = _seed_whose_uniform_is_one(3)
+    assert float(row_uniforms(seed, torch.tensor([3]))[0]) == 1.0
+    weights = WEIGHTS.clone()
+    weights[3] = 0.0
+    _, rows = _init.random_rows_init(InMemorySource(_table(), weights, chunk_size=3), 7, seed)
+    assert sorted(rows.tolist()) == [0, 1, 2, 4, 5, 6, 7]
+    # with a positive weight its key, 0, is the largest a key can be
+    _, rows = _init.random_rows_init(InMemorySource(_table(), WEIGHTS, chunk_size=3), 1, seed)
+    assert rows.tolist() == [3]
+
+
+def test_kmeans_parallel_keeps_a_row_of_probability_one_even_at_a_uniform_of_one():
+    # l = 400 over eight rows: every row but the first centre has min(1, l w D^2 / phi) = 1.
+    seed = _seed_whose_uniform_is_one(6)
+    source = TakeRecordingSource(_table(), WEIGHTS, chunk_size=3)
+    _init.kmeans_parallel(source, 2, seed, torch.Generator().manual_seed(0), oversampling=200.0, n_rounds=1)
+    first = int(source.taken[0])
+    potentials = WEIGHTS * _sq_distances_to([first])
+    assert first != 6 and float((400.0 * potentials / potentials.sum())[potentials > 0].min()) >= 1.0
+    assert source.taken[1].tolist() == [row for row in range(8) if row != first]
