@@ -301,11 +301,11 @@ def test_far_from_the_origin_on_cuda(offset):
 
 @pytest.mark.gpu
 def test_far_from_the_origin_streamed_from_host_memory(monkeypatch):
-    from gpukmeans import _kmeans
+    from gpukmeans.sources import factory
 
-    monkeypatch.setattr(_kmeans, "fits_on_device", lambda n_bytes, device: False)
     X = _blobs(1e5)
     in_memory = KMeans(N_CLUSTERS, init=_init(X), device="cuda").fit(X)
+    monkeypatch.setattr(factory, "fits_on_device", lambda n_bytes, device: False)
     streamed = KMeans(N_CLUSTERS, init=_init(X), device="cuda", chunk_size=300).fit(X)
     np.testing.assert_array_equal(streamed.labels_, in_memory.labels_)
     assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-6)
