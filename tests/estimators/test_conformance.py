@@ -185,3 +185,26 @@ def test_the_callers_arrays_are_not_modified(blobs):
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(init, init_before)
     np.testing.assert_array_equal(weights, weights_before)
+
+
+def test_weighted_relocation_follows_scikit_learns_sums():
+    # Two centres far from every row are empty at the first iteration; each takes one of
+    # the rows farthest from its centre, by weight: the row's weighted value leaves its
+    # cluster's sum and becomes the empty cluster's (scikit-learn's relocation).
+    rng = np.random.RandomState(3)
+    X = np.concatenate([rng.randn(40, 2), rng.randn(40, 2) + [6, 0]])
+    weights = rng.uniform(0.2, 3.0, len(X))
+    init = np.array([[0.0, 0.0], [6.0, 0.0], [50.0, 50.0], [-50.0, 50.0]])
+    ours = KMeans(4, init=init, max_iter=1, device="cpu").fit(X, sample_weight=weights)
+    theirs = SklearnKMeans(4, init=init, n_init=1, max_iter=1, algorithm="lloyd").fit(X, sample_weight=weights)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-12)
+
+
+def test_relocation_passes_over_zero_weight_rows():
+    # The farthest rows weigh nothing: an empty centre takes the farthest row that weighs.
+    X = np.array([[0.0], [0.2], [0.4], [0.6], [40.0], [30.0]])
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 2.0])
+    km = KMeans(2, init=np.array([[0.3], [-100.0]]), max_iter=1, device="cpu").fit(X, sample_weight=weights)
+    np.testing.assert_allclose(sorted(km.cluster_centers_.ravel()), [0.3, 30.0])
