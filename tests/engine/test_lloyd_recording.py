@@ -96,8 +96,11 @@ def test_a_failed_recording_warns_and_the_fit_runs_launch_by_launch(monkeypatch)
     starts = [X[0:36:6].clone()]
     plain = _fit(X, starts, recorded=False, monkeypatch=monkeypatch)
     monkeypatch.setattr(_lloyd, "_recorder_for", lambda source: fails)
-    with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph.*not permitted"):
+    with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph.*not permitted") as caught:
         fallen_back = _lloyd.lloyd(InMemorySource(X, None, chunk_size=700), starts, max_iter=50, tol=0.0)
+    (warning,) = caught
+    assert str(warning.message).endswith("; it runs launch by launch, with the same result.")
+    assert warning.filename == __file__  # attributed to the caller of lloyd, not to the engine
     assert_same_lloyd_result(plain, fallen_back)
     assert fallen_back.n_replayed == 0
 

@@ -9,6 +9,7 @@ Lloyd iterations from the same start, with weights, over passes cut into several
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gpukmeans import KMeans
@@ -30,13 +31,17 @@ def _printed_inertias(text):
     return [float(value) for value in re.findall(r"Iteration \d+, group 0, inertia (\S+)", text)]
 
 
-@pytest.mark.parametrize("chunk_size", [7, 1000])
-def test_verbose_prints_each_iterations_inertia_over_every_chunk(capsys, chunk_size):
+@pytest.mark.parametrize("from_file", [False, True])
+def test_verbose_prints_each_iterations_inertia_over_every_chunk(capsys, tmp_path, from_file):
     rng = np.random.RandomState(0)
     X = np.concatenate([rng.randn(30, 2) * 0.6 + offset for offset in ([0, 0], [4, 1], [1, 5])])
     weights = rng.uniform(0.5, 2.0, len(X))
     start = X[[0, 1, 2]].copy()  # three rows of the first blob: several iterations to converge
-    KMeans(3, init=start, n_init=1, chunk_size=chunk_size, verbose=1, random_state=0).fit(X, sample_weight=weights)
+    data = X
+    if from_file:  # a file is read in chunks: each pass adds up the chunks' totals
+        data = tmp_path / "rows.parquet"
+        pd.DataFrame(X, columns=["a", "b"]).to_parquet(data)
+    KMeans(3, init=start, n_init=1, chunk_size=7, verbose=1, random_state=0).fit(data, sample_weight=weights)
     printed = _printed_inertias(capsys.readouterr().out)
     assert len(printed) >= 3
     expected = _numpy_lloyd_inertias(X, weights, start, len(printed))

@@ -187,15 +187,17 @@ def test_the_callers_arrays_are_not_modified(blobs):
     np.testing.assert_array_equal(weights, weights_before)
 
 
-def test_weighted_relocation_follows_scikit_learns_sums():
+@pytest.mark.parametrize("chunk_size", ["auto", 7])
+def test_weighted_relocation_follows_scikit_learns_sums(chunk_size):
     # Two centres far from every row are empty at the first iteration; each takes one of
     # the rows farthest from its centre, by weight: the row's weighted value leaves its
-    # cluster's sum and becomes the empty cluster's (scikit-learn's relocation).
+    # cluster's sum and becomes the empty cluster's (scikit-learn's relocation). In
+    # chunks of 7 rows, the farthest rows are found block by block.
     rng = np.random.RandomState(3)
     X = np.concatenate([rng.randn(40, 2), rng.randn(40, 2) + [6, 0]])
     weights = rng.uniform(0.2, 3.0, len(X))
     init = np.array([[0.0, 0.0], [6.0, 0.0], [50.0, 50.0], [-50.0, 50.0]])
-    ours = KMeans(4, init=init, max_iter=1, device="cpu").fit(X, sample_weight=weights)
+    ours = KMeans(4, init=init, max_iter=1, chunk_size=chunk_size, device="cpu").fit(X, sample_weight=weights)
     theirs = SklearnKMeans(4, init=init, n_init=1, max_iter=1, algorithm="lloyd").fit(X, sample_weight=weights)
     np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(ours.labels_, theirs.labels_)
