@@ -210,3 +210,8 @@ def test_relocation_passes_over_zero_weight_rows():
     weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 2.0])
     km = KMeans(2, init=np.array([[0.3], [-100.0]]), max_iter=1, device="cpu").fit(X, sample_weight=weights)
     np.testing.assert_allclose(sorted(km.cluster_centers_.ravel()), [0.3, 30.0])
+    # Every row that weighs is closer than 1 to its centre; the one that weighs nothing is far.
+    X = np.array([[0.0], [0.1], [0.2], [0.35], [5.0]])
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    km = KMeans(2, init=np.array([[0.15], [-100.0]]), max_iter=1, device="cpu").fit(X, sample_weight=weights)
+    np.testing.assert_allclose(sorted(km.cluster_centers_.ravel()), [0.1, 0.35])
