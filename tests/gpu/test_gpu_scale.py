@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-import gpukmeans._kmeans as kmeans_module
+import gpukmeans.sources.factory as factory
 from gpukmeans import KMeans
 from gpukmeans._minibatch import MiniBatchKMeans
 from gpukmeans.sources.host_stream import HostStreamSource
@@ -28,7 +28,7 @@ def data():
 def test_data_too_large_for_the_gpu_streams_from_host_memory(data, monkeypatch):
     on_device = KMeans(8, random_state=0, chunk_size=4096, device="cuda").fit(data)
     used = []
-    monkeypatch.setattr(kmeans_module, "fits_on_device", lambda n_bytes, device: False)
+    monkeypatch.setattr(factory, "fits_on_device", lambda n_bytes, device: False)
     original_chunks = HostStreamSource.chunks
 
     def spy(self):
@@ -43,7 +43,7 @@ def test_data_too_large_for_the_gpu_streams_from_host_memory(data, monkeypatch):
 
 
 def test_a_pinned_tensor_streams_without_staging(data, monkeypatch):
-    monkeypatch.setattr(kmeans_module, "fits_on_device", lambda n_bytes, device: False)
+    monkeypatch.setattr(factory, "fits_on_device", lambda n_bytes, device: False)
     pinned = torch.from_numpy(data).pin_memory()
     km = KMeans(8, random_state=0, chunk_size=4096, device="cuda").fit(pinned)
     reference = KMeans(8, random_state=0, device="cpu").fit(data)

@@ -301,9 +301,9 @@ def test_far_from_the_origin_on_cuda(offset):
 
 @pytest.mark.gpu
 def test_far_from_the_origin_streamed_from_host_memory(monkeypatch):
-    from gpukmeans import _kmeans
+    from gpukmeans.sources import factory
 
-    monkeypatch.setattr(_kmeans, "fits_on_device", lambda n_bytes, device: False)
+    monkeypatch.setattr(factory, "fits_on_device", lambda n_bytes, device: False)
     X = _blobs(1e5)
     in_memory = KMeans(N_CLUSTERS, init=_init(X), device="cuda").fit(X)
     streamed = KMeans(N_CLUSTERS, init=_init(X), device="cuda", chunk_size=300).fit(X)
