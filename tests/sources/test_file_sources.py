@@ -290,6 +290,9 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
     assert _message(lambda: open_table(folder, ["a", "b"])) == (
         f"{folder / 'part-1.parquet'}: lacks column(s) ['b'] that {folder / 'part-0.parquet'} has.")
     assert _message(lambda: open_table(folder, ["a", "c"])) == f"{folder}: no column 'c'; the columns are ['a', 'b']."
+    names = tmp_path / "names.parquet"
+    pd.DataFrame({"name": ["ann", "bob"]}).to_parquet(names)
+    assert _message(lambda: open_table(names)) == f"{names}: no numeric columns; name them with columns=[...]."
     text = tmp_path / "text.csv"
     monkeypatch.setattr(files_module, "_CSV_BLOCK_BYTES", 64)
     text.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(30)) + "x,7\n")
