@@ -290,6 +290,12 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
     assert _message(lambda: open_table(folder, ["a", "b"])) == (
         f"{folder / 'part-1.parquet'}: lacks column(s) ['b'] that {folder / 'part-0.parquet'} has.")
     assert _message(lambda: open_table(folder, ["a", "c"])) == f"{folder}: no column 'c'; the columns are ['a', 'b']."
+    csv = tmp_path / "few.csv"
+    csv.write_text("a,b\n1,2\n")
+    assert _message(lambda: open_table(csv, ["a", "c"])) == f"{csv}: no column 'c'; the columns are ['a', 'b']."
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert _message(lambda: open_table(empty)).startswith(f"{empty}: not a readable CSV file (")
     names = tmp_path / "names.parquet"
     pd.DataFrame({"name": ["ann", "bob"]}).to_parquet(names)
     assert _message(lambda: open_table(names)) == f"{names}: no numeric columns; name them with columns=[...]."
