@@ -12,6 +12,7 @@ from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans
 from gpukmeans.sources import files as files_module
+from gpukmeans.sources.conditioning import Conditioning
 from gpukmeans.sources.files import FileSource, open_table, prefetched, shard_bounds
 
 FEATURES = ["recency", "frequency", "monetary", "tenure"]
@@ -280,6 +281,7 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
         frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, np.inf, 6.0], "b": np.arange(7.0)})
         frame.to_parquet(path) if name.endswith("parquet") else frame.to_csv(path, index=False)
         assert _message(lambda: list(open_table(path).batches(0, 7))) == f"{path}: NaN or infinity in rows 4..6."
+        assert _message(lambda: list(open_table(path).batches(5, 7))) == f"{path}: NaN or infinity in rows 5..6."
         assert _message(lambda: open_table(path).rows_at(np.array([5]))).startswith(f"{path}: NaN or infinity in rows ")
     folder = tmp_path / "parts"
     folder.mkdir()
@@ -287,6 +289,16 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
     pd.DataFrame({"a": [1.0]}).to_parquet(folder / "part-1.parquet")
     assert _message(lambda: open_table(folder, ["a", "b"])) == (
         f"{folder / 'part-1.parquet'}: lacks column(s) ['b'] that {folder / 'part-0.parquet'} has.")
+    assert _message(lambda: open_table(folder, ["a", "c"])) == f"{folder}: no column 'c'; the columns are ['a', 'b']."
+    csv = tmp_path / "few.csv"
+    csv.write_text("a,b\n1,2\n")
+    assert _message(lambda: open_table(csv, ["a", "c"])) == f"{csv}: no column 'c'; the columns are ['a', 'b']."
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert _message(lambda: open_table(empty)).startswith(f"{empty}: not a readable CSV file (")
+    names = tmp_path / "names.parquet"
+    pd.DataFrame({"name": ["ann", "bob"]}).to_parquet(names)
+    assert _message(lambda: open_table(names)) == f"{names}: no numeric columns; name them with columns=[...]."
     text = tmp_path / "text.csv"
     monkeypatch.setattr(files_module, "_CSV_BLOCK_BYTES", 64)
     text.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(30)) + "x,7\n")
@@ -324,7 +336,8 @@ def test_rows_at_and_batches_across_batch_and_block_edges(numbered, name):
             np.testing.assert_array_equal(table.rows_at(np.array([row])), X[[row]])
     for wanted in (np.arange(1000), np.arange(0, 1000, 7), np.array(sorted({0, 999, *edges}))):
         np.testing.assert_array_equal(table.rows_at(wanted), X[wanted])
-    for start, stop in [(0, 1000), (63, 641), (edges[-1], 1000), (300, 600), (csv_edges[0], csv_edges[1])]:
+    # (130, 364) stops where a batch starts: that batch gives no rows, not an empty one
+    for start, stop in [(0, 1000), (63, 641), (130, 364), (edges[-1], 1000), (300, 600), (csv_edges[0], csv_edges[1])]:
         got = list(table.batches(start, stop))
         assert all(0 < batch.shape[0] <= 64 for batch in got)
         np.testing.assert_array_equal(np.concatenate(got), X[start:stop])
@@ -370,3 +383,25 @@ def test_file_minibatches_visit_every_row_once_an_epoch_with_its_weight(tmp_path
     assert not torch.equal(rows[:10], torch.arange(10.0)) or not torch.equal(rows[10:], torch.arange(10.0))
     unweighted = FileSource(open_table(tmp_path / "ten.parquet"), (0, 10), chunk_size=3, device=torch.device("cpu"))
     assert all(w is None for _, w in itertools.islice(unweighted.minibatches(4, np.random.RandomState(0)), 3))
+
+
+def test_16_bit_rows_are_conditioned_then_rounded_and_taken_back_in_float32(tmp_path):
+    X = np.array([[1000.1, -3.3], [1001.7, 2.2], [999.4, 0.6]])
+    pd.DataFrame(X, columns=["a", "b"]).to_parquet(tmp_path / "far.parquet")
+    shift = torch.tensor([1000.0, 0.0], dtype=torch.float64)
+    source = FileSource(open_table(tmp_path / "far.parquet"), (0, 3), chunk_size=2, device=torch.device("cpu"),
+                        storage_dtype=torch.bfloat16, conditioning=Conditioning(shift=shift, exponent=1))
+    expected = ((torch.from_numpy(X) - shift) / 2).to(torch.bfloat16)  # x' = (x - shift) * 2**-1, then stored
+    rows = torch.cat([rows for _, rows, _ in source.chunks()])
+    assert rows.dtype == torch.bfloat16 and torch.equal(rows, expected)
+    taken = source.take_local(torch.tensor([2, 0]))
+    assert taken.dtype == torch.float32 and torch.equal(taken, expected[[2, 0]].float())  # 16-bit rows compute in float32
+
+
+def test_a_value_beyond_float16_names_the_file(tmp_path):
+    path = tmp_path / "money.parquet"
+    pd.DataFrame({"spend": [1.0, 70000.0]}).to_parquet(path)
+    source = FileSource(open_table(path), (0, 2), chunk_size=10, device=torch.device("cpu"), storage_dtype=torch.float16)
+    assert _message(lambda: list(source.chunks())) == (
+        f"{path} has values beyond the range of float16 (largest 65504); "
+        "scale the data, or use dtype='bfloat16' (float32's range) or 'float32'.")
