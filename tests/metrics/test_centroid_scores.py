@@ -204,6 +204,16 @@ def test_a_within_spread_far_below_the_between_spread_is_still_a_spread():
     assert davies == pytest.approx(3e-8, rel=1e-6)
 
 
+def test_a_within_spread_just_above_the_rounding_bound_is_a_spread():
+    # exact arithmetic near 0: W = delta^2 / 2 and W / (W + B) is 21 eps^2, above the
+    # 16 eps^2 below which a spread counts as the rounding of rows equal to their centroid
+    delta = 6.5 * np.finfo(np.float64).eps
+    X, labels = np.array([[0.0], [delta], [1.0], [1.0]]), np.array([0, 0, 1, 1])
+    expected = skm.calinski_harabasz_score(X, labels)
+    assert expected == pytest.approx(4 / delta**2, rel=1e-9)
+    assert calinski_harabasz_score(X, labels, device="cpu") == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize("X", [
     np.array([[0.0], [1e-10], [1.0], [1.0 + 1e-10]]),  # spreads below isclose's 1e-8
     np.array([[-1.0], [1.0], [-1.0 + 1e-10], [1.0 + 1e-10]]),  # centroids 1e-10 apart
