@@ -141,6 +141,7 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
     }
     samples = metrics.silhouette_samples(X, labels, device="cpu")
     centroid = metrics.centroid_scores(X, labels, device="cpu")
+    simplified_samples = metrics.simplified_silhouette_samples(X, labels, device="cpu")
     for rank in range(world_size):
         part = result("metrics", rank)
         for name, value in expected.items():
@@ -148,6 +149,7 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
         np.testing.assert_allclose(part["centroid"], centroid, rtol=1e-9)
         rows = worker.rank_rows(len(X), rank, world_size)
         np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
+        np.testing.assert_allclose(part["simplified_samples"], simplified_samples[rows], rtol=1e-9)
 
 
 def test_scores_that_opt_out_are_each_ranks_own(ranks):
