@@ -116,6 +116,7 @@ def main():
          davies=np.array(metrics.davies_bouldin_score(X[rows], labels, device="cpu")),
          simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, device="cpu")),
          centroid=np.array(metrics.centroid_scores(X[rows], labels, device="cpu")),
+         halved_labels=np.array(metrics.centroid_scores(X[rows], labels * 0.5, device="cpu")),
          simplified_samples=metrics.simplified_silhouette_samples(X[rows], labels, device="cpu"),
          simplified_centers=np.array(metrics.simplified_silhouette_score(X[rows], labels, centers=X[:6],
                                                                          device="cpu")))
