@@ -61,8 +61,9 @@ def test_centroid_scores_equal_the_two_scores_alone(case):
 
 
 def test_tensors_are_scored_like_arrays():
+    # on the device "auto" gives: the tensors' own
     X, labels = _labelled("blobs")
-    scores = centroid_scores(torch.from_numpy(X), torch.from_numpy(labels), device="cpu")
+    scores = centroid_scores(torch.from_numpy(X), torch.from_numpy(labels))
     np.testing.assert_allclose(scores, _sklearn(X, labels), rtol=1e-9)
 
 
@@ -201,6 +202,33 @@ def test_a_within_spread_far_below_the_between_spread_is_still_a_spread():
     # each cluster's spread is 1.5e-8 and the centroids are 1 apart (scikit-learn's
     # distances by expansion lose three digits of it)
     assert davies == pytest.approx(3e-8, rel=1e-6)
+
+
+def test_many_close_centroids_are_compared_by_direct_differences():
+    # 30 centroids 3e-5 apart near (1, 0), and a large cluster at (-1, 0) that keeps the
+    # table's centre near 0: distances by |a|^2 + |b|^2 - 2ab would lose digits there
+    # (scikit-learn's lose five); the definition in numpy, by differences
+    rng = np.random.default_rng(0)
+    centres = np.stack([1.0 + np.linspace(0.0, 1e-3, 30), np.zeros(30)], axis=1)
+    X = np.vstack([np.repeat(centres, 2, axis=0), np.tile([-1.0, 0.0], (60, 1))]) + rng.normal(scale=1e-6,
+                                                                                               size=(120, 2))
+    labels = np.concatenate([np.repeat(np.arange(30), 2), np.full(60, 30)])
+    centroids = np.stack([X[labels == c].mean(axis=0) for c in range(31)])
+    spread = np.array([np.linalg.norm(X[labels == c] - centroids[c], axis=1).mean() for c in range(31)])
+    distances = np.linalg.norm(centroids[:, None] - centroids[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    expected = ((spread[:, None] + spread[None, :]) / distances).max(axis=1).mean()
+    assert davies_bouldin_score(X, labels, device="cpu") == pytest.approx(expected, rel=1e-10)
+
+
+def test_a_within_spread_just_above_the_rounding_bound_is_a_spread():
+    # exact arithmetic near 0: W = delta^2 / 2 and W / (W + B) is 21 eps^2, above the
+    # 16 eps^2 below which a spread counts as the rounding of rows equal to their centroid
+    delta = 6.5 * np.finfo(np.float64).eps
+    X, labels = np.array([[0.0], [delta], [1.0], [1.0]]), np.array([0, 0, 1, 1])
+    expected = skm.calinski_harabasz_score(X, labels)
+    assert expected == pytest.approx(4 / delta**2, rel=1e-9)
+    assert calinski_harabasz_score(X, labels, device="cpu") == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("X", [

@@ -1038,6 +1038,10 @@ def test_labels_given_with_centers_as_a_series_and_with_a_single_member_cluster(
     expected = _reference_with_zero_for_ties(X, y, centers)
     np.testing.assert_allclose(simplified_silhouette_samples(X, pd.Series(y), centers=centers), expected,
                                rtol=1e-10)
+    # labels as a tensor, with the rows
+    np.testing.assert_allclose(
+        simplified_silhouette_samples(torch.from_numpy(X), torch.from_numpy(y), centers=centers).numpy(), expected,
+        rtol=1e-10)
     # two clusters, one of a single row, are two clusters
     X, y, centers = np.array([[0.0], [1.0], [2.0], [9.0]]), np.array([0, 0, 0, 1]), np.array([[1.0], [8.0]])
     assert simplified_silhouette_score(X, y, centers=centers) == pytest.approx(

@@ -161,14 +161,20 @@ def main():
          samples=metrics.silhouette_samples(X[rows], labels, device="cpu"),
          calinski=np.array(metrics.calinski_harabasz_score(X[rows], labels, device="cpu")),
          davies=np.array(metrics.davies_bouldin_score(X[rows], labels, device="cpu")),
-         simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, device="cpu")))
+         simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, device="cpu")),
+         centroid=np.array(metrics.centroid_scores(X[rows], labels, device="cpu")),
+         halved_labels=np.array(metrics.centroid_scores(X[rows], labels * 0.5, device="cpu")),
+         simplified_samples=metrics.simplified_silhouette_samples(X[rows], labels, device="cpu"),
+         simplified_centers=np.array(metrics.simplified_silhouette_score(X[rows], labels, centers=X[:6],
+                                                                         device="cpu")))
     # distributed=False: each rank scores its own rows alone.
     alone = dict(device="cpu", distributed=False)
     save("metrics_alone", silhouette=np.array(metrics.silhouette_score(X[rows], labels, **alone)),
          sampled=np.array(metrics.silhouette_score(X[rows], labels, sample_size=300, random_state=1, **alone).value),
          samples=metrics.silhouette_samples(X[rows], labels, **alone),
          centroid=np.array(metrics.centroid_scores(X[rows], labels, **alone)),
-         simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, **alone)))
+         simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, **alone)),
+         simplified_centers=np.array(metrics.simplified_silhouette_score(X[rows], labels, centers=X[:6], **alone)))
     if parquet_path is not None:
         on_file = sweep(parquet_path, k=[3, 6], random_state=0, device="cpu", sample_size=500)
         save("sweep_parquet", table=on_file.table.drop(columns="seconds").to_numpy())

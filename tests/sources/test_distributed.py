@@ -168,14 +168,21 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
         "calinski": metrics.calinski_harabasz_score(X, labels, device="cpu"),
         "davies": metrics.davies_bouldin_score(X, labels, device="cpu"),
         "simplified": metrics.simplified_silhouette_score(X, labels, device="cpu"),
+        "simplified_centers": metrics.simplified_silhouette_score(X, labels, centers=X[:6], device="cpu"),
     }
     samples = metrics.silhouette_samples(X, labels, device="cpu")
+    centroid = metrics.centroid_scores(X, labels, device="cpu")
+    simplified_samples = metrics.simplified_silhouette_samples(X, labels, device="cpu")
     for rank in range(world_size):
         part = result("metrics", rank)
         for name, value in expected.items():
             assert float(part[name]) == pytest.approx(value, rel=1e-9), name
+        np.testing.assert_allclose(part["centroid"], centroid, rtol=1e-9)
+        # float labels (0, 0.5, 1, ...): the same clusters under other names
+        np.testing.assert_allclose(part["halved_labels"], centroid, rtol=1e-9)
         rows = worker.rank_rows(len(X), rank, world_size)
         np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
+        np.testing.assert_allclose(part["simplified_samples"], simplified_samples[rows], rtol=1e-9)
 
 
 def test_each_torchrun_rank_takes_its_own_gpu(monkeypatch):
@@ -204,3 +211,5 @@ def test_scores_that_opt_out_are_each_ranks_own(ranks):
         np.testing.assert_allclose(part["centroid"], metrics.centroid_scores(mine, labels), rtol=1e-9)
         assert float(part["simplified"]) == pytest.approx(metrics.simplified_silhouette_score(mine, labels),
                                                           rel=1e-9)
+        assert float(part["simplified_centers"]) == pytest.approx(
+            metrics.simplified_silhouette_score(mine, labels, centers=X[:6]), rel=1e-9)
