@@ -209,8 +209,10 @@ def test_sweep_far_from_the_origin_equals_the_sweep_near_it():
 
 def test_kmeans_plusplus_far_from_the_origin_returns_the_rows_themselves():
     X = _blobs(1e6)
+    given = X.copy()
     centers, indices = kmeans_plusplus(X, N_CLUSTERS, random_state=0, device="cpu")
-    np.testing.assert_array_equal(centers, X[indices])
+    np.testing.assert_array_equal(X, given)  # conditioned in a copy: the caller's rows are never written
+    np.testing.assert_array_equal(centers, given[indices])
     near_centers, near_indices = kmeans_plusplus(X - np.float32(1e6), N_CLUSTERS, random_state=0, device="cpu")
     assert len(set(indices.tolist())) == N_CLUSTERS
     # the same draws up to the rounding of the moved rows: most picks agree
