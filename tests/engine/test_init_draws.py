@@ -104,9 +104,11 @@ def test_extensions_draw_candidates_by_weight_times_squared_distance_to_every_gi
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_kmeans_plusplus_pass_sums_weight_times_lowered_distance_per_block_in_float64(fused):
+def test_kmeans_plusplus_pass_sums_weight_times_lowered_distance_per_block_in_float64(monkeypatch, fused):
     # one pass: each row's distance lowered to the first point, then every point's
-    # potential sum(w * min(D^2, |x - p|^2)) over each block of rows, against numpy
+    # potential sum(w * min(D^2, |x - p|^2)) over each block of rows, against numpy;
+    # unfused, each chunk of 700 rows in pieces of 256 (the smallest)
+    monkeypatch.setattr(_init, "assign_block_bytes", lambda device: 1)
     rng = np.random.default_rng(9)
     X = torch.from_numpy(rng.standard_normal((2_500, 3)))
     weights = torch.from_numpy(rng.uniform(0.1, 2.0, 2_500))
