@@ -58,15 +58,17 @@ def test_the_first_centre_is_drawn_by_weight(weighted):
         assert _p_value(counts, torch.ones(8)) < REJECT
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.01])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_kmeans_plusplus_draws_candidates_by_weight_times_squared_distance(monkeypatch, fused, weighted):
+def test_kmeans_plusplus_draws_candidates_by_weight_times_squared_distance(monkeypatch, fused, weighted, scale):
     # Three centres, 5,000 candidates a step: the second step's candidates follow
     # weight * D^2 to the first centre, the third's weight * D^2 to the nearer of the
     # first two. Blocks of three rows: a draw picks a block by its total, then a row.
+    # At a scale of 0.01 every total of w * D^2 is below 1.
     monkeypatch.setattr(_init, "_PLUSPLUS_BLOCK_ROWS", 3)
     weights = WEIGHTS if weighted else None
-    source = TakeRecordingSource(_table(), weights, chunk_size=5)
+    source = TakeRecordingSource(_table() * scale, weights, chunk_size=5)
     source.backend = kernels.new_backend("cpu", torch.float64)
     source.backend.fused_potentials = fused  # off: the potentials from the assignment's distances
     _, chosen = _init.kmeans_plusplus_tensor(source, 3, torch.Generator().manual_seed(1), n_local_trials=5_000)
