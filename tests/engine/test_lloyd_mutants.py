@@ -129,3 +129,17 @@ def test_a_failed_recording_warns_at_the_caller_of_lloyd(monkeypatch):
     assert str(warning.message) == ("gpukmeans: the Lloyd iteration could not be recorded as a CUDA graph "
                                     "(capture failed); it runs launch by launch, with the same result.")
     assert warning.filename == __file__
+
+
+def test_a_holder_without_rows_adds_zero_totals():
+    # a torch.distributed rank may hold no rows: its pass (chunk by chunk: none) adds
+    # zeros of every total
+    source = _source(torch.zeros(0, 3), whole_pass=False)
+    centres = torch.ones(2, 4, 3, dtype=torch.float64)
+    labels = torch.zeros(0, 2, dtype=torch.int8)
+    totals = _lloyd._accumulate_pass(source, centres, torch.ones(2, 4, dtype=torch.float64), labels,
+                                     torch.tensor([0, 1]))
+    assert torch.equal(totals.sums, torch.zeros(2, 4, 3, dtype=torch.float64))
+    assert torch.equal(totals.weight_sums, torch.zeros(2, 4, dtype=torch.float64))
+    assert torch.equal(totals.n_changed, torch.zeros(2, dtype=torch.int64))
+    assert torch.equal(totals.potential, torch.zeros(2, dtype=torch.float64))
