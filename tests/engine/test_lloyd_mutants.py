@@ -139,7 +139,8 @@ def test_a_holder_without_rows_adds_zero_totals():
     labels = torch.zeros(0, 2, dtype=torch.int8)
     totals = _lloyd._accumulate_pass(source, centres, torch.ones(2, 4, dtype=torch.float64), labels,
                                      torch.tensor([0, 1]))
-    assert torch.equal(totals.sums, torch.zeros(2, 4, 3, dtype=torch.float64))
-    assert torch.equal(totals.weight_sums, torch.zeros(2, 4, dtype=torch.float64))
-    assert torch.equal(totals.n_changed, torch.zeros(2, dtype=torch.int64))
-    assert torch.equal(totals.potential, torch.zeros(2, dtype=torch.float64))
+    expected = {"sums": torch.zeros(2, 4, 3, dtype=torch.float64), "weight_sums": torch.zeros(2, 4, dtype=torch.float64),
+                "n_changed": torch.zeros(2, dtype=torch.int64), "potential": torch.zeros(2, dtype=torch.float64)}
+    for name, zeros in expected.items():
+        total = getattr(totals, name)
+        assert total.dtype == zeros.dtype and torch.equal(total, zeros), name
