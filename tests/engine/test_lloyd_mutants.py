@@ -18,7 +18,7 @@ from gpukmeans.sources import InMemorySource
 
 def _source(values, weights=None, chunk_size=2, whole_pass=True):
     """1-D rows (or 2-D ``values``) in float64; ``whole_pass`` False: one Lloyd pass per chunk."""
-    X = torch.tensor(values, dtype=torch.float64)
+    X = torch.as_tensor(values, dtype=torch.float64)
     X = X[:, None] if X.dim() == 1 else X
     source = InMemorySource(X, None if weights is None else torch.tensor(weights, dtype=torch.float64),
                             chunk_size=chunk_size)
