@@ -119,6 +119,19 @@ def test_extensions_keep_the_given_centres_and_add_rows_of_the_table(crowded):
     assert (every <= one).all()
 
 
+
+@pytest.mark.parametrize("n_clusters", [4, 6])
+def test_each_extension_is_the_one_its_generator_makes_alone(crowded, n_clusters):
+    # the extensions share passes (and the distances to the given centres), never
+    # what one extension's own steps lower
+    source = _source(crowded)
+    given = torch.as_tensor(crowded[[3, 500]])
+    together = extend_kmeans_plusplus(source, given, n_clusters, [torch.Generator().manual_seed(s) for s in range(3)])
+    for seed, (centers, indices) in enumerate(together):
+        (alone, alone_indices), = extend_kmeans_plusplus(source, given, n_clusters, [torch.Generator().manual_seed(seed)])
+        assert indices.tolist() == alone_indices.tolist()
+        assert torch.equal(centers, alone)
+
 def test_extending_one_draw_continues_kmeans_plusplus(crowded):
     source = _source(crowded)
     whole, indices = kmeans_plusplus_tensor(source, 5, torch.Generator().manual_seed(7))

@@ -379,5 +379,34 @@ def test_every_weight_zero_is_an_error_not_a_draw():
     from gpukmeans.sources import InMemorySource
 
     source = InMemorySource(torch.ones(5, 2), torch.zeros(5), chunk_size=2)
-    with pytest.raises(ValueError, match="at least one positive weight; every weight is zero"):
+    with pytest.raises(ValueError, match=r"^sample_weight must have at least one positive weight; every weight is zero\.$"):
         _init.kmeans_plusplus_tensor(source, 2, torch.Generator().manual_seed(0))
+
+
+def test_kmeans_plusplus_beyond_the_distinct_rows_draws_by_weight_from_its_generator():
+    # Two distinct rows, four centres: after both, every w * D^2 is 0 and the draws
+    # fall back to the weights (zero-weight rows never drawn), still from the
+    # generator alone (the global generator takes no part).
+    from gpukmeans.engine import initialisation as _init
+    from gpukmeans.sources import InMemorySource
+
+    X = torch.tensor([[0.0, 0.0], [3.0, 1.0]], dtype=torch.float64).repeat(15, 1)
+    weights = torch.ones(30, dtype=torch.float64)
+    weights[:10] = 0.0
+    source = InMemorySource(X, weights, chunk_size=7)
+    picks = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        centres, rows = _init.kmeans_plusplus_tensor(source, 4, torch.Generator().manual_seed(5))
+        assert torch.equal(centres, X[rows]) and (rows >= 10).all()
+        assert {tuple(row) for row in centres[:2].tolist()} == {(0.0, 0.0), (3.0, 1.0)}
+        picks.append(rows.tolist())
+    assert picks[0] == picks[1]
+
+
+def test_nearest_positive_row():
+    # the row itself where positive, else the nearest positive row before it, else after
+    from gpukmeans.engine.initialisation import _nearest_positive
+
+    values = torch.tensor([0.0, 2.0, 0.0, 3.0, 0.0])
+    assert [_nearest_positive(values, index) for index in range(6)] == [1, 1, 1, 3, 3, 3]

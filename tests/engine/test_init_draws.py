@@ -58,15 +58,17 @@ def test_the_first_centre_is_drawn_by_weight(weighted):
         assert _p_value(counts, torch.ones(8)) < REJECT
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.01])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_kmeans_plusplus_draws_candidates_by_weight_times_squared_distance(monkeypatch, fused, weighted):
+def test_kmeans_plusplus_draws_candidates_by_weight_times_squared_distance(monkeypatch, fused, weighted, scale):
     # Three centres, 5,000 candidates a step: the second step's candidates follow
     # weight * D^2 to the first centre, the third's weight * D^2 to the nearer of the
     # first two. Blocks of three rows: a draw picks a block by its total, then a row.
+    # At a scale of 0.01 every total of w * D^2 is below 1.
     monkeypatch.setattr(_init, "_PLUSPLUS_BLOCK_ROWS", 3)
     weights = WEIGHTS if weighted else None
-    source = TakeRecordingSource(_table(), weights, chunk_size=5)
+    source = TakeRecordingSource(_table() * scale, weights, chunk_size=5)
     source.backend = kernels.new_backend("cpu", torch.float64)
     source.backend.fused_potentials = fused  # off: the potentials from the assignment's distances
     _, chosen = _init.kmeans_plusplus_tensor(source, 3, torch.Generator().manual_seed(1), n_local_trials=5_000)
@@ -82,6 +84,49 @@ def test_kmeans_plusplus_draws_candidates_by_weight_times_squared_distance(monke
         if weighted:
             assert _p_value(counts, sq_distances) < REJECT
 
+
+
+@pytest.mark.parametrize("given", [[0, 7], [0, 4, 7]])
+def test_extensions_draw_candidates_by_weight_times_squared_distance_to_every_given_centre(monkeypatch, given):
+    # A sweep's growth from two or three centres: the first added centre's candidates
+    # follow weight * D^2 to the nearest of all the given centres, not of the last alone.
+    monkeypatch.setattr(_init, "_PLUSPLUS_BLOCK_ROWS", 3)
+    source = TakeRecordingSource(_table(), WEIGHTS, chunk_size=5)
+    (_, added), = _init.extend_kmeans_plusplus(source, _table()[given], len(given) + 2,
+                                                [torch.Generator().manual_seed(2)], n_local_trials=5_000)
+    step_candidates = [taken for taken in source.taken if taken.numel() == 5_000]
+    assert len(step_candidates) == 2
+    for step, candidates in enumerate(step_candidates):
+        counts = np.bincount(candidates.numpy(), minlength=8)
+        sq_distances = _sq_distances_to(given + added[:step].tolist())
+        assert _p_value(counts, WEIGHTS * sq_distances) >= ACCEPT
+        if step == 0:
+            assert _p_value(counts, WEIGHTS * _sq_distances_to(given[-1:])) < REJECT
+            assert _p_value(counts, WEIGHTS * _sq_distances_to(given[:1])) < REJECT
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_kmeans_plusplus_pass_sums_weight_times_lowered_distance_per_block_in_float64(monkeypatch, fused):
+    # one pass: each row's distance lowered to the first point, then every point's
+    # potential sum(w * min(D^2, |x - p|^2)) over each block of rows, against numpy;
+    # unfused, each chunk of 700 rows in pieces of 256 (the smallest)
+    monkeypatch.setattr(_init, "assign_block_bytes", lambda device: 1)
+    rng = np.random.default_rng(9)
+    X = torch.from_numpy(rng.standard_normal((2_500, 3)))
+    weights = torch.from_numpy(rng.uniform(0.1, 2.0, 2_500))
+    source = InMemorySource(X, weights, chunk_size=700)
+    source.backend = kernels.new_backend("cpu", torch.float64)
+    source.backend.fused_potentials = fused
+    points = X[[5, 900, 2_000]]
+    closest = torch.from_numpy(rng.uniform(0.0, 20.0, 2_500))
+    expected_closest = np.minimum(closest.numpy(), ((X - points[0]) ** 2).sum(dim=1).numpy())
+    totals = _init._lower_and_weigh(source, closest, points)
+    assert totals.dtype == torch.float64 and totals.shape == (3, 3)
+    np.testing.assert_allclose(closest.numpy(), expected_closest, rtol=1e-12, atol=1e-12)
+    to_points = ((X[:, None, :] - points[None, :, :]) ** 2).sum(dim=2).numpy()
+    potentials = weights.numpy()[:, None] * np.minimum(expected_closest[:, None], to_points)
+    per_block = np.stack([potentials[start : start + 1024].sum(axis=0) for start in (0, 1024, 2048)])
+    np.testing.assert_allclose(totals.numpy(), per_block, rtol=1e-12)
 
 def test_kmeans_parallel_keeps_rows_by_weight_times_squared_distance():
     # One sampling round over 16,000 rows: 2,000 copies of each of the eight rows, every
