@@ -25,3 +25,27 @@ def test_without_mutmut_it_says_how_to_install_it_and_copies_nothing(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "mutation: mutmut is not installed for false (false -m pip install mutmut)"
     assert not work.exists()
+
+
+BY_NAME = Path(__file__).resolve().parents[1] / "mutation_by_name.py"
+
+
+def test_named_mutants_run_in_one_process_against_the_tests_given(tmp_path):
+    # A stand-in for a mutmut work folder: a function whose trampoline, as mutmut's,
+    # reads MUTANT_UNDER_TEST at every call, and a test that one mutant breaks.
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "mod.py").write_text(
+        "import os\n"
+        "def f():\n"
+        "    return 2 if os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1' else 1\n")
+    tests = tmp_path / "elsewhere"
+    tests.mkdir()
+    (tests / "test_f.py").write_text("from pkg.mod import f\n\ndef test_f():\n    assert f() == 1\n")
+    names = tmp_path / "names.txt"
+    names.write_text("pkg.mod.x_f__mutmut_0\npkg.mod.x_f__mutmut_1\n")
+    results = tmp_path / "results.txt"
+    done = subprocess.run([sys.executable, str(BY_NAME), str(names), str(results), str(tests / "test_f.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert results.read_text().splitlines() == ["pkg.mod.x_f__mutmut_0 survived 0", "pkg.mod.x_f__mutmut_1 killed 1"]
