@@ -46,3 +46,17 @@ def test_groups_sharing_a_pass_relocate_as_each_would_alone():
         alone = _one_iteration(X, start)
         np.testing.assert_array_equal(together.centers[group].numpy(), alone.centers[0].numpy())
         np.testing.assert_array_equal(together.labels[:, group].numpy(), alone.labels[:, 0].numpy())
+
+
+def test_groups_that_converge_at_different_iterations_end_as_each_would_alone():
+    rng = np.random.RandomState(1)
+    X = np.concatenate([rng.randn(50, 2) * 0.5 + offset for offset in ([0, 0], [3, 0], [0, 3], [3, 3])])
+    starts = [X[[0, 50, 100, 150]], X[[0, 1, 2, 3]], X[[0, 100]]]  # one iteration, many, a few
+    source = InMemorySource(torch.as_tensor(X), None, chunk_size=1000)
+    together = _lloyd.lloyd(source, [torch.as_tensor(s) for s in starts], max_iter=100)
+    assert len(set(together.n_iter)) > 1
+    for group, start in enumerate(starts):
+        alone = _lloyd.lloyd(InMemorySource(torch.as_tensor(X), None, chunk_size=1000), [torch.as_tensor(start)],
+                             max_iter=100)
+        assert together.n_iter[group] == alone.n_iter[0]
+        np.testing.assert_array_equal(together.centers[group].numpy(), alone.centers[0].numpy())

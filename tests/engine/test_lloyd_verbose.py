@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from gpukmeans import KMeans
 
@@ -56,3 +57,21 @@ def test_verbose_says_why_the_iterations_stopped(capsys):
     KMeans(2, init=X[[0, 1]], n_init=1, verbose=1, tol=1e3).fit(X)
     assert re.search(r"Converged at iteration 0: center shift \S+ within tolerance \S+ \(group 0\)\.",
                      capsys.readouterr().out)
+
+
+def test_a_centre_shift_equal_to_the_tolerance_stops_the_iterations():
+    from gpukmeans.engine import lloyd as _lloyd
+    from gpukmeans.sources import InMemorySource
+
+    # From centres 0 and 10 the first iteration moves each by 0.5: a squared shift of 0.5 in all.
+    X = torch.tensor([[0.0], [1.0], [10.0], [11.0]], dtype=torch.float64)
+    start = [torch.tensor([[0.0], [10.0]], dtype=torch.float64)]
+    assert _lloyd.lloyd(InMemorySource(X, None, chunk_size=100), start, max_iter=10, tol=0.5).n_iter == [1]
+    assert _lloyd.lloyd(InMemorySource(X, None, chunk_size=100), start, max_iter=10, tol=0.49).n_iter == [2]
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+def test_a_fit_that_is_not_verbose_prints_nothing(capsys, init):
+    rng = np.random.RandomState(2)
+    KMeans(3, init=init, n_init=2, random_state=0).fit(rng.randn(300, 2))
+    assert capsys.readouterr().out == ""

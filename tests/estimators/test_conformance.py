@@ -215,3 +215,23 @@ def test_relocation_passes_over_zero_weight_rows():
     weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
     km = KMeans(2, init=np.array([[0.15], [-100.0]]), max_iter=1, device="cpu").fit(X, sample_weight=weights)
     np.testing.assert_allclose(sorted(km.cluster_centers_.ravel()), [0.1, 0.35])
+
+
+def test_the_best_of_several_weighted_restarts_reports_its_own_inertia():
+    rng = np.random.RandomState(4)
+    X = np.concatenate([rng.randn(60, 2), rng.randn(60, 2) + [5, 0], rng.randn(60, 2) + [0, 5]])
+    weights = rng.uniform(0.1, 4.0, len(X))
+    km = KMeans(3, n_init=4, random_state=0, device="cpu").fit(X, sample_weight=weights)
+    distances = ((X[:, None, :] - km.cluster_centers_[None]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(km.inertia_, (weights * distances.min(axis=1)).sum(), rtol=1e-10)
+
+
+def test_rows_that_all_start_in_one_cluster_still_iterate_to_scikit_learns_fit():
+    # Every row is nearest the second centre at first: the first labels are all 1.
+    rng = np.random.RandomState(5)
+    X = np.concatenate([rng.randn(30, 1), rng.randn(30, 1) + 10])
+    init = np.array([[100.0], [1.0]])
+    ours = KMeans(2, init=init, device="cpu").fit(X)
+    theirs = SklearnKMeans(2, init=init, n_init=1, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_
