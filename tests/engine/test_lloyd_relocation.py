@@ -39,7 +39,9 @@ def test_rows_alone_in_their_cluster_are_passed_over():
 def test_groups_sharing_a_pass_relocate_as_each_would_alone():
     rng = np.random.RandomState(0)
     X = np.concatenate([rng.randn(30, 2) * 0.3, rng.randn(30, 2) * 0.3 + [4, 4], rng.randn(30, 2) * 0.3 + [-4, 4]])
-    small = [[0.0, 0.0], [50.0, 50.0]]  # k=2, one centre empty: padded to k=4 beside the other group
+    # k=2, one centre empty, padded to k=4 beside the other group: no row may count as owned
+    # by a padding slot, though the rows at the origin lie closer to its zeros than to (4, 4)
+    small = [[4.0, 4.0], [50.0, 50.0]]
     large = [[0.0, 0.0], [4.0, 4.0], [-50.0, -50.0], [60.0, -60.0]]  # k=4, two centres empty
     together = _one_iteration(X, small, large)
     for group, start in enumerate([small, large]):
