@@ -13,7 +13,8 @@
 # temporary folder), so the working tree is never mutated; names after -- rerun only those
 # mutants. mutmut is a tool, not a dependency: .venv/bin/python -m pip install mutmut.
 # Runs forked from a fork server (torch is not fork-safe once its thread pools start),
-# one thread per test process. PYTHON (default .venv/bin/python) runs it.
+# one thread per test process. PYTHON (default .venv/bin/python) runs it; MUTATION_CHILDREN
+# (default: one per core) caps the test processes run at once, for a machine others share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -48,6 +49,8 @@ git archive HEAD | tar -x -C "$WORK"
 PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, the venv's link kept
 cd "$WORK"
 echo "mutation: $MODULE against ${TESTS[*]} in $WORK (commit $(git -C "$OLDPWD" rev-parse --short HEAD))"
-OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 "$PY" -m mutmut run "${NAMES[@]}" || true
+CHILDREN=()
+[[ -n ${MUTATION_CHILDREN:-} ]] && CHILDREN=(--max-children "$MUTATION_CHILDREN")
+OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 "$PY" -m mutmut run "${CHILDREN[@]}" "${NAMES[@]}" || true
 "$PY" -m mutmut results
 echo "mutation: 'cd $WORK && $PY -m mutmut show NAME' shows a mutant"
