@@ -77,8 +77,14 @@ def _choose_columns(path, fields: dict, columns):
     return columns, (np.float32 if all_float32 else np.float64)
 
 
-def _batch_to_numpy(batch, columns, dtype, path, first_row) -> np.ndarray:
-    """An (m, d) C-ordered array of ``batch``'s columns; missing values are an error."""
+def _batch_to_numpy(batch, columns, dtype, path, first_row, last_row=None) -> np.ndarray:
+    """An (m, d) C-ordered array of ``batch``'s columns; missing values are an error.
+
+    ``first_row`` and ``last_row`` are the table's numbers of the batch's first and last
+    rows, which the messages name; by default the batch is contiguous.
+    """
+    if last_row is None:
+        last_row = first_row + batch.num_rows - 1
     out = np.empty((batch.num_rows, len(columns)), dtype=dtype)
     for j, name in enumerate(columns):
         column = batch.column(name)
@@ -89,7 +95,7 @@ def _batch_to_numpy(batch, columns, dtype, path, first_row) -> np.ndarray:
             )
         out[:, j] = column.to_numpy(zero_copy_only=False)
     if not np.isfinite(out).all():
-        raise ValueError(f"{path}: NaN or infinity in rows {first_row}..{first_row + batch.num_rows - 1}.")
+        raise ValueError(f"{path}: NaN or infinity in rows {first_row}..{last_row}.")
     return out
 
 
@@ -185,8 +191,9 @@ class ParquetTable(Table):
                 inside = (local >= row) & (local < row + batch.num_rows)
                 if inside.any():
                     picked = batch.take(local[inside] - row)
+                    asked = indices[chosen[inside]]
                     out[chosen[inside]] = _batch_to_numpy(
-                        picked, self.columns, self.dtype, self.path, int(self._group_start[group]) + row
+                        picked, self.columns, self.dtype, self.path, int(asked[0]), int(asked[-1])
                     )
                 row += batch.num_rows
                 if row > local.max():
@@ -248,7 +255,8 @@ class CsvTable(Table):
             chosen = np.nonzero((indices >= row) & (indices < row + batch.num_rows))[0]
             if chosen.size:
                 picked = batch.take(indices[chosen] - row)
-                out[chosen] = _batch_to_numpy(picked, self.columns, self.dtype, self.path, row)
+                asked = indices[chosen]
+                out[chosen] = _batch_to_numpy(picked, self.columns, self.dtype, self.path, int(asked[0]), int(asked[-1]))
             row += batch.num_rows
             if row > indices[-1]:
                 break

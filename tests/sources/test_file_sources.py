@@ -282,7 +282,7 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
         frame.to_parquet(path) if name.endswith("parquet") else frame.to_csv(path, index=False)
         assert _message(lambda: list(open_table(path).batches(0, 7))) == f"{path}: NaN or infinity in rows 4..6."
         assert _message(lambda: list(open_table(path).batches(5, 7))) == f"{path}: NaN or infinity in rows 5..6."
-        assert _message(lambda: open_table(path).rows_at(np.array([5]))).startswith(f"{path}: NaN or infinity in rows ")
+        assert _message(lambda: open_table(path).rows_at(np.array([5]))) == f"{path}: NaN or infinity in rows 5..5."
     folder = tmp_path / "parts"
     folder.mkdir()
     pd.DataFrame({"a": [1.0], "b": [2.0]}).to_parquet(folder / "part-0.parquet")
@@ -304,6 +304,23 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
     text.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(30)) + "x,7\n")
     assert _message(lambda: open_table(text)).startswith(
         f"{text}: a selected column does not parse as a number (")
+
+
+def test_rows_read_by_index_name_the_rows_asked_for_in_a_message(tmp_path, monkeypatch):
+    # Row 11 is infinite. Row groups of 6 rows and batches of 4 put it in the second batch
+    # of the second row group; a CSV file is one block. Rows count from 0, as every
+    # message of a table counts them (a batch of rows 4..6 above).
+    monkeypatch.setattr(files_module, "READ_ROWS", 4)
+    frame = pd.DataFrame({"a": np.arange(12.0), "b": np.arange(12.0)})
+    frame.loc[11, "a"] = np.inf
+    for name in ("far.parquet", "far.csv"):
+        path = tmp_path / name
+        frame.to_parquet(path, row_group_size=6) if name.endswith("parquet") else frame.to_csv(path, index=False)
+        table = open_table(path)
+        assert _message(lambda: table.rows_at(np.array([11]))) == f"{path}: NaN or infinity in rows 11..11."
+        assert _message(lambda: table.rows_at(np.array([10, 11]))) == f"{path}: NaN or infinity in rows 10..11."
+        shard = FileSource(table, (6, 12), chunk_size=3, device=torch.device("cpu"))
+        assert _message(lambda: shard.take_local(torch.tensor([5]))) == f"{path}: NaN or infinity in rows 11..11."
 
 
 # --------------------------------------------------- reading across batch edges
