@@ -307,20 +307,20 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
 
 
 def test_rows_read_by_index_name_the_rows_asked_for_in_a_message(tmp_path, monkeypatch):
-    # Row 11 is infinite. Row groups of 6 rows and batches of 4 put it in the second batch
+    # Row 13 is infinite. Row groups of 8 rows and batches of 4 put it in the second batch
     # of the second row group; a CSV file is one block. Rows count from 0, as every
     # message of a table counts them (a batch of rows 4..6 above).
     monkeypatch.setattr(files_module, "READ_ROWS", 4)
-    frame = pd.DataFrame({"a": np.arange(12.0), "b": np.arange(12.0)})
-    frame.loc[11, "a"] = np.inf
+    frame = pd.DataFrame({"a": np.arange(16.0), "b": np.arange(16.0)})
+    frame.loc[13, "a"] = np.inf
     for name in ("far.parquet", "far.csv"):
         path = tmp_path / name
-        frame.to_parquet(path, row_group_size=6) if name.endswith("parquet") else frame.to_csv(path, index=False)
+        frame.to_parquet(path, row_group_size=8) if name.endswith("parquet") else frame.to_csv(path, index=False)
         table = open_table(path)
-        assert _message(lambda: table.rows_at(np.array([11]))) == f"{path}: NaN or infinity in rows 11..11."
-        assert _message(lambda: table.rows_at(np.array([10, 11]))) == f"{path}: NaN or infinity in rows 10..11."
-        shard = FileSource(table, (6, 12), chunk_size=3, device=torch.device("cpu"))
-        assert _message(lambda: shard.take_local(torch.tensor([5]))) == f"{path}: NaN or infinity in rows 11..11."
+        assert _message(lambda: table.rows_at(np.array([13]))) == f"{path}: NaN or infinity in rows 13..13."
+        assert _message(lambda: table.rows_at(np.array([12, 13, 15]))) == f"{path}: NaN or infinity in rows 12..15."
+        shard = FileSource(table, (8, 16), chunk_size=3, device=torch.device("cpu"))
+        assert _message(lambda: shard.take_local(torch.tensor([5]))) == f"{path}: NaN or infinity in rows 13..13."
 
 
 # --------------------------------------------------- reading across batch edges
