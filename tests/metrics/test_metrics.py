@@ -996,6 +996,34 @@ def test_the_simplified_silhouette_weights_rows_with_given_centers(six_blobs):
         np.average(_simplified_reference(X, y, centers), weights=weights), rel=1e-10)
 
 
+def _real_weights(n_rows):
+    """Weights of no short binary form: float32 rounds each by up to 6e-8 of itself."""
+    return np.random.default_rng(1).uniform(0.05, 3.0, n_rows)
+
+
+def test_float32_rows_stored_in_float64_keep_their_weights_in_float64(six_blobs):
+    X, y = six_blobs
+    X32, centers, weights = X.astype(np.float32), _means(X, y) + 0.3, _real_weights(len(y))
+    values = _simplified_reference(X32.astype(np.float64), y, centers)
+    expected = np.average(values, weights=weights)
+    rounded = np.average(values, weights=weights.astype(np.float32))
+    assert abs(rounded - expected) > 1e-10 * abs(expected)
+    assert simplified_silhouette_score(X32, y, centers=centers, sample_weight=weights, dtype=torch.float64,
+                                       device="cpu") == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_weights_are_summed_in_float64(six_blobs):
+    # float32 rows keep float32 weights; their total still takes float64's digits
+    X, y = six_blobs
+    X32, centers = X.astype(np.float32), _means(X, y) + 0.3
+    weights = _real_weights(len(y)).astype(np.float32)
+    values = _simplified_reference(X32.astype(np.float64), y, centers)
+    total = weights.astype(np.float64).sum()
+    assert abs(float(torch.from_numpy(weights).sum()) - total) > 1e-10 * total
+    assert simplified_silhouette_score(X32, y, centers=centers, sample_weight=weights, device="cpu") == pytest.approx(
+        (values * weights).sum() / total, rel=1e-12)
+
+
 def test_float32_centers_far_from_the_origin_are_used_as_given(six_blobs):
     # the rows are moved near the origin; the centres move with them in float64
     X, y = six_blobs
