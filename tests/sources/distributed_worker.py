@@ -68,6 +68,15 @@ def estimator_params(params, X):
     return params
 
 
+def _error_of(call) -> str:
+    """The message of the ValueError ``call`` raises (on every rank alike), or "no error"."""
+    try:
+        call()
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
 def exchanges(rank, world_size):
     """What the exchanges of one process group give on this rank, on small tensors whose
     answers the test knows by hand, and what they leave of the caller's tensors."""
@@ -164,6 +173,9 @@ def main():
          simplified=np.array(metrics.simplified_silhouette_score(X[rows], labels, device="cpu")),
          centroid=np.array(metrics.centroid_scores(X[rows], labels, device="cpu")),
          halved_labels=np.array(metrics.centroid_scores(X[rows], labels * 0.5, device="cpu")),
+         # integers beyond float64's 2**53 (2**53 + 1 rounds to 2**53): the same clusters
+         large_labels=np.array(metrics.centroid_scores(X[rows], labels.astype(np.int64) + 2**53, device="cpu")),
+         named_labels=np.array(_error_of(lambda: metrics.centroid_scores(X[rows], labels.astype(str), device="cpu"))),
          simplified_samples=metrics.simplified_silhouette_samples(X[rows], labels, device="cpu"),
          simplified_centers=np.array(metrics.simplified_silhouette_score(X[rows], labels, centers=X[:6],
                                                                          device="cpu")))

@@ -180,6 +180,8 @@ def test_scores_over_every_ranks_rows_equal_the_single_process_scores(ranks):
         np.testing.assert_allclose(part["centroid"], centroid, rtol=1e-9)
         # float labels (0, 0.5, 1, ...): the same clusters under other names
         np.testing.assert_allclose(part["halved_labels"], centroid, rtol=1e-9)
+        np.testing.assert_allclose(part["large_labels"], centroid, rtol=1e-9)
+        assert str(part["named_labels"]) == "under torch.distributed, labels must be numbers (the ranks exchange them)"
         rows = worker.rank_rows(len(X), rank, world_size)
         np.testing.assert_allclose(part["samples"], samples[rows], rtol=1e-9)
         np.testing.assert_allclose(part["simplified_samples"], simplified_samples[rows], rtol=1e-9)
