@@ -1,5 +1,6 @@
-"""The one way in (``open_source``) for a table on disk: the rows it refuses, with their
-messages, and the dtype and checks of the weights that come with it."""
+"""The one way in (``open_source``): arrays and tensors as the metrics give them (no
+estimator's validation), tables on disk, the rows it refuses with their messages, and the
+dtype and checks of the weights that come with them."""
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,29 @@ def _message(action):
     with pytest.raises(ValueError) as error:
         action()
     return str(error.value)
+
+
+def test_arrays_become_float_rows_and_tensors_stay_tensors():
+    # without an estimator's validation (the metrics): scikit-learn's check_array for arrays
+    listed = open_source([[1, 2], [3, 4], [5, 7]], device=CPU)
+    assert listed.output.kind == "numpy" and listed.source.X.dtype == torch.float64
+    assert torch.equal(listed.source.X, torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], dtype=torch.float64))
+    rows = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float32)
+    tensor = open_source(rows, device=CPU)
+    assert tensor.output.kind == "torch" and tensor.source.X.dtype == torch.float32
+    assert torch.equal(tensor.source.X, rows)
+    # 16-bit rows stay 16-bit unless a storage dtype is asked for
+    half = open_source(rows.half(), device=CPU)
+    assert half.source.X.dtype == torch.float16 and torch.equal(half.source.X, rows.half())
+    assert open_source(rows.half(), device=CPU, storage_dtype=torch.float32).source.X.dtype == torch.float32
+
+
+def test_arrays_are_refused_with_a_message_that_says_why():
+    frame = pd.DataFrame({"spend": [1.0, 2.0], "city": ["Leiden", "Delft"]})
+    assert _message(lambda: open_source(frame, device=CPU)) == (
+        "X has non-numeric column(s) ['city']; select or encode them first")
+    assert _message(lambda: open_source(np.ones((2, 2)), device=CPU, columns=["a"])) == (
+        "columns= selects the columns of a Parquet or CSV file; for a DataFrame pass df[columns].")
 
 
 def test_an_empty_table_is_refused_and_a_single_row_opens(tmp_path):
