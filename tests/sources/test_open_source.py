@@ -74,11 +74,12 @@ def test_a_tables_weights_take_the_dtype_its_rows_compute_in(tmp_path, table_dty
     np.testing.assert_allclose(opened.source.sample_weight.double().numpy(), weights, rtol=1e-7)
 
 
-def test_a_tables_weights_all_zero_are_refused_unless_asked_not_to(tmp_path):
+def test_weights_all_zero_are_refused_unless_asked_not_to(tmp_path):
     # under torch.distributed one rank's share may weigh nothing: the caller checks the total
     path = tmp_path / "rows.parquet"
     pd.DataFrame({"a": [1.0, 2.0, 3.0]}).to_parquet(path)
-    assert _message(lambda: open_source(path, device=CPU, sample_weight=np.zeros(3))) == (
-        "sample_weight must have at least one positive weight; every weight is zero.")
-    opened = open_source(path, device=CPU, sample_weight=np.zeros(3), require_positive_weights=False)
-    assert torch.equal(opened.source.sample_weight, torch.zeros(3, dtype=torch.float64))
+    for X in (path, np.array([[1.0], [2.0], [3.0]])):
+        assert _message(lambda: open_source(X, device=CPU, sample_weight=np.zeros(3))) == (
+            "sample_weight must have at least one positive weight; every weight is zero.")
+        opened = open_source(X, device=CPU, sample_weight=np.zeros(3), require_positive_weights=False)
+        assert torch.equal(opened.source.sample_weight, torch.zeros(3, dtype=torch.float64))
