@@ -1,8 +1,6 @@
 """Fitting a table on disk: Parquet files, folders of them, CSV; the same fit as in memory."""
 
-import gc
 import itertools
-import threading
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,7 @@ from sklearn.datasets import make_blobs
 from gpukmeans import KMeans
 from gpukmeans.sources import files as files_module
 from gpukmeans.sources.conditioning import Conditioning
-from gpukmeans.sources.files import FileSource, open_table, prefetched, shard_bounds
+from gpukmeans.sources.files import FileSource, open_table, shard_bounds
 
 FEATURES = ["recency", "frequency", "monetary", "tenure"]
 
@@ -153,68 +151,6 @@ def test_shards_cover_every_row_once():
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
         sizes = [b - a for a, b in bounds]
         assert max(sizes) - min(sizes) <= 1
-
-
-def _started_reader(stream):
-    """The first item of ``stream`` and the reader thread that its first step started."""
-    before = set(threading.enumerate())
-    first = next(stream)
-    (reader,) = [thread for thread in threading.enumerate() if thread not in before]
-    return first, reader
-
-
-def _assert_ends(thread):
-    thread.join(timeout=5)
-    assert not thread.is_alive(), "the reader thread outlived its iterator"
-
-
-def test_the_reader_thread_stops_when_the_consumer_closes_the_stream():
-    produced = []
-
-    def numbers():
-        for i in range(1000):
-            produced.append(i)
-            yield i
-
-    stream = prefetched(numbers(), depth=2)
-    first, reader = _started_reader(stream)
-    assert [first, next(stream), next(stream)] == [0, 1, 2]
-    stream.close()
-    _assert_ends(reader)
-    assert len(produced) <= 6  # it read at most a couple of items ahead, then stopped
-
-
-def test_the_reader_thread_stops_when_a_stream_is_dropped_or_read_to_the_end():
-    dropped = prefetched(iter(range(1000)), depth=2)
-    _, reader = _started_reader(dropped)
-    del dropped  # a consumer that stops without closing: the generator is closed as it is freed
-    gc.collect()
-    _assert_ends(reader)
-    whole = prefetched(iter(range(5)), depth=2)
-    first, reader = _started_reader(whole)
-    assert [first, *whole] == [0, 1, 2, 3, 4]
-    _assert_ends(reader)
-
-
-def test_a_file_pass_stopped_early_leaves_no_reader_thread(files):
-    # a pass that ends early (a draw reads one block, an error in the consumer) stops
-    # reading the file too
-    source = FileSource(open_table(files / "one.parquet", FEATURES), (0, 3000), chunk_size=100,
-                        device=torch.device("cpu"))
-    chunks = source.chunks()
-    (start, rows, weights), reader = _started_reader(chunks)
-    assert start == 0 and rows.shape == (100, 4) and weights is None
-    chunks.close()
-    _assert_ends(reader)
-
-
-def test_an_error_while_reading_reaches_the_consumer():
-    def broken():
-        yield 1
-        raise ValueError("bad batch")
-
-    with pytest.raises(ValueError, match="bad batch"):
-        list(prefetched(broken()))
 
 
 # ----------------------------------------------------- folders, names, messages
