@@ -182,7 +182,8 @@ def validate_sample_weight(sample_weight, n_samples: int, dtype, device, *, requ
             array = np.full(n_samples, float(array))
         if array.ndim != 1:
             raise ValueError(f"Sample weights must be 1D array or scalar, got {array.ndim}D array.")
-        weights = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype)
+        # a pandas Series hands over a read-only view: shared, as X is, without torch's warning
+        weights = _arrays.numpy_to_tensor(array, device).to(dtype=dtype)
     if weights.shape[0] != n_samples:
         raise ValueError(f"sample_weight.shape == {tuple(weights.shape)}, expected shape ({n_samples},)!")
     if not bool(torch.isfinite(weights).all()):

@@ -83,3 +83,25 @@ def test_weights_all_zero_are_refused_unless_asked_not_to(tmp_path):
             "sample_weight must have at least one positive weight; every weight is zero.")
         opened = open_source(X, device=CPU, sample_weight=np.zeros(3), require_positive_weights=False)
         assert torch.equal(opened.source.sample_weight, torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.filterwarnings("error")  # a Series' read-only values are no reason for a warning
+def test_weights_of_every_kind_give_one_float_per_row():
+    X = np.array([[1.0], [2.0], [3.0]])
+    expected = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64)
+    for weights in ([0.5, 0.0, 2.0], pd.Series([0.5, 0.0, 2.0]), torch.tensor([0.5, 0.0, 2.0], dtype=torch.float32)):
+        assert torch.equal(open_source(X, device=CPU, sample_weight=weights).source.sample_weight, expected)
+    # a scalar weighs every row alike; weights below 1 are weights too
+    for scalar in (0.25, np.float32(0.25), torch.tensor(0.25)):
+        weights = open_source(X, device=CPU, sample_weight=scalar).source.sample_weight
+        assert torch.equal(weights, torch.full((3,), 0.25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("weights, message", [
+    (np.ones((3, 1)), "Sample weights must be 1D array or scalar, got 2D array."),
+    ([1.0, 2.0], "sample_weight.shape == (2,), expected shape (3,)!"),
+    ([1.0, np.nan, 2.0], "Input sample_weight contains NaN or infinity."),
+    ([1.0, -0.5, 2.0], "sample_weight must be non-negative; found negative weights."),
+])
+def test_bad_weights_are_refused_with_a_message_that_says_why(weights, message):
+    assert _message(lambda: open_source(np.ones((3, 2)), device=CPU, sample_weight=weights)) == message
