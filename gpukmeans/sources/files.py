@@ -77,25 +77,30 @@ def _choose_columns(path, fields: dict, columns):
     return columns, (np.float32 if all_float32 else np.float64)
 
 
-def _batch_to_numpy(batch, columns, dtype, path, first_row, last_row=None) -> np.ndarray:
+def _batch_to_numpy(batch, columns, dtype, path, rows) -> np.ndarray:
     """An (m, d) C-ordered array of ``batch``'s columns; missing values are an error.
 
-    ``first_row`` and ``last_row`` are the table's numbers of the batch's first and last
-    rows, which the messages name; by default the batch is contiguous.
+    ``rows`` numbers the batch's rows in the table, for the messages: the first row's
+    number (a contiguous batch) or every row's (rows picked by index).
     """
-    if last_row is None:
-        last_row = first_row + batch.num_rows - 1
+
+    def data_row(position: int) -> int:  # counted from 1, the header apart, as a user counts
+        return (rows + position if np.isscalar(rows) else int(rows[position])) + 1
+
     out = np.empty((batch.num_rows, len(columns)), dtype=dtype)
     for j, name in enumerate(columns):
         column = batch.column(name)
         if column.null_count:
+            first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise ValueError(
-                f"{path}: column {name!r} has missing values near row {first_row}; "
-                "fill or drop them before clustering."
+                f"{path}: column {name!r} has a missing value in data row {data_row(first)}; "
+                "fill or drop the missing values before clustering."
             )
         out[:, j] = column.to_numpy(zero_copy_only=False)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{path}: NaN or infinity in rows {first_row}..{last_row}.")
+    finite = np.isfinite(out)
+    if not finite.all():
+        position, j = np.argwhere(~finite)[0]
+        raise ValueError(f"{path}: column {columns[j]!r} holds NaN or infinity in data row {data_row(position)}.")
     return out
 
 
@@ -191,9 +196,8 @@ class ParquetTable(Table):
                 inside = (local >= row) & (local < row + batch.num_rows)
                 if inside.any():
                     picked = batch.take(local[inside] - row)
-                    asked = indices[chosen[inside]]
                     out[chosen[inside]] = _batch_to_numpy(
-                        picked, self.columns, self.dtype, self.path, int(asked[0]), int(asked[-1])
+                        picked, self.columns, self.dtype, self.path, indices[chosen[inside]]
                     )
                 row += batch.num_rows
                 if row > local.max():
@@ -255,8 +259,7 @@ class CsvTable(Table):
             chosen = np.nonzero((indices >= row) & (indices < row + batch.num_rows))[0]
             if chosen.size:
                 picked = batch.take(indices[chosen] - row)
-                asked = indices[chosen]
-                out[chosen] = _batch_to_numpy(picked, self.columns, self.dtype, self.path, int(asked[0]), int(asked[-1]))
+                out[chosen] = _batch_to_numpy(picked, self.columns, self.dtype, self.path, indices[chosen])
             row += batch.num_rows
             if row > indices[-1]:
                 break

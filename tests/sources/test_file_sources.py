@@ -211,14 +211,15 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
     gaps = tmp_path / "gaps.parquet"
     pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0, None], "b": np.arange(6.0)}).to_parquet(gaps)
     assert _message(lambda: list(open_table(gaps).batches(0, 6))) == (
-        f"{gaps}: column 'a' has missing values near row 4; fill or drop them before clustering.")
+        f"{gaps}: column 'a' has a missing value in data row 6; fill or drop the missing values before clustering.")
     for name in ("far.parquet", "far.csv"):
         path = tmp_path / name
         frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, np.inf, 6.0], "b": np.arange(7.0)})
         frame.to_parquet(path) if name.endswith("parquet") else frame.to_csv(path, index=False)
-        assert _message(lambda: list(open_table(path).batches(0, 7))) == f"{path}: NaN or infinity in rows 4..6."
-        assert _message(lambda: list(open_table(path).batches(5, 7))) == f"{path}: NaN or infinity in rows 5..6."
-        assert _message(lambda: open_table(path).rows_at(np.array([5]))) == f"{path}: NaN or infinity in rows 5..5."
+        infinite = f"{path}: column 'a' holds NaN or infinity in data row 6."
+        assert _message(lambda: list(open_table(path).batches(0, 7))) == infinite
+        assert _message(lambda: list(open_table(path).batches(5, 7))) == infinite
+        assert _message(lambda: open_table(path).rows_at(np.array([5]))) == infinite
     folder = tmp_path / "parts"
     folder.mkdir()
     pd.DataFrame({"a": [1.0], "b": [2.0]}).to_parquet(folder / "part-0.parquet")
@@ -243,20 +244,23 @@ def test_the_messages_of_bad_tables_name_the_file_column_and_rows(tmp_path, monk
 
 
 def test_rows_read_by_index_name_the_rows_asked_for_in_a_message(tmp_path, monkeypatch):
-    # Row 13 is infinite. Row groups of 8 rows and batches of 4 put it in the second batch
-    # of the second row group; a CSV file is one block. Rows count from 0, as every
-    # message of a table counts them (a batch of rows 4..6 above).
+    # Row 13 (data row 14, counting from 1 as a user does) is infinite in column a, row 15
+    # in column b. Row groups of 8 rows and batches of 4 put both in the second
+    # batch of the second row group; a CSV file is one block.
     monkeypatch.setattr(files_module, "READ_ROWS", 4)
     frame = pd.DataFrame({"a": np.arange(16.0), "b": np.arange(16.0)})
     frame.loc[13, "a"] = np.inf
+    frame.loc[15, "b"] = -np.inf
     for name in ("far.parquet", "far.csv"):
         path = tmp_path / name
         frame.to_parquet(path, row_group_size=8) if name.endswith("parquet") else frame.to_csv(path, index=False)
         table = open_table(path)
-        assert _message(lambda: table.rows_at(np.array([13]))) == f"{path}: NaN or infinity in rows 13..13."
-        assert _message(lambda: table.rows_at(np.array([12, 13, 15]))) == f"{path}: NaN or infinity in rows 12..15."
+        in_a = f"{path}: column 'a' holds NaN or infinity in data row 14."
+        assert _message(lambda: table.rows_at(np.array([13]))) == in_a
+        assert _message(lambda: table.rows_at(np.array([12, 13, 15]))) == in_a
+        assert _message(lambda: table.rows_at(np.array([9, 15]))) == f"{path}: column 'b' holds NaN or infinity in data row 16."
         shard = FileSource(table, (8, 16), chunk_size=3, device=torch.device("cpu"))
-        assert _message(lambda: shard.take_local(torch.tensor([5]))) == f"{path}: NaN or infinity in rows 13..13."
+        assert _message(lambda: shard.take_local(torch.tensor([5]))) == in_a
 
 
 # --------------------------------------------------- reading across batch edges
