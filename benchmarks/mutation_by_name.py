@@ -13,14 +13,16 @@ NAMES.txt holds one mutant name a line (``gpukmeans.engine.lloyd.x_lloyd__mutmut
 each result line is ``NAME killed|survived EXIT_CODE``, appended as it ends. Put the name
 of a mutant that does not exist first: it must survive, or the tests fail unmutated
 (a missing fixture, a check mutmut's trampolines upset) and every "killed" is void.
-Test paths outside the folder (new tests not in its checkout) are fine: the folder is put
-first on ``sys.path`` so the mutated package is the one imported.
+Test paths must lie inside the folder (copy new tests into its ``tests``): pytest puts the
+root of a checkout that holds a ``conftest.py`` first on ``sys.path``, so a test file of
+another checkout imports that checkout's unmutated package and every mutant "survives".
 """
 
 import contextlib
 import io
 import os
 import sys
+from pathlib import Path
 
 
 def main(names_path: str, results_path: str, pytest_args: list[str]) -> None:
@@ -39,7 +41,17 @@ def main(names_path: str, results_path: str, pytest_args: list[str]) -> None:
             results.flush()
 
 
+def paths_outside(folder: Path, pytest_args: list[str]) -> list[str]:
+    """The test paths among ``pytest_args`` that do not lie inside ``folder``."""
+    paths = [arg for arg in pytest_args if Path(arg.split("::")[0]).exists()]
+    return [path for path in paths if not Path(path.split("::")[0]).resolve().is_relative_to(folder.resolve())]
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 4:
         sys.exit("usage: python benchmarks/mutation_by_name.py NAMES.txt RESULTS.txt TEST_PATH... [pytest options]")
+    outside = paths_outside(Path.cwd(), sys.argv[3:])
+    if outside:
+        sys.exit(f"mutation_by_name: test paths outside {Path.cwd()}: {', '.join(outside)}; copy them into its "
+                 "tests (tests of another checkout import its unmutated package)")
     main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -49,3 +49,20 @@ def test_named_mutants_run_in_one_process_against_the_tests_given(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert results.read_text().splitlines() == ["pkg.mod.x_f__mutmut_0 survived 0", "pkg.mod.x_f__mutmut_1 killed 1"]
+
+
+def test_test_paths_outside_the_work_folder_are_refused_before_any_run(tmp_path):
+    # tests of another checkout would import its unmutated package: every mutant would survive
+    work = tmp_path / "work"
+    work.mkdir()
+    names = work / "names.txt"
+    names.write_text("pkg.mod.x_f__mutmut_0\n")
+    outside = tmp_path / "test_elsewhere.py"
+    outside.write_text("def test_f():\n    pass\n")
+    results = work / "results.txt"
+    done = subprocess.run([sys.executable, str(BY_NAME), str(names), str(results), f"{outside}::test_f", "-q"],
+                          cwd=work, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"mutation_by_name: test paths outside {work}: {outside}::test_f; copy them into "
+                                   "its tests (tests of another checkout import its unmutated package)")
+    assert not results.exists()
