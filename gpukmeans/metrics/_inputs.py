@@ -7,7 +7,7 @@ problem. The metric modules then work on validated tensors only.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ from ..sources import (
     open_source,
     validated_rows,
 )
-from ..sources import validate_sample_weight as sources_validate_sample_weight
 from ..sources.distributed import Exchange, active_group, join_ranks
 from ..sources.storage import resolve_storage_dtype
 
@@ -35,7 +34,6 @@ __all__ = [
     "resolve_device",
     "to_output",
     "validate",
-    "validate_sample_weight",
 ]
 
 
@@ -231,13 +229,6 @@ def _label_values(labels: Any, n_samples: int, device: torch.device, numeric_onl
     if labels.shape[0] != n_samples:
         raise ValueError(f"labels has {labels.shape[0]} entries but X has {n_samples} rows")
     return labels
-
-
-def validate_sample_weight(
-    sample_weight: Any, n_samples: int, device: torch.device
-) -> Optional[torch.Tensor]:
-    """Float64 weights on ``device`` (or None), checked as a fit checks them."""
-    return sources_validate_sample_weight(sample_weight, n_samples, torch.float64, device)
 
 
 def to_output(values: torch.Tensor, output: _arrays.OutputKind):
