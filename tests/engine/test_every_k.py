@@ -188,14 +188,28 @@ def recorded_lloyd(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def recorded_runs(monkeypatch):
+    """Every round of runs of the sweep: the (k, origin) of each."""
+    rounds = []
+    run = every_k._run
+
+    def recording(source, starts, max_iter, tol, verbose):
+        rounds.append([(k, origin) for k, _, origin in starts])
+        return run(source, starts, max_iter, tol, verbose)
+
+    monkeypatch.setattr(every_k, "_run", recording)
+    return rounds
+
+
 def _growths(ks):
     return [k for k in ks for _ in range(every_k.GROWTHS)]
 
 
 @pytest.mark.parametrize("search_rows", [every_k.SEARCH_ROWS, 1500, 600],
                          ids=["whole-table", "as-many-rows-as-the-search", "sample-search"])
-def test_every_run_takes_the_options_asked_and_each_k_counts_its_work(crowded, recorded_lloyd, monkeypatch,
-                                                                         capsys, search_rows):
+def test_every_run_takes_the_options_asked_and_each_k_counts_its_work(crowded, recorded_lloyd, recorded_runs,
+                                                                         monkeypatch, capsys, search_rows):
     monkeypatch.setattr(every_k, "SEARCH_ROWS", search_rows)
     source = _source(crowded)
     ks = [3, 4, 6]
@@ -225,10 +239,14 @@ def test_every_run_takes_the_options_asked_and_each_k_counts_its_work(crowded, r
         work = sum(k * max(1, n_iter) for n_rows, group_ks, _, n_iters in recorded_lloyd if n_rows == 1500
                    for group_k, n_iter in zip(group_ks, n_iters) if group_k == k)
         assert kept[k].work == work
+        assert kept[k].n_iter in [n_iter for _, group_ks, _, n_iters in recorded_lloyd
+                                  for group_k, n_iter in zip(group_ks, n_iters) if group_k == k]
+    if search_rows != 600:  # what the first round improved merges again in the second
+        assert any(origin == "merge" for _, origin in recorded_runs[2])
 
 
 def test_after_a_fruitless_search_growths_bring_down_every_rising_k(crowded, search_a_sample, recorded_lloyd,
-                                                                     monkeypatch):
+                                                                     recorded_runs, monkeypatch):
     monkeypatch.setattr(every_k, "_search_a_sample", lambda *args, **kwargs: None)
     source = _source(crowded)
     ks = list(range(2, 16))
@@ -242,6 +260,7 @@ def test_after_a_fruitless_search_growths_bring_down_every_rising_k(crowded, sea
     # the first round grows exactly the rising ks, on the whole table, and merges nothing
     assert recorded_lloyd[1][:2] == (1500, _growths(rising))
     assert all(options == {"max_iter": 300, "tol": 0.0, "verbose": 0} for _, _, options, _ in recorded_lloyd)
+    assert len(recorded_runs) > 2 and all(origin == "growth" for runs in recorded_runs[1:] for _, origin in runs)
 
 
 def test_a_quiet_sweep_prints_nothing(crowded, capsys):
@@ -295,3 +314,26 @@ def test_merges_join_the_pairs_of_least_ward_cost(weighted):
     fit = every_k.KFit(centers=centers, labels=labels, inertia=0.0, n_iter=1, start=centers, origin="restart")
     ways = every_k._merged(source, fit, 2)
     assert [way[:, 0].tolist() for way in ways] == [[30.0, 5.25], [0.5, pytest.approx(50 / 3)], [10.0, pytest.approx(31 / 3)]]
+
+
+def _fit_of(centers, labels):
+    centers = torch.tensor(centers, dtype=torch.float64)
+    return every_k.KFit(centers=centers, labels=torch.tensor(labels), inertia=0.0, n_iter=1, start=centers,
+                        origin="restart")
+
+
+def test_merges_of_light_clusters_weigh_by_their_total_weight():
+    # sizes 0.5, 0.5 at 0, 1 (cost 0.25 / 1 * 1 = 0.25) and 0.01, 0.01 at 100, 110 (cost
+    # 1e-4 / 0.02 * 100 = 0.5): the heavy pair is cheaper, then the light one, then 1 with 100
+    rows = torch.tensor([[0.0], [1.0], [100.0], [110.0]], dtype=torch.float64)
+    source = InMemorySource(rows, torch.tensor([0.5, 0.5, 0.01, 0.01], dtype=torch.float64), 4)
+    ways = every_k._merged(source, _fit_of(rows.tolist(), [0, 1, 2, 3]), 3)
+    assert [way[:, 0].tolist() for way in ways] == [[100.0, 110.0, 0.5], [0.0, 1.0, pytest.approx(105.0)],
+                                                    [0.0, 110.0, pytest.approx((0.5 + 1.0) / 0.51)]]
+
+
+def test_two_centres_without_rows_merge_into_the_first():
+    # centres 30, 31 hold no row: merging them costs 0 and keeps 30 (there is no mean)
+    source = _source(np.array([[0.0], [10.0]]))
+    ways = every_k._merged(source, _fit_of([[30.0], [31.0], [0.0], [10.0]], [2, 3]), 3)
+    assert [way[:, 0].tolist() for way in ways] == [[0.0, 10.0, 30.0], [31.0, 10.0, 0.0], [31.0, 0.0, 10.0]]
