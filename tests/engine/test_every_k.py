@@ -188,15 +188,24 @@ def recorded_lloyd(monkeypatch):
     return calls
 
 
+class _Rounds(list):
+    inertias: list
+
+
 @pytest.fixture
 def recorded_runs(monkeypatch):
     """Every round of runs of the sweep: the (k, origin) of each."""
-    rounds = []
+    rounds = _Rounds()
     run = every_k._run
 
     def recording(source, starts, max_iter, tol, verbose):
-        rounds.append([(k, origin) for k, _, origin in starts])
-        return run(source, starts, max_iter, tol, verbose)
+        runs = run(source, starts, max_iter, tol, verbose)
+        rounds.append([(one.k, one.origin) for one in runs])
+        inertias.append([one.inertia for one in runs])
+        return runs
+
+    inertias = []
+    rounds.inertias = inertias
 
     monkeypatch.setattr(every_k, "_run", recording)
     return rounds
@@ -337,3 +346,41 @@ def test_two_centres_without_rows_merge_into_the_first():
     source = _source(np.array([[0.0], [10.0]]))
     ways = every_k._merged(source, _fit_of([[30.0], [31.0], [0.0], [10.0]], [2, 3]), 3)
     assert [way[:, 0].tolist() for way in ways] == [[0.0, 10.0, 30.0], [31.0, 10.0, 0.0], [31.0, 0.0, 10.0]]
+
+
+def test_each_round_grows_and_merges_from_what_the_round_before_improved(crowded, recorded_runs):
+    # The rounds' rule from the module's description, replayed on each round's inertias: a run
+    # is kept if better than the kept one by more than TIE; a k improved if it gained more
+    # than RETRY (or got its first run); the next round grows each k whose predecessor
+    # improved or which lies above it, and merges (MERGES ways; one from two centres) into
+    # each k whose successor improved.
+    source = _source(crowded)
+    asked = list(range(2, 9))
+    fit_every_k(source, _random_starts(crowded, asked, seed=0), seed=3, max_iter=300, tol=0.0)
+    ks = [1, *asked, 9]
+    below, above = dict(zip(ks[1:], ks[:-1])), dict(zip(ks[:-1], ks[1:]))
+    kept = {}
+    for attempt, (runs, inertias) in enumerate(zip(recorded_runs, recorded_runs.inertias)):
+        improved = set()
+        for (k, _), inertia in zip(runs, inertias):
+            before = kept.get(k)
+            if before is None or inertia < before - every_k.TIE * abs(before):
+                kept[k] = inertia
+                if before is None or inertia < before - every_k.RETRY * abs(before):
+                    improved.add(k)
+        for k in {k for k, origin in runs if origin == "growth"}:
+            if kept[k] > kept[below[k]]:
+                kept[k] = min(inertia for (run_k, origin), inertia in zip(runs, inertias)
+                              if run_k == k and origin == "growth")
+        if attempt == 0:
+            to_grow, to_merge = ks[1:], [k for k in above if above[k] in kept]
+        else:
+            to_grow = [k for k in below if below[k] in improved or kept[k] > kept[below[k]]]
+            to_merge = [k for k in above if above[k] in improved] if attempt - 1 < every_k._MERGE_ROUNDS else []
+        expected = [(k, "growth") for k in to_grow for _ in range(every_k.GROWTHS)]
+        expected += [(k, "merge") for k in to_merge for _ in range(1 if k == 1 else every_k.MERGES)]
+        if attempt + 1 < len(recorded_runs):
+            assert recorded_runs[attempt + 1] == expected, f"round {attempt + 1}"
+        else:
+            assert not expected, "the rounds stopped with work left"
+    assert len(recorded_runs) > 3, "too few rounds here to test the rule"
