@@ -181,7 +181,8 @@ def recorded_lloyd(monkeypatch):
 
     def recording(source, starts, **options):
         result = lloyd(source, starts, **options)
-        calls.append((source.n_samples, [start.shape[0] for start in starts], options, [int(n) for n in result.n_iter]))
+        group_ks = [start.shape[0] for start in starts]
+        calls.append((source.n_samples, group_ks, options, [int(n) for n in result.n_iter]))
         return result
 
     monkeypatch.setattr(every_k, "lloyd", recording)
@@ -189,7 +190,11 @@ def recorded_lloyd(monkeypatch):
 
 
 class _Rounds(list):
-    inertias: list
+    """Rounds of runs, each a list of ``(k, origin)``; ``inertias`` holds each run's inertia."""
+
+    def __init__(self):
+        super().__init__()
+        self.inertias = []
 
 
 @pytest.fixture
@@ -201,11 +206,8 @@ def recorded_runs(monkeypatch):
     def recording(source, starts, max_iter, tol, verbose):
         runs = run(source, starts, max_iter, tol, verbose)
         rounds.append([(one.k, one.origin) for one in runs])
-        inertias.append([one.inertia for one in runs])
+        rounds.inertias.append([one.inertia for one in runs])
         return runs
-
-    inertias = []
-    rounds.inertias = inertias
 
     monkeypatch.setattr(every_k, "_run", recording)
     return rounds
@@ -326,7 +328,8 @@ def test_merges_join_the_pairs_of_least_ward_cost(weighted):
         labels = torch.tensor([0, 1, 2, 2, 3])
     fit = every_k.KFit(centers=centers, labels=labels, inertia=0.0, n_iter=1, start=centers, origin="restart")
     ways = every_k._merged(source, fit, 2)
-    assert [way[:, 0].tolist() for way in ways] == [[30.0, 5.25], [0.5, pytest.approx(50 / 3)], [10.0, pytest.approx(31 / 3)]]
+    assert [way[:, 0].tolist() for way in ways] == [[30.0, 5.25], [0.5, pytest.approx(50 / 3)],
+                                                    [10.0, pytest.approx(31 / 3)]]
 
 
 def _fit_of(centers, labels):
