@@ -21,7 +21,7 @@ def _message(action):
 def test_arrays_become_float_rows_and_tensors_stay_tensors():
     # without an estimator's validation (the metrics): scikit-learn's check_array for arrays
     listed = open_source([[1, 2], [3, 4], [5, 7]], device=CPU)
-    assert listed.output.kind == "numpy" and listed.source.X.dtype == torch.float64
+    assert listed.output.kind == "numpy" and listed.source.X.dtype == torch.float64 and listed.n_rows == 3
     assert torch.equal(listed.source.X, torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], dtype=torch.float64))
     rows = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float32)
     tensor = open_source(rows, device=CPU)
@@ -90,17 +90,19 @@ def test_weights_of_every_kind_give_one_float_per_row():
     X = np.array([[1.0], [2.0], [3.0]])
     expected = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64)
     for weights in ([0.5, 0.0, 2.0], pd.Series([0.5, 0.0, 2.0]), torch.tensor([0.5, 0.0, 2.0], dtype=torch.float32)):
-        assert torch.equal(open_source(X, device=CPU, sample_weight=weights).source.sample_weight, expected)
+        taken = open_source(X, device=CPU, sample_weight=weights).source.sample_weight
+        assert taken.dtype == torch.float64 and torch.equal(taken, expected)
     # a scalar weighs every row alike; weights below 1 are weights too
     for scalar in (0.25, np.float32(0.25), torch.tensor(0.25)):
         weights = open_source(X, device=CPU, sample_weight=scalar).source.sample_weight
-        assert torch.equal(weights, torch.full((3,), 0.25, dtype=torch.float64))
+        assert weights.dtype == torch.float64 and torch.equal(weights, torch.full((3,), 0.25, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("weights, message", [
     (np.ones((3, 1)), "Sample weights must be 1D array or scalar, got 2D array."),
     ([1.0, 2.0], "sample_weight.shape == (2,), expected shape (3,)!"),
     ([1.0, np.nan, 2.0], "Input sample_weight contains NaN or infinity."),
+    ([1.0, None, 2.0], "Input sample_weight contains NaN or infinity."),  # a missing weight
     ([1.0, -0.5, 2.0], "sample_weight must be non-negative; found negative weights."),
 ])
 def test_bad_weights_are_refused_with_a_message_that_says_why(weights, message):
