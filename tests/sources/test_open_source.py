@@ -107,3 +107,18 @@ def test_weights_of_every_kind_give_one_float_per_row():
 ])
 def test_bad_weights_are_refused_with_a_message_that_says_why(weights, message):
     assert _message(lambda: open_source(np.ones((3, 2)), device=CPU, sample_weight=weights)) == message
+
+
+def test_auto_chunks_are_sized_for_the_centres_and_the_dtype(tmp_path, monkeypatch):
+    # Where a pass forms each chunk's distances (the reference kernel here, CUDA's kernels),
+    # a row of a chunk costs itemsize * (2 d + 2 k + 8) bytes of the CPU's 8 MiB budget.
+    monkeypatch.setenv("GPUKMEANS_KERNEL", "reference")
+    X = np.ones((10, 2))
+    assert open_source(X, device=CPU).source.chunk_size == 8 * 2**20 // (8 * (4 + 16 + 8))  # k = 8 by default
+    assert open_source(X, device=CPU, n_centers=3).source.chunk_size == 8 * 2**20 // (8 * (4 + 6 + 8))
+    assert open_source(X.astype(np.float32), device=CPU).source.chunk_size == 8 * 2**20 // (4 * (4 + 16 + 8))
+    path = tmp_path / "rows.csv"  # a CSV table is float64
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(path, index=False)
+    assert open_source(path, device=CPU).source.chunk_size == 8 * 2**20 // (8 * (4 + 16 + 8))
+    assert open_source(path, device=CPU, n_centers=3).source.chunk_size == 8 * 2**20 // (8 * (4 + 6 + 8))
+    assert open_source(path, device=CPU, chunk_size=7).source.chunk_size == 7
