@@ -288,6 +288,45 @@ def test_moments_merge_exactly_across_holders():
     assert whole.merged(empty._replace(count=0.0)) is whole
 
 
+def test_the_tolerance_is_tol_times_the_mean_variance_in_conditioned_units():
+    # scikit-learn's tol * mean(var(X, axis=0)); conditioned distances are 4**exponent smaller
+    X = np.array([[0.0, 0.0], [2.0, 4.0], [4.0, 8.0]])
+    moments = local_moments(InMemorySource(torch.from_numpy(X), None, 10))
+    mean_variance = float(np.mean(np.var(X, axis=0)))  # (8/3 + 32/3) / 2
+    for tol in (0.0, 1e-4, 1.0):
+        assert Conditioning().tolerance(moments, tol) == pytest.approx(tol * mean_variance, rel=1e-15)
+        assert Conditioning(exponent=3).tolerance(moments, tol) == pytest.approx(tol * mean_variance / 64, rel=1e-15)
+
+
+def test_rows_are_moved_in_float64_and_rounded_once_to_their_storage():
+    # 16-bit rows minus the shift leave float16's range (-64992 - 51000) before the scaling
+    # brings them back: moved in float16 they would become infinite
+    X = torch.tensor([[64000.0], [-64992.0], [51008.0]], dtype=torch.float16)
+    conditioning = Conditioning(shift=torch.tensor([51000.0], dtype=torch.float64), exponent=17)
+    expected = ((X.double() - 51000.0) * 2.0**-17).half()
+    assert torch.equal(conditioning.rows(X), expected) and torch.isfinite(expected).all()
+
+
+def test_rows_beyond_the_storage_range_once_moved_are_refused_with_a_message():
+    # a prediction far from the fitted rows: moved as they were, it leaves float16's range
+    conditioning = Conditioning(shift=torch.tensor([-1e5], dtype=torch.float64), exponent=0)
+    with pytest.raises(ValueError) as error:
+        conditioning.rows(torch.tensor([[1e5]], dtype=torch.float64), torch.float16)
+    assert str(error.value) == (
+        "X has values beyond the range of float16 once moved and scaled as the fitted rows were; "
+        "they lie too far from the data the model was fitted on.")
+
+
+def test_centres_come_in_conditioned_units_in_the_dtype_asked_for():
+    centers = torch.tensor([[10.5, 3.0], [12.5, -1.0]], dtype=torch.float64)
+    moved = Conditioning(shift=torch.tensor([10.0, 1.0], dtype=torch.float64), exponent=1)
+    expected = torch.tensor([[0.25, 1.0], [1.25, -1.0]])  # (c - shift) / 2
+    for conditioning, wanted in ((moved, expected), (Conditioning(), centers.float())):
+        inside = conditioning.centers_in(centers, torch.float32)
+        assert inside.dtype == torch.float32 and torch.equal(inside, wanted)
+        assert conditioning.centers_in(centers.float()).dtype == torch.float32  # by default, the centres' own
+
+
 # ----------------------------------------------------------------------- CUDA
 @pytest.mark.gpu
 @pytest.mark.parametrize("offset", [1e4, 1e6])
