@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus, metrics, sweep
-from gpukmeans.sources.conditioning import Conditioning, RowMoments, local_moments
+from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments
 from gpukmeans.sources import InMemorySource
 
 N_CLUSTERS = 4
@@ -147,6 +147,25 @@ def test_float64_whose_moments_overflow_but_inertia_does_not():
     reference = _sklearn(unit, _init(unit))
     np.testing.assert_array_equal(model.labels_, reference.labels_)
     assert model.inertia_ / 1e298 == pytest.approx(reference.inertia_, rel=1e-6)
+
+
+def test_squares_beyond_float64_with_a_spread_whose_squares_fit():
+    """Values near 1e160 (squares near 1e320) spread by about 1e146: the moments are taken
+    again scaled by 2**-532, and the squared distances (about 1e292) are in range."""
+    X = np.array([[1e160], [1e160 * (1 + 1e-14)], [1e160 * (1 + 3e-14)]])
+    model = KMeans(1, device="cpu").fit(X)
+    deviations = X - X.mean()  # about 1e146: their squares fit float64
+    # float64's spacing here is about 2e144: a mean one spacing off adds 3 * 4e288, 3e-4 of the inertia
+    assert model.inertia_ == pytest.approx(float((deviations**2).sum()), rel=1e-3)
+    assert model.cluster_centers_[0, 0] == pytest.approx(X.mean(), rel=1e-15)
+
+
+def test_the_fitted_shift_is_the_mean_rounded_to_the_rows_dtype():
+    X = _blobs(1e4)  # float32
+    conditioning, _ = fit_conditioning(InMemorySource(torch.from_numpy(X), None, 1000), torch.float32)
+    shift = conditioning.shift
+    assert torch.equal(shift.float().double(), shift)  # a float32, so rows near it subtract it exactly
+    np.testing.assert_allclose(shift.numpy(), X.astype(np.float64).mean(axis=0), rtol=1e-7)
 
 
 # ------------------------------------------------------------- other paths
