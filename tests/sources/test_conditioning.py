@@ -168,6 +168,34 @@ def test_the_fitted_shift_is_the_mean_rounded_to_the_rows_dtype():
     np.testing.assert_allclose(shift.numpy(), X.astype(np.float64).mean(axis=0), rtol=1e-7)
 
 
+def test_squares_beyond_float64_name_the_largest_value():
+    X = np.array([[1e200], [-3e200]])
+    with pytest.raises(ValueError) as error:
+        KMeans(1, device="cpu").fit(X)
+    assert str(error.value) == ("X's squared distances exceed float64's range (values up to 3e+200); "
+                                "divide X by a constant first (k-means is unchanged by scaling).")
+
+
+def _conditioning_of(X, storage):
+    return Conditioning.for_moments(local_moments(InMemorySource(torch.from_numpy(X), None, 100)), storage)
+
+
+def test_the_scale_is_chosen_for_the_centred_rows():
+    # rows near 1e6 spread by a few units: centred, their largest magnitude (below 2**3) is
+    # in float16's safe range (2**-6 to 2**14): no scaling, whatever the offset
+    X = _blobs(1e6, dtype=np.float64)
+    for storage in (torch.float16, torch.float32):
+        conditioning = _conditioning_of(X, storage)
+        assert conditioning.exponent == 0
+        np.testing.assert_allclose(conditioning.shift.numpy(), X.mean(axis=0), rtol=1e-12)
+    # centred near the origin but spread to 2**20: scaled by 2**-21, to a largest magnitude in [0.5, 1)
+    spread = np.array([[-(2.0**20)], [2.0**20 - 1.0]])
+    assert _conditioning_of(spread, torch.float16) == Conditioning(None, 21)
+    # a single row is its own mean: moved onto the origin
+    one = _conditioning_of(np.array([[3.0, -5.0]]), torch.float64)
+    assert one.exponent == 0 and one.shift.tolist() == [3.0, -5.0]
+
+
 # ------------------------------------------------------------- other paths
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_a_file_far_from_the_origin_fits_as_in_memory(tmp_path, suffix):
