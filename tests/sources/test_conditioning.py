@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus, metrics, sweep
-from gpukmeans.sources.conditioning import Conditioning, RowMoments, local_moments
+from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments
 from gpukmeans.sources import InMemorySource
 
 N_CLUSTERS = 4
@@ -147,6 +147,53 @@ def test_float64_whose_moments_overflow_but_inertia_does_not():
     reference = _sklearn(unit, _init(unit))
     np.testing.assert_array_equal(model.labels_, reference.labels_)
     assert model.inertia_ / 1e298 == pytest.approx(reference.inertia_, rel=1e-6)
+
+
+def test_squares_beyond_float64_with_a_spread_whose_squares_fit():
+    """Values near 1e160 (squares near 1e320) spread by about 1e146: the moments are taken
+    again scaled by 2**-532, and the squared distances (about 1e292) are in range."""
+    X = np.array([[1e160], [1e160 * (1 + 1e-14)], [1e160 * (1 + 3e-14)]])
+    model = KMeans(1, device="cpu").fit(X)
+    deviations = X - X.mean()  # about 1e146: their squares fit float64
+    # float64's spacing here is about 2e144: a mean one spacing off adds 3 * 4e288, 3e-4 of the inertia
+    assert model.inertia_ == pytest.approx(float((deviations**2).sum()), rel=1e-3)
+    assert model.cluster_centers_[0, 0] == pytest.approx(X.mean(), rel=1e-15)
+
+
+def test_the_fitted_shift_is_the_mean_rounded_to_the_rows_dtype():
+    X = _blobs(1e4)  # float32
+    conditioning, _ = fit_conditioning(InMemorySource(torch.from_numpy(X), None, 1000), torch.float32)
+    shift = conditioning.shift
+    assert torch.equal(shift.float().double(), shift)  # a float32, so rows near it subtract it exactly
+    np.testing.assert_allclose(shift.numpy(), X.astype(np.float64).mean(axis=0), rtol=1e-7)
+
+
+def test_squares_beyond_float64_name_the_largest_value():
+    X = np.array([[1e200], [-3e200]])
+    with pytest.raises(ValueError) as error:
+        KMeans(1, device="cpu").fit(X)
+    assert str(error.value) == ("X's squared distances exceed float64's range (values up to 3e+200); "
+                                "divide X by a constant first (k-means is unchanged by scaling).")
+
+
+def _conditioning_of(X, storage):
+    return Conditioning.for_moments(local_moments(InMemorySource(torch.from_numpy(X), None, 100)), storage)
+
+
+def test_the_scale_is_chosen_for_the_centred_rows():
+    # rows near 1e6 spread by a few units: centred, their largest magnitude (below 2**3) is
+    # in float16's safe range (2**-6 to 2**14): no scaling, whatever the offset
+    X = _blobs(1e6, dtype=np.float64)
+    for storage in (torch.float16, torch.float32):
+        conditioning = _conditioning_of(X, storage)
+        assert conditioning.exponent == 0
+        np.testing.assert_allclose(conditioning.shift.numpy(), X.mean(axis=0), rtol=1e-12)
+    # centred near the origin but spread to 2**20: scaled by 2**-21, to a largest magnitude in [0.5, 1)
+    spread = np.array([[-(2.0**20)], [2.0**20 - 1.0]])
+    assert _conditioning_of(spread, torch.float16) == Conditioning(None, 21)
+    # a single row is its own mean: moved onto the origin
+    one = _conditioning_of(np.array([[3.0, -5.0]]), torch.float64)
+    assert one.exponent == 0 and one.shift.tolist() == [3.0, -5.0]
 
 
 # ------------------------------------------------------------- other paths
@@ -286,6 +333,45 @@ def test_moments_merge_exactly_across_holders():
     np.testing.assert_array_equal(merged.maximum.numpy(), X.max(dim=0).values.numpy())
     empty = RowMoments.unpacked(whole.packed() * 0)
     assert whole.merged(empty._replace(count=0.0)) is whole
+
+
+def test_the_tolerance_is_tol_times_the_mean_variance_in_conditioned_units():
+    # scikit-learn's tol * mean(var(X, axis=0)); conditioned distances are 4**exponent smaller
+    X = np.array([[0.0, 0.0], [2.0, 4.0], [4.0, 8.0]])
+    moments = local_moments(InMemorySource(torch.from_numpy(X), None, 10))
+    mean_variance = float(np.mean(np.var(X, axis=0)))  # (8/3 + 32/3) / 2
+    for tol in (0.0, 1e-4, 1.0):
+        assert Conditioning().tolerance(moments, tol) == pytest.approx(tol * mean_variance, rel=1e-15)
+        assert Conditioning(exponent=3).tolerance(moments, tol) == pytest.approx(tol * mean_variance / 64, rel=1e-15)
+
+
+def test_rows_are_moved_in_float64_and_rounded_once_to_their_storage():
+    # 16-bit rows minus the shift leave float16's range (-64992 - 51000) before the scaling
+    # brings them back: moved in float16 they would become infinite
+    X = torch.tensor([[64000.0], [-64992.0], [51008.0]], dtype=torch.float16)
+    conditioning = Conditioning(shift=torch.tensor([51000.0], dtype=torch.float64), exponent=17)
+    expected = ((X.double() - 51000.0) * 2.0**-17).half()
+    assert torch.equal(conditioning.rows(X), expected) and torch.isfinite(expected).all()
+
+
+def test_rows_beyond_the_storage_range_once_moved_are_refused_with_a_message():
+    # a prediction far from the fitted rows: moved as they were, it leaves float16's range
+    conditioning = Conditioning(shift=torch.tensor([-1e5], dtype=torch.float64), exponent=0)
+    with pytest.raises(ValueError) as error:
+        conditioning.rows(torch.tensor([[1e5]], dtype=torch.float64), torch.float16)
+    assert str(error.value) == (
+        "X has values beyond the range of float16 once moved and scaled as the fitted rows were; "
+        "they lie too far from the data the model was fitted on.")
+
+
+def test_centres_come_in_conditioned_units_in_the_dtype_asked_for():
+    centers = torch.tensor([[10.5, 3.0], [12.5, -1.0]], dtype=torch.float64)
+    moved = Conditioning(shift=torch.tensor([10.0, 1.0], dtype=torch.float64), exponent=1)
+    expected = torch.tensor([[0.25, 1.0], [1.25, -1.0]])  # (c - shift) / 2
+    for conditioning, wanted in ((moved, expected), (Conditioning(), centers.float())):
+        inside = conditioning.centers_in(centers, torch.float32)
+        assert inside.dtype == torch.float32 and torch.equal(inside, wanted)
+        assert conditioning.centers_in(centers.float()).dtype == torch.float32  # by default, the centres' own
 
 
 # ----------------------------------------------------------------------- CUDA

@@ -21,7 +21,7 @@ def _message(action):
 def test_arrays_become_float_rows_and_tensors_stay_tensors():
     # without an estimator's validation (the metrics): scikit-learn's check_array for arrays
     listed = open_source([[1, 2], [3, 4], [5, 7]], device=CPU)
-    assert listed.output.kind == "numpy" and listed.source.X.dtype == torch.float64
+    assert listed.output.kind == "numpy" and listed.source.X.dtype == torch.float64 and listed.n_rows == 3
     assert torch.equal(listed.source.X, torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], dtype=torch.float64))
     rows = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float32)
     tensor = open_source(rows, device=CPU)
@@ -90,18 +90,35 @@ def test_weights_of_every_kind_give_one_float_per_row():
     X = np.array([[1.0], [2.0], [3.0]])
     expected = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64)
     for weights in ([0.5, 0.0, 2.0], pd.Series([0.5, 0.0, 2.0]), torch.tensor([0.5, 0.0, 2.0], dtype=torch.float32)):
-        assert torch.equal(open_source(X, device=CPU, sample_weight=weights).source.sample_weight, expected)
+        taken = open_source(X, device=CPU, sample_weight=weights).source.sample_weight
+        assert taken.dtype == torch.float64 and torch.equal(taken, expected)
     # a scalar weighs every row alike; weights below 1 are weights too
     for scalar in (0.25, np.float32(0.25), torch.tensor(0.25)):
         weights = open_source(X, device=CPU, sample_weight=scalar).source.sample_weight
-        assert torch.equal(weights, torch.full((3,), 0.25, dtype=torch.float64))
+        assert weights.dtype == torch.float64 and torch.equal(weights, torch.full((3,), 0.25, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("weights, message", [
     (np.ones((3, 1)), "Sample weights must be 1D array or scalar, got 2D array."),
     ([1.0, 2.0], "sample_weight.shape == (2,), expected shape (3,)!"),
     ([1.0, np.nan, 2.0], "Input sample_weight contains NaN or infinity."),
+    ([1.0, None, 2.0], "Input sample_weight contains NaN or infinity."),  # a missing weight
     ([1.0, -0.5, 2.0], "sample_weight must be non-negative; found negative weights."),
 ])
 def test_bad_weights_are_refused_with_a_message_that_says_why(weights, message):
     assert _message(lambda: open_source(np.ones((3, 2)), device=CPU, sample_weight=weights)) == message
+
+
+def test_auto_chunks_are_sized_for_the_centres_and_the_dtype(tmp_path, monkeypatch):
+    # Where a pass forms each chunk's distances (the reference kernel here, CUDA's kernels),
+    # a row of a chunk costs itemsize * (2 d + 2 k + 8) bytes of the CPU's 8 MiB budget.
+    monkeypatch.setenv("GPUKMEANS_KERNEL", "reference")
+    X = np.ones((10, 2))
+    assert open_source(X, device=CPU).source.chunk_size == 8 * 2**20 // (8 * (4 + 16 + 8))  # k = 8 by default
+    assert open_source(X, device=CPU, n_centers=3).source.chunk_size == 8 * 2**20 // (8 * (4 + 6 + 8))
+    assert open_source(X.astype(np.float32), device=CPU).source.chunk_size == 8 * 2**20 // (4 * (4 + 16 + 8))
+    path = tmp_path / "rows.csv"  # a CSV table is float64
+    pd.DataFrame(X, columns=["a", "b"]).to_csv(path, index=False)
+    assert open_source(path, device=CPU).source.chunk_size == 8 * 2**20 // (8 * (4 + 16 + 8))
+    assert open_source(path, device=CPU, n_centers=3).source.chunk_size == 8 * 2**20 // (8 * (4 + 6 + 8))
+    assert open_source(path, device=CPU, chunk_size=7).source.chunk_size == 7
