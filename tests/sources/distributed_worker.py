@@ -56,6 +56,11 @@ SCENARIOS = {
 OFFSETS = {"far_from_the_origin_float32": 1e4}
 
 
+#: Fewer rows than the whole table (2400), more than a rank's share among two ranks (at most
+#: 1237): a sweep searches a sample only if it counts every rank's rows.
+SEARCH_ROWS_BETWEEN = 1300
+
+
 def scenario_table(name, dtype):
     """The whole table of one scenario."""
     return table(dtype) + dtype(OFFSETS.get(name, 0.0))
@@ -164,6 +169,17 @@ def main():
     labels = result.models[6].labels_
     save("sweep", table=result.table.drop(columns="seconds").to_numpy(), labels=labels,
          recommended=np.array(result.recommended_k))
+    # A search threshold between a rank's share and the whole table: the sweep searches a
+    # sample because every rank's rows together pass it, though no rank's own rows do.
+    from gpukmeans.engine import every_k
+
+    search, searches = every_k._search_a_sample, []
+    every_k._search_a_sample = lambda *args, **kwargs: (searches.append(1), search(*args, **kwargs))
+    threshold, every_k.SEARCH_ROWS = every_k.SEARCH_ROWS, SEARCH_ROWS_BETWEEN
+    searched = sweep(X[rows], k=[3, 6], random_state=0, device="cpu", sample_size=500)
+    every_k.SEARCH_ROWS, every_k._search_a_sample = threshold, search
+    save("sweep_searched", table=searched.table.drop(columns="seconds").to_numpy(),
+         labels=searched.models[6].labels_, searches=np.array(len(searches)))
     save("metrics", silhouette=np.array(float(metrics.silhouette_score(X[rows], labels, device="cpu"))),
          sampled=np.array(metrics.silhouette_score(X[rows], labels, sample_size=600, random_state=1,
                                                    device="cpu").value),

@@ -148,6 +148,26 @@ def test_sweep_over_every_ranks_rows_equals_the_single_process_sweep(ranks):
         assert int(part["recommended"]) == single.recommended_k
 
 
+def test_a_sweep_searches_a_sample_when_every_ranks_rows_together_pass_the_threshold(ranks, monkeypatch):
+    from gpukmeans.engine import every_k
+
+    world_size, result = ranks
+    X = worker.table()
+    shares = [len(X[worker.rank_rows(len(X), rank, world_size)]) for rank in range(world_size)]
+    assert max(shares) < worker.SEARCH_ROWS_BETWEEN < len(X)
+    search, searched = every_k._search_a_sample, []
+    monkeypatch.setattr(every_k, "_search_a_sample", lambda *args, **kwargs: (searched.append(1), search(*args, **kwargs)))
+    monkeypatch.setattr(every_k, "SEARCH_ROWS", worker.SEARCH_ROWS_BETWEEN)
+    single = sweep(X, k=[3, 6], random_state=0, device="cpu", sample_size=500)
+    assert searched == [1]
+    labels = np.concatenate([result("sweep_searched", rank)["labels"] for rank in range(world_size)])
+    np.testing.assert_array_equal(labels, single.models[6].labels_)
+    for rank in range(world_size):
+        part = result("sweep_searched", rank)
+        assert int(part["searches"]) == 1  # every rank took the search, as the single process did
+        np.testing.assert_allclose(part["table"], single.table.drop(columns="seconds").to_numpy(), rtol=1e-6)
+
+
 def test_a_sweep_of_the_shared_file_equals_the_single_process_sweep(ranks):
     world_size, result = ranks
     single = sweep(worker.table(np.float32), k=[3, 6], random_state=0, device="cpu", sample_size=500)
