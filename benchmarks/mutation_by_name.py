@@ -9,6 +9,9 @@ so setting it before each ``pytest.main`` switches the mutant without reimportin
     cd WORK/mutants     # the folder mutation.sh printed; its gpukmeans is the mutated one
     python benchmarks/mutation_by_name.py NAMES.txt RESULTS.txt TEST_PATH... [-k EXPR]
 
+MUTATION_TIMEOUT=S in the environment ends a run of more than S seconds (a mutant that
+loops for ever) with an error in the test it interrupts: that mutant counts as killed.
+
 NAMES.txt holds one mutant name a line (``gpukmeans.engine.lloyd.x_lloyd__mutmut_12``);
 each result line is ``NAME killed|survived EXIT_CODE``, appended as it ends. Put the name
 of a mutant that does not exist first: it must survive, or the tests fail unmutated
@@ -21,22 +24,33 @@ another checkout imports that checkout's unmutated package and every mutant "sur
 import contextlib
 import io
 import os
+import signal
 import sys
 from pathlib import Path
+
+
+def _expire(signum, frame):
+    raise TimeoutError("mutation_by_name: MUTATION_TIMEOUT reached")
 
 
 def main(names_path: str, results_path: str, pytest_args: list[str]) -> None:
     sys.path.insert(0, os.getcwd())
     import pytest
 
+    timeout = int(os.environ.get("MUTATION_TIMEOUT", "0"))  # 0: no alarm
+    signal.signal(signal.SIGALRM, _expire)
     with open(names_path) as names_file:
         names = [line.strip() for line in names_file if line.strip()]
     with open(results_path, "a") as results:
         for name in names:
             os.environ["MUTANT_UNDER_TEST"] = name
             output = io.StringIO()  # pytest's report of each run would bury the results
-            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-                code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *pytest_args]))
+            signal.alarm(timeout)
+            try:
+                with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                    code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *pytest_args]))
+            finally:
+                signal.alarm(0)
             results.write(f"{name} {'killed' if code != 0 else 'survived'} {code}\n")
             results.flush()
 

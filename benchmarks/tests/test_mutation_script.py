@@ -1,6 +1,7 @@
 """benchmarks/mutation.sh, the mutation-testing job: its checks before any work (the job
 itself takes tens of minutes, so it is run by hand, not here)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,23 @@ def test_test_paths_outside_the_work_folder_are_refused_before_any_run(tmp_path)
     assert done.stderr.strip() == (f"mutation_by_name: test paths outside {work}: {outside}::test_f; copy them into "
                                    "its tests (tests of another checkout import its unmutated package)")
     assert not results.exists()
+
+
+def test_a_mutant_that_never_ends_is_stopped_by_the_timeout_and_counts_as_killed(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "mod.py").write_text(
+        "import os\n"
+        "def f():\n"
+        "    while os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1':\n"
+        "        pass\n"
+        "    return 1\n")
+    (tmp_path / "test_f.py").write_text("from pkg.mod import f\n\ndef test_f():\n    assert f() == 1\n")
+    names = tmp_path / "names.txt"
+    names.write_text("pkg.mod.x_f__mutmut_0\npkg.mod.x_f__mutmut_1\npkg.mod.x_f__mutmut_2\n")
+    results = tmp_path / "results.txt"
+    done = subprocess.run([sys.executable, str(BY_NAME), str(names), str(results), "test_f.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MUTATION_TIMEOUT": "1"})
+    assert done.returncode == 0, done.stderr
+    assert results.read_text().splitlines() == [
+        "pkg.mod.x_f__mutmut_0 survived 0", "pkg.mod.x_f__mutmut_1 killed 1", "pkg.mod.x_f__mutmut_2 survived 0"]
