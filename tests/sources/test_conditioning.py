@@ -333,6 +333,21 @@ def test_moments_merge_exactly_across_holders():
     np.testing.assert_array_equal(merged.maximum.numpy(), X.max(dim=0).values.numpy())
     empty = RowMoments.unpacked(whole.packed() * 0)
     assert whole.merged(empty._replace(count=0.0)) is whole
+    # a holder of one row merges as any other, first or not; the merge keeps the prescale
+    one_first = parts[1].merged(parts[0]).merged(parts[2])
+    np.testing.assert_allclose(one_first.mean.numpy(), whole.mean.numpy(), rtol=1e-14)
+    assert one_first.count == 2000
+    assert parts[0]._replace(prescale=7).merged(parts[2]._replace(prescale=7)).prescale == 7
+
+
+def test_the_moments_of_no_rows():
+    # a torch.distributed rank may hold no rows: its moments are the empty ones every merge skips
+    moments = local_moments(InMemorySource(torch.empty(0, 2, dtype=torch.float64), None, 10), prescale=3)
+    assert moments.count == 0 and moments.prescale == 3
+    inf = float("inf")
+    for values, expected in ((moments.mean, [0.0, 0.0]), (moments.sum_sq_dev, [0.0, 0.0]),
+                             (moments.minimum, [inf, inf]), (moments.maximum, [-inf, -inf])):
+        assert values.dtype == torch.float64 and values.tolist() == expected
 
 
 def test_the_tolerance_is_tol_times_the_mean_variance_in_conditioned_units():
