@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus, metrics, sweep
-from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments
+from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments, merged_moments
 from gpukmeans.sources import InMemorySource
 
 N_CLUSTERS = 4
@@ -338,6 +338,23 @@ def test_moments_merge_exactly_across_holders():
     np.testing.assert_allclose(one_first.mean.numpy(), whole.mean.numpy(), rtol=1e-14)
     assert one_first.count == 2000
     assert parts[0]._replace(prescale=7).merged(parts[2]._replace(prescale=7)).prescale == 7
+
+
+def test_every_holders_moments_are_merged_in_rank_order():
+    # three holders' packed moments, as torch.distributed's all_gather stacks them on every rank
+    X = torch.from_numpy(_blobs(1e3, dtype=np.float64))
+    holders = [local_moments(InMemorySource(X[a:b], None, 100)) for a, b in ((0, 500), (500, 1200), (1200, 2000))]
+
+    class Gathered:
+        @staticmethod
+        def all_gather(packed):
+            return torch.stack([moments.packed() for moments in holders])
+
+    merged = merged_moments(Gathered(), holders[0])
+    assert merged.count == 2000
+    np.testing.assert_allclose(merged.mean.numpy(), X.mean(dim=0).numpy(), rtol=1e-14)
+    np.testing.assert_allclose(merged.sum_sq_dev.numpy(), ((X - X.mean(dim=0)) ** 2).sum(dim=0).numpy(), rtol=1e-10)
+    np.testing.assert_array_equal(merged.minimum.numpy(), X.min(dim=0).values.numpy())
 
 
 def test_the_moments_of_no_rows():
