@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 
 from gpukmeans import KMeans, MiniBatchKMeans, kmeans_plusplus, metrics, sweep
-from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments
+from gpukmeans.sources.conditioning import Conditioning, RowMoments, fit_conditioning, local_moments, merged_moments
 from gpukmeans.sources import InMemorySource
 
 N_CLUSTERS = 4
@@ -333,6 +333,38 @@ def test_moments_merge_exactly_across_holders():
     np.testing.assert_array_equal(merged.maximum.numpy(), X.max(dim=0).values.numpy())
     empty = RowMoments.unpacked(whole.packed() * 0)
     assert whole.merged(empty._replace(count=0.0)) is whole
+    # a holder of one row merges as any other, first or not; the merge keeps the prescale
+    one_first = parts[1].merged(parts[0]).merged(parts[2])
+    np.testing.assert_allclose(one_first.mean.numpy(), whole.mean.numpy(), rtol=1e-14)
+    assert one_first.count == 2000
+    assert parts[0]._replace(prescale=7).merged(parts[2]._replace(prescale=7)).prescale == 7
+
+
+def test_every_holders_moments_are_merged_in_rank_order():
+    # three holders' packed moments, as torch.distributed's all_gather stacks them on every rank
+    X = torch.from_numpy(_blobs(1e3, dtype=np.float64))
+    holders = [local_moments(InMemorySource(X[a:b], None, 100)) for a, b in ((0, 500), (500, 1200), (1200, 2000))]
+
+    class Gathered:
+        @staticmethod
+        def all_gather(packed):
+            return torch.stack([moments.packed() for moments in holders])
+
+    merged = merged_moments(Gathered(), holders[0])
+    assert merged.count == 2000
+    np.testing.assert_allclose(merged.mean.numpy(), X.mean(dim=0).numpy(), rtol=1e-14)
+    np.testing.assert_allclose(merged.sum_sq_dev.numpy(), ((X - X.mean(dim=0)) ** 2).sum(dim=0).numpy(), rtol=1e-10)
+    np.testing.assert_array_equal(merged.minimum.numpy(), X.min(dim=0).values.numpy())
+
+
+def test_the_moments_of_no_rows():
+    # a torch.distributed rank may hold no rows: its moments are the empty ones every merge skips
+    moments = local_moments(InMemorySource(torch.empty(0, 2, dtype=torch.float64), None, 10), prescale=3)
+    assert moments.count == 0 and moments.prescale == 3
+    inf = float("inf")
+    for values, expected in ((moments.mean, [0.0, 0.0]), (moments.sum_sq_dev, [0.0, 0.0]),
+                             (moments.minimum, [inf, inf]), (moments.maximum, [-inf, -inf])):
+        assert values.dtype == torch.float64 and values.tolist() == expected
 
 
 def test_the_tolerance_is_tol_times_the_mean_variance_in_conditioned_units():
