@@ -13,8 +13,11 @@ NAMES.txt holds one mutant name a line (``gpukmeans.engine.lloyd.x_lloyd__mutmut
 each result line is ``NAME killed|survived EXIT_CODE``, appended as it ends. Put the name
 of a mutant that does not exist first: it must survive, or the tests fail unmutated
 (a missing fixture, a check mutmut's trampolines upset) and every "killed" is void.
-Test paths outside the folder (new tests not in its checkout) are fine: the folder is put
-first on ``sys.path`` so the mutated package is the one imported.
+Test paths outside the folder (new tests not in its checkout) are fine: the mutated package
+is imported from the folder before pytest starts, so a test path in another checkout (whose
+conftest.py puts that checkout's root first on ``sys.path``) still gets the mutated one.
+Tests that start processes (the torch.distributed ranks) give those the package of the test
+file's own checkout: run them from the folder's ``tests``.
 """
 
 import contextlib
@@ -25,6 +28,10 @@ import sys
 
 def main(names_path: str, results_path: str, pytest_args: list[str]) -> None:
     sys.path.insert(0, os.getcwd())
+    if os.path.isdir("gpukmeans"):
+        # Imported now, so that the mutated package is the one every test gets: a test path
+        # in another checkout puts that checkout's root first on sys.path (its conftest.py).
+        import gpukmeans  # noqa: F401
     import pytest
 
     with open(names_path) as names_file:

@@ -49,3 +49,27 @@ def test_named_mutants_run_in_one_process_against_the_tests_given(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert results.read_text().splitlines() == ["pkg.mod.x_f__mutmut_0 survived 0", "pkg.mod.x_f__mutmut_1 killed 1"]
+
+
+def test_named_mutants_reach_tests_of_another_checkout_with_its_own_package(tmp_path):
+    # A test path in a checkout whose root conftest.py puts its own, unmutated gpukmeans
+    # first on sys.path: the work folder's mutated gpukmeans must still be the one tested.
+    for root, mutated in ((tmp_path / "work", True), (tmp_path / "checkout", False)):
+        (root / "gpukmeans").mkdir(parents=True)
+        (root / "gpukmeans" / "__init__.py").write_text(
+            "import os\n"
+            "def f():\n"
+            + ("    return 2 if os.environ.get('MUTANT_UNDER_TEST') == 'gpukmeans.x_f__mutmut_1' else 1\n"
+               if mutated else "    return 1\n"))
+    checkout = tmp_path / "checkout"
+    (checkout / "conftest.py").write_text("")
+    (checkout / "pytest.ini").write_text("[pytest]\n")  # the checkout's root is pytest's rootdir
+    (checkout / "tests").mkdir()
+    (checkout / "tests" / "test_f.py").write_text("from gpukmeans import f\n\ndef test_f():\n    assert f() == 1\n")
+    names = tmp_path / "names.txt"
+    names.write_text("gpukmeans.x_f__mutmut_0\ngpukmeans.x_f__mutmut_1\n")
+    results = tmp_path / "results.txt"
+    done = subprocess.run([sys.executable, str(BY_NAME), str(names), str(results), str(checkout / "tests" / "test_f.py"),
+                           "-p", "no:cacheprovider"], cwd=tmp_path / "work", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert results.read_text().splitlines() == ["gpukmeans.x_f__mutmut_0 survived 0", "gpukmeans.x_f__mutmut_1 killed 1"]
