@@ -155,6 +155,15 @@ def main():
     km = KMeans(6, random_state=3, device="cpu", distributed=False).fit(X[rows])
     save("opt_out", labels=km.labels_, centers=km.cluster_centers_)
 
+    # verbose: every rank prints the inertia of every rank's rows at each iteration.
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        KMeans(6, random_state=3, max_iter=5, verbose=1, device="cpu").fit(X[rows])
+    save("verbose", lines=np.array(printed.getvalue().splitlines()))
+
     # A file: every rank names the whole table and reads its own share of the rows.
     if parquet_path is not None:
         km = KMeans(6, random_state=3, device="cpu", chunk_size=256).fit(parquet_path)

@@ -82,6 +82,20 @@ def test_a_path_is_sharded_by_the_ranks_and_labels_cover_the_file(ranks):
         np.testing.assert_allclose(part["centers"], single.cluster_centers_, rtol=1e-5, atol=1e-5)
 
 
+def _iteration_inertias(lines):
+    return [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("Iteration")]
+
+
+def test_a_verbose_fit_prints_the_inertia_of_every_ranks_rows(ranks, capsys):
+    world_size, result = ranks
+    KMeans(6, random_state=3, max_iter=5, verbose=1, device="cpu").fit(worker.table())
+    expected = _iteration_inertias(capsys.readouterr().out.splitlines())
+    assert len(expected) == 5
+    for rank in range(world_size):
+        # printed to 6 significant digits
+        np.testing.assert_allclose(_iteration_inertias(result("verbose", rank)["lines"]), expected, rtol=1e-5)
+
+
 def test_distributed_false_fits_each_ranks_rows_alone(ranks):
     world_size, result = ranks
     X = worker.table()
