@@ -31,18 +31,21 @@ def test_without_mutmut_it_says_how_to_install_it_and_copies_nothing(tmp_path):
 BY_NAME = Path(__file__).resolve().parents[1] / "mutation_by_name.py"
 
 
-def test_named_mutants_run_in_one_process_against_the_tests_given(tmp_path):
-    # A stand-in for a mutmut work folder: a function whose trampoline, as mutmut's,
-    # reads MUTANT_UNDER_TEST at every call, and a test that one mutant breaks.
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "mod.py").write_text(
-        "import os\n"
-        "def f():\n"
-        "    return 2 if os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1' else 1\n")
-    tests = tmp_path / "elsewhere"
-    tests.mkdir()
+def _work_folder(folder, body_of_f, tests):
+    """A stand-in for a mutmut work folder: ``pkg.mod.f``, whose body reads
+    MUTANT_UNDER_TEST at every call as mutmut's trampolines do, and a test of it in ``tests``."""
+    (folder / "pkg").mkdir()
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "mod.py").write_text("import os\ndef f():\n" + body_of_f)
+    tests.mkdir(exist_ok=True)
     (tests / "test_f.py").write_text("from pkg.mod import f\n\ndef test_f():\n    assert f() == 1\n")
+
+
+def test_named_mutants_run_in_one_process_against_the_tests_given(tmp_path):
+    # one mutant breaks the test
+    tests = tmp_path / "elsewhere"
+    _work_folder(tmp_path, "    return 2 if os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1' else 1\n",
+                 tests)
     names = tmp_path / "names.txt"
     names.write_text("pkg.mod.x_f__mutmut_0\npkg.mod.x_f__mutmut_1\n")
     results = tmp_path / "results.txt"
@@ -70,15 +73,9 @@ def test_test_paths_outside_the_work_folder_are_refused_before_any_run(tmp_path)
 
 
 def test_a_mutant_that_never_ends_is_stopped_by_the_timeout_and_counts_as_killed(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "mod.py").write_text(
-        "import os\n"
-        "def f():\n"
-        "    while os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1':\n"
-        "        pass\n"
-        "    return 1\n")
-    (tmp_path / "test_f.py").write_text("from pkg.mod import f\n\ndef test_f():\n    assert f() == 1\n")
+    _work_folder(tmp_path, "    while os.environ.get('MUTANT_UNDER_TEST') == 'pkg.mod.x_f__mutmut_1':\n"
+                           "        pass\n"
+                           "    return 1\n", tmp_path)
     names = tmp_path / "names.txt"
     names.write_text("pkg.mod.x_f__mutmut_0\npkg.mod.x_f__mutmut_1\npkg.mod.x_f__mutmut_2\n")
     results = tmp_path / "results.txt"
