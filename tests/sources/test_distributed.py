@@ -170,7 +170,8 @@ def test_a_sweep_searches_a_sample_when_every_ranks_rows_together_pass_the_thres
     shares = [len(X[worker.rank_rows(len(X), rank, world_size)]) for rank in range(world_size)]
     assert max(shares) < worker.SEARCH_ROWS_BETWEEN < len(X)
     search, searched = every_k._search_a_sample, []
-    monkeypatch.setattr(every_k, "_search_a_sample", lambda *args, **kwargs: (searched.append(1), search(*args, **kwargs)))
+    monkeypatch.setattr(every_k, "_search_a_sample",
+                        lambda *args, **kwargs: (searched.append(1), search(*args, **kwargs)))
     monkeypatch.setattr(every_k, "SEARCH_ROWS", worker.SEARCH_ROWS_BETWEEN)
     single = sweep(X, k=[3, 6], random_state=0, device="cpu", sample_size=500)
     assert searched == [1]
