@@ -135,7 +135,7 @@ def _weighted_pass(source, centers, weights, previous, index, chunk_size):
     n_changed = torch.zeros(n_groups, dtype=torch.int64, device=source.device)
     for start, stop in _pieces(source, n_groups, k, chunk_size):
         block = source.X[start:stop]
-        labels = source.assign(block, centers, norms, accumulate=False).labels  # (m, A)
+        labels = source.assign(block, centers, norms).labels  # (m, A)
         block_weights = weights[:, start:stop].T  # (m, A)
         before = previous[start:stop, index]
         n_changed += ((labels != before) & (block_weights > 0)).sum(dim=0)
@@ -156,7 +156,7 @@ def _final_pass(source, centers, group_weights, chunk_size):
     wide = centers.double()
     norms = (wide * wide).sum(dim=2)
     for start, stop in _pieces(source, n_groups, k, chunk_size):
-        result = source.assign(source.X[start:stop].double(), wide, norms, accumulate=False)
+        result = source.assign(source.X[start:stop].double(), wide, norms)
         labels[start:stop] = result.labels.to(labels.dtype)
         inertia += (result.min_sq_distances.double() * group_weights[:, start:stop].T).sum(dim=0)
     return labels, inertia.cpu()

@@ -125,9 +125,11 @@ class DataSource:
             assigners[dtype] = ResilientAssigner(backend)
         return assigners[dtype]
 
-    def assign(self, rows, centers, center_sq_norms, weights=None, *, accumulate=True):
-        """The backend's ``assign`` for ``rows``, halving them on a CUDA OOM."""
-        return self._assigner(rows.dtype)(rows, centers, center_sq_norms, weights, accumulate=accumulate)
+    def assign(self, rows, centers, center_sq_norms):
+        """The backend's ``assign`` for ``rows``, each row's nearest centres and distances only
+        (the passes that need Lloyd's per-centre sums use :meth:`lloyd_step`), halving the rows
+        on a CUDA OOM."""
+        return self._assigner(rows.dtype)(rows, centers, center_sq_norms, accumulate=False)
 
     def assigned_blocks(self, centers, center_sq_norms=None):
         """``(start, rows, weights or None, AssignResult)`` over this holder's rows, in blocks.
@@ -147,7 +149,7 @@ class DataSource:
             for start, stop in row_blocks(chunk.shape[0], bytes_per_row, assign_block_bytes(chunk.device)):
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
-                yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms, accumulate=False)
+                yield chunk_start + start, rows, weights, self.assign(rows, centers, center_sq_norms)
 
     def exactly_assigned_blocks(self, centers, valid=None):
         """As :meth:`assigned_blocks`, in float64: each block of rows widened (exactly),
@@ -168,7 +170,7 @@ class DataSource:
             for start, stop in row_blocks(chunk.shape[0], bytes_per_row, widened_block_bytes(chunk.device)):
                 rows = chunk[start:stop]
                 weights = None if chunk_weights is None else chunk_weights[start:stop]
-                result = self.assign(rows.double(), centers, norms, accumulate=False)
+                result = self.assign(rows.double(), centers, norms)
                 yield chunk_start + start, rows, weights, result
 
     def lloyd_pass_chunks(self):

@@ -109,7 +109,6 @@ class DistributedSource(DataSource):
         self.rank = exchange.rank
         self.world_size = exchange.world_size
         counts = self.all_gather(torch.tensor([local.n_samples], dtype=torch.int64)).flatten()
-        self.row_counts = counts.tolist()
         self.total_samples = int(counts.sum())
         self.row_offset = int(counts[: self.rank].sum()) if row_offset is None else int(row_offset)
 

@@ -74,11 +74,11 @@ def test_a_backend_set_on_a_source_serves_its_kernels_from_then_on():
     source = InMemorySource(_table(20), None, chunk_size=20)
     centers = torch.tensor([[[0.0, 0.0], [19.0, 5.0]]], dtype=torch.float64)
     norms = (centers * centers).sum(dim=2)
-    source.assign(source.X, centers, norms, accumulate=False)
+    source.assign(source.X, centers, norms)
     for _ in range(2):
         recording = _Recording()
         source.backend = recording
-        result = source.assign(source.X, centers, norms, accumulate=False)
+        result = source.assign(source.X, centers, norms)
         labels = torch.zeros((20, 1), dtype=torch.int64)
         source.lloyd_step(source.X, centers, norms, None, labels, torch.zeros(1, dtype=torch.int64))
         assert recording.calls == 2
