@@ -325,7 +325,7 @@ class KMeans(_BaseKMeans):
         learns whether all ranks did: they all go on, or they all raise. The moments pass
         is part of that validation: it reads every row of a file, which checks them.
         """
-        error, local, output, init_centers, moments = None, None, None, None, None
+        local = None
         rank, world_size = (0, 1) if exchange is None else (exchange.rank, exchange.world_size)
         try:
             opened = self._open(X, sample_weight, columns, device, n_init, rank=rank, world_size=world_size,
@@ -333,16 +333,19 @@ class KMeans(_BaseKMeans):
             local, output = opened.source, opened.output
             init_centers = self._validate_init(local)
             moments = local_moments(local)
-        except ValueError as caught:
+        except ValueError:
             if local is not None:
                 local.close()
-            if exchange is None:
-                raise
-            error = caught
+            if exchange is not None:
+                exchange.all_ok(failed=True)
+            # A bare raise, never a saved error: a saved error's traceback holds this frame,
+            # which holds the error, and that cycle keeps the process group alive past
+            # destroy_process_group (gloo then aborts the process as Python exits).
+            raise
         if exchange is None:
             source = local
         else:
-            exchange.all_ok(error)
+            exchange.all_ok(failed=False)
             source = join_ranks(local, exchange, self._fitted_storage_dtype() or local.storage_dtype,
                                 shared_table=is_path(X))
         try:

@@ -50,7 +50,12 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         while True:
             item, error = handoff.get()
             if error is not None:
-                raise error
+                try:
+                    raise error
+                finally:
+                    # The raised error's traceback holds this frame: without this, the frame
+                    # and the error hold each other (and the reader) until the collector runs.
+                    error = None
             if item is _END:
                 return
             yield item

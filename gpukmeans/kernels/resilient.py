@@ -29,20 +29,23 @@ class ResilientAssigner:
         self.max_rows: Optional[int] = None
         self._logged = False
 
-    def __call__(self, rows, centers, center_sq_norms, weights=None, *, accumulate=True) -> AssignResult:
+    def __call__(self, rows, centers, center_sq_norms) -> AssignResult:
+        """Each row's nearest centres and their distances (no per-centre sums)."""
         pieces = []
         start = 0
         n_rows = rows.shape[0]
         while start < n_rows:
             size = n_rows - start if self.max_rows is None else min(self.max_rows, n_rows - start)
-            result = self._try(rows[start : start + size], centers, center_sq_norms,
-                               None if weights is None else weights[start : start + size], accumulate)
+            result = self._try(rows[start : start + size], centers, center_sq_norms)
             if result is None:
                 self._halve(size)
                 continue
             pieces.append(result)
             start += size
-        return pieces[0] if len(pieces) == 1 else _combine(pieces, accumulate)
+        if len(pieces) == 1:
+            return pieces[0]
+        return AssignResult(torch.cat([p.labels for p in pieces]), torch.cat([p.min_sq_distances for p in pieces]),
+                            None, None)
 
     def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
         """The backend's ``lloyd_step`` in pieces; ``labels`` rows follow ``rows``.
@@ -76,11 +79,11 @@ class ResilientAssigner:
             None if pieces[0].inertia is None else sum(p.inertia for p in pieces),
         )
 
-    def _try(self, rows, centers, norms, weights, accumulate) -> Optional[AssignResult]:
+    def _try(self, rows, centers, norms) -> Optional[AssignResult]:
         # Return None instead of retrying inside the except block: the exception's
         # traceback keeps the failed call's temporaries alive until the block ends.
         try:
-            return self.backend.assign(rows, centers, norms, weights, accumulate=accumulate)
+            return self.backend.assign(rows, centers, norms, None, accumulate=False)
         except torch.OutOfMemoryError:
             return None
 
@@ -101,15 +104,3 @@ class ResilientAssigner:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-
-def _combine(pieces, accumulate) -> AssignResult:
-    labels = torch.cat([p.labels for p in pieces])
-    distances = torch.cat([p.min_sq_distances for p in pieces])
-    if not accumulate:
-        return AssignResult(labels, distances, None, None)
-    sums = pieces[0].sums.clone()
-    weight_sums = pieces[0].weight_sums.clone()
-    for piece in pieces[1:]:
-        sums += piece.sums
-        weight_sums += piece.weight_sums
-    return AssignResult(labels, distances, sums, weight_sums)

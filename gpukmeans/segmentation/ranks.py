@@ -105,13 +105,14 @@ class Ranks:
         """Run ``work`` on every rank; when it fails on any, raise on all (the failing
         ranks their own error), so that no rank waits for the others forever."""
         try:
-            value, error = work(), None
-        except Exception as exc:  # every error must reach the other ranks before it propagates
-            value, error = None, exc
-        failed = [rank for rank, message in enumerate(self.all_gather(None if error is None else str(error)))
-                  if message is not None]
-        if error is not None:
-            raise error
+            value = work()
+        except Exception as error:  # every error must reach the other ranks before it propagates
+            self.all_gather(str(error))
+            # A bare raise, never a saved error: a saved error's traceback holds this frame,
+            # which holds the error, and that cycle keeps the process group alive past
+            # destroy_process_group (gloo then aborts the process as Python exits).
+            raise
+        failed = [rank for rank, message in enumerate(self.all_gather(None)) if message is not None]
         if failed:
             raise InputError(f"rank {failed[0]} of {self.world} could not go on; see its message")
         return value

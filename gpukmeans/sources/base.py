@@ -129,7 +129,7 @@ class DataSource:
         """The backend's ``assign`` for ``rows``, each row's nearest centres and distances only
         (the passes that need Lloyd's per-centre sums use :meth:`lloyd_step`), halving the rows
         on a CUDA OOM."""
-        return self._assigner(rows.dtype)(rows, centers, center_sq_norms, accumulate=False)
+        return self._assigner(rows.dtype)(rows, centers, center_sq_norms)
 
     def assigned_blocks(self, centers, center_sq_norms=None):
         """``(start, rows, weights or None, AssignResult)`` over this holder's rows, in blocks.

@@ -79,17 +79,16 @@ class Exchange:
         dist.broadcast(buffer, src=dist.get_global_rank(self.group, 0), group=self.group)
         return buffer.to(tensor.device)
 
-    def all_ok(self, error: Optional[BaseException]) -> None:
-        """Raise on every rank when any rank failed, so that no rank waits forever.
+    def all_ok(self, failed: bool) -> None:
+        """Learn whether every rank succeeded, so that no rank waits forever for one that failed.
 
-        The failing rank re-raises its own error; the others say which rank failed.
+        A rank that failed calls this from its ``except`` block and then re-raises its own
+        error; the others raise here, saying which ranks failed.
         """
-        failed = self.all_gather(torch.tensor([error is not None], dtype=torch.int64)).flatten()
-        if error is not None:
-            raise error
-        if bool(failed.any()):
-            ranks = torch.nonzero(failed).flatten().tolist()
-            raise ValueError(f"gpukmeans: rank(s) {ranks} rejected their data; see their error.")
+        flags = self.all_gather(torch.tensor([failed], dtype=torch.int64)).flatten()
+        failed_ranks = torch.nonzero(flags).flatten().tolist()
+        if failed_ranks and not failed:
+            raise ValueError(f"gpukmeans: rank(s) {failed_ranks} rejected their data; see their error.")
 
 
 class DistributedSource(DataSource):

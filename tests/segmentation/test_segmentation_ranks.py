@@ -6,7 +6,9 @@ Each rank's all_gather is stood in for by the list of every rank's values (pickl
 tests/cli/test_cli_torchrun.py.
 """
 
+import gc
 import pickle
+import weakref
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +16,7 @@ import pytest
 
 from gpukmeans.segmentation import numbers, tables
 from gpukmeans.segmentation.errors import InputError
-from gpukmeans.segmentation.ranks import _wider, agree_on_plans, merge_statistics
+from gpukmeans.segmentation.ranks import Ranks, _wider, agree_on_plans, merge_statistics
 from gpukmeans.segmentation.statistics import TableStatistics
 from gpukmeans.segmentation.tables import (
     NUMBER,
@@ -219,3 +221,47 @@ def test_a_rank_without_rows_is_named_on_every_rank():
     for rank in range(2):
         with pytest.raises(InputError, match=r"t\.csv splits into too few batches for 2 ranks: rank 1 gets no rows"):
             merge_statistics(GatheredRanks(rank, every_rank), every_rank[rank], "t.csv")
+
+
+# ---------------------------------------------------------------- failing together
+
+
+class RankOfTwo(Ranks):
+    """Rank ``rank`` of two whose all_gather hears ``other`` from the other rank."""
+
+    def __init__(self, rank: int, other):
+        super().__init__(rank, 2, group=None)
+        self._other = other
+
+    def all_gather(self, value):
+        return [value, self._other] if self.rank == 0 else [self._other, value]
+
+
+def _fails():
+    raise InputError("t.csv: column 'spend' holds text in data row 3.")
+
+
+def test_a_step_that_fails_on_one_rank_raises_on_every_rank():
+    assert RankOfTwo(0, None).together(lambda: 42) == 42
+    with pytest.raises(InputError, match="^t.csv: column 'spend' holds text in data row 3.$"):
+        RankOfTwo(1, None).together(_fails)
+    with pytest.raises(InputError, match="^rank 1 of 2 could not go on; see its message$"):
+        RankOfTwo(0, "t.csv: column 'spend' holds text in data row 3.").together(lambda: 42)
+
+
+def test_a_failed_step_leaves_no_cycle_that_keeps_the_ranks_alive():
+    # The error's traceback holds the step's frame: were that frame to hold the error too,
+    # the two would keep the ranks (and their process group) alive past
+    # destroy_process_group, until the collector runs, and gloo aborts the exit.
+    ranks = RankOfTwo(1, None)
+    freed = weakref.ref(ranks)
+    gc.disable()
+    try:
+        try:
+            ranks.together(_fails)
+        except InputError as error:
+            assert "holds text" in str(error)
+        del ranks
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -7,6 +7,8 @@ and saves what it got to ``OUT_DIR/<scenario>_rank<RANK>.npz`` for the test to c
 with a single-process fit of the whole table.
 """
 
+import gc
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -24,6 +26,11 @@ def table(dtype=np.float64, n=2400, seed=0):
 
 def weights(n=2400):
     return np.random.RandomState(7).uniform(0.0, 3.0, size=n)
+
+
+def thread_names():
+    """The names of this process's threads, C++ ones included (gloo's are ``gloo_*`` and ``pt_gloo_*``)."""
+    return sorted(Path(f"/proc/self/task/{task}/comm").read_text().strip() for task in os.listdir("/proc/self/task"))
 
 
 def rank_rows(n, rank, world_size):
@@ -120,12 +127,18 @@ def exchanges(rank, world_size):
         results["weightless"] = "no error"
     except ValueError as error:
         results["weightless"] = str(error)
-    try:  # the last rank rejects its data; every rank raises
-        exchange.all_ok(ValueError("bad rows") if rank == world_size - 1 else None)
+    try:  # the last rank rejects its data; every rank raises, the last its own error
+        try:
+            if rank == world_size - 1:
+                raise ValueError("bad rows")
+        except ValueError:
+            exchange.all_ok(failed=True)
+            raise
+        exchange.all_ok(failed=False)
         results["rejected"] = "no error"
     except ValueError as error:
         results["rejected"] = str(error)
-    exchange.all_ok(None)
+    exchange.all_ok(failed=False)
     return {name: np.asarray(value) for name, value in results.items()}
 
 
@@ -136,6 +149,10 @@ def main():
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    # Only reference counts free what the run leaves, so that a reference cycle holding the
+    # process group keeps gloo's threads alive past destroy_process_group every time, not
+    # only when the collector happens not to run (the threads then abort the exit).
+    gc.disable()
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
     from gpukmeans import KMeans
 
@@ -218,6 +235,16 @@ def main():
 
     save("exchanges", **exchanges(rank, world_size))
 
+    # A rank whose rows hold NaN rejects them; the other ranks raise too (none waits forever).
+    X = table()[rank_rows(len(table()), rank, world_size)]
+    if rank == world_size - 1:
+        X[3, 2] = np.nan
+    try:
+        KMeans(3, random_state=0, device="cpu").fit(X)
+        save("rejected_rows", message=np.array("no error"))
+    except ValueError as error:
+        save("rejected_rows", message=np.array(str(error)))
+
     # Ranks that disagree on the number of features all raise (none waits forever).
     X = table()[:, : 5 - (rank % 2)]
     try:
@@ -236,6 +263,7 @@ def main():
         save("dtype_mismatch", message=np.array(str(error)))
 
     dist.destroy_process_group()
+    save("threads", names=np.array(thread_names()))
 
 
 if __name__ == "__main__":

@@ -133,6 +133,26 @@ def test_exchanges_give_the_answers_known_by_hand(ranks):
                 f"gpukmeans: rank(s) [{world_size - 1}] rejected their data; see their error.")
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
+def test_destroy_process_group_ends_gloos_threads_on_every_rank(ranks):
+    # The worker's last steps raise on every rank; a reference cycle through their errors
+    # would keep the process group and its threads alive, and they abort Python's exit.
+    world_size, result = ranks
+    for rank in range(world_size):
+        names = [str(name) for name in result("threads", rank)["names"]]
+        assert not [name for name in names if "gloo" in name], names
+
+
+def test_a_rank_that_rejects_its_rows_makes_every_rank_raise(ranks):
+    world_size, result = ranks
+    for rank in range(world_size):
+        message = str(result("rejected_rows", rank)["message"])
+        if rank == world_size - 1:
+            assert message.startswith("Input X contains NaN."), message
+        else:
+            assert message == f"gpukmeans: rank(s) [{world_size - 1}] rejected their data; see their error."
+
+
 def test_ranks_that_disagree_on_features_all_raise(ranks):
     world_size, result = ranks
     for rank in range(world_size):

@@ -10,6 +10,7 @@ import gc
 import signal
 import threading
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,27 @@ def test_an_error_while_reading_reaches_the_consumer_after_the_items_before_it()
     with pytest.raises(ValueError, match="bad batch"):
         next(stream)
     _assert_ended(reader)
+
+
+def test_an_error_raised_in_the_consumer_frees_the_stream_without_the_collector():
+    # The error's traceback holds the stream's frame: were that frame to hold the error
+    # too, the two (and the reader's iterator, with the file it reads) would wait for the
+    # garbage collector. Disabled here, so that only reference counts free them.
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    items = broken()
+    freed = weakref.ref(items)
+    stream = prefetched(items)
+    del items
+    gc.disable()
+    try:
+        first, reader = _started_reader(stream)
+        with pytest.raises(ValueError, match="bad batch"):
+            next(stream)
+        _assert_ended(reader)
+        del stream
+        assert freed() is None
+    finally:
+        gc.enable()
