@@ -171,7 +171,9 @@ def validate_sample_weight(sample_weight, n_samples: int, dtype, device, *, requ
     if _arrays.is_cupy_array(sample_weight):
         sample_weight = torch.from_dlpack(sample_weight)
     if isinstance(sample_weight, torch.Tensor):
-        weights = sample_weight.detach().to(device=device, dtype=dtype).reshape(-1)
+        if sample_weight.dim() > 1:
+            raise ValueError(f"Sample weights must be 1D array or scalar, got {sample_weight.dim()}D array.")
+        weights = sample_weight.detach().to(device=device, dtype=dtype)
         if sample_weight.dim() == 0:
             weights = weights.expand(n_samples).clone()
     else:

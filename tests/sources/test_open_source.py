@@ -100,6 +100,9 @@ def test_weights_of_every_kind_give_one_float_per_row():
 
 @pytest.mark.parametrize("weights, message", [
     (np.ones((3, 1)), "Sample weights must be 1D array or scalar, got 2D array."),
+    (torch.ones(3, 1), "Sample weights must be 1D array or scalar, got 2D array."),
+    (torch.ones(3, 2, 1), "Sample weights must be 1D array or scalar, got 3D array."),
+    (torch.ones(1, 3), "Sample weights must be 1D array or scalar, got 2D array."),  # three, laid out as a row
     ([1.0, 2.0], "sample_weight.shape == (2,), expected shape (3,)!"),
     ([1.0, np.nan, 2.0], "Input sample_weight contains NaN or infinity."),
     ([1.0, None, 2.0], "Input sample_weight contains NaN or infinity."),  # a missing weight
