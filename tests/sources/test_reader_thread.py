@@ -89,10 +89,14 @@ def test_the_reader_thread_stops_when_the_consumer_closes_the_stream():
     stream = prefetched(numbers(), depth=2)
     first, reader = _started_reader(stream)
     assert [first, next(stream), next(stream)] == [0, 1, 2]
+    # Close once the reader waits for room (three handed over, two in the queue, one being
+    # offered): a reader that waits without polling the stop flag then never ends.
+    while len(produced) < 6:
+        time.sleep(0.01)
+    time.sleep(0.1)
     _returns_in_time(stream.close)
     _assert_ended(reader)
-    # three handed over, two waiting in the queue, one being offered: then it stopped
-    assert len(produced) <= 6
+    assert len(produced) == 6
 
 
 def test_the_reader_thread_stops_when_a_stream_is_dropped_or_read_to_the_end():
@@ -155,6 +159,7 @@ def test_an_error_raised_in_the_consumer_frees_the_stream_without_the_collector(
     # garbage collector. Disabled here, so that only reference counts free them.
     def broken():
         yield 1
+        yield 2  # the reader waits to hand it over while _started_reader looks for it
         raise ValueError("bad batch")
 
     items = broken()
@@ -164,6 +169,7 @@ def test_an_error_raised_in_the_consumer_frees_the_stream_without_the_collector(
     gc.disable()
     try:
         first, reader = _started_reader(stream)
+        assert [first, next(stream)] == [1, 2]
         with pytest.raises(ValueError, match="bad batch"):
             next(stream)
         _assert_ended(reader)
