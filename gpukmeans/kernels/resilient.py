@@ -47,7 +47,7 @@ class ResilientAssigner:
         return AssignResult(torch.cat([p.labels for p in pieces]), torch.cat([p.min_sq_distances for p in pieces]),
                             None, None)
 
-    def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia=True):
+    def lloyd_step(self, rows, centers, center_sq_norms, weights, labels, label_columns, *, compute_inertia):
         """The backend's ``lloyd_step`` in pieces; ``labels`` rows follow ``rows``.
 
         A piece that ran out of memory is retried whole: its labels are only written
