@@ -18,31 +18,39 @@ from gpukmeans.sources import base as sources_base
 from gpukmeans.kernels.reference import lloyd_step_reference
 
 
+class FailingBackend(kernels.ReferenceBackend):
+    """The reference kernels, out of memory for every call of more than ``limit`` rows and
+    for the first call of exactly ``once`` rows; each call's row count in ``calls``."""
+
+    def __init__(self, limit, once=None):
+        self.limit, self.once, self.calls = limit, once, []
+
+    def _check(self, X):
+        self.calls.append(X.shape[0])
+        if X.shape[0] > self.limit or X.shape[0] == self.once:
+            self.once = None
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+
+    def assign(self, X, *args, **kwargs):
+        self._check(X)
+        return assign_accumulate_reference(X, *args, **kwargs)
+
+    def lloyd_step(self, X, *args, **kwargs):
+        self._check(X)
+        return lloyd_step_reference(X, *args, **kwargs)
+
+    def candidate_potentials(self, *args, **kwargs):  # k-means++'s potentials keep fitting
+        return kernels.ReferenceBackend().candidate_potentials(*args, **kwargs)
+
+
 @pytest.fixture
 def kernel_that_fits(monkeypatch):
-    """Every source's kernels: the reference, whose assignment and Lloyd step run out of
-    memory above ``limit`` rows (k-means++'s potentials keep fitting)."""
-    calls = []
+    """Every source's kernels: a :class:`FailingBackend` of ``limit`` rows; returns its calls."""
 
     def install(limit):
-        class TightBackend(kernels.ReferenceBackend):
-            def assign(self, X, *args, **kwargs):
-                calls.append(X.shape[0])
-                if X.shape[0] > limit:
-                    raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-                return assign_accumulate_reference(X, *args, **kwargs)
-
-            def lloyd_step(self, X, *args, **kwargs):
-                calls.append(X.shape[0])
-                if X.shape[0] > limit:
-                    raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-                return lloyd_step_reference(X, *args, **kwargs)
-
-            def candidate_potentials(self, *args, **kwargs):
-                return kernels.ReferenceBackend().candidate_potentials(*args, **kwargs)
-
-        monkeypatch.setattr(sources_base, "backend_for", lambda device, dtype: TightBackend())
-        return calls
+        backend = FailingBackend(limit)
+        monkeypatch.setattr(sources_base, "backend_for", lambda device, dtype: backend)
+        return backend.calls
 
     return install
 
@@ -85,28 +93,6 @@ def test_pieces_combine_into_the_whole_result():
     assert torch.equal(pieces.labels, whole.labels)
     torch.testing.assert_close(pieces.min_sq_distances, whole.min_sq_distances)
     assert pieces.sums is None and pieces.weight_sums is None
-
-class FailingBackend(kernels.ReferenceBackend):
-    """The reference kernels, out of memory for every call of more than ``limit`` rows and
-    for the first call of exactly ``once`` rows; each call's row count in ``calls``."""
-
-    def __init__(self, limit, once=None):
-        self.limit, self.once, self.calls = limit, once, []
-
-    def _check(self, X):
-        self.calls.append(X.shape[0])
-        if X.shape[0] > self.limit or X.shape[0] == self.once:
-            self.once = None
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-
-    def assign(self, X, *args, **kwargs):
-        self._check(X)
-        return assign_accumulate_reference(X, *args, **kwargs)
-
-    def lloyd_step(self, X, *args, **kwargs):
-        self._check(X)
-        return lloyd_step_reference(X, *args, **kwargs)
-
 
 def _problem(n=20):
     generator = torch.Generator().manual_seed(1)

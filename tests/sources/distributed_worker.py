@@ -236,7 +236,8 @@ def main():
     save("exchanges", **exchanges(rank, world_size))
 
     # A rank whose rows hold NaN rejects them; the other ranks raise too (none waits forever).
-    X = table()[rank_rows(len(table()), rank, world_size)]
+    X = table()
+    X = X[rank_rows(len(X), rank, world_size)]
     if rank == world_size - 1:
         X[3, 2] = np.nan
     try:
